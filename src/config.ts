@@ -1,0 +1,151 @@
+/**
+ * Configuration: one zod schema over the environment, read once at start by `main.ts`.
+ *
+ * The service fails closed: without `APP_SECRET` or `VERIFY_TOKEN`, or with the placeholder values
+ * of `.env.example` outside development, {@linkcode loadConfig} throws a {@linkcode ConfigError}
+ * whose message names the variable and the reason.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { LOG_LEVELS } from "./log.ts";
+
+/** Meta's documented maximum webhook payload (3 MB), read as 3 MiB. */
+export const DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024;
+
+/** The newest Graph API version in our reference (released 29 Jul 2026). */
+export const DEFAULT_GRAPH_API_VERSION = "v26.0";
+
+/** The placeholder secrets of `.env.example`: accepted only in development, with a warning. */
+export const DEVELOPMENT_PLACEHOLDERS = {
+  APP_SECRET: "dev-app-secret-change-me",
+  VERIFY_TOKEN: "dev-verify-token-change-me",
+  ADMIN_TOKEN: "dev-admin-token-change-me",
+} as const;
+
+/** Admin tokens shorter than this are refused: they could be guessed. */
+const MIN_ADMIN_TOKEN_LENGTH = 16;
+
+const _optionalText = z.string().trim().min(1).optional();
+
+function _integer(min: number, max: number, fallback: number): z.ZodType<number> {
+  return z.string().trim().optional().transform((raw, ctx) => {
+    if (raw === undefined || raw === "") return fallback;
+    const value = Number(raw);
+    if (!/^\d+$/.test(raw) || value < min || value > max) {
+      ctx.addIssue({
+        code: "custom",
+        message: `expected a whole number from ${min} to ${max}, got "${raw}"`,
+      });
+      return z.NEVER;
+    }
+    return value;
+  });
+}
+
+function _required(what: string): z.ZodType<string> {
+  return z.string({ error: `is required: ${what}` }).trim().min(1, `is required: ${what}`);
+}
+
+const _envSchema = z.object({
+  PORT: _integer(0, 65535, 3001),
+  HOST: z.string().trim().min(1).default("0.0.0.0"),
+  KV_PATH: z.string().trim().min(1).default("./data/wa-webhook.kv"),
+  APP_SECRET: _required("the app secret from Meta's App Dashboard (comma-separated to rotate)")
+    .transform((raw, ctx) => {
+      const secrets = raw.split(",").map((s) => s.trim());
+      if (secrets.some((s) => s === "")) {
+        ctx.addIssue({
+          code: "custom",
+          message: "has an empty secret in its comma-separated list",
+        });
+        return z.NEVER;
+      }
+      return secrets;
+    }),
+  VERIFY_TOKEN: _required("the verify token typed into Meta's webhook settings"),
+  WHATSAPP_TOKEN: _optionalText,
+  GRAPH_API_BASE_URL: z.url({ protocol: /^https?$/, error: "expected an http(s) URL" })
+    .default("https://graph.facebook.com")
+    .transform((url) => url.replace(/\/+$/, "")),
+  GRAPH_API_VERSION: z.string().trim().regex(/^v\d+\.\d+$/, 'expected a version like "v26.0"')
+    .default(DEFAULT_GRAPH_API_VERSION),
+  ADMIN_TOKEN: z.string().trim().min(
+    MIN_ADMIN_TOKEN_LENGTH,
+    `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters`,
+  ).optional(),
+  LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(", ")}` })
+    .default("info"),
+  MAX_BODY_BYTES: _integer(1024, 64 * 1024 * 1024, DEFAULT_MAX_BODY_BYTES),
+});
+
+/** The validated configuration of one service process. */
+export type Config = z.output<typeof _envSchema>;
+
+/** Every environment variable the service reads: the `--allow-env` list of the start task. */
+export const CONFIG_NAMES = Object.keys(_envSchema.shape) as (keyof typeof _envSchema.shape)[];
+
+/** Raised when the environment cannot make a safe configuration; the message says why. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Options for {@linkcode loadConfig}. */
+export interface LoadConfigOptions {
+  /** Accept the `.env.example` placeholders (`deno task dev`); production refuses them. */
+  isDevelopment?: boolean;
+}
+
+/** A configuration and the warnings worth one log line each. */
+export interface LoadedConfig {
+  config: Config;
+  warnings: string[];
+}
+
+/**
+ * Validates the environment.
+ *
+ * @param env the raw values by name (missing names may be absent or `undefined`)
+ * @throws {ConfigError} naming each bad variable and the reason, one per line
+ */
+export function loadConfig(
+  env: Record<string, string | undefined>,
+  options: LoadConfigOptions = {},
+): LoadedConfig {
+  // An empty value means "not set", as `NAME=` in an env file reads.
+  const picked = Object.fromEntries(
+    CONFIG_NAMES.map((name) => [name, env[name]?.trim() === "" ? undefined : env[name]]),
+  );
+  const parsed = _envSchema.safeParse(picked);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? "environment");
+      return `Invalid configuration: ${name} ${issue.message}`;
+    });
+    throw new ConfigError(lines.join("\n"));
+  }
+  const config = parsed.data;
+  const placeholders = _placeholdersInUse(config);
+  if (placeholders.length === 0) return { config, warnings: [] };
+  if (!options.isDevelopment) {
+    throw new ConfigError(
+      placeholders.map((name) =>
+        `Invalid configuration: ${name} is the development placeholder from .env.example; set a real value`
+      ).join("\n"),
+    );
+  }
+  return {
+    config,
+    warnings: [
+      `Development secrets in use (${placeholders.join(", ")}): never expose this instance`,
+    ],
+  };
+}
+
+function _placeholdersInUse(config: Config): string[] {
+  const used: string[] = [];
+  if (config.APP_SECRET.includes(DEVELOPMENT_PLACEHOLDERS.APP_SECRET)) used.push("APP_SECRET");
+  if (config.VERIFY_TOKEN === DEVELOPMENT_PLACEHOLDERS.VERIFY_TOKEN) used.push("VERIFY_TOKEN");
+  if (config.ADMIN_TOKEN === DEVELOPMENT_PLACEHOLDERS.ADMIN_TOKEN) used.push("ADMIN_TOKEN");
+  return used;
+}
