@@ -1,0 +1,524 @@
+/**
+ * Turns a verified delivery into typed events, all of them: one per message, one per status, one
+ * per other change, and an `unknown` event for whatever cannot be read. Never throws and never
+ * drops a part of a delivery because its shape is new.
+ *
+ * Events come in delivery order: entry by entry, change by change; inside a `messages` change its
+ * messages, then its statuses, then its change event if it has one.
+ *
+ * @module
+ */
+
+import type { z } from "zod";
+import {
+  type Contact,
+  contactSchema,
+  messagesEnvelopeSchema,
+  UNIX_SECONDS_PATTERN,
+  WHATSAPP_OBJECT,
+} from "./envelope.ts";
+import { changeEventId, messageEventId, statusEventId, unknownEventId } from "./event_ids.ts";
+import { type ChangeValue, changeValueSchemaFor, type KnownChangeField } from "./field_schemas.ts";
+import { type InboundMessage, messageSchemaFor, type UnknownMessage } from "./message_schemas.ts";
+import { type Status, statusSchema } from "./status_schemas.ts";
+
+// The payload types that events carry, so that handlers import the whole vocabulary from here.
+export type { Contact, WhatsAppError } from "./envelope.ts";
+export type { ChangeValue, KnownChangeField } from "./field_schemas.ts";
+export type {
+  InboundMessage,
+  KnownMessage,
+  KnownMessageType,
+  UnknownMessage,
+} from "./message_schemas.ts";
+export type { KnownStatusValue, Status } from "./status_schemas.ts";
+
+/** An inbound message, with the business it was sent to and the sender's contact. */
+export interface MessageEvent {
+  /** Discriminant of {@linkcode WebhookEvent}. */
+  kind: "message";
+  /** `message:<wamid>`: the same for every retry and every copy of the message. */
+  id: string;
+  /** The WABA id (`entry.id`). */
+  wabaId: string;
+  /** The business number the message was sent to: the number to answer from. */
+  phoneNumberId: string;
+  /** The business number as digits, when Meta sent it. */
+  displayPhoneNumber?: string;
+  /** The message's `timestamp` (when Meta sent the webhook), in ms since the Unix epoch. */
+  timestampMs: number;
+  /**
+   * The sender's entry of `contacts[]`, matched on `user_id`/`wa_id` (never on position); absent
+   * when Meta sent none, as for system messages.
+   */
+  contact?: Contact;
+  /** The message, discriminated on `type`; `type: "unknown"` keeps what could not be typed. */
+  message: InboundMessage;
+}
+
+/** A status update of a message the business sent. */
+export interface StatusEvent {
+  /** Discriminant of {@linkcode WebhookEvent}. */
+  kind: "status";
+  /** `status:<wamid>:<status>:<unix seconds>`. */
+  id: string;
+  /** The WABA id (`entry.id`). */
+  wabaId: string;
+  /** The business number that sent the message. */
+  phoneNumberId: string;
+  /** The business number as digits, when Meta sent it. */
+  displayPhoneNumber?: string;
+  /** The status's `timestamp`, in milliseconds since the Unix epoch. */
+  timestampMs: number;
+  /** The recipient's entry of `contacts[]`, when Meta sent one (often lean or missing). */
+  contact?: Contact;
+  /** The status as Meta sent it; `status.status` is any string, see `KNOWN_STATUS_VALUES`. */
+  status: Status;
+}
+
+/** What every change event carries besides its field and value. */
+export interface ChangeEventBase {
+  /** Discriminant of {@linkcode WebhookEvent}. */
+  kind: "change";
+  /** `change:<field>:<hash>`, the hash of the WABA id, the field and the value (keys sorted). */
+  id: string;
+  /** The WABA id (`entry.id`). */
+  wabaId: string;
+  /** `entry.time` in milliseconds, when Meta sent it (management fields do). */
+  timestampMs?: number;
+  /** `value.metadata.phone_number_id`, for messaging-style fields. */
+  phoneNumberId?: string;
+  /** `value.metadata.display_phone_number` or `value.display_phone_number`, when present. */
+  displayPhoneNumber?: string;
+}
+
+/** A change of a known field whose value matched its schema, discriminated on `field`. */
+export type KnownChangeEvent = {
+  [F in KnownChangeField]: ChangeEventBase & { field: F; value: ChangeValue<F> };
+}[KnownChangeField];
+
+/**
+ * A change of a field this service does not know, or of a known field whose value failed its
+ * schema (then a {@linkcode SchemaDrift} says why): `originalField` is the field Meta sent and
+ * `value` the value as received.
+ */
+export interface UnknownChangeEvent extends ChangeEventBase {
+  /** Discriminant of {@linkcode ChangeEvent}: not a known field, or a value that failed. */
+  field: "unknown";
+  /** The `field` Meta sent. */
+  originalField: string;
+  /** The `value` as received. */
+  value: unknown;
+}
+
+/**
+ * A change that is neither a message nor a status: template, quality and account updates, calls,
+ * echoes, history, …, one event per change; and a `messages` change that holds no message and no
+ * status, or holds `errors[]`.
+ */
+export type ChangeEvent = KnownChangeEvent | UnknownChangeEvent;
+
+/**
+ * Something that could not be read as any other event: a foreign or malformed delivery, an entry
+ * or change without its keys, a message without `id` or `timestamp`, a status that failed its
+ * schema. Kept whole in `raw` so that nothing is lost; `reason` says what was wrong.
+ */
+export interface UnknownEvent {
+  /** Discriminant of {@linkcode WebhookEvent}. */
+  kind: "unknown";
+  /** `unknown:<hash>`, the hash of `raw` and of the WABA id when known. */
+  id: string;
+  /** Why this is not another kind of event, for the log line. */
+  reason: string;
+  /** The part of the delivery that could not be read, as received (`null` for no payload). */
+  raw: unknown;
+  /** The WABA id, when the entry had one. */
+  wabaId?: string;
+  /** The business number, when the change had one. */
+  phoneNumberId?: string;
+  /** The webhook field, when the change named one. */
+  field?: string;
+}
+
+/** Every event a delivery yields, discriminated on `kind`. Plain JSON: stored and logged as is. */
+export type WebhookEvent = MessageEvent | StatusEvent | ChangeEvent | UnknownEvent;
+
+/**
+ * One validation problem in a part of a delivery whose type is known (a message type, a status, a
+ * contact, the value of a known field). The part still yields an event through the tolerant path;
+ * the caller logs one warning per drift and counts them.
+ */
+export interface SchemaDrift {
+  /** The webhook field of the change: `messages`, `account_update`, … */
+  field: string;
+  /** What failed: a message type (`image`), `status`, `contact`, or `value` for a change value. */
+  type: string;
+  /** Where, from the root of the delivery: `entry[0].changes[1].value.messages[2].image.id`. */
+  path: string;
+  /** What was wrong, in zod's words: `Invalid input: expected string, received number`. */
+  reason: string;
+}
+
+/** The events of a delivery, and the schema drift found on the way. */
+export interface ParsedDelivery {
+  /** At least one event for any payload; see {@linkcode parseDelivery}. */
+  events: WebhookEvent[];
+  /** One entry per validation problem in a part of a known type. */
+  drift: SchemaDrift[];
+}
+
+/**
+ * Flattens a delivery (`JSON.parse` of the verified body) into events: exactly one per message,
+ * one per status, one per other change, and one `unknown` event per part that cannot be read
+ * (a foreign `object`, no `entry`, an entry without changes, …), so that any payload yields at
+ * least one event. Never throws.
+ */
+export function parseDelivery(payload: unknown): ParsedDelivery {
+  const parsed: ParsedDelivery = { events: [], drift: [] };
+  try {
+    _collectDelivery(payload, parsed);
+  } catch (error) {
+    // Defence in depth: the walk reads JSON values only and is not expected to throw, but a
+    // verified delivery must be kept whatever happens.
+    const detail = error instanceof Error ? error.message : String(error);
+    const reason = `Cannot read delivery: ${detail}`;
+    return { events: [_unknownEvent(payload, reason, {})], drift: parsed.drift };
+  }
+  return parsed;
+}
+
+/**
+ * The id of the user a message or status is about: the business-scoped user id (BSUID) when Meta
+ * sent one, on the message, the status or the matched contact; otherwise the phone number
+ * (`from`, `recipient_id`, `wa_id`) without a leading `+`; `undefined` when there is neither, and
+ * for change and unknown events. For a status of a group send, the user is the participant.
+ *
+ * The two kinds of id do not compare: a BSUID looks like `US.13491208655302741918`, a phone number
+ * is digits. Key users by `(phoneNumberId, userIdOf(event))`.
+ */
+export function userIdOf(event: WebhookEvent): string | undefined {
+  let party: Party;
+  if (event.kind === "message") party = _senderOf(event.message);
+  else if (event.kind === "status") party = _recipientOf(event.status);
+  else return undefined;
+  return party.userId ?? _nonEmpty(event.contact?.user_id) ?? party.phone ??
+    _phoneNumber(event.contact?.wa_id);
+}
+
+/** Who a message or status is about, as far as it says: BSUID and phone number, both optional. */
+interface Party {
+  userId?: string;
+  phone?: string;
+}
+
+/** The parts of an entry every event of it carries. */
+interface EntryContext {
+  wabaId: string;
+  timeMs: number | undefined;
+}
+
+/** The business number a `messages` change is for. */
+interface Origin {
+  wabaId: string;
+  phoneNumberId: string;
+  displayPhoneNumber?: string;
+}
+
+/** Where an unknown event was found, as far as known. */
+interface Whereabouts {
+  wabaId?: string;
+  phoneNumberId?: string;
+  field?: string;
+}
+
+function _collectDelivery(payload: unknown, parsed: ParsedDelivery): void {
+  if (!_isRecord(payload)) {
+    parsed.events.push(_unknownEvent(payload, "Delivery is not a JSON object", {}));
+    return;
+  }
+  if (payload.object !== WHATSAPP_OBJECT) {
+    const reason = typeof payload.object === "string"
+      ? `Delivery is for object "${payload.object}", not "${WHATSAPP_OBJECT}"`
+      : `Delivery has no "object"`;
+    parsed.events.push(_unknownEvent(payload, reason, {}));
+    return;
+  }
+  const entries = payload.entry;
+  if (!Array.isArray(entries) || entries.length === 0) {
+    parsed.events.push(_unknownEvent(payload, "Delivery has no entries", {}));
+    return;
+  }
+  for (let i = 0; i < entries.length; i++) _collectEntry(entries[i], `entry[${i}]`, parsed);
+}
+
+function _collectEntry(entry: unknown, path: string, parsed: ParsedDelivery): void {
+  if (!_isRecord(entry) || typeof entry.id !== "string" || entry.id === "") {
+    parsed.events.push(_unknownEvent(entry, `Entry has no "id"`, {}));
+    return;
+  }
+  const wabaId = entry.id;
+  const changes = entry.changes;
+  if (!Array.isArray(changes) || changes.length === 0) {
+    parsed.events.push(_unknownEvent(entry, "Entry has no changes", { wabaId }));
+    return;
+  }
+  const context: EntryContext = { wabaId, timeMs: _secondsToMs(entry.time) };
+  for (let j = 0; j < changes.length; j++) {
+    const change = changes[j];
+    const changePath = `${path}.changes[${j}]`;
+    if (!_isRecord(change) || typeof change.field !== "string") {
+      parsed.events.push(_unknownEvent(change, `Change has no "field"`, { wabaId }));
+    } else if (change.field === "messages") {
+      _collectMessagesChange(change.value, context, changePath, parsed);
+    } else {
+      parsed.events.push(_changeEvent(change.field, change.value, context, changePath, parsed));
+    }
+  }
+}
+
+function _collectMessagesChange(
+  value: unknown,
+  entry: EntryContext,
+  changePath: string,
+  parsed: ParsedDelivery,
+): void {
+  const envelope = messagesEnvelopeSchema.safeParse(value);
+  if (!envelope.success) {
+    // The value of a known field failed its schema: one change event keeps it whole.
+    parsed.events.push(_changeEvent("messages", value, entry, changePath, parsed));
+    return;
+  }
+  const { metadata, contacts = [], messages = [], statuses = [] } = envelope.data;
+  const origin: Origin = metadata.display_phone_number === undefined
+    ? { wabaId: entry.wabaId, phoneNumberId: metadata.phone_number_id }
+    : {
+      wabaId: entry.wabaId,
+      phoneNumberId: metadata.phone_number_id,
+      displayPhoneNumber: metadata.display_phone_number,
+    };
+  const valuePath = `${changePath}.value`;
+  const knownContacts = _validContacts(contacts, `${valuePath}.contacts`, parsed.drift);
+  for (let k = 0; k < messages.length; k++) {
+    const path = `${valuePath}.messages[${k}]`;
+    parsed.events.push(_messageEvent(messages[k], origin, knownContacts, path, parsed.drift));
+  }
+  for (let k = 0; k < statuses.length; k++) {
+    const path = `${valuePath}.statuses[${k}]`;
+    parsed.events.push(_statusEvent(statuses[k], origin, knownContacts, path, parsed.drift));
+  }
+  const hasErrors = Array.isArray(envelope.data.errors) && envelope.data.errors.length > 0;
+  if ((messages.length === 0 && statuses.length === 0) || hasErrors) {
+    parsed.events.push(_changeEvent("messages", value, entry, changePath, parsed));
+  }
+}
+
+function _messageEvent(
+  raw: unknown,
+  origin: Origin,
+  contacts: readonly Contact[],
+  path: string,
+  drift: SchemaDrift[],
+): MessageEvent | UnknownEvent {
+  const message = _parseMessage(raw, path, drift);
+  const wamid = _isRecord(raw) && typeof raw.id === "string" && raw.id !== "" ? raw.id : undefined;
+  const timestampMs = _isRecord(raw) ? _secondsToMs(raw.timestamp) : undefined;
+  if (wamid === undefined || timestampMs === undefined) {
+    return _unknownEvent(raw, `Message has no "id" or no "timestamp"`, {
+      wabaId: origin.wabaId,
+      phoneNumberId: origin.phoneNumberId,
+      field: "messages",
+    });
+  }
+  const contact = _findContact(contacts, _senderOf(message));
+  return {
+    kind: "message",
+    id: messageEventId(wamid),
+    ...origin,
+    timestampMs,
+    ...(contact === undefined ? {} : { contact }),
+    message,
+  };
+}
+
+function _parseMessage(raw: unknown, path: string, drift: SchemaDrift[]): InboundMessage {
+  const type = _isRecord(raw) && typeof raw.type === "string" ? raw.type : undefined;
+  const schema = type === undefined ? undefined : messageSchemaFor(type);
+  if (type === undefined || schema === undefined) return _unknownMessage(type, raw);
+  const result = schema.safeParse(raw);
+  if (result.success) return result.data;
+  _recordDrift(drift, result.error, { field: "messages", type, path });
+  return _unknownMessage(type, raw);
+}
+
+function _unknownMessage(type: string | undefined, raw: unknown): UnknownMessage {
+  return type === undefined
+    ? { type: "unknown", raw }
+    : { type: "unknown", originalType: type, raw };
+}
+
+function _statusEvent(
+  raw: unknown,
+  origin: Origin,
+  contacts: readonly Contact[],
+  path: string,
+  drift: SchemaDrift[],
+): StatusEvent | UnknownEvent {
+  const result = statusSchema.safeParse(raw);
+  if (!result.success) {
+    _recordDrift(drift, result.error, { field: "messages", type: "status", path });
+    return _unknownEvent(raw, "Status does not match its schema", {
+      wabaId: origin.wabaId,
+      phoneNumberId: origin.phoneNumberId,
+      field: "messages",
+    });
+  }
+  const status = result.data;
+  const timestampSeconds = Number(status.timestamp);
+  const contact = _findContact(contacts, _recipientOf(status));
+  return {
+    kind: "status",
+    id: statusEventId(status.id, status.status, timestampSeconds),
+    ...origin,
+    timestampMs: timestampSeconds * 1000,
+    ...(contact === undefined ? {} : { contact }),
+    status,
+  };
+}
+
+function _changeEvent(
+  field: string,
+  value: unknown,
+  entry: EntryContext,
+  changePath: string,
+  parsed: ParsedDelivery,
+): ChangeEvent {
+  const base: ChangeEventBase = {
+    kind: "change",
+    id: changeEventId(entry.wabaId, field, value),
+    wabaId: entry.wabaId,
+    ...(entry.timeMs === undefined ? {} : { timestampMs: entry.timeMs }),
+    ..._businessNumberOf(value),
+  };
+  const schema = changeValueSchemaFor(field);
+  if (schema !== undefined) {
+    const result = schema.safeParse(value);
+    // The cast restates what CHANGE_VALUE_SCHEMAS guarantees: `field` chose the schema that typed
+    // `value`; TypeScript cannot follow that through a Map lookup.
+    if (result.success) return { ...base, field, value: result.data } as KnownChangeEvent;
+    _recordDrift(parsed.drift, result.error, { field, type: "value", path: `${changePath}.value` });
+  }
+  return { ...base, field: "unknown", originalField: field, value };
+}
+
+function _unknownEvent(raw: unknown, reason: string, whereabouts: Whereabouts): UnknownEvent {
+  return {
+    kind: "unknown",
+    id: unknownEventId(raw, whereabouts.wabaId),
+    reason,
+    raw: raw === undefined ? null : raw,
+    ...whereabouts,
+  };
+}
+
+function _validContacts(
+  contacts: readonly unknown[],
+  path: string,
+  drift: SchemaDrift[],
+): Contact[] {
+  const valid: Contact[] = [];
+  for (let c = 0; c < contacts.length; c++) {
+    const result = contactSchema.safeParse(contacts[c]);
+    if (result.success) {
+      valid.push(result.data);
+    } else {
+      _recordDrift(drift, result.error, {
+        field: "messages",
+        type: "contact",
+        path: `${path}[${c}]`,
+      });
+    }
+  }
+  return valid;
+}
+
+function _findContact(contacts: readonly Contact[], party: Party): Contact | undefined {
+  const { userId, phone } = party;
+  if (userId !== undefined) {
+    const byUserId = contacts.find((contact) => contact.user_id === userId);
+    if (byUserId !== undefined) return byUserId;
+  }
+  if (phone !== undefined) return contacts.find((contact) => _phoneNumber(contact.wa_id) === phone);
+  return undefined;
+}
+
+function _senderOf(message: InboundMessage): Party {
+  const fields: unknown = message.type === "unknown" ? message.raw : message;
+  if (!_isRecord(fields)) return {};
+  return _party(fields.from_user_id, fields.from);
+}
+
+function _recipientOf(status: Status): Party {
+  return status.recipient_type === "group"
+    ? _party(status.recipient_participant_user_id, status.recipient_participant_id)
+    : _party(status.recipient_user_id, status.recipient_id);
+}
+
+function _party(userId: unknown, phone: unknown): Party {
+  const party: Party = {};
+  const bsuid = _nonEmpty(userId);
+  const phoneNumber = _phoneNumber(phone);
+  if (bsuid !== undefined) party.userId = bsuid;
+  if (phoneNumber !== undefined) party.phone = phoneNumber;
+  return party;
+}
+
+function _businessNumberOf(
+  value: unknown,
+): { phoneNumberId?: string; displayPhoneNumber?: string } {
+  if (!_isRecord(value)) return {};
+  const metadata = _isRecord(value.metadata) ? value.metadata : {};
+  const phoneNumberId = _nonEmpty(metadata.phone_number_id);
+  const displayPhoneNumber = _nonEmpty(metadata.display_phone_number) ??
+    _nonEmpty(value.display_phone_number);
+  return {
+    ...(phoneNumberId === undefined ? {} : { phoneNumberId }),
+    ...(displayPhoneNumber === undefined ? {} : { displayPhoneNumber }),
+  };
+}
+
+function _recordDrift(
+  drift: SchemaDrift[],
+  error: z.ZodError,
+  where: { field: string; type: string; path: string },
+): void {
+  for (const issue of error.issues) {
+    let path = where.path;
+    for (const segment of issue.path) {
+      path += typeof segment === "number" ? `[${segment}]` : `.${String(segment)}`;
+    }
+    drift.push({ field: where.field, type: where.type, path, reason: issue.message });
+  }
+}
+
+/** Unix seconds (digits or an integer) to milliseconds; `undefined` for anything else. */
+function _secondsToMs(value: unknown): number | undefined {
+  if (typeof value === "number") {
+    return Number.isSafeInteger(value) && value >= 0 ? value * 1000 : undefined;
+  }
+  if (typeof value === "string" && UNIX_SECONDS_PATTERN.test(value)) return Number(value) * 1000;
+  return undefined;
+}
+
+function _nonEmpty(value: unknown): string | undefined {
+  return typeof value === "string" && value !== "" ? value : undefined;
+}
+
+/** A phone number as digits: Meta's examples write it both with and without a leading `+`. */
+function _phoneNumber(value: unknown): string | undefined {
+  const text = _nonEmpty(value);
+  return text?.startsWith("+") ? _nonEmpty(text.slice(1)) : text;
+}
+
+function _isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
