@@ -1,0 +1,509 @@
+/**
+ * The WhatsApp Cloud API client: `POST {baseUrl}/{version}/{phoneNumberId}/messages` with typed
+ * helpers for a text reply, mark-as-read (with the typing indicator) and any other message.
+ *
+ * Every call is paced (token bucket per phone number id, spacing per recipient after a pair rate
+ * error), bounded by a timeout, and retried with full-jitter backoff while its error is retryable
+ * and the attempt and time caps allow; it then fails with a {@linkcode GraphApiError} whose
+ * category tells the caller what to do next. Messages to one recipient go one at a time, in call
+ * order, retries included, so a user receives them in the order they were sent.
+ *
+ * A timed-out request is retried although Meta may have accepted it: the Cloud API has no
+ * idempotency key, so a timeout is the one case where a retry can deliver a message twice.
+ *
+ * @module
+ */
+
+import { z } from "zod";
+import { type Clock, systemClock } from "../clock.ts";
+import { DEFAULT_GRAPH_API_VERSION } from "../config.ts";
+import { type Logger, silentLogger } from "../log.ts";
+import {
+  GraphApiError,
+  type GraphErrorCategory,
+  PAIR_RATE_LIMIT_CODE,
+  readGraphError,
+} from "./errors.ts";
+import {
+  createRateLimiter,
+  DEFAULT_MESSAGES_PER_SECOND,
+  type RecipientTurn,
+} from "./rate_limit.ts";
+import {
+  backoffDelayMs,
+  DEFAULT_RETRY_OPTIONS,
+  parseRetryAfter,
+  type RetryOptions,
+} from "./retry.ts";
+
+/** Meta's Graph API host. */
+export const DEFAULT_GRAPH_API_BASE_URL = "https://graph.facebook.com";
+/** How long one request may take, answer body included. */
+export const DEFAULT_TIMEOUT_MS = 10_000;
+
+/** A business-scoped user id: country code, optional `ENT` (parent BSUID), alphanumerics. */
+const BSUID_PATTERN = /^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$/;
+
+/** Whether `value` has the format of a business-scoped user id (`US.13491208655302741918`). */
+export function isBusinessScopedUserId(value: string): boolean {
+  return BSUID_PATTERN.test(value);
+}
+
+/** What a webhook tells about a user: a phone number (`wa_id`/`from`), a BSUID, or both. */
+export interface RecipientIdentity {
+  /** The phone number (`wa_id`, `from`); absent when Meta withholds it. */
+  phone?: string | undefined;
+  /** The business-scoped user id (`user_id`, `from_user_id`). */
+  userId?: string | undefined;
+}
+
+/** Who a message goes to: a phone number in `to`, or a BSUID in `recipient` (reference §8.2). */
+export type RecipientFields = { to: string; recipient?: never } | {
+  recipient: string;
+  to?: never;
+};
+
+/**
+ * Builds the recipient fields of a message. The phone number wins when both are known: every
+ * message type accepts `to`, while some refuse a BSUID (131062, e.g. authentication templates),
+ * and statuses of sends to a phone carry `recipient_id` as before. The BSUID goes in `recipient`
+ * (a BSUID put in `to` is dropped silently). A string is taken as a BSUID when it has the BSUID
+ * format, else as a phone number.
+ *
+ * @throws {TypeError} when neither a phone number nor a BSUID is given.
+ */
+export function recipientFields(who: string | RecipientIdentity): RecipientFields {
+  if (typeof who === "string") {
+    return isBusinessScopedUserId(who) ? { recipient: who } : { to: who };
+  }
+  if (who.phone) return { to: who.phone };
+  if (who.userId) return { recipient: who.userId };
+  throw new TypeError("Cannot address a message: the recipient has neither a phone nor a user id");
+}
+
+/** A media object: an uploaded media id or a public link. */
+export type OutboundMedia = ({ id: string; link?: never } | { link: string; id?: never }) & {
+  caption?: string;
+  filename?: string;
+};
+
+/** The content of an outbound message, by `type`, as Meta's send reference names it. */
+export type OutboundContent =
+  | { type: "text"; text: { body: string; preview_url?: boolean } }
+  | { type: "image"; image: OutboundMedia }
+  | { type: "audio"; audio: OutboundMedia }
+  | { type: "video"; video: OutboundMedia }
+  | { type: "document"; document: OutboundMedia }
+  | { type: "sticker"; sticker: OutboundMedia }
+  | { type: "reaction"; reaction: { message_id: string; emoji: string } }
+  | {
+    type: "location";
+    location: { latitude: number; longitude: number; name?: string; address?: string };
+  }
+  | { type: "contacts"; contacts: Record<string, unknown>[] }
+  | { type: "interactive"; interactive: Record<string, unknown> }
+  | {
+    type: "template";
+    template: { name: string; language: { code: string }; components?: unknown[] };
+  };
+
+/** Any outbound message body except `messaging_product`, which the client adds. */
+export type OutboundMessage = RecipientFields & OutboundContent & {
+  /** `individual` (default at Meta) or `group`, with `to` a group id. */
+  recipient_type?: "individual" | "group";
+  /** Makes the message a reply that quotes `message_id`. */
+  context?: { message_id: string };
+  /** Comes back in the status webhooks of this message. */
+  biz_opaque_callback_data?: string;
+};
+
+/** Options every call accepts. */
+export interface CallOptions {
+  /** Aborts waiting and the request in flight; the call rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/** Options for {@linkcode GraphClient.sendText}. */
+export interface SendTextOptions extends CallOptions {
+  /** A phone number or BSUID (see {@linkcode recipientFields}), or both as known. */
+  to: string | RecipientIdentity;
+  /** The message body (Meta's limit: 4096 characters). */
+  text: string;
+  /** The id (`wamid`) of the message this one replies to and quotes. */
+  replyTo?: string;
+  /** Whether WhatsApp renders a preview of the first link. */
+  previewUrl?: boolean;
+  /** Comes back in the status webhooks of this message. */
+  bizOpaqueCallbackData?: string;
+}
+
+/** Options for {@linkcode GraphClient.markAsRead}. */
+export interface MarkAsReadOptions extends CallOptions {
+  /** Also show "typing…" until the reply, or for 25 seconds. */
+  typingIndicator?: boolean;
+}
+
+/** What Meta answered to an accepted message. Accepted is not delivered: statuses tell that. */
+export interface SendMessageResult {
+  /** The `wamid` that statuses of this message will refer to. */
+  messageId: string;
+  /** `accepted`, or e.g. `held_for_quality_assessment`, when Meta says. */
+  messageStatus?: string;
+  /** The recipient as Meta resolved it. */
+  contact?: { input: string; waId?: string; userId?: string };
+}
+
+/** One HTTP attempt, as reported to {@linkcode GraphClientOptions.onCall} (for metrics). */
+export interface GraphCallOutcome {
+  phoneNumberId: string;
+  /** 1 for the first try. */
+  attempt: number;
+  /** `ok`, or the category of the error. */
+  outcome: "ok" | GraphErrorCategory;
+  /** Absent when no response arrived. */
+  httpStatus?: number;
+  /** Meta's error code, when the answer had one. */
+  code?: number;
+  /** From sending to the end of the answer, by the client's clock. */
+  durationMs: number;
+}
+
+/** Options for {@linkcode createGraphClient}. */
+export interface GraphClientOptions {
+  /** The access token for every phone number without its own. Never logged. */
+  token: string;
+  /** Tokens by phone number id, for several numbers behind one service. */
+  tokensByPhoneNumberId?: Record<string, string>;
+  /** Defaults to {@linkcode DEFAULT_GRAPH_API_BASE_URL}. */
+  baseUrl?: string;
+  /** Defaults to `DEFAULT_GRAPH_API_VERSION` of `config.ts`, the newest in the reference. */
+  version?: string;
+  /** Defaults to the global `fetch`. */
+  fetch?: typeof fetch;
+  /** Time for timeouts, backoff and pacing; defaults to the system clock. */
+  clock?: Clock;
+  /** Defaults to a silent logger. */
+  logger?: Logger;
+  /** Returns a number in [0, 1) for the backoff jitter; defaults to `Math.random`. */
+  random?: () => number;
+  /** How long one request may take; defaults to {@linkcode DEFAULT_TIMEOUT_MS}. */
+  timeoutMs?: number;
+  /** Overrides parts of `DEFAULT_RETRY_OPTIONS`. */
+  retry?: Partial<RetryOptions>;
+  /** Throughput per phone number id; defaults to Meta's 80 messages per second. */
+  messagesPerSecond?: number;
+  /** Told about every HTTP attempt; an observer that throws is logged and ignored. */
+  onCall?: (outcome: GraphCallOutcome) => void;
+}
+
+/** Sends through the Cloud API; see {@linkcode createGraphClient}. */
+export interface GraphClient {
+  /**
+   * Sends any message. Resolves with Meta's acceptance.
+   *
+   * @throws {GraphApiError} when Meta refuses it, or when retries ran out.
+   */
+  sendMessage(
+    phoneNumberId: string,
+    message: OutboundMessage,
+    options?: CallOptions,
+  ): Promise<SendMessageResult>;
+  /**
+   * Sends a text message, quoting `replyTo` when given.
+   *
+   * @throws {GraphApiError} as {@linkcode GraphClient.sendMessage}.
+   */
+  sendText(phoneNumberId: string, options: SendTextOptions): Promise<SendMessageResult>;
+  /**
+   * Marks an inbound message (and the ones before it) as read, optionally showing the typing
+   * indicator. Not paced per recipient: it is not a message to the user.
+   *
+   * @throws {GraphApiError} as {@linkcode GraphClient.sendMessage}.
+   */
+  markAsRead(phoneNumberId: string, messageId: string, options?: MarkAsReadOptions): Promise<void>;
+}
+
+const SentMessageSchema = z.object({
+  id: z.string().min(1),
+  message_status: z.string().optional(),
+});
+
+/** Meta's answer to an accepted message (reference §8.3); unknown fields are ignored. */
+const SendResponseSchema = z.object({
+  messages: z.tuple([SentMessageSchema], SentMessageSchema),
+  contacts: z.array(
+    z.object({ input: z.string(), wa_id: z.string().optional(), user_id: z.string().optional() }),
+  ).optional(),
+});
+
+const MarkAsReadResponseSchema = z.object({ success: z.literal(true) });
+
+/** Creates a client. No request is made until a method is called. */
+export function createGraphClient(options: GraphClientOptions): GraphClient {
+  const baseUrl = (options.baseUrl ?? DEFAULT_GRAPH_API_BASE_URL).replace(/\/+$/, "");
+  const version = options.version ?? DEFAULT_GRAPH_API_VERSION;
+  const fetchFn = options.fetch ?? fetch;
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? silentLogger;
+  const random = options.random ?? Math.random;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const retry: RetryOptions = { ...DEFAULT_RETRY_OPTIONS, ...options.retry };
+  const limiter = createRateLimiter({
+    clock,
+    messagesPerSecond: options.messagesPerSecond ?? DEFAULT_MESSAGES_PER_SECOND,
+  });
+
+  function tokenFor(phoneNumberId: string): string {
+    return options.tokensByPhoneNumberId?.[phoneNumberId] ?? options.token;
+  }
+
+  /** One HTTP attempt: resolves with the JSON of a 2xx answer, or throws a GraphApiError. */
+  async function post(
+    phoneNumberId: string,
+    body: Record<string, unknown>,
+    signal: AbortSignal | undefined,
+  ): Promise<unknown> {
+    const token = tokenFor(phoneNumberId);
+    const url = `${baseUrl}/${version}/${encodeURIComponent(phoneNumberId)}/messages`;
+    const request = new AbortController();
+    const stopTimer = new AbortController();
+    let hasTimedOut = false;
+    const onCallerAbort = (): void => request.abort(signal?.reason);
+    signal?.addEventListener("abort", onCallerAbort, { once: true });
+    clock.sleep(timeoutMs, stopTimer.signal).then(() => {
+      hasTimedOut = true;
+      request.abort();
+    }, () => {});
+    try {
+      const response = await fetchFn(url, {
+        method: "POST",
+        headers: { "Authorization": `Bearer ${token}`, "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+        signal: request.signal,
+      });
+      const text = _redact(await response.text(), token);
+      if (response.ok) return _parseJsonOrUndefined(text);
+      const retryAfterMs = parseRetryAfter(response.headers.get("Retry-After"), clock.now());
+      throw readGraphError(response.status, text, retryAfterMs);
+    } catch (error) {
+      if (error instanceof GraphApiError) throw error;
+      if (signal?.aborted) throw signal.reason;
+      if (hasTimedOut) {
+        throw new GraphApiError({
+          message: `Graph API did not answer within ${timeoutMs} ms`,
+          category: "transient",
+          cause: error,
+        });
+      }
+      throw new GraphApiError({
+        message: `Cannot reach the Graph API: ${_redact(_describe(error), token)}`,
+        category: "transient",
+        cause: error,
+      });
+    } finally {
+      stopTimer.abort();
+      signal?.removeEventListener("abort", onCallerAbort);
+    }
+  }
+
+  /** Paces, sends and retries one call; `recipient` is set for messages to a user. */
+  async function call(
+    phoneNumberId: string,
+    body: Record<string, unknown>,
+    recipient: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<unknown> {
+    const turn = recipient === undefined
+      ? undefined
+      : await limiter.takeTurn(phoneNumberId, recipient, signal);
+    try {
+      return await callInTurn(phoneNumberId, body, turn, signal);
+    } finally {
+      turn?.release();
+    }
+  }
+
+  async function callInTurn(
+    phoneNumberId: string,
+    body: Record<string, unknown>,
+    turn: RecipientTurn | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<unknown> {
+    const log = logger.child({ phoneNumberId, type: body.type ?? body.status });
+    let firstTryAt: number | undefined;
+    for (let attempt = 1;; attempt++) {
+      await turn?.waitForSpacing(signal);
+      await limiter.acquire(phoneNumberId, signal);
+      const startedAt = clock.now();
+      firstTryAt ??= startedAt;
+      try {
+        const result = await post(phoneNumberId, body, signal);
+        turn?.recordDelivered();
+        observe({ phoneNumberId, attempt, outcome: "ok", durationMs: clock.now() - startedAt });
+        log.debug("graph call succeeded", { attempt });
+        return result;
+      } catch (error) {
+        if (!(error instanceof GraphApiError)) throw error;
+        observe({
+          phoneNumberId,
+          attempt,
+          outcome: error.category,
+          durationMs: clock.now() - startedAt,
+          ...(error.httpStatus === undefined ? {} : { httpStatus: error.httpStatus }),
+          ...(error.code === undefined ? {} : { code: error.code }),
+        });
+        const fields = _errorFields(error, attempt);
+        if (error.category === "auth") {
+          log.error("graph call refused: access token or permission", fields);
+          throw error;
+        }
+        if (!error.retryable) {
+          log.debug("graph call failed", fields);
+          throw error;
+        }
+        // After a pair rate error the recipient's spacing is the wait (`waitForSpacing`).
+        const pairSpacingMs = error.code === PAIR_RATE_LIMIT_CODE
+          ? turn?.recordPairRateLimit()
+          : undefined;
+        const sleepMs = error.retryAfterMs ??
+          (pairSpacingMs === undefined ? backoffDelayMs(attempt - 1, retry, random) : 0);
+        const delayMs = Math.max(sleepMs, pairSpacingMs ?? 0);
+        const elapsedMs = clock.now() - firstTryAt;
+        if (attempt >= retry.maxAttempts || elapsedMs + delayMs > retry.maxTotalMs) {
+          log.warn("graph call gave up", { ...fields, elapsedMs, delayMs });
+          throw error;
+        }
+        log.warn("graph call will be retried", { ...fields, delayMs });
+        if (sleepMs > 0) await clock.sleep(sleepMs, signal);
+      }
+    }
+  }
+
+  function observe(outcome: GraphCallOutcome): void {
+    if (!options.onCall) return;
+    try {
+      options.onCall(outcome);
+    } catch (error) {
+      logger.warn("graph call observer threw", { error });
+    }
+  }
+
+  async function sendMessage(
+    phoneNumberId: string,
+    message: OutboundMessage,
+    callOptions: CallOptions = {},
+  ): Promise<SendMessageResult> {
+    const recipient = message.to ?? message.recipient;
+    const answer = await call(
+      phoneNumberId,
+      { messaging_product: "whatsapp", ...message },
+      recipient,
+      callOptions.signal,
+    );
+    const parsed = SendResponseSchema.safeParse(answer);
+    if (!parsed.success) throw _unreadableSuccess();
+    return _toSendResult(parsed.data);
+  }
+
+  function sendText(
+    phoneNumberId: string,
+    textOptions: SendTextOptions,
+  ): Promise<SendMessageResult> {
+    const message: OutboundMessage = {
+      ...recipientFields(textOptions.to),
+      recipient_type: "individual",
+      type: "text",
+      text: {
+        body: textOptions.text,
+        ...(textOptions.previewUrl === undefined ? {} : { preview_url: textOptions.previewUrl }),
+      },
+      ...(textOptions.replyTo === undefined
+        ? {}
+        : { context: { message_id: textOptions.replyTo } }),
+      ...(textOptions.bizOpaqueCallbackData === undefined
+        ? {}
+        : { biz_opaque_callback_data: textOptions.bizOpaqueCallbackData }),
+    };
+    return sendMessage(
+      phoneNumberId,
+      message,
+      textOptions.signal ? { signal: textOptions.signal } : {},
+    );
+  }
+
+  async function markAsRead(
+    phoneNumberId: string,
+    messageId: string,
+    readOptions: MarkAsReadOptions = {},
+  ): Promise<void> {
+    const body = {
+      messaging_product: "whatsapp",
+      status: "read",
+      message_id: messageId,
+      ...(readOptions.typingIndicator ? { typing_indicator: { type: "text" } } : {}),
+    };
+    const answer = await call(phoneNumberId, body, undefined, readOptions.signal);
+    if (!MarkAsReadResponseSchema.safeParse(answer).success) throw _unreadableSuccess();
+  }
+
+  return { sendMessage, sendText, markAsRead };
+}
+
+type _SendResponse = z.infer<typeof SendResponseSchema>;
+
+function _toSendResult(response: _SendResponse): SendMessageResult {
+  const [message] = response.messages;
+  const contact = response.contacts?.[0];
+  return {
+    messageId: message.id,
+    ...(message.message_status === undefined ? {} : { messageStatus: message.message_status }),
+    ...(contact === undefined ? {} : {
+      contact: {
+        input: contact.input,
+        ...(contact.wa_id === undefined ? {} : { waId: contact.wa_id }),
+        ...(contact.user_id === undefined ? {} : { userId: contact.user_id }),
+      },
+    }),
+  };
+}
+
+/**
+ * A 2xx answer without the expected shape. Meta may have accepted the message, so sending it
+ * again could deliver it twice: not retryable.
+ */
+function _unreadableSuccess(): GraphApiError {
+  return new GraphApiError({
+    message: "Cannot read the Graph API's success answer: the message may have been sent",
+    category: "transient",
+    retryable: false,
+  });
+}
+
+function _errorFields(error: GraphApiError, attempt: number): Record<string, unknown> {
+  return {
+    attempt,
+    category: error.category,
+    code: error.code,
+    subcode: error.subcode,
+    httpStatus: error.httpStatus,
+    fbtraceId: error.fbtraceId,
+    reason: error.message,
+  };
+}
+
+function _parseJsonOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function _describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Removes the token from text that may be logged, in case an answer or an error echoes it. */
+function _redact(text: string, token: string): string {
+  return token === "" ? text : text.replaceAll(token, "[redacted]");
+}

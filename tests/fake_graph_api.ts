@@ -1,0 +1,303 @@
+/**
+ * A fake Graph API for tests: a real HTTP server on 127.0.0.1 that answers
+ * `POST /{version}/{phoneNumberId}/messages` the way Meta does. It checks the bearer token (190,
+ * HTTP 401), the path and the body shape (100, HTTP 400), answers Meta's success shapes, records
+ * every request, and can be scripted to answer the next requests with Meta's errors (130429,
+ * 131056, 131047, …), `Retry-After`, bare 5xx or slow answers.
+ *
+ * @module
+ */
+
+/** The token the fake accepts unless told otherwise. */
+export const FAKE_TOKEN = "fake-graph-token";
+
+/** How long {@linkcode FakeGraphApi.waitForRequests} waits before failing the test, in real ms. */
+const WAIT_FOR_REQUESTS_MS = 5_000;
+
+/** Message types the fake accepts, each with an object of the same name. */
+const MESSAGE_TYPES = new Set([
+  "text",
+  "image",
+  "audio",
+  "video",
+  "document",
+  "sticker",
+  "reaction",
+  "location",
+  "contacts",
+  "interactive",
+  "template",
+]);
+
+/** Meta's limit on `text.body`. */
+const MAX_TEXT_BODY_CHARS = 4096;
+
+/** A business-scoped user id, as Meta formats it. */
+const BSUID_PATTERN = /^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$/;
+
+/** Meta's HTTP status for the codes that are not answered with 400 (reference §9.2). */
+const HTTP_STATUS_BY_CODE: ReadonlyMap<number, number> = new Map([
+  [0, 401],
+  [190, 401],
+  [10, 403],
+  [368, 403],
+  [130497, 403],
+  [131005, 403],
+  [131031, 403],
+  [3, 500],
+  [131000, 500],
+  [131016, 500],
+  [131045, 500],
+  [131057, 500],
+  [133000, 500],
+  [2, 503],
+  [133004, 503],
+]);
+
+/** Meta's messages for the codes tests use most. */
+const MESSAGE_BY_CODE: ReadonlyMap<number, string> = new Map([
+  [100, "(#100) Invalid parameter"],
+  [190, "Error validating access token: Session has expired"],
+  [130429, "(#130429) Rate limit hit"],
+  [131026, "(#131026) Message Undeliverable"],
+  [131047, "(#131047) Re-engagement message"],
+  [131056, "(#131056) (Business Account, Consumer Account) pair rate limit hit"],
+]);
+
+/** A scripted Meta error answer; `status` defaults to Meta's status for the code. */
+export interface FakeErrorAnswer {
+  error: number;
+  status?: number;
+  subcode?: number;
+  message?: string;
+  details?: string;
+  /** Sent as the `Retry-After` header. */
+  retryAfter?: string;
+}
+
+/** A scripted raw answer, e.g. a bare 502 from a gateway. */
+export interface FakeRawAnswer {
+  status: number;
+  body?: string;
+  headers?: Record<string, string>;
+}
+
+/**
+ * A scripted slow answer: waits `delayMs` of real time (`Infinity`: until the fake closes), then
+ * answers `then` or, by default, as Meta would.
+ */
+export interface FakeSlowAnswer {
+  delayMs: number;
+  then?: FakeErrorAnswer | FakeRawAnswer;
+}
+
+/** What the fake answers to one upcoming request, instead of its normal answer. */
+export type FakeAnswer = FakeErrorAnswer | FakeRawAnswer | FakeSlowAnswer;
+
+/** A request as the fake received it. */
+export interface RecordedRequest {
+  method: string;
+  /** The URL path, e.g. `/v26.0/1234/messages`. */
+  path: string;
+  /** Every header, names in lower case. */
+  headers: Record<string, string>;
+  /** The parsed JSON body, or the raw text when it was not JSON. */
+  body: unknown;
+}
+
+/** Options for {@linkcode startFakeGraphApi}. */
+export interface FakeGraphApiOptions {
+  /** The token accepted for every phone number id; defaults to {@linkcode FAKE_TOKEN}. */
+  token?: string;
+  /** Tokens that only one phone number id accepts. */
+  tokensByPhoneNumberId?: Record<string, string>;
+}
+
+/** A running fake; close it (or use `await using`) before the test ends. */
+export interface FakeGraphApi extends AsyncDisposable {
+  /** The base URL to give the client, e.g. `http://127.0.0.1:41234`. */
+  url: string;
+  /** Every request received, in order. */
+  requests: RecordedRequest[];
+  /** Queues answers for the next requests, one each, before the fake's normal behaviour. */
+  script(...answers: FakeAnswer[]): void;
+  /** Resolves once `count` requests have arrived; fails after 5 s of real time. */
+  waitForRequests(count: number): Promise<void>;
+  /** Ends slow answers and stops the server. */
+  close(): Promise<void>;
+}
+
+/** Starts a fake Graph API on 127.0.0.1 with a free port. */
+export function startFakeGraphApi(options: FakeGraphApiOptions = {}): FakeGraphApi {
+  const token = options.token ?? FAKE_TOKEN;
+  const requests: RecordedRequest[] = [];
+  const scripted: FakeAnswer[] = [];
+  const waiters = new Set<() => void>();
+  const closing = new AbortController();
+  let messageCount = 0;
+
+  async function handle(request: Request): Promise<Response> {
+    const text = await request.text();
+    const body = _parseJson(text) ?? text;
+    const path = new URL(request.url).pathname;
+    requests.push({
+      method: request.method,
+      path,
+      headers: Object.fromEntries(request.headers),
+      body,
+    });
+    for (const wake of waiters) wake();
+
+    const answer = scripted.shift();
+    if (answer && "delayMs" in answer) {
+      await _delay(answer.delayMs, closing.signal);
+      return answer.then ? _answer(answer.then) : answerAsMeta(request, path, body);
+    }
+    return answer ? _answer(answer) : answerAsMeta(request, path, body);
+  }
+
+  function answerAsMeta(request: Request, path: string, body: unknown): Response {
+    const match = /^\/(v\d+\.\d+)\/([^/]+)\/messages$/.exec(path);
+    if (!match) return _metaError({ error: 100, message: "Unknown path components" });
+    const phoneNumberId = match[2]!;
+    const expected = options.tokensByPhoneNumberId?.[phoneNumberId] ?? token;
+    if (request.headers.get("authorization") !== `Bearer ${expected}`) {
+      return _metaError({ error: 190, message: "Invalid OAuth access token" });
+    }
+    if (request.method !== "POST") {
+      return _metaError({ error: 100, message: `Unsupported ${request.method} request` });
+    }
+    const problem = _problemWith(body);
+    if (problem) return _metaError({ error: 100, details: problem });
+    const message = body as Record<string, unknown>;
+    if (message.status === "read") return Response.json({ success: true });
+    messageCount += 1;
+    const input = String(message.to ?? message.recipient);
+    return Response.json({
+      messaging_product: "whatsapp",
+      contacts: [message.to === undefined ? { input, user_id: input } : { input, wa_id: input }],
+      messages: [{ id: `wamid.FAKE${String(messageCount).padStart(6, "0")}` }],
+    });
+  }
+
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handle);
+
+  async function close(): Promise<void> {
+    closing.abort();
+    await server.shutdown();
+  }
+
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    requests,
+    script: (...answers) => void scripted.push(...answers),
+    waitForRequests: (count) => _waitUntil(() => requests.length >= count, waiters),
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/** Why Meta would refuse this body with error 100, or `undefined` if it would accept it. */
+function _problemWith(body: unknown): string | undefined {
+  if (typeof body !== "object" || body === null) return "The request body must be a JSON object";
+  const message = body as Record<string, unknown>;
+  if (message.messaging_product !== "whatsapp") {
+    return 'The parameter messaging_product must be "whatsapp"';
+  }
+  if (message.status !== undefined) {
+    if (message.status !== "read") return 'The parameter status must be "read"';
+    if (typeof message.message_id !== "string") return "The parameter message_id is required";
+    const indicator = message.typing_indicator as { type?: unknown } | undefined;
+    if (indicator !== undefined && indicator?.type !== "text") {
+      return 'The parameter typing_indicator.type must be "text"';
+    }
+    return undefined;
+  }
+  const hasTo = typeof message.to === "string" && message.to !== "";
+  const hasRecipient = typeof message.recipient === "string";
+  if (hasTo === hasRecipient) return "Exactly one of the parameters to and recipient is required";
+  if (hasRecipient && !BSUID_PATTERN.test(message.recipient as string)) {
+    return "The parameter recipient must be a business-scoped user id";
+  }
+  const type = message.type;
+  if (typeof type !== "string" || !MESSAGE_TYPES.has(type)) return "Unsupported message type";
+  const content = message[type];
+  if (typeof content !== "object" || content === null) return `The parameter ${type} is required`;
+  if (type === "text") {
+    const text = (content as { body?: unknown }).body;
+    if (typeof text !== "string" || text === "") return "The parameter text.body is required";
+    if ([...text].length > MAX_TEXT_BODY_CHARS) return "The parameter text.body is too long";
+  }
+  return undefined;
+}
+
+function _answer(answer: FakeErrorAnswer | FakeRawAnswer): Response {
+  if ("error" in answer) return _metaError(answer);
+  return new Response(answer.body ?? null, {
+    status: answer.status,
+    ...(answer.headers ? { headers: answer.headers } : {}),
+  });
+}
+
+/** Meta's error body and status for a code. */
+function _metaError(answer: FakeErrorAnswer): Response {
+  const code = answer.error;
+  const status = answer.status ?? HTTP_STATUS_BY_CODE.get(code) ?? 400;
+  const message = answer.message ?? MESSAGE_BY_CODE.get(code) ?? `(#${code}) Error`;
+  const headers: Record<string, string> = answer.retryAfter === undefined
+    ? {}
+    : { "Retry-After": answer.retryAfter };
+  return Response.json({
+    error: {
+      message,
+      type: "OAuthException",
+      code,
+      ...(answer.subcode === undefined ? {} : { error_subcode: answer.subcode }),
+      error_data: { messaging_product: "whatsapp", details: answer.details ?? message },
+      fbtrace_id: `Fake${crypto.randomUUID().slice(0, 8)}`,
+    },
+  }, { status, headers });
+}
+
+/** Waits `ms` of real time, or until `signal` aborts (then resolves too). */
+function _delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = Number.isFinite(ms) ? setTimeout(done, ms) : undefined;
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+function _waitUntil(isDone: () => boolean, waiters: Set<() => void>): Promise<void> {
+  if (isDone()) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const wake = (): void => {
+      if (!isDone()) return;
+      clearTimeout(timer);
+      waiters.delete(wake);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      waiters.delete(wake);
+      reject(
+        new Error(
+          `Fake Graph API: expected requests did not arrive within ${WAIT_FOR_REQUESTS_MS} ms`,
+        ),
+      );
+    }, WAIT_FOR_REQUESTS_MS);
+    waiters.add(wake);
+  });
+}
+
+function _parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
