@@ -11,16 +11,32 @@
  */
 import { dirname } from "node:path";
 import { createApp } from "./src/app.ts";
+import { systemClock } from "./src/clock.ts";
 import { CONFIG_NAMES, ConfigError, loadConfig } from "./src/config.ts";
+import type { Dispatcher } from "./src/dispatch/dispatcher.ts";
 import { createLogger } from "./src/log.ts";
 
-/** In-flight requests get this long to finish after SIGINT/SIGTERM before the process exits. */
+/** After SIGINT/SIGTERM, the process exits within this bound whatever is still running. */
 const SHUTDOWN_GRACE_MS = 4_500;
+/** Running handlers get this long to finish; the rest is aborted and retried after its lease. */
+const HANDLER_GRACE_MS = 3_000;
 
-if (import.meta.main) await main(Deno.args);
+/** Options for {@linkcode runService}. */
+export interface ServiceOptions {
+  /** Command-line arguments: `--dev` accepts the `.env.example` placeholders. */
+  args: string[];
+  /** The handlers to run; defaults to the built-in ones. */
+  dispatcher?: Dispatcher;
+}
 
-async function main(args: string[]): Promise<void> {
-  const isDevelopment = args.includes("--dev");
+if (import.meta.main) await runService({ args: Deno.args });
+
+/**
+ * Runs the service until SIGINT or SIGTERM: reads the environment, opens Deno KV, serves HTTP and
+ * runs the worker. Exits the process when the configuration is invalid and when stopped.
+ */
+export async function runService(options: ServiceOptions): Promise<void> {
+  const isDevelopment = options.args.includes("--dev");
   const environment = Object.fromEntries(CONFIG_NAMES.map((name) => [name, Deno.env.get(name)]));
   let loaded;
   try {
@@ -36,7 +52,14 @@ async function main(args: string[]): Promise<void> {
   for (const warning of warnings) logger.warn(warning);
 
   const kv = await _openKv(config.KV_PATH);
-  const app = await createApp({ config, logger });
+  const app = await createApp({
+    config,
+    logger,
+    kv,
+    clock: systemClock,
+    ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
+  });
+  app.worker.start();
   const server = Deno.serve({
     hostname: config.HOST,
     port: config.PORT,
@@ -54,6 +77,7 @@ async function main(args: string[]): Promise<void> {
     }, SHUTDOWN_GRACE_MS);
     await app.drain();
     await server.shutdown();
+    await app.worker.stop(HANDLER_GRACE_MS);
     kv.close();
     clearTimeout(deadline);
     logger.info("stopped");

@@ -77,6 +77,14 @@ const _envSchema = z.object({
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(", ")}` })
     .default("info"),
   MAX_BODY_BYTES: _integer(1024, 64 * 1024 * 1024, DEFAULT_MAX_BODY_BYTES),
+  /** Longer than Meta's 7-day retry window, so a late retry is still recognised. */
+  DEDUP_TTL_HOURS: _integer(1, 24 * 365, 8 * 24),
+  EVENT_RETENTION_HOURS: _integer(1, 24 * 365, 7 * 24),
+  RETRY_MAX_ATTEMPTS: _integer(1, 100, 8),
+  RETRY_BASE_DELAY_MS: _integer(1, 24 * 3_600_000, 1_000),
+  RETRY_MAX_DELAY_MS: _integer(1, 7 * 24 * 3_600_000, 15 * 60_000),
+  LEASE_MS: _integer(1_000, 3_600_000, 15_000),
+  WORKER_CONCURRENCY: _integer(1, 1_000, 16),
 });
 
 /** The validated configuration of one service process. */

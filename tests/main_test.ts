@@ -4,109 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { TEST_SECRET, TEST_VERIFY_TOKEN } from "./support.ts";
+import { ROOT, runToExit, serviceEnv, startService, withDataDir } from "./service_process.ts";
 import { signBody } from "../src/webhook/signature.ts";
 import { DEVELOPMENT_PLACEHOLDERS } from "../src/config.ts";
 
-const ROOT = new URL("..", import.meta.url);
 const DELIVERY = new TextEncoder().encode('{"object":"whatsapp_business_account","entry":[]}');
-
-/** The start task's arguments after `deno`, e.g. `["run", "--allow-net", …, "main.ts"]`. */
-async function startTaskArgs(): Promise<string[]> {
-  const { tasks } = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
-  const [program, ...args] = (tasks.start as string).split(/\s+/);
-  assert.equal(program, "deno");
-  return args;
-}
-
-interface RunningService extends AsyncDisposable {
-  process: Deno.ChildProcess;
-  origin: string;
-  /** Every line written so far, stdout and stderr. */
-  output: string[];
-  /** Sends a signal and waits for the exit code. */
-  stop(signal: Deno.Signal): Promise<{ code: number; ms: number }>;
-}
-
-async function startService(env: Record<string, string>): Promise<RunningService> {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: await startTaskArgs(),
-    cwd: ROOT,
-    env: { NO_COLOR: "1", ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const output: string[] = [];
-  let announce: (port: number) => void = () => {};
-  const listening = new Promise<number>((resolve) => (announce = resolve));
-  const collect = async (stream: ReadableStream<Uint8Array>): Promise<void> => {
-    const lines = stream.pipeThrough(new TextDecoderStream()).pipeThrough(_splitLines());
-    for await (const line of lines) {
-      output.push(line);
-      if (line.includes('"msg":"listening"')) announce(JSON.parse(line).port);
-    }
-  };
-  const collecting = Promise.all([collect(process.stdout), collect(process.stderr)]);
-  const status = process.status;
-  const port = await Promise.race([
-    listening,
-    status.then((s) => {
-      throw new Error(`service exited with ${s.code} before listening:\n${output.join("\n")}`);
-    }),
-  ]);
-  const stop = async (signal: Deno.Signal): Promise<{ code: number; ms: number }> => {
-    const started = performance.now();
-    try {
-      process.kill(signal);
-    } catch { /* already gone */ }
-    const { code } = await status;
-    await collecting;
-    return { code, ms: performance.now() - started };
-  };
-  return {
-    process,
-    origin: `http://127.0.0.1:${port}`,
-    output,
-    stop,
-    async [Symbol.asyncDispose]() {
-      await stop("SIGKILL");
-    },
-  };
-}
-
-function _splitLines(): TransformStream<string, string> {
-  let rest = "";
-  return new TransformStream({
-    transform(chunk, controller) {
-      const parts = (rest + chunk).split("\n");
-      rest = parts.pop() ?? "";
-      for (const part of parts) if (part.trim()) controller.enqueue(part);
-    },
-    flush(controller) {
-      if (rest.trim()) controller.enqueue(rest);
-    },
-  });
-}
-
-/** A KV path inside `./data`, the only directory the start task may write. */
-async function withDataDir<T>(run: (kvPath: string) => Promise<T>): Promise<T> {
-  const dir = `data/test-${crypto.randomUUID()}`;
-  try {
-    return await run(`./${dir}/wa-webhook.kv`);
-  } finally {
-    await Deno.remove(new URL(dir, ROOT), { recursive: true }).catch(() => {});
-  }
-}
-
-function serviceEnv(kvPath: string): Record<string, string> {
-  return {
-    APP_SECRET: TEST_SECRET,
-    VERIFY_TOKEN: TEST_VERIFY_TOKEN,
-    PORT: "0",
-    HOST: "127.0.0.1",
-    KV_PATH: kvPath,
-    LOG_LEVEL: "info",
-  };
-}
 
 Deno.test("the service serves with the start task's exact permission flags", async () => {
   await withDataDir(async (kvPath) => {
@@ -172,18 +74,6 @@ Deno.test("SIGTERM lets an in-flight request finish, then exits 0 within 5 s", a
     assert.ok(service.output.some((line) => line.includes('"msg":"stopped"')));
   });
 });
-
-async function runToExit(env: Record<string, string>): Promise<{ code: number; text: string }> {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: await startTaskArgs(),
-    cwd: ROOT,
-    env: { NO_COLOR: "1", ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return { code, text: decoder.decode(stdout) + decoder.decode(stderr) };
-}
 
 Deno.test("start fails closed without APP_SECRET, naming it in one line", async () => {
   await withDataDir(async (kvPath) => {

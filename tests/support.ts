@@ -1,10 +1,11 @@
 /**
- * Test support: a configuration for tests, a captured logger, and the app served on a real
- * loopback socket.
+ * Test support: a configuration for tests, a captured logger, a temp-file Deno KV, and the app
+ * served on a real loopback socket.
  *
  * @module
  */
-import { type AppOptions, createApp } from "../src/app.ts";
+import { type App, type AppOptions, createApp } from "../src/app.ts";
+import { type Clock, systemClock } from "../src/clock.ts";
 import { type Config, loadConfig } from "../src/config.ts";
 import { createLogger, type Logger, type LogLevel } from "../src/log.ts";
 import { signBody } from "../src/webhook/signature.ts";
@@ -13,12 +14,15 @@ import { signBody } from "../src/webhook/signature.ts";
 export const TEST_SECRET = "test-app-secret-0123456789";
 /** The verify token tests use. */
 export const TEST_VERIFY_TOKEN = "test-verify-token-0123456789";
+/** The admin token tests use. */
+export const TEST_ADMIN_TOKEN = "test-admin-token-0123456789";
 
 /** A valid configuration for tests, with `overrides` applied to the raw environment. */
 export function testConfig(overrides: Record<string, string> = {}): Config {
   return loadConfig({
     APP_SECRET: TEST_SECRET,
     VERIFY_TOKEN: TEST_VERIFY_TOKEN,
+    ADMIN_TOKEN: TEST_ADMIN_TOKEN,
     KV_PATH: ":memory:",
     LOG_LEVEL: "debug",
     ...overrides,
@@ -45,29 +49,74 @@ export function captureLogs(level: LogLevel = "debug"): CapturedLogger {
   };
 }
 
+/** A Deno KV on a fresh temp file, removed on dispose. */
+export interface TempKv extends AsyncDisposable {
+  kv: Deno.Kv;
+  path: string;
+}
+
+/** Opens Deno KV on a new temp file. */
+export async function openTempKv(): Promise<TempKv> {
+  const dir = await Deno.makeTempDir({ prefix: "wa-webhook-test-" });
+  const path = `${dir}/test.kv`;
+  const kv = await Deno.openKv(path);
+  let isClosed = false;
+  return {
+    kv,
+    path,
+    async [Symbol.asyncDispose]() {
+      if (!isClosed) {
+        isClosed = true;
+        try {
+          kv.close();
+        } catch { /* closed by the test */ }
+      }
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
 /** A running test server. */
 export interface TestServer extends AsyncDisposable {
   /** `http://127.0.0.1:<port>` */
   origin: string;
   logs: CapturedLogger;
+  app: App;
+  kv: Deno.Kv;
 }
 
-/** Serves the app on 127.0.0.1 with an OS-chosen port; dispose it to stop. */
-export async function startTestServer(
-  options: Partial<AppOptions> & { env?: Record<string, string> } = {},
-): Promise<TestServer> {
+/** Options for {@linkcode startTestServer}. */
+export interface TestServerOptions extends Partial<Omit<AppOptions, "logger">> {
+  /** Raw environment overrides for {@linkcode testConfig}. */
+  env?: Record<string, string>;
+  /** Start the worker (default true). */
+  startWorker?: boolean;
+}
+
+/** Serves the app on 127.0.0.1 with an OS-chosen port over a temp KV; dispose it to stop. */
+export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
   const logs = captureLogs();
+  const temp = options.kv ? undefined : await openTempKv();
+  const kv = options.kv ?? temp!.kv;
+  const clock: Clock = options.clock ?? systemClock;
   const app = await createApp({
+    ...options,
     config: options.config ?? testConfig(options.env),
     logger: logs.logger,
-    ...(options.recordDelivery ? { recordDelivery: options.recordDelivery } : {}),
+    kv,
+    clock,
   });
+  if (options.startWorker !== false) app.worker.start();
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.fetch);
   return {
     origin: `http://127.0.0.1:${server.addr.port}`,
     logs,
+    app,
+    kv,
     async [Symbol.asyncDispose]() {
       await server.shutdown();
+      await app.worker.stop(1_000);
+      await temp?.[Symbol.asyncDispose]();
     },
   };
 }
@@ -88,4 +137,17 @@ export async function postDelivery(
   };
   if (signature !== null) headers["X-Hub-Signature-256"] = signature;
   return await fetch(`${origin}/webhook/whatsapp`, { method: "POST", headers, body: bytes });
+}
+
+/** Polls `condition` every 10 ms until it holds, failing after `timeoutMs` of real time. */
+export async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 5_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  openTempKv,
   postDelivery,
   startTestServer,
   TEST_SECRET,
@@ -7,8 +8,20 @@ import {
   testConfig,
 } from "./support.ts";
 import { signBody } from "../src/webhook/signature.ts";
+import type { EventRecord } from "../src/store/keys.ts";
 
-const DELIVERY = '{"object":"whatsapp_business_account","entry":[]}';
+/** A delivery with one text message, as Meta sends it (escapes included). */
+function textDelivery(wamid: string, escapedBody = "hello"): string {
+  return String
+    .raw`{"object":"whatsapp_business_account","entry":[{"id":"102290000000001","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550001111","phone_number_id":"106540000000002"},"contacts":[{"profile":{"name":"Ana"},"wa_id":"5511999990000"}],"messages":[{"from":"5511999990000","id":"${wamid}","timestamp":"1767225600","type":"text","text":{"body":"${escapedBody}"}}]}}]}]}`;
+}
+const DELIVERY = textDelivery("wamid.EDGE01");
+
+async function recordedEvents(kv: Deno.Kv): Promise<EventRecord[]> {
+  const records: EventRecord[] = [];
+  for await (const entry of kv.list<EventRecord>({ prefix: ["events"] })) records.push(entry.value);
+  return records;
+}
 
 function handshakeUrl(origin: string, params: Record<string, string>): string {
   return `${origin}/webhook/whatsapp?${new URLSearchParams(params)}`;
@@ -51,28 +64,17 @@ Deno.test("GET /webhook/whatsapp answers 403 for a wrong token and 400 for missi
   assert.doesNotMatch(server.logs.text(), /wrong|test-verify-token/, "no token in the logs");
 });
 
-Deno.test("POST /webhook/whatsapp acknowledges a correctly signed delivery with 200", async () => {
-  const recorded: unknown[] = [];
-  await using server = await startTestServer({
-    recordDelivery: (delivery) => {
-      recorded.push(delivery);
-      return Promise.resolve();
-    },
-  });
+Deno.test("POST /webhook/whatsapp records a correctly signed delivery before answering 200", async () => {
+  await using server = await startTestServer({ startWorker: false });
   const response = await postDelivery(server.origin, DELIVERY);
   assert.equal(response.status, 200);
   await response.body?.cancel();
-  assert.deepEqual(recorded, [{ payload: JSON.parse(DELIVERY), bytes: DELIVERY.length }]);
+  const records = await recordedEvents(server.kv);
+  assert.deepEqual(records.map((r) => [r.id, r.state]), [["message:wamid.EDGE01", "pending"]]);
 });
 
 Deno.test("POST /webhook/whatsapp answers 401 with a reason for each signature failure", async () => {
-  const recorded: unknown[] = [];
-  await using server = await startTestServer({
-    recordDelivery: (delivery) => {
-      recorded.push(delivery);
-      return Promise.resolve();
-    },
-  });
+  await using server = await startTestServer({ startWorker: false });
   const good = await signBody(TEST_SECRET, new TextEncoder().encode(DELIVERY));
   const cases: [string | null, RegExp][] = [
     [null, /"X-Hub-Signature-256" is missing/],
@@ -85,7 +87,7 @@ Deno.test("POST /webhook/whatsapp answers 401 with a reason for each signature f
     assert.equal(response.status, 401);
     assert.match((await response.json()).error, reason);
   }
-  assert.deepEqual(recorded, [], "nothing unverified is recorded");
+  assert.deepEqual(await recordedEvents(server.kv), [], "nothing unverified is recorded");
   const rejections = server.logs.lines.filter((line) => line.status === 401);
   assert.equal(rejections.length, 4);
   assert.ok(rejections.every((line) => line.level === "warn" && typeof line.reason === "string"));
@@ -105,27 +107,30 @@ Deno.test("POST /webhook/whatsapp accepts the old and the new secret while rotat
 });
 
 Deno.test("POST /webhook/whatsapp verifies Meta's escaped bytes exactly as sent", async () => {
-  const recorded: unknown[] = [];
-  await using server = await startTestServer({
-    recordDelivery: ({ payload }) => {
-      recorded.push(payload);
-      return Promise.resolve();
-    },
-  });
-  const escaped = String
-    .raw`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messages":[{"text":{"body":"J'ai mang\u00e9 \ud83d\ude00 https:\/\/x.test\/a"}}]}}]}]}`;
+  await using server = await startTestServer({ startWorker: false });
+  const escaped = textDelivery(
+    "wamid.ESC01",
+    String.raw`J'ai mang\u00e9 \ud83d\ude00 https:\/\/x.test\/a`,
+  );
   const response = await postDelivery(server.origin, escaped);
   assert.equal(response.status, 200);
   await response.body?.cancel();
-  const raw = `{"text":"pâtes 😀 / @"}`;
+  const raw = textDelivery("wamid.RAW01", "pâtes 😀 / @");
   const rawResponse = await postDelivery(server.origin, raw);
   assert.equal(rawResponse.status, 200);
   await rawResponse.body?.cancel();
-  assert.equal(
-    JSON.stringify(recorded[0]).includes("J'ai mangé 😀 https://x.test/a"),
-    true,
+  const texts = Object.fromEntries(
+    (await recordedEvents(server.kv)).map((r) => [
+      r.id,
+      r.event?.kind === "message" && r.event.message.type === "text"
+        ? r.event.message.text.body
+        : undefined,
+    ]),
   );
-  assert.deepEqual(recorded[1], { text: "pâtes 😀 / @" });
+  assert.deepEqual(texts, {
+    "message:wamid.ESC01": "J'ai mangé 😀 https://x.test/a",
+    "message:wamid.RAW01": "pâtes 😀 / @",
+  });
 });
 
 Deno.test("POST /webhook/whatsapp answers 400 for a signed body that is not JSON", async () => {
@@ -139,9 +144,9 @@ Deno.test("POST /webhook/whatsapp answers 400 for a signed body that is not JSON
 });
 
 Deno.test("POST /webhook/whatsapp answers 503 when the delivery cannot be recorded", async () => {
-  await using server = await startTestServer({
-    recordDelivery: () => Promise.reject(new Error("database is locked")),
-  });
+  await using temp = await openTempKv();
+  await using server = await startTestServer({ kv: temp.kv, startWorker: false });
+  temp.kv.close();
   const response = await postDelivery(server.origin, DELIVERY);
   assert.equal(response.status, 503);
   assert.match((await response.json()).error, /retry later/);
@@ -149,15 +154,12 @@ Deno.test("POST /webhook/whatsapp answers 503 when the delivery cannot be record
 });
 
 Deno.test("POST /webhook/whatsapp answers 413 for a Content-Length over the cap without reading", async () => {
-  let recorded = 0;
   await using server = await startTestServer({
     env: { MAX_BODY_BYTES: "2048" },
-    recordDelivery: () => {
-      recorded++;
-      return Promise.resolve();
-    },
+    startWorker: false,
   });
-  const atCap = JSON.stringify({ pad: "x".repeat(2048 - 10) });
+  const small = textDelivery("wamid.CAP01");
+  const atCap = small.replace('"hello"', `"${"x".repeat(2048 - small.length + 5)}"`);
   assert.equal(atCap.length, 2048);
   const ok = await postDelivery(server.origin, atCap);
   assert.equal(ok.status, 200);
@@ -165,7 +167,7 @@ Deno.test("POST /webhook/whatsapp answers 413 for a Content-Length over the cap 
   const over = await postDelivery(server.origin, JSON.stringify({ pad: "x".repeat(2048) }));
   assert.equal(over.status, 413);
   assert.match((await over.json()).error, /larger than the limit of 2048 bytes/);
-  assert.equal(recorded, 1);
+  assert.equal((await recordedEvents(server.kv)).length, 1);
 });
 
 Deno.test("POST /webhook/whatsapp answers 413 to a chunked body as soon as it passes the cap", async () => {

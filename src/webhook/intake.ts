@@ -1,34 +1,29 @@
 /**
- * The delivery endpoint: read the bounded raw body, verify its signature, parse it, hand it to the
- * recorder, and acknowledge with 200 only once the recorder has succeeded.
+ * The delivery endpoint: read the bounded raw body, verify its signature, parse it into events,
+ * record them, and acknowledge with 200 only once every event is recorded.
  *
  * @module
  */
+import { parseDelivery, type SchemaDrift, type WebhookEvent } from "../events/events.ts";
 import { HttpError } from "../http/errors.ts";
 import type { RouteHandler } from "../http/router.ts";
 import type { Logger } from "../log.ts";
 import { readBoundedBody } from "./body.ts";
 import { SIGNATURE_HEADER, type SignatureVerifier } from "./signature.ts";
 
-/** A delivery whose signature was valid, decoded from JSON. */
-export interface VerifiedDelivery {
-  /** The parsed JSON body, of any shape: parsing into events is the recorder's job. */
-  payload: unknown;
-  /** Size of the signed body in bytes. */
-  bytes: number;
-}
-
 /**
- * Stores a verified delivery durably. It resolves once nothing of it can be lost and throws when
- * it could not record it (the request is then answered 503 so Meta retries).
+ * Stores the events of a verified delivery durably. It resolves once none of them can be lost and
+ * throws when it could not record them all (the request is then answered 503 so Meta retries).
  */
-export type DeliveryRecorder = (delivery: VerifiedDelivery, log: Logger) => Promise<void>;
+export type EventRecorder = (events: WebhookEvent[], log: Logger) => Promise<void>;
 
 /** Options for {@linkcode createIntakeHandler}. */
 export interface IntakeOptions {
   verifier: SignatureVerifier;
   maxBodyBytes: number;
-  recordDelivery: DeliveryRecorder;
+  recordEvents: EventRecorder;
+  /** Called once per schema drift found, after its warning line (for metrics). */
+  onDrift?: (drift: SchemaDrift) => void;
 }
 
 const _decoder = new TextDecoder("utf-8", { fatal: true });
@@ -40,12 +35,20 @@ export function createIntakeHandler(options: IntakeOptions): RouteHandler {
     const check = await options.verifier.verify(request.headers.get(SIGNATURE_HEADER), body);
     if (!check.valid) throw new HttpError(401, check.reason);
 
-    const payload = _parseJson(body);
+    const { events, drift } = parseDelivery(_parseJson(body));
+    for (const problem of drift) {
+      log.warn("schema drift", { ...problem });
+      options.onDrift?.(problem);
+    }
+    for (const event of events) {
+      if (event.kind === "unknown") {
+        log.warn("unknown event kept", { eventId: event.id, reason: event.reason });
+      }
+    }
     try {
-      await options.recordDelivery({ payload, bytes: body.byteLength }, log);
+      await options.recordEvents(events, log);
     } catch (error) {
-      if (error instanceof HttpError) throw error;
-      log.error("delivery not recorded", { error });
+      log.error("delivery not recorded", { error, events: events.length });
       throw new HttpError(503, "Cannot record the delivery now; retry later");
     }
     return new Response("OK", { headers: { "Content-Type": "text/plain; charset=utf-8" } });

@@ -1,0 +1,220 @@
+/**
+ * The admin API: the event log and replays, for operators, under `/admin`.
+ *
+ * Every route needs `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time. With no
+ * admin token configured there are no admin routes at all, so they answer 404 like any unknown
+ * path. Times are ISO 8601 strings (UTC). Event ids hold `:`, `.` and `=` and may hold `/` or `+`:
+ * clients percent-encode them in paths (`encodeURIComponent`); they are decoded once here.
+ *
+ * @module
+ */
+import type { Clock } from "../clock.ts";
+import type { WebhookEvent } from "../events/events.ts";
+import { HttpError } from "../http/errors.ts";
+import type { Route, RouteHandler } from "../http/router.ts";
+import { timingSafeEqual } from "../secure_compare.ts";
+import {
+  EVENT_KINDS,
+  type EventKind,
+  getEventRecord,
+  InvalidCursorError,
+  listEvents,
+  type ListEventsOptions,
+  replayDeadLetters,
+  replayEvent,
+} from "../store/event_log.ts";
+import { EVENT_STATES, type EventRecord, type EventState } from "../store/keys.ts";
+
+/** What {@linkcode adminRoutes} needs. */
+export interface AdminOptions {
+  kv: Deno.Kv;
+  /** The bearer token operators send; `undefined` turns the admin API off (404). */
+  adminToken: string | undefined;
+  clock: Clock;
+  /** Called after a replay made events ready, so the app can wake the worker at once. */
+  onReplay?: () => void;
+}
+
+/** Events listed when the query has no `limit`. */
+export const DEFAULT_LIST_LIMIT = 100;
+/** Largest `limit`: a page of summaries stays well under a megabyte. */
+export const MAX_LIST_LIMIT = 1000;
+
+/** The challenge sent with every 401 (RFC 6750). */
+const BEARER_REALM = 'Bearer realm="wa-webhook admin"';
+
+/**
+ * The admin routes: `GET /admin/events`, `GET /admin/events/:id`,
+ * `POST /admin/events/:id/replay` and `POST /admin/dead-letters/replay`. Returns no routes when
+ * `adminToken` is undefined. Handlers throw {@linkcode HttpError}: 400 for a bad query, 401
+ * (with `WWW-Authenticate`) for a missing or wrong token, 404 for an unknown event, 409 for an
+ * event a worker is handling.
+ */
+export function adminRoutes(options: AdminOptions): Route[] {
+  const { kv, adminToken, clock } = options;
+  if (adminToken === undefined) return [];
+  const guard = (handler: RouteHandler): RouteHandler => (request, context) => {
+    _authenticate(request, adminToken);
+    return handler(request, context);
+  };
+
+  return [
+    {
+      method: "GET",
+      path: "/admin/events",
+      handler: guard(async (request) => {
+        const page = await listEvents(kv, _listOptions(new URL(request.url).searchParams))
+          .catch((error) => {
+            if (error instanceof InvalidCursorError) throw new HttpError(400, error.message);
+            throw error;
+          });
+        return Response.json(page);
+      }),
+    },
+    {
+      method: "GET",
+      path: "/admin/events/:id",
+      handler: guard(async (_request, { params }) => {
+        const id = _eventId(params);
+        const stored = await getEventRecord(kv, id);
+        if (!stored) throw new HttpError(404, `Event "${id}" is unknown or has expired`);
+        return Response.json(_recordView(stored.record, stored.event));
+      }),
+    },
+    {
+      method: "POST",
+      path: "/admin/events/:id/replay",
+      handler: guard(async (_request, { params, log }) => {
+        const id = _eventId(params);
+        const result = await replayEvent(kv, id, clock.now());
+        if (result.status === "not_found") {
+          throw new HttpError(404, `Event "${id}" is unknown or has expired`);
+        }
+        if (result.status === "busy") {
+          throw new HttpError(409, `Cannot replay event "${id}": a worker is handling it now`);
+        }
+        log.info("event replayed", { eventId: id });
+        options.onReplay?.();
+        return Response.json({ replayed: id }, { status: 202 });
+      }),
+    },
+    {
+      method: "POST",
+      path: "/admin/dead-letters/replay",
+      handler: guard(async (_request, { log }) => {
+        const replayed = await replayDeadLetters(kv, clock.now());
+        log.info("dead letters replayed", { replayed });
+        if (replayed > 0) options.onReplay?.();
+        return Response.json({ replayed }, { status: 202 });
+      }),
+    },
+  ];
+}
+
+/** Throws 401 unless the request carries the admin token as a bearer token. */
+function _authenticate(request: Request, adminToken: string): void {
+  const header = request.headers.get("Authorization");
+  if (header === null) {
+    throw new HttpError(401, `Cannot authenticate: header "Authorization" is missing`, {
+      "WWW-Authenticate": BEARER_REALM,
+    });
+  }
+  const token = /^Bearer +(\S+) *$/i.exec(header)?.[1];
+  // Compared even when the header is malformed, so its shape does not change the timing much.
+  const isValid = timingSafeEqual(token ?? "", adminToken) && token !== undefined;
+  if (!isValid) {
+    throw new HttpError(401, `Cannot authenticate: the bearer token is wrong`, {
+      "WWW-Authenticate": `${BEARER_REALM}, error="invalid_token"`,
+    });
+  }
+}
+
+/** Reads `state`, `kind`, `limit` and `cursor`; an empty parameter counts as absent. */
+function _listOptions(query: URLSearchParams): ListEventsOptions {
+  const options: ListEventsOptions = { limit: DEFAULT_LIST_LIMIT };
+  const limit = query.get("limit") || undefined;
+  if (limit !== undefined) {
+    const value = /^\d{1,7}$/.test(limit) ? Number(limit) : NaN;
+    if (!(value >= 1 && value <= MAX_LIST_LIMIT)) {
+      throw new HttpError(
+        400,
+        `Cannot list events: "limit" must be an integer from 1 to ${MAX_LIST_LIMIT}, got "${
+          _clip(limit)
+        }"`,
+      );
+    }
+    options.limit = value;
+  }
+  const state = query.get("state") || undefined;
+  if (state !== undefined) {
+    if (!_isOneOf<EventState>(state, EVENT_STATES)) {
+      throw new HttpError(
+        400,
+        `Cannot list events: "state" must be one of ${EVENT_STATES.join(", ")}, got "${
+          _clip(state)
+        }"`,
+      );
+    }
+    options.state = state;
+  }
+  const kind = query.get("kind") || undefined;
+  if (kind !== undefined) {
+    if (!_isOneOf<EventKind>(kind, EVENT_KINDS)) {
+      throw new HttpError(
+        400,
+        `Cannot list events: "kind" must be one of ${EVENT_KINDS.join(", ")}, got "${_clip(kind)}"`,
+      );
+    }
+    options.kind = kind;
+  }
+  const cursor = query.get("cursor") || undefined;
+  if (cursor !== undefined) options.cursor = cursor;
+  return options;
+}
+
+/** The `:id` path parameter, percent-decoded once. */
+function _eventId(params: Record<string, string>): string {
+  const raw = params.id ?? "";
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new HttpError(
+      400,
+      `Cannot read event id "${_clip(raw)}": its percent-encoding is broken`,
+    );
+  }
+}
+
+/** A record as the API shows it: times as ISO strings, the event whole, no storage details. */
+function _recordView(record: EventRecord, event: WebhookEvent): Record<string, unknown> {
+  return {
+    id: record.id,
+    kind: record.kind,
+    state: record.state,
+    attempts: record.attempts,
+    receivedAt: _iso(record.receivedAt),
+    dueAt: record.dueAt === null ? null : _iso(record.dueAt),
+    expiresAt: _iso(record.expiresAt),
+    completedHandlers: record.completedHandlers,
+    ...(record.lastError === undefined ? {} : { lastError: record.lastError }),
+    history: record.history.map((attempt) => ({
+      at: _iso(attempt.at),
+      ms: attempt.ms,
+      ...(attempt.error === undefined ? {} : { error: attempt.error }),
+    })),
+    event,
+  };
+}
+
+function _iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function _isOneOf<T extends string>(value: string, allowed: readonly T[]): value is T {
+  return (allowed as readonly string[]).includes(value);
+}
+
+/** Query values are echoed in reasons; long ones are cut so a reason stays a line. */
+function _clip(value: string): string {
+  return value.length > 64 ? `${value.slice(0, 64)}…` : value;
+}

@@ -1,0 +1,137 @@
+/**
+ * The typed dispatcher: handlers register per event kind, per webhook field and per message type,
+ * and the compiler knows which event each handler gets (a text handler sees a text message without
+ * casts). Several handlers may share a key; each has a name, so that a retry runs only the
+ * handlers that have not succeeded yet.
+ *
+ * @module
+ */
+import type { ChangeEvent, InboundMessage, MessageEvent, WebhookEvent } from "../events/events.ts";
+import type { Logger } from "../log.ts";
+
+/** The kinds of {@linkcode WebhookEvent}. */
+export type EventKind = WebhookEvent["kind"];
+
+/** The event of a kind (`"message"`) or of a webhook field (`"account_update"`). */
+export type EventFor<K extends DispatchKey> = K extends EventKind
+  ? Extract<WebhookEvent, { kind: K }>
+  : Extract<ChangeEvent, { field: K }>;
+
+/** What handlers register on: an event kind or the field of a change. */
+export type DispatchKey = EventKind | Exclude<ChangeEvent["field"], "unknown">;
+
+/** A message event whose message has type `T`. */
+export type MessageEventOf<T extends InboundMessage["type"]> = MessageEvent & {
+  message: Extract<InboundMessage, { type: T }>;
+};
+
+/** Services a handler may use, added to as the service grows (the Graph API client, …). */
+export interface HandlerServices {
+  /** The service's Deno KV, for handlers that keep state. */
+  kv: Deno.Kv;
+}
+
+/** What a handler receives. */
+export interface HandlerContext<E extends WebhookEvent = WebhookEvent> extends HandlerServices {
+  event: E;
+  /** A logger bound to the event id and the handler name. */
+  log: Logger;
+  /** Aborted when the worker gives up on this run (shutdown past its bound, or a lost lease). */
+  signal: AbortSignal;
+  /** 1 for the first run of this event's handlers, 2 for the first retry, … */
+  attempt: number;
+}
+
+/** A handler: throwing (or rejecting) makes the worker retry it with backoff. */
+export type Handler<E extends WebhookEvent = WebhookEvent> = (
+  context: HandlerContext<E>,
+) => void | Promise<void>;
+
+/** Options of a registration. */
+export interface HandlerOptions {
+  /**
+   * A stable name, kept in the event's record to know which handlers already succeeded. Defaults
+   * to the key and the registration's position (`message:0`); name handlers that may be added
+   * or removed between deploys.
+   */
+  name?: string;
+}
+
+/** A registered handler with its name. */
+export interface NamedHandler {
+  name: string;
+  handle: Handler;
+}
+
+/** Registers handlers and finds those of an event. */
+export class Dispatcher {
+  #byKey = new Map<string, NamedHandler[]>();
+  #byMessageType = new Map<string, NamedHandler[]>();
+  #unhandled: NamedHandler[] = [];
+  #names = new Set<string>();
+
+  /** Runs `handler` for every event of a kind, or every change of a webhook field. */
+  on<K extends DispatchKey>(key: K, handler: Handler<EventFor<K>>, options?: HandlerOptions): this {
+    this.#add(this.#byKey, key, handler as Handler, options);
+    return this;
+  }
+
+  /** Runs `handler` for every message of type `type` (`"text"`, `"image"`, …, `"unknown"`). */
+  onMessage<T extends InboundMessage["type"]>(
+    type: T,
+    handler: Handler<MessageEventOf<T>>,
+    options?: HandlerOptions,
+  ): this {
+    this.#add(this.#byMessageType, `message.${type}`, handler as Handler, options);
+    return this;
+  }
+
+  /** Runs `handler` for events that no other handler takes: the fallback for the unforeseen. */
+  onUnhandled(handler: Handler, options?: HandlerOptions): this {
+    const name = this.#claimName(options?.name ?? `unhandled:${this.#unhandled.length}`);
+    this.#unhandled.push({ name, handle: handler });
+    return this;
+  }
+
+  /** The handlers of `event`, in registration order: kind, field, message type; or the fallback. */
+  handlersFor(event: WebhookEvent): NamedHandler[] {
+    const handlers = [...(this.#byKey.get(event.kind) ?? [])];
+    if (event.kind === "change") handlers.push(...(this.#byKey.get(event.field) ?? []));
+    if (event.kind === "message") {
+      handlers.push(...(this.#byMessageType.get(`message.${event.message.type}`) ?? []));
+    }
+    return handlers.length > 0 ? handlers : [...this.#unhandled];
+  }
+
+  #add(
+    map: Map<string, NamedHandler[]>,
+    key: string,
+    handle: Handler,
+    options: HandlerOptions | undefined,
+  ): void {
+    const list = map.get(key) ?? [];
+    const name = this.#claimName(options?.name ?? `${key}:${list.length}`);
+    list.push({ name, handle });
+    map.set(key, list);
+  }
+
+  #claimName(name: string): string {
+    if (this.#names.has(name)) throw new Error(`A handler named "${name}" is already registered`);
+    this.#names.add(name);
+    return name;
+  }
+}
+
+/** The built-in handlers: messages and statuses logged at debug, without their text. */
+export function registerLoggingHandlers(dispatcher: Dispatcher): Dispatcher {
+  return dispatcher
+    .on("message", ({ event, log }) => {
+      log.debug("message received", {
+        type: event.message.type,
+        phoneNumberId: event.phoneNumberId,
+      });
+    }, { name: "log-message" })
+    .on("status", ({ event, log }) => {
+      log.debug("status received", { status: event.status.status });
+    }, { name: "log-status" });
+}

@@ -1,0 +1,269 @@
+/**
+ * The event log: listing recorded events newest first, reading one back whole, and replaying
+ * events (one, or every dead letter) so the worker runs all their handlers again.
+ *
+ * Listing walks the `["timeline", receivedAt, id]` index in reverse and reads the records beside
+ * it, so a page costs one list and a `getMany` per ten entries. Timeline entries whose record has
+ * expired are skipped.
+ *
+ * @module
+ */
+import type { WebhookEvent } from "../events/events.ts";
+import { commitWithRetry } from "./commit.ts";
+import { readEvent } from "./inbox.ts";
+import {
+  DEAD_LETTER_PREFIX,
+  deadLetterKey,
+  eventKey,
+  type EventRecord,
+  type EventState,
+  readyKey,
+  TIMELINE_PREFIX,
+  timelineKey,
+} from "./keys.ts";
+
+/** The kind of a {@linkcode WebhookEvent}. */
+export type EventKind = WebhookEvent["kind"];
+
+/** Every kind once; `satisfies` makes the compiler flag a kind added to the union but not here. */
+const _KINDS = { message: true, status: true, change: true, unknown: true } satisfies Record<
+  EventKind,
+  true
+>;
+
+/** Every {@linkcode EventKind}, for validating query parameters. */
+export const EVENT_KINDS: readonly EventKind[] = Object.keys(_KINDS) as EventKind[];
+
+/** One line of the event log. */
+export interface EventSummary {
+  id: string;
+  kind: EventKind;
+  state: EventState;
+  /** Handler runs so far. */
+  attempts: number;
+  /** When intake recorded the event, as an ISO 8601 string (UTC). */
+  receivedAt: string;
+  /** The last handler error, as `handler: message`. */
+  lastError?: string;
+}
+
+/** Options for {@linkcode listEvents}. */
+export interface ListEventsOptions {
+  /** Only events in this state. */
+  state?: EventState;
+  /** Only events of this kind. */
+  kind?: EventKind;
+  /** Most events returned (at least 1). */
+  limit: number;
+  /** Where to resume: the `cursor` of the previous page. */
+  cursor?: string;
+}
+
+/** A page of the event log. */
+export interface EventPage {
+  /** Newest first. */
+  events: EventSummary[];
+  /**
+   * Present when more events may follow: pass it back to continue exactly after this page. A page
+   * may be short, even empty, with a cursor when filters skipped many events.
+   */
+  cursor?: string;
+}
+
+/** Raised for a cursor that {@linkcode listEvents} did not produce. */
+export class InvalidCursorError extends Error {
+  override name = "InvalidCursorError";
+}
+
+/** Timeline entries scanned per call for each event asked for, bounding filtered listings. */
+export const SCAN_FACTOR = 10;
+/** `kv.getMany` reads at most 10 keys per call. */
+const GET_MANY_MAX_KEYS = 10;
+/** Entries fetched per round trip while listing the timeline. */
+const LIST_BATCH_SIZE = 500;
+/** Attempts of a replay whose record keeps changing under it before giving up. */
+const REPLAY_ATTEMPTS = 10;
+
+/** A position in the timeline: the key parts after the prefix. */
+interface TimelinePosition {
+  receivedAt: number;
+  id: string;
+}
+
+/**
+ * Lists events newest first, filtered by state and kind, at most `limit` of them.
+ *
+ * Scans at most {@linkcode SCAN_FACTOR} x `limit` timeline entries per call and returns a cursor
+ * whenever entries remain, so a rare filter answers a short page quickly instead of walking the
+ * whole log. Throws {@linkcode InvalidCursorError} for a cursor it cannot read.
+ */
+export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promise<EventPage> {
+  const limit = Math.max(1, Math.floor(options.limit));
+  const maxScan = limit * SCAN_FACTOR;
+  const after = options.cursor === undefined ? undefined : _decodeCursor(options.cursor);
+  const selector: Deno.KvListSelector = after
+    ? { prefix: TIMELINE_PREFIX, end: timelineKey(after.receivedAt, after.id) }
+    : { prefix: TIMELINE_PREFIX };
+  // One more than the budget, to learn whether anything remains after it.
+  const iterator = kv.list<string>(selector, {
+    reverse: true,
+    limit: maxScan + 1,
+    batchSize: Math.min(maxScan + 1, LIST_BATCH_SIZE),
+  });
+
+  const events: EventSummary[] = [];
+  let scanned = 0;
+  let last: TimelinePosition | undefined;
+  let isPageCut = false;
+  let isExhausted = false;
+  while (events.length < limit && scanned < maxScan && !isExhausted) {
+    const batch: TimelinePosition[] = [];
+    while (batch.length < GET_MANY_MAX_KEYS && scanned < maxScan) {
+      const next = await iterator.next();
+      if (next.done) {
+        isExhausted = true;
+        break;
+      }
+      const position = _timelinePosition(next.value.key);
+      scanned++;
+      if (position) batch.push(position);
+    }
+    if (batch.length === 0) continue;
+    const records = await kv.getMany<EventRecord[]>(batch.map((p) => eventKey(p.id)));
+    for (let i = 0; i < batch.length; i++) {
+      last = batch[i];
+      const record = records[i]?.value;
+      if (record && _matches(record, options)) events.push(_summary(record));
+      if (events.length === limit) {
+        isPageCut = i < batch.length - 1;
+        break;
+      }
+    }
+  }
+  const hasMore = isPageCut || (!isExhausted && !(await iterator.next()).done);
+  return hasMore && last ? { events, cursor: _encodeCursor(last) } : { events };
+}
+
+/** An event's record and the event read back whole (joined from its parts when it was large). */
+export interface StoredEvent {
+  record: EventRecord;
+  event: WebhookEvent;
+}
+
+/** Reads event `id`'s record and the event; `null` when it is unknown or expired. */
+export async function getEventRecord(kv: Deno.Kv, id: string): Promise<StoredEvent | null> {
+  const entry = await kv.get<EventRecord>(eventKey(id));
+  if (entry.value === null) return null;
+  return { record: entry.value, event: await readEvent(kv, entry.value) };
+}
+
+/**
+ * What {@linkcode replayEvent} did: `replayed` (the record as now stored), `not_found` (unknown
+ * or expired), or `busy` (a worker holds its lease; replaying now could run a handler twice).
+ */
+export type ReplayResult =
+  | { status: "replayed"; record: EventRecord }
+  | { status: "not_found" }
+  | { status: "busy" };
+
+/**
+ * Puts event `id` back to `pending`, due at `now`, with no handler counted as done, so the worker
+ * runs all its handlers again with a fresh retry schedule (`attempts` restarts at 0); `history`
+ * and `lastError` are kept, and so is the record's expiry. One atomic checks the record's versionstamp, moves its ready entry to `now` and removes
+ * its dead letter; when the record changed meanwhile, the replay reads it again and retries.
+ */
+export async function replayEvent(kv: Deno.Kv, id: string, now: number): Promise<ReplayResult> {
+  for (let attempt = 1; attempt <= REPLAY_ATTEMPTS; attempt++) {
+    const current = await kv.get<EventRecord>(eventKey(id));
+    const record = current.value;
+    if (record === null) return { status: "not_found" };
+    if (record.state === "processing") return { status: "busy" };
+    const replayed: EventRecord = {
+      ...record,
+      state: "pending",
+      dueAt: now,
+      attempts: 0,
+      completedHandlers: [],
+    };
+    const result = await commitWithRetry(() => {
+      const atomic = kv.atomic().check(current);
+      if (record.dueAt !== null) atomic.delete(readyKey(record.dueAt, id));
+      return atomic
+        .set(eventKey(id), replayed, { expireIn: Math.max(1, record.expiresAt - now) })
+        .set(readyKey(now, id), id)
+        .delete(deadLetterKey(id));
+    });
+    if (result.ok) return { status: "replayed", record: replayed };
+  }
+  throw new Error(`Cannot replay event "${id}": its record keeps changing`);
+}
+
+/**
+ * Replays every dead letter (see {@linkcode replayEvent}) and returns how many were replayed.
+ * A dead letter whose record has expired is removed.
+ */
+export async function replayDeadLetters(kv: Deno.Kv, now: number): Promise<number> {
+  // Collected first: each replay deletes the entry being listed.
+  const entries: Deno.KvEntry<unknown>[] = [];
+  for await (const entry of kv.list({ prefix: DEAD_LETTER_PREFIX })) entries.push(entry);
+  let replayed = 0;
+  for (const entry of entries) {
+    const id = entry.key[1];
+    if (typeof id !== "string") continue;
+    const result = await replayEvent(kv, id, now);
+    if (result.status === "replayed") replayed++;
+    else if (result.status === "not_found") {
+      await kv.atomic().check(entry).delete(entry.key).commit();
+    }
+  }
+  return replayed;
+}
+
+function _matches(record: EventRecord, options: ListEventsOptions): boolean {
+  return (options.state === undefined || record.state === options.state) &&
+    (options.kind === undefined || record.kind === options.kind);
+}
+
+function _summary(record: EventRecord): EventSummary {
+  const summary: EventSummary = {
+    id: record.id,
+    kind: record.kind,
+    state: record.state,
+    attempts: record.attempts,
+    receivedAt: new Date(record.receivedAt).toISOString(),
+  };
+  if (record.lastError !== undefined) summary.lastError = record.lastError;
+  return summary;
+}
+
+function _timelinePosition(key: Deno.KvKey): TimelinePosition | undefined {
+  const [, receivedAt, id] = key;
+  return typeof receivedAt === "number" && typeof id === "string" ? { receivedAt, id } : undefined;
+}
+
+/** A cursor is the last timeline position consumed, as base64url JSON: opaque to clients. */
+function _encodeCursor(position: TimelinePosition): string {
+  const json = JSON.stringify([position.receivedAt, position.id]);
+  const base64 = btoa(String.fromCharCode(...new TextEncoder().encode(json)));
+  return base64.replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+function _decodeCursor(cursor: string): TimelinePosition {
+  const invalid = new InvalidCursorError(
+    `Cannot read "cursor": pass back the cursor of the previous page unchanged`,
+  );
+  if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid;
+  let parsed: unknown;
+  try {
+    const binary = atob(cursor.replaceAll("-", "+").replaceAll("_", "/"));
+    const bytes = Uint8Array.from(binary, (char) => char.charCodeAt(0));
+    parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch {
+    throw invalid;
+  }
+  if (
+    !Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[0] !== "number" ||
+    !Number.isFinite(parsed[0]) || typeof parsed[1] !== "string"
+  ) throw invalid;
+  return { receivedAt: parsed[0], id: parsed[1] };
+}

@@ -1,0 +1,84 @@
+/**
+ * Group commit: items submitted while a commit is under way are gathered and written together in
+ * the next one, so concurrent requests share Deno KV's disk syncs. Nothing waits for a timer: a
+ * lone item is committed at once, and a group forms only from items that arrive while earlier
+ * commits are running, so the wait is bounded by one commit.
+ *
+ * @module
+ */
+
+/** Options for {@linkcode createGroupCommitter}. */
+export interface GroupCommitOptions<T, R> {
+  /** Items per commit at most (10 for inbox events: one dedup check each). */
+  maxGroupSize: number;
+  /** Estimated bytes of an item, to keep a commit under Deno KV's 800 KiB limit. */
+  sizeOf?: (item: T) => number;
+  /** Bytes per commit at most, by `sizeOf`. */
+  maxGroupBytes?: number;
+  /** Commits running at the same time (default 2: one writing while the next one gathers). */
+  maxInFlight?: number;
+  /**
+   * Commits a group; returns one result per item, in order. Throwing fails every item of the
+   * group, and only them.
+   */
+  commit: (items: T[]) => Promise<R[]>;
+}
+
+/** Submits items to be committed with others. */
+export interface GroupCommitter<T, R> {
+  /** Resolves with the item's result once the commit holding it succeeded. */
+  submit(item: T): Promise<R>;
+}
+
+interface _Waiting<T, R> {
+  item: T;
+  resolve: (result: R) => void;
+  reject: (error: unknown) => void;
+}
+
+/** Creates a committer that gathers concurrently submitted items into shared commits. */
+export function createGroupCommitter<T, R>(
+  options: GroupCommitOptions<T, R>,
+): GroupCommitter<T, R> {
+  const maxInFlight = options.maxInFlight ?? 2;
+  const sizeOf = options.sizeOf ?? (() => 0);
+  const maxGroupBytes = options.maxGroupBytes ?? Infinity;
+  const queue: _Waiting<T, R>[] = [];
+  let inFlight = 0;
+
+  function takeGroup(): _Waiting<T, R>[] {
+    const group: _Waiting<T, R>[] = [];
+    let bytes = 0;
+    while (queue.length > 0 && group.length < options.maxGroupSize) {
+      const next = queue[0]!;
+      const size = sizeOf(next.item);
+      if (group.length > 0 && bytes + size > maxGroupBytes) break;
+      group.push(queue.shift()!);
+      bytes += size;
+    }
+    return group;
+  }
+
+  function pump(): void {
+    while (inFlight < maxInFlight && queue.length > 0) {
+      const group = takeGroup();
+      inFlight++;
+      options.commit(group.map((waiting) => waiting.item)).then(
+        (results) => group.forEach((waiting, i) => waiting.resolve(results[i] as R)),
+        (error) => group.forEach((waiting) => waiting.reject(error)),
+      ).finally(() => {
+        inFlight--;
+        pump();
+      });
+    }
+  }
+
+  return {
+    submit(item) {
+      return new Promise<R>((resolve, reject) => {
+        queue.push({ item, resolve, reject });
+        pump();
+      });
+    },
+  };
+}

@@ -1,0 +1,269 @@
+/**
+ * The record step: each event is stored in Deno KV together with its dedup mark in one atomic
+ * commit, and made ready for the worker. Events that were already recorded are skipped and
+ * counted as duplicates, never errors.
+ *
+ * @module
+ */
+import type { WebhookEvent } from "../events/events.ts";
+import { commitWithRetry } from "./commit.ts";
+import { createGroupCommitter } from "./group_commit.ts";
+import { eventKey, eventPartKey, type EventRecord, readyKey, timelineKey } from "./keys.ts";
+
+/** The self-hosted KV Connect server allows at most 10 checks per atomic; one check per event. */
+export const MAX_EVENTS_PER_COMMIT = 10;
+/** Budget per commit, under Deno KV's 800 KiB limit with room for keys and metadata. */
+const MAX_COMMIT_BYTES = 600 * 1024;
+/** Events whose JSON is longer are stored in chunks: a KV value holds at most 64 KiB. */
+const MAX_INLINE_EVENT_CHARS = 24 * 1024;
+/** Size of one chunk of a large event's JSON (UTF-8 bytes). */
+const PART_BYTES = 60 * 1024;
+/** Chunks written per commit. */
+const PARTS_PER_COMMIT = 10;
+
+/** How long records and dedup marks live. */
+export interface RetentionOptions {
+  /** How long an event id is remembered, so Meta's retries are skipped (default 8 days). */
+  dedupTtlMs: number;
+  /** How long event records are kept for the admin API (default 7 days). */
+  retentionMs: number;
+}
+
+/** Options for {@linkcode recordEvents}. */
+export interface RecordOptions extends RetentionOptions {
+  /** The time of recording, ms since the epoch. */
+  now: number;
+}
+
+/** Which events were recorded now and which had been recorded before. */
+export interface RecordOutcome {
+  recorded: string[];
+  duplicates: string[];
+}
+
+/** An event ready to commit: its record and the keys and values to write. */
+export interface PreparedEvent {
+  id: string;
+  record: EventRecord;
+  /** Estimated serialised size of the record, for commit budgets. */
+  bytes: number;
+  /**
+   * How long the record, its dedup mark and its timeline entry live: the longer of the dedup TTL
+   * and the retention, since the record is the dedup mark.
+   */
+  expireInMs: number;
+  /** Chunks of a large event's JSON, written before the record. */
+  parts: Uint8Array[];
+}
+
+/**
+ * Records events and their dedup marks, at most {@linkcode MAX_EVENTS_PER_COMMIT} per atomic,
+ * without sharing commits with other callers (see {@linkcode createInbox} for that).
+ *
+ * Resolves once every event is either recorded or known to be a duplicate. Throws when Deno KV
+ * fails: events already committed stay recorded and deduplicate when Meta retries.
+ */
+export async function recordEvents(
+  kv: Deno.Kv,
+  events: readonly WebhookEvent[],
+  options: RecordOptions,
+): Promise<RecordOutcome> {
+  const prepared = events.map((event) => prepareEvent(event, options));
+  await Promise.all(prepared.map((event) => writeParts(kv, event)));
+  const groups = groupForCommit(prepared);
+  const results = await Promise.all(groups.map((group) => commitGroup(kv, group)));
+  return _outcome(groups.flat(), results.flat());
+}
+
+/** Records events, sharing atomic commits with the events of concurrent callers. */
+export interface Inbox {
+  /** Records the events of one delivery; resolves once all are recorded or known duplicates. */
+  record(events: readonly WebhookEvent[], now: number): Promise<RecordOutcome>;
+}
+
+/**
+ * Creates an inbox whose commits gather the events of deliveries that arrive together (group
+ * commit), at most {@linkcode MAX_EVENTS_PER_COMMIT} per atomic. A failed commit fails only the
+ * deliveries whose events it held.
+ */
+export function createInbox(kv: Deno.Kv, retention: RetentionOptions): Inbox {
+  const committer = createGroupCommitter<PreparedEvent, CommitResult>({
+    maxGroupSize: MAX_EVENTS_PER_COMMIT,
+    sizeOf: (event) => event.bytes,
+    maxGroupBytes: MAX_COMMIT_BYTES,
+    commit: (group) => commitGroup(kv, group),
+  });
+  return {
+    async record(events, now) {
+      const prepared = events.map((event) => prepareEvent(event, { ...retention, now }));
+      await Promise.all(prepared.map((event) => writeParts(kv, event)));
+      const results = await Promise.all(prepared.map((event) => committer.submit(event)));
+      return _outcome(prepared, results);
+    },
+  };
+}
+
+/** What became of one event in a commit. */
+export type CommitResult = "recorded" | "duplicate";
+
+/** Builds the record of a newly received event. */
+export function prepareEvent(event: WebhookEvent, options: RecordOptions): PreparedEvent {
+  const expireInMs = Math.max(options.dedupTtlMs, options.retentionMs);
+  const json = JSON.stringify(event);
+  const record: EventRecord = {
+    id: event.id,
+    kind: event.kind,
+    state: "pending",
+    attempts: 0,
+    receivedAt: options.now,
+    dueAt: options.now,
+    expiresAt: options.now + expireInMs,
+    completedHandlers: [],
+    history: [],
+  };
+  let parts: Uint8Array[] = [];
+  if (json.length > MAX_INLINE_EVENT_CHARS) {
+    parts = _chunk(new TextEncoder().encode(json), PART_BYTES);
+    record.parts = parts.length;
+  } else {
+    record.event = event;
+  }
+  // Strings may be stored as UTF-16: count two bytes a character, plus the record's own fields.
+  const bytes = (record.event ? json.length * 2 : 0) + 512;
+  return { id: event.id, record, bytes, expireInMs, parts };
+}
+
+/** Splits events into groups that each fit one atomic commit. */
+export function groupForCommit(events: readonly PreparedEvent[]): PreparedEvent[][] {
+  const groups: PreparedEvent[][] = [];
+  let current: PreparedEvent[] = [];
+  let bytes = 0;
+  for (const event of events) {
+    const isFull = current.length >= MAX_EVENTS_PER_COMMIT ||
+      bytes + event.bytes > MAX_COMMIT_BYTES;
+    if (current.length > 0 && isFull) {
+      groups.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(event);
+    bytes += event.bytes;
+  }
+  if (current.length > 0) groups.push(current);
+  return groups;
+}
+
+/**
+ * Commits one group with a check per event that its record is absent. Events already recorded
+ * (Meta's retries) are found by one read first, so they do not fail their neighbours' commit; an
+ * event recorded meanwhile by a concurrent request fails the check, is found, and the others are
+ * committed again. An id twice in the group is recorded once.
+ */
+export async function commitGroup(
+  kv: Deno.Kv,
+  group: readonly PreparedEvent[],
+): Promise<CommitResult[]> {
+  const results = new Map<string, CommitResult>();
+  let pending = group.filter((event, i) => group.findIndex((e) => e.id === event.id) === i);
+  for (const id of await _findRecorded(kv, pending.map((event) => event.id))) {
+    results.set(id, "duplicate");
+  }
+  pending = pending.filter((event) => !results.has(event.id));
+  for (let round = 0; pending.length > 0; round++) {
+    if (round > MAX_EVENTS_PER_COMMIT) {
+      throw new Error("Cannot record events: a dedup check keeps failing without a duplicate");
+    }
+    const result = await commitWithRetry(() => {
+      const atomic = kv.atomic();
+      for (const event of pending) addEventWrites(atomic, event);
+      return atomic;
+    });
+    if (result.ok) {
+      for (const event of pending) results.set(event.id, "recorded");
+      break;
+    }
+    const existing = await _findRecorded(kv, pending.map((event) => event.id));
+    for (const id of existing) results.set(id, "duplicate");
+    pending = pending.filter((event) => !existing.has(event.id));
+  }
+  // A repeated id in the same group is a duplicate of its first occurrence.
+  return group.map((event, i) =>
+    group.findIndex((e) => e.id === event.id) === i ? results.get(event.id)! : "duplicate"
+  );
+}
+
+/** Adds one event's check and writes to an atomic: record and dedup mark, ready entry, timeline. */
+export function addEventWrites(atomic: Deno.AtomicOperation, event: PreparedEvent): void {
+  const { record } = event;
+  atomic
+    .check({ key: eventKey(event.id), versionstamp: null })
+    .set(eventKey(event.id), record, { expireIn: event.expireInMs })
+    .set(readyKey(record.receivedAt, event.id), event.id)
+    .set(timelineKey(record.receivedAt, event.id), event.id, { expireIn: event.expireInMs });
+}
+
+/** Reads an event back whole, joining its chunks when it was stored in parts. */
+export async function readEvent(kv: Deno.Kv, record: EventRecord): Promise<WebhookEvent> {
+  if (record.event) return record.event;
+  const keys = Array.from({ length: record.parts ?? 0 }, (_, n) => eventPartKey(record.id, n));
+  const chunks: Uint8Array[] = [];
+  for (let i = 0; i < keys.length; i += 10) {
+    const entries = await kv.getMany<Uint8Array[]>(keys.slice(i, i + 10));
+    for (const entry of entries) {
+      if (entry.value === null) {
+        throw new Error(
+          `Cannot read event "${record.id}": part ${String(entry.key[2])} is missing`,
+        );
+      }
+      chunks.push(entry.value);
+    }
+  }
+  const bytes = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return JSON.parse(new TextDecoder().decode(bytes));
+}
+
+/** Writes the chunks of a large event (nothing for an inline one), before its record. */
+export async function writeParts(kv: Deno.Kv, event: PreparedEvent): Promise<void> {
+  for (let first = 0; first < event.parts.length; first += PARTS_PER_COMMIT) {
+    const result = await commitWithRetry(() => {
+      const atomic = kv.atomic();
+      event.parts.slice(first, first + PARTS_PER_COMMIT).forEach((part, i) => {
+        atomic.set(eventPartKey(event.id, first + i), part, { expireIn: event.expireInMs });
+      });
+      return atomic;
+    });
+    if (!result.ok) throw new Error(`Cannot store the parts of event "${event.id}"`);
+  }
+}
+
+async function _findRecorded(kv: Deno.Kv, ids: string[]): Promise<Set<string>> {
+  const found = new Set<string>();
+  for (let i = 0; i < ids.length; i += 10) {
+    const entries = await kv.getMany(ids.slice(i, i + 10).map(eventKey));
+    for (const entry of entries) if (entry.versionstamp !== null) found.add(String(entry.key[1]));
+  }
+  return found;
+}
+
+function _outcome(
+  events: readonly PreparedEvent[],
+  results: readonly CommitResult[],
+): RecordOutcome {
+  const outcome: RecordOutcome = { recorded: [], duplicates: [] };
+  events.forEach((event, i) => {
+    if (results[i] === "recorded") outcome.recorded.push(event.id);
+    else outcome.duplicates.push(event.id);
+  });
+  return outcome;
+}
+
+function _chunk(bytes: Uint8Array, size: number): Uint8Array[] {
+  const chunks: Uint8Array[] = [];
+  for (let i = 0; i < bytes.length; i += size) chunks.push(bytes.slice(i, i + size));
+  return chunks;
+}

@@ -1,0 +1,97 @@
+/**
+ * Every Deno KV key the service writes, built by small named functions (never array literals
+ * scattered through the code), and the record stored for each event.
+ *
+ * Layout, per event:
+ * - `["events", id]`: the {@linkcode EventRecord}. Its presence is also the dedup mark: intake
+ *   commits it only if the key is absent.
+ * - `["ready", dueAt, id]`: the ready set, ordered by when the event is due. A claim moves the
+ *   entry to the lease's end, so an event whose worker died becomes due again by itself.
+ * - `["timeline", receivedAt, id]`: newest-first listing for the admin API.
+ * - `["dead", id]`: dead letters, for replaying them all.
+ * - `["event_parts", id, n]`: the JSON of an event too large for one KV value, in chunks.
+ *
+ * @module
+ */
+import type { WebhookEvent } from "../events/events.ts";
+
+/** The record of an event: the event, where it is in processing, and its attempts. */
+export interface EventRecord {
+  id: string;
+  kind: WebhookEvent["kind"];
+  state: EventState;
+  /** Handler runs so far (each run of the event's handlers counts once). */
+  attempts: number;
+  /** When intake recorded it, ms since the epoch. */
+  receivedAt: number;
+  /** The time of this event's `["ready", …]` entry; `null` when it has none (done, dead). */
+  dueAt: number | null;
+  /** When the record (and the dedup mark) expires, ms since the epoch. */
+  expiresAt: number;
+  /** Names of the handlers that already succeeded: a retry runs only the others. */
+  completedHandlers: string[];
+  /** The last handler error, as `handler: message`. */
+  lastError?: string;
+  /** One entry per attempt, oldest first. */
+  history: AttemptRecord[];
+  /** The event itself, unless it was too large and is stored in `parts` chunks. */
+  event?: WebhookEvent;
+  /** Number of `["event_parts", id, n]` chunks holding the event's JSON. */
+  parts?: number;
+}
+
+/** One run of an event's handlers. */
+export interface AttemptRecord {
+  /** When it started, ms since the epoch. */
+  at: number;
+  /** How long it ran. */
+  ms: number;
+  /** Why it failed; absent when it succeeded. */
+  error?: string;
+}
+
+/** Where an event is: waiting, being handled, done, waiting for a retry, or given up on. */
+export type EventState = "pending" | "processing" | "done" | "retrying" | "dead";
+
+/** Every {@linkcode EventState}, for validating query parameters. */
+export const EVENT_STATES: readonly EventState[] = [
+  "pending",
+  "processing",
+  "done",
+  "retrying",
+  "dead",
+];
+
+/** The record of event `id` (and its dedup mark). */
+export function eventKey(id: string): Deno.KvKey {
+  return ["events", id];
+}
+
+/** The ready-set entry of event `id`, due at `dueAt`. */
+export function readyKey(dueAt: number, id: string): Deno.KvKey {
+  return ["ready", dueAt, id];
+}
+
+/** The prefix of the whole ready set. */
+export const READY_PREFIX: Deno.KvKey = ["ready"];
+
+/** The timeline entry of event `id`, received at `receivedAt`. */
+export function timelineKey(receivedAt: number, id: string): Deno.KvKey {
+  return ["timeline", receivedAt, id];
+}
+
+/** The prefix of the whole timeline. */
+export const TIMELINE_PREFIX: Deno.KvKey = ["timeline"];
+
+/** The dead-letter entry of event `id`. */
+export function deadLetterKey(id: string): Deno.KvKey {
+  return ["dead", id];
+}
+
+/** The prefix of all dead letters. */
+export const DEAD_LETTER_PREFIX: Deno.KvKey = ["dead"];
+
+/** Chunk `n` of the JSON of a large event. */
+export function eventPartKey(id: string, n: number): Deno.KvKey {
+  return ["event_parts", id, n];
+}

@@ -1,0 +1,457 @@
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { type MessageEvent, parseDelivery, type WebhookEvent } from "../src/events/events.ts";
+import {
+  getEventRecord,
+  InvalidCursorError,
+  listEvents,
+  type ListEventsOptions,
+  replayDeadLetters,
+  replayEvent,
+} from "../src/store/event_log.ts";
+import { recordEvents } from "../src/store/inbox.ts";
+import {
+  deadLetterKey,
+  eventKey,
+  eventPartKey,
+  type EventRecord,
+  type EventState,
+  READY_PREFIX,
+  readyKey,
+} from "../src/store/keys.ts";
+import { openTempKv } from "./support.ts";
+
+const T0 = Date.UTC(2026, 0, 1);
+const HOUR_MS = 3_600_000;
+const RETENTION = { dedupTtlMs: 8 * 24 * HOUR_MS, retentionMs: 7 * 24 * HOUR_MS };
+
+function fixtureEvents(name: string): WebhookEvent[] {
+  const url = new URL(`./fixtures/${name}.json`, import.meta.url);
+  return parseDelivery(JSON.parse(Deno.readTextFileSync(url))).events;
+}
+
+function firstOf<K extends WebhookEvent["kind"]>(
+  name: string,
+  kind: K,
+): Extract<WebhookEvent, { kind: K }> {
+  const event = fixtureEvents(name).find((e) => e.kind === kind);
+  assert.ok(event, `fixture "${name}" has a ${kind} event`);
+  return event as Extract<WebhookEvent, { kind: K }>;
+}
+
+/** A text message event like the fixture's, with its own wamid. */
+function messageEvent(n: number, text = "Oi, tudo bem?"): MessageEvent {
+  const base = firstOf("message_text", "message");
+  const wamid = `wamid.HBgNTEST${String(n).padStart(4, "0")}AA==`;
+  assert.equal(base.message.type, "text");
+  return {
+    ...base,
+    id: `message:${wamid}`,
+    message: { ...base.message, id: wamid, text: { body: text } },
+  };
+}
+
+async function record(kv: Deno.Kv, events: WebhookEvent[], now: number): Promise<void> {
+  const outcome = await recordEvents(kv, events, { now, ...RETENTION });
+  assert.equal(outcome.recorded.length, events.length);
+}
+
+async function readRecord(kv: Deno.Kv, id: string): Promise<EventRecord> {
+  const entry = await kv.get<EventRecord>(eventKey(id));
+  assert.ok(entry.value, `record of "${id}" exists`);
+  return entry.value;
+}
+
+/** Moves a record to `state` the way the worker does: ready entry moved, dead letter written. */
+async function setState(
+  kv: Deno.Kv,
+  id: string,
+  state: EventState,
+  fields: Partial<EventRecord> & { now: number },
+): Promise<EventRecord> {
+  const entry = await kv.get<EventRecord>(eventKey(id));
+  const current = entry.value;
+  assert.ok(current);
+  const { now, ...patch } = fields;
+  const isParked = state === "done" || state === "dead";
+  const next: EventRecord = { ...current, dueAt: isParked ? null : current.dueAt, ...patch, state };
+  const expireIn = current.expiresAt - now;
+  const atomic = kv.atomic().check(entry);
+  if (current.dueAt !== null) atomic.delete(readyKey(current.dueAt, id));
+  if (next.dueAt !== null) atomic.set(readyKey(next.dueAt, id), id);
+  if (state === "dead") atomic.set(deadLetterKey(id), id, { expireIn });
+  const result = await atomic.set(eventKey(id), next, { expireIn }).commit();
+  assert.ok(result.ok);
+  return next;
+}
+
+async function readyIds(kv: Deno.Kv): Promise<Deno.KvKey[]> {
+  const keys: Deno.KvKey[] = [];
+  for await (const entry of kv.list({ prefix: READY_PREFIX })) keys.push(entry.key);
+  return keys;
+}
+
+/** Every page of a listing, following cursors; fails if it never ends. */
+async function allPages(
+  kv: Deno.Kv,
+  options: Omit<ListEventsOptions, "cursor">,
+): Promise<{ ids: string[]; pages: number }> {
+  const ids: string[] = [];
+  let cursor: string | undefined;
+  for (let pages = 1; pages <= 100; pages++) {
+    const page = await listEvents(kv, cursor === undefined ? options : { ...options, cursor });
+    ids.push(...page.events.map((event) => event.id));
+    if (page.cursor === undefined) return { ids, pages };
+    cursor = page.cursor;
+  }
+  throw new Error("listing never ended");
+}
+
+/**
+ * When Deno KV will drop `key`, read from its SQLite file (reads do not hide expired keys until a
+ * cleanup runs, so the file is the only place to see an expiry). `null` for no expiry.
+ */
+function expirationMs(path: string, key: string[]): number | null {
+  const bytes: number[] = [];
+  for (const part of key) {
+    bytes.push(0x02);
+    for (const byte of new TextEncoder().encode(part)) {
+      bytes.push(...(byte === 0 ? [0, 0xff] : [byte]));
+    }
+    bytes.push(0x00);
+  }
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    const row = db.prepare("SELECT expiration_ms FROM kv WHERE k = ?").get(new Uint8Array(bytes));
+    assert.ok(row, `key ${JSON.stringify(key)} is in the file`);
+    const expiration = Number(row.expiration_ms);
+    return expiration < 0 ? null : expiration;
+  } finally {
+    db.close();
+  }
+}
+
+Deno.test("listEvents() lists newest first, with receivedAt as ISO and lastError when set", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  const message = firstOf("message_text", "message");
+  const status = firstOf("status_delivered", "status");
+  const change = firstOf("field_account_update", "change");
+  await record(kv, [message], T0);
+  await record(kv, [status], T0 + 1_000);
+  await record(kv, [change], T0 + 2_000);
+  await setState(kv, status.id, "dead", { now: T0, attempts: 8, lastError: "echo: boom" });
+
+  const page = await listEvents(kv, { limit: 10 });
+  assert.deepEqual(page, {
+    events: [
+      {
+        id: change.id,
+        kind: "change",
+        state: "pending",
+        attempts: 0,
+        receivedAt: "2026-01-01T00:00:02.000Z",
+      },
+      {
+        id: status.id,
+        kind: "status",
+        state: "dead",
+        attempts: 8,
+        receivedAt: "2026-01-01T00:00:01.000Z",
+        lastError: "echo: boom",
+      },
+      {
+        id: message.id,
+        kind: "message",
+        state: "pending",
+        attempts: 0,
+        receivedAt: "2026-01-01T00:00:00.000Z",
+      },
+    ],
+  });
+});
+
+Deno.test("listEvents() filters by state and by kind, together or alone", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  const events = fixtureEvents("batched_mixed"); // 4 messages, 4 statuses, 1 change
+  for (const [i, event] of events.entries()) await record(kv, [event], T0 + i);
+  const statuses = events.filter((e) => e.kind === "status");
+  await setState(kv, statuses[0]!.id, "done", { now: T0 });
+  await setState(kv, statuses[2]!.id, "done", { now: T0 });
+  await setState(kv, events[0]!.id, "done", { now: T0 });
+
+  const done = await listEvents(kv, { state: "done", limit: 100 });
+  assert.deepEqual(done.events.map((e) => e.id), [statuses[2]!.id, statuses[0]!.id, events[0]!.id]);
+  const doneStatuses = await listEvents(kv, { state: "done", kind: "status", limit: 100 });
+  assert.deepEqual(doneStatuses.events.map((e) => e.id), [statuses[2]!.id, statuses[0]!.id]);
+  const changes = await listEvents(kv, { kind: "change", limit: 100 });
+  assert.deepEqual(changes.events.map((e) => e.kind), ["change"]);
+  const pendingMessages = await listEvents(kv, { kind: "message", state: "pending", limit: 100 });
+  assert.equal(pendingMessages.events.length, 3);
+  assert.deepEqual(await listEvents(kv, { kind: "unknown", limit: 100 }), { events: [] });
+});
+
+Deno.test("listEvents() pages by cursor through every event once, newest first, ties included", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  // 25 events, recorded 3 at a time with the same receivedAt, so pages split inside a tie.
+  const events = Array.from({ length: 25 }, (_, n) => messageEvent(n));
+  for (let i = 0; i < events.length; i += 3) {
+    await record(kv, events.slice(i, i + 3), T0 + i * 1_000);
+  }
+  const newestFirst = (await listEvents(kv, { limit: 1000 })).events.map((e) => e.id);
+  assert.equal(newestFirst.length, 25);
+  assert.equal(new Set(newestFirst).size, 25);
+
+  for (const limit of [1, 4, 7, 10, 24, 25]) {
+    const { ids, pages } = await allPages(kv, { limit });
+    assert.deepEqual(ids, newestFirst, `limit ${limit}`);
+    assert.equal(pages, Math.ceil(25 / limit), `limit ${limit}: no empty last page`);
+  }
+});
+
+Deno.test("listEvents() with a rare filter scans a bounded slice per call and still finds every match", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  const events = Array.from({ length: 60 }, (_, n) => messageEvent(n));
+  for (const [i, event] of events.entries()) await record(kv, [event], T0 + i);
+  // Dead: the 3 oldest and the 2 newest.
+  const deadIds = [59, 58, 2, 1, 0].map((n) => events[n]!.id);
+  for (const id of deadIds) await setState(kv, id, "dead", { now: T0, lastError: "x: y" });
+
+  const first = await listEvents(kv, { state: "dead", limit: 2 });
+  assert.deepEqual(first.events.map((e) => e.id), deadIds.slice(0, 2));
+  assert.ok(first.cursor);
+  // Limit 2 scans at most 20 entries: the next call walks 20 pending events and finds none.
+  const second = await listEvents(kv, { state: "dead", limit: 2, cursor: first.cursor });
+  assert.deepEqual(second.events, []);
+  assert.ok(second.cursor, "an empty page still says that more may follow");
+
+  const { ids } = await allPages(kv, { state: "dead", limit: 2 });
+  assert.deepEqual(ids, deadIds);
+});
+
+Deno.test("listEvents() skips timeline entries whose record has expired", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  const events = Array.from({ length: 5 }, (_, n) => messageEvent(n));
+  for (const [i, event] of events.entries()) await record(kv, [event], T0 + i);
+  await kv.delete(eventKey(events[3]!.id));
+  await kv.delete(eventKey(events[1]!.id));
+
+  const page = await listEvents(kv, { limit: 10 });
+  assert.deepEqual(page.events.map((e) => e.id), [4, 2, 0].map((n) => events[n]!.id));
+  assert.equal(page.cursor, undefined);
+});
+
+Deno.test("listEvents() rejects a cursor it did not produce", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  for (const cursor of ["not a cursor", "e30", btoa("[1]"), "%%%"]) {
+    await assert.rejects(listEvents(kv, { limit: 10, cursor }), InvalidCursorError, cursor);
+  }
+});
+
+Deno.test("getEventRecord() returns the record and the event; null for an unknown id", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  const status = firstOf("status_delivered", "status");
+  await record(kv, [status], T0);
+
+  const stored = await getEventRecord(kv, status.id);
+  assert.ok(stored);
+  assert.deepEqual(stored.event, status);
+  assert.equal(stored.record.state, "pending");
+  assert.deepEqual(stored.record.history, []);
+  assert.equal(await getEventRecord(kv, "status:wamid.nothing:sent:1"), null);
+});
+
+Deno.test("getEventRecord() reads back whole an event stored in parts", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  // 150 000 characters of multi-byte text: several 60 KiB parts, split inside characters.
+  const large = messageEvent(1, "ação ✓ ".repeat(21_500));
+  await record(kv, [large], T0);
+  const raw = await readRecord(kv, large.id);
+  assert.equal(raw.event, undefined);
+  assert.ok((raw.parts ?? 0) >= 3, `stored in ${raw.parts} parts`);
+  assert.ok((await kv.get(eventPartKey(large.id, 0))).value);
+
+  const stored = await getEventRecord(kv, large.id);
+  assert.ok(stored);
+  assert.deepEqual(stored.event, large);
+});
+
+Deno.test("replayEvent() puts a done event back to pending, due now, with every handler to run", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  const event = messageEvent(1);
+  await record(kv, [event], T0);
+  const history = [{ at: T0 + 10, ms: 5 }];
+  const done = await setState(kv, event.id, "done", {
+    now: T0 + 20,
+    attempts: 1,
+    completedHandlers: ["log", "echo"],
+    history,
+  });
+  assert.deepEqual(await readyIds(kv), []);
+
+  const now = T0 + HOUR_MS;
+  const result = await replayEvent(kv, event.id, now);
+  const expected: EventRecord = {
+    ...done,
+    state: "pending",
+    dueAt: now,
+    attempts: 0,
+    completedHandlers: [],
+  };
+  assert.deepEqual(result, { status: "replayed", record: expected });
+  assert.deepEqual(await readRecord(kv, event.id), expected);
+  assert.deepEqual(await readyIds(kv), [readyKey(now, event.id)]);
+  assert.equal((await kv.get(readyKey(now, event.id))).value, event.id);
+});
+
+Deno.test("replayEvent() of a dead event removes its dead letter, keeps its error and history, restarts attempts", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  const event = firstOf("status_delivered", "status");
+  await record(kv, [event], T0);
+  const dead = await setState(kv, event.id, "dead", {
+    now: T0,
+    attempts: 8,
+    lastError: "echo: Graph API answered 500",
+    history: [{ at: T0, ms: 3, error: "echo: Graph API answered 500" }],
+  });
+  assert.ok((await kv.get(deadLetterKey(event.id))).versionstamp);
+
+  const now = T0 + 2 * HOUR_MS;
+  const result = await replayEvent(kv, event.id, now);
+  assert.equal(result.status, "replayed");
+  const replayed = await readRecord(kv, event.id);
+  assert.deepEqual(replayed, {
+    ...dead,
+    state: "pending",
+    dueAt: now,
+    attempts: 0,
+    completedHandlers: [],
+  });
+  assert.equal(replayed.lastError, "echo: Graph API answered 500");
+  assert.equal((await kv.get(deadLetterKey(event.id))).versionstamp, null);
+  assert.deepEqual(await readyIds(kv), [readyKey(now, event.id)]);
+});
+
+Deno.test("replayEvent() moves the ready entry of a retrying event to now", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  const event = messageEvent(1);
+  await record(kv, [event], T0);
+  const later = T0 + 15 * 60_000;
+  await setState(kv, event.id, "retrying", {
+    now: T0,
+    dueAt: later,
+    attempts: 3,
+    completedHandlers: ["log"],
+  });
+  assert.deepEqual(await readyIds(kv), [readyKey(later, event.id)]);
+
+  const now = T0 + 60_000;
+  assert.equal((await replayEvent(kv, event.id, now)).status, "replayed");
+  assert.deepEqual(await readyIds(kv), [readyKey(now, event.id)]);
+  assert.deepEqual((await readRecord(kv, event.id)).completedHandlers, []);
+});
+
+Deno.test("replayEvent() keeps the record's expiry", async () => {
+  await using temp = await openTempKv();
+  const { kv, path } = temp;
+  const event = messageEvent(1);
+  // Real time here: Deno KV counts `expireIn` from its own clock.
+  const recordedAt = Date.now();
+  await record(kv, [event], recordedAt);
+  const before = expirationMs(path, ["events", event.id]);
+  assert.ok(before !== null);
+  await setState(kv, event.id, "dead", { now: Date.now(), lastError: "x: y" });
+
+  const result = await replayEvent(kv, event.id, Date.now());
+  assert.equal(result.status, "replayed");
+  const after = expirationMs(path, ["events", event.id]);
+  assert.ok(after !== null, "the record still expires");
+  assert.ok(Math.abs(after - before) < 1_000, `expiry moved by ${after - before} ms`);
+  const stored = await readRecord(kv, event.id);
+  assert.equal(stored.expiresAt, recordedAt + RETENTION.dedupTtlMs);
+});
+
+Deno.test("replayEvent() refuses an event a worker is handling, and changes nothing", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  const event = messageEvent(1);
+  await record(kv, [event], T0);
+  const leaseEnd = T0 + 15_000;
+  const processing = await setState(kv, event.id, "processing", { now: T0, dueAt: leaseEnd });
+
+  assert.deepEqual(await replayEvent(kv, event.id, T0 + 1_000), { status: "busy" });
+  assert.deepEqual(await readRecord(kv, event.id), processing);
+  assert.deepEqual(await readyIds(kv), [readyKey(leaseEnd, event.id)]);
+});
+
+Deno.test("replayEvent() answers not_found for an unknown or expired event", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  assert.deepEqual(await replayEvent(kv, "message:wamid.gone", T0), { status: "not_found" });
+  assert.deepEqual(await readyIds(kv), []);
+});
+
+Deno.test("replayEvent() reads the record again when it changed between read and commit", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  const event = messageEvent(1);
+  await record(kv, [event], T0);
+  await setState(kv, event.id, "dead", { now: T0, lastError: "first" });
+  // A Deno.Kv whose first read is followed by another writer's change to the record.
+  let hasRaced = false;
+  const racing = new Proxy(kv, {
+    get(target, property) {
+      if (property === "get") {
+        return async (key: Deno.KvKey) => {
+          const entry = await target.get<EventRecord>(key);
+          if (!hasRaced && entry.value) {
+            hasRaced = true;
+            await target.set(key, { ...entry.value, lastError: "second" }, { expireIn: HOUR_MS });
+          }
+          return entry;
+        };
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+
+  const result = await replayEvent(racing, event.id, T0 + 1);
+  assert.ok(hasRaced);
+  assert.equal(result.status, "replayed");
+  const stored = await readRecord(kv, event.id);
+  assert.equal(stored.state, "pending");
+  assert.equal(stored.lastError, "second", "the replay was built from the changed record");
+});
+
+Deno.test("replayDeadLetters() replays every dead letter and drops those whose record expired", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  const events = Array.from({ length: 14 }, (_, n) => messageEvent(n));
+  for (const [i, event] of events.entries()) await record(kv, [event], T0 + i);
+  const dead = events.slice(0, 12).map((e) => e.id);
+  for (const id of dead) await setState(kv, id, "dead", { now: T0, lastError: "x: y" });
+  await setState(kv, events[12]!.id, "done", { now: T0 });
+  // A dead letter left behind by a record that expired.
+  await kv.delete(eventKey(dead[5]!));
+
+  const now = T0 + HOUR_MS;
+  assert.equal(await replayDeadLetters(kv, now), 11);
+  for await (const entry of kv.list({ prefix: ["dead"] })) assert.fail(`left ${String(entry.key)}`);
+  const pending = await listEvents(kv, { state: "pending", limit: 100 });
+  assert.equal(pending.events.length, 12); // 11 replayed + the one never handled
+  assert.equal((await readRecord(kv, events[12]!.id)).state, "done");
+  const ready = (await readyIds(kv)).filter((key) => key[1] === now).map((key) => key[2]);
+  assert.deepEqual(new Set(ready), new Set(dead.filter((id) => id !== dead[5])));
+  assert.equal(await replayDeadLetters(kv, now), 0);
+});

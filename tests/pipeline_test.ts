@@ -1,0 +1,288 @@
+/**
+ * The durable pipeline end to end: record -> acknowledge -> worker -> dispatcher, over a real
+ * loopback server and a temp-file Deno KV.
+ */
+import assert from "node:assert/strict";
+import { ManualClock } from "../src/clock.ts";
+import { Dispatcher } from "../src/dispatch/dispatcher.ts";
+import { createWorker } from "../src/dispatch/worker.ts";
+import { parseDelivery } from "../src/events/events.ts";
+import { silentLogger } from "../src/log.ts";
+import { recordEvents } from "../src/store/inbox.ts";
+import { eventKey, type EventRecord, READY_PREFIX } from "../src/store/keys.ts";
+import { openTempKv, postDelivery, startTestServer, TEST_ADMIN_TOKEN, waitFor } from "./support.ts";
+
+const WABA = "102290000000001";
+const PHONE_ID = "106540000000002";
+
+/** A delivery of text messages with the given wamids, one entry, one change. */
+function textsDelivery(wamids: string[]): string {
+  const messages = wamids.map((id, i) => ({
+    from: "5511999990000",
+    id,
+    timestamp: String(1767225600 + i),
+    type: "text",
+    text: { body: `message ${i}` },
+  }));
+  return JSON.stringify({
+    object: "whatsapp_business_account",
+    entry: [{
+      id: WABA,
+      changes: [{
+        field: "messages",
+        value: {
+          messaging_product: "whatsapp",
+          metadata: { display_phone_number: "15550001111", phone_number_id: PHONE_ID },
+          contacts: [{ profile: { name: "Ana" }, wa_id: "5511999990000" }],
+          messages,
+        },
+      }],
+    }],
+  });
+}
+
+/** Counts handler runs per event id. */
+function countingDispatcher(
+  runs: Map<string, number>,
+  fail: (id: string, attempt: number) => boolean = () => false,
+): Dispatcher {
+  return new Dispatcher().on("message", ({ event, attempt }) => {
+    runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
+    if (fail(event.id, attempt)) throw new Error(`boom on attempt ${attempt}`);
+  }, { name: "count" });
+}
+
+async function record(kv: Deno.Kv, id: string): Promise<EventRecord | null> {
+  return (await kv.get<EventRecord>(eventKey(id))).value;
+}
+
+/**
+ * Moves the manual clock forward in steps until `condition` holds, letting the worker run between
+ * steps (it may register its next sleep a moment after the state the test saw).
+ */
+async function advanceUntil(
+  clock: ManualClock,
+  condition: () => Promise<boolean>,
+  what: string,
+  stepMs = 25,
+): Promise<void> {
+  await waitFor(async () => {
+    if (await condition()) return true;
+    await clock.advance(stepMs);
+    return false;
+  }, what);
+}
+
+async function readyCount(kv: Deno.Kv): Promise<number> {
+  let count = 0;
+  for await (const _ of kv.list({ prefix: READY_PREFIX })) count++;
+  return count;
+}
+
+async function allDone(kv: Deno.Kv, ids: string[]): Promise<boolean> {
+  const records = await Promise.all(ids.map((id) => record(kv, id)));
+  return records.every((r) => r?.state === "done");
+}
+
+Deno.test("the same delivery posted twice runs each event's handler once", async () => {
+  const runs = new Map<string, number>();
+  await using server = await startTestServer({ dispatcher: countingDispatcher(runs) });
+  const body = textsDelivery(["wamid.TWICE1", "wamid.TWICE2"]);
+  for (let i = 0; i < 2; i++) {
+    const response = await postDelivery(server.origin, body);
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+  }
+  const ids = ["message:wamid.TWICE1", "message:wamid.TWICE2"];
+  await waitFor(() => allDone(server.kv, ids), "both events done");
+  assert.equal(await readyCount(server.kv), 0, "nothing is left to run");
+  assert.deepEqual(Object.fromEntries(runs), { [ids[0]!]: 1, [ids[1]!]: 1 });
+  assert.ok(server.logs.lines.some((l) => l.msg === "delivery recorded" && l.duplicates === 2));
+});
+
+Deno.test("the same delivery posted concurrently 20 times runs each handler once", async () => {
+  const runs = new Map<string, number>();
+  await using server = await startTestServer({ dispatcher: countingDispatcher(runs) });
+  const wamids = Array.from({ length: 5 }, (_, i) => `wamid.CONC${i}`);
+  const body = textsDelivery(wamids);
+  const responses = await Promise.all(
+    Array.from({ length: 20 }, () => postDelivery(server.origin, body)),
+  );
+  for (const response of responses) {
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+  }
+  const ids = wamids.map((w) => `message:${w}`);
+  await waitFor(() => allDone(server.kv, ids), "all events done");
+  assert.equal(await readyCount(server.kv), 0);
+  assert.deepEqual([...runs.values()], [1, 1, 1, 1, 1]);
+  assert.equal(runs.size, 5);
+});
+
+Deno.test("a handler failing twice then succeeding runs three times with growing delays", async () => {
+  const clock = new ManualClock();
+  const runs = new Map<string, number>();
+  const dispatcher = countingDispatcher(runs, (_id, attempt) => attempt < 3);
+  await using server = await startTestServer({
+    clock,
+    dispatcher,
+    random: () => 0.5,
+    env: { RETRY_BASE_DELAY_MS: "1000" },
+  });
+  const response = await postDelivery(server.origin, textsDelivery(["wamid.RETRY1"]));
+  assert.equal(response.status, 200);
+  await response.body?.cancel();
+  const id = "message:wamid.RETRY1";
+  const start = clock.now();
+
+  await waitFor(async () => (await record(server.kv, id))?.state === "retrying", "first failure");
+  assert.equal((await record(server.kv, id))?.dueAt, start + 750); // 1000/2 + 0.5 * 1000/2
+  await advanceUntil(clock, async () => (await record(server.kv, id))?.attempts === 2, "attempt 2");
+  assert.equal((await record(server.kv, id))?.dueAt, start + 750 + 1500, "the delay doubled");
+  await advanceUntil(clock, async () => (await record(server.kv, id))?.state === "done", "done");
+
+  const done = await record(server.kv, id);
+  assert.equal(runs.get(id), 3);
+  assert.equal(done?.attempts, 3);
+  const [first, second, third] = done!.history.map((h) => h.at - start);
+  assert.equal(first, 0);
+  assert.ok(second! >= 750 && second! < 750 + 1500, `second attempt at +${second} ms`);
+  assert.ok(third! >= 2250 && third! - second! > second! - first!, `third attempt at +${third} ms`);
+  assert.deepEqual(done?.history.map((h) => h.error !== undefined), [true, true, false]);
+  assert.equal(done?.lastError, "count: boom on attempt 2");
+});
+
+Deno.test("a handler that always fails is dead-lettered with its error and can be replayed", async () => {
+  const clock = new ManualClock();
+  const runs = new Map<string, number>();
+  let isBroken = true;
+  const dispatcher = countingDispatcher(runs, () => isBroken);
+  await using server = await startTestServer({
+    clock,
+    dispatcher,
+    random: () => 0,
+    env: { RETRY_MAX_ATTEMPTS: "3", RETRY_BASE_DELAY_MS: "100" },
+  });
+  const response = await postDelivery(server.origin, textsDelivery(["wamid.DEAD1"]));
+  await response.body?.cancel();
+  const id = "message:wamid.DEAD1";
+  await advanceUntil(clock, async () => (await record(server.kv, id))?.state === "dead", "dead");
+  const dead = await record(server.kv, id);
+  assert.equal(dead?.attempts, 3);
+  assert.equal(dead?.lastError, "count: boom on attempt 3");
+  assert.equal(runs.get(id), 3);
+  assert.ok(server.logs.lines.some((l) => l.msg === "event dead-lettered" && l.eventId === id));
+
+  isBroken = false;
+  const replay = await fetch(`${server.origin}/admin/dead-letters/replay`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+  });
+  assert.equal(replay.status, 202);
+  assert.deepEqual(await replay.json(), { replayed: 1 });
+  await waitFor(async () => (await record(server.kv, id))?.state === "done", "replayed event done");
+  assert.equal(runs.get(id), 4);
+});
+
+Deno.test("one throwing handler in a 100-event batch leaves the 99 others done", async () => {
+  const runs = new Map<string, number>();
+  const wamids = Array.from({ length: 100 }, (_, i) => `wamid.BATCH${i}`);
+  const dispatcher = countingDispatcher(runs, (id) => id === "message:wamid.BATCH42");
+  await using server = await startTestServer({ dispatcher });
+  const response = await postDelivery(server.origin, textsDelivery(wamids));
+  assert.equal(response.status, 200);
+  await response.body?.cancel();
+  const others = wamids.filter((w) => w !== "wamid.BATCH42").map((w) => `message:${w}`);
+  await waitFor(() => allDone(server.kv, others), "the 99 others done");
+  assert.equal((await record(server.kv, "message:wamid.BATCH42"))?.state, "retrying");
+  assert.equal(runs.size, 100);
+});
+
+Deno.test("a retry runs only the handlers that have not succeeded yet", async () => {
+  const clock = new ManualClock();
+  const calls: string[] = [];
+  let failures = 1;
+  const dispatcher = new Dispatcher()
+    .on("message", () => void calls.push("audit"), { name: "audit" })
+    .onMessage("text", ({ event }) => {
+      calls.push(`reply:${event.message.text.body}`);
+      if (failures-- > 0) throw new Error("flaky");
+    }, { name: "reply" });
+  await using temp = await openTempKv();
+  const { events } = parseDelivery(JSON.parse(textsDelivery(["wamid.PART1"])));
+  await recordEvents(temp.kv, events, { now: clock.now(), dedupTtlMs: 1e9, retentionMs: 1e9 });
+  const worker = createWorker({
+    kv: temp.kv,
+    dispatcher,
+    logger: silentLogger,
+    clock,
+    random: () => 0,
+    retry: { baseDelayMs: 10 },
+  });
+  worker.start();
+  const id = "message:wamid.PART1";
+  await waitFor(async () => (await record(temp.kv, id))?.state === "retrying", "first failure");
+  await advanceUntil(clock, async () => (await record(temp.kv, id))?.state === "done", "done", 5);
+  await worker.stop(1_000);
+  assert.deepEqual(calls, ["audit", "reply:message 0", "reply:message 0"]);
+  assert.deepEqual((await record(temp.kv, id))?.completedHandlers, ["audit", "reply"]);
+});
+
+Deno.test("a slow handler keeps its lease: a second worker never runs it meanwhile", async () => {
+  const clock = new ManualClock();
+  await using temp = await openTempKv();
+  const { events } = parseDelivery(JSON.parse(textsDelivery(["wamid.SLOW1"])));
+  await recordEvents(temp.kv, events, { now: clock.now(), dedupTtlMs: 1e9, retentionMs: 1e9 });
+  let runs = 0;
+  let finish: () => void = () => {};
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+  const dispatcher = new Dispatcher().on("message", async () => {
+    runs++;
+    await finished;
+  });
+  const options = { kv: temp.kv, dispatcher, logger: silentLogger, clock, leaseMs: 3_000 };
+  const first = createWorker(options);
+  const second = createWorker(options);
+  first.start();
+  await waitFor(() => runs === 1, "the first run");
+  second.start();
+  // Ten lease lengths pass while the handler runs; the lease is extended every second.
+  for (let i = 0; i < 30; i++) await clock.advance(1_000);
+  assert.equal(runs, 1);
+  finish();
+  const id = "message:wamid.SLOW1";
+  await waitFor(async () => (await record(temp.kv, id))?.state === "done", "done");
+  await first.stop(1_000);
+  await second.stop(1_000);
+  assert.equal(runs, 1);
+});
+
+Deno.test("an expired lease (a dead worker) makes the event claimable again", async () => {
+  const clock = new ManualClock();
+  await using temp = await openTempKv();
+  const { events } = parseDelivery(JSON.parse(textsDelivery(["wamid.LEASE1"])));
+  await recordEvents(temp.kv, events, { now: clock.now(), dedupTtlMs: 1e9, retentionMs: 1e9 });
+  const id = "message:wamid.LEASE1";
+  // Simulate a claim by a process that then died: the record is processing, its entry at lease end.
+  const current = await temp.kv.get<EventRecord>(eventKey(id));
+  const leaseUntil = clock.now() + 15_000;
+  await temp.kv.atomic()
+    .delete(["ready", current.value!.dueAt!, id])
+    .set(["ready", leaseUntil, id], id)
+    .set(eventKey(id), { ...current.value!, state: "processing", dueAt: leaseUntil })
+    .commit();
+  let runs = 0;
+  const worker = createWorker({
+    kv: temp.kv,
+    dispatcher: new Dispatcher().on("message", () => void runs++),
+    logger: silentLogger,
+    clock,
+  });
+  worker.start();
+  await clock.advance(14_000);
+  assert.equal(runs, 0, "not taken while the lease holds");
+  await clock.advance(1_000);
+  await waitFor(async () => (await record(temp.kv, id))?.state === "done", "taken over");
+  await worker.stop(1_000);
+  assert.equal(runs, 1);
+});
