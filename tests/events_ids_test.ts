@@ -42,27 +42,57 @@ Deno.test("changeEventId() ignores key order and depends on the WABA, the field 
     message_template_id: 1,
     event: "APPROVED",
   };
-  const id = changeEventId("102290000000001", "message_template_status_update", value);
+  const entryTime = 1767225821;
+  const field = "message_template_status_update";
+  const id = changeEventId("102290000000001", field, { entryTime, value });
   ok(/^change:message_template_status_update:[0-9a-f]{32}$/.test(id), id);
-  equal(changeEventId("102290000000001", "message_template_status_update", reordered), id);
-  notEqual(changeEventId("102290000000002", "message_template_status_update", value), id);
-  notEqual(changeEventId("102290000000001", "template_category_update", value), id);
+  equal(changeEventId("102290000000001", field, { entryTime, value: reordered }), id);
+  notEqual(changeEventId("102290000000002", field, { entryTime, value }), id);
+  notEqual(changeEventId("102290000000001", "template_category_update", { entryTime, value }), id);
   notEqual(
-    changeEventId("102290000000001", "message_template_status_update", {
-      ...value,
-      event: "PAUSED",
-    }),
+    changeEventId("102290000000001", field, { entryTime, value: { ...value, event: "PAUSED" } }),
     id,
   );
 });
 
-Deno.test("changeEventId() matches a hash computed outside this project's code", () => {
-  // Python: sha256(json.dumps(["102290000000001","account_update",{"event":"X"}], sort_keys=True,
-  // separators=(",",":"), ensure_ascii=False).encode()).hexdigest()[:32]
-  equal(
-    changeEventId("102290000000001", "account_update", { event: "X" }),
-    "change:account_update:4bf29aa3f28b36a5ccfadd5217eb7173",
+Deno.test("changeEventId() differs for the same update at two entry times and is stable for a retry", () => {
+  const field = "message_template_status_update";
+  const approved = { event: "APPROVED", message_template_id: 1 };
+  const first = changeEventId("102290000000001", field, { entryTime: 1767225821, value: approved });
+  // A retry of the same delivery: the same entry.time, the value parsed again from the body.
+  const retry = changeEventId("102290000000001", field, {
+    entryTime: 1767225821,
+    value: { message_template_id: 1, event: "APPROVED" },
+  });
+  // The template approved again after a pause: the same value, a later entry.time.
+  const again = changeEventId("102290000000001", field, { entryTime: 1767229421, value: approved });
+  equal(retry, first);
+  notEqual(again, first);
+  // entry.time is hashed as sent: a string of digits is not the number, a missing one is null.
+  notEqual(
+    changeEventId("102290000000001", field, { entryTime: "1767225821", value: approved }),
+    first,
   );
+  equal(
+    changeEventId("102290000000001", field, { entryTime: undefined, value: approved }),
+    changeEventId("102290000000001", field, { entryTime: null, value: approved }),
+  );
+});
+
+Deno.test("changeEventId() matches a hash computed outside this project's code", () => {
+  // Python: sha256(json.dumps(v, sort_keys=True, separators=(",",":"), ensure_ascii=False)
+  // .encode()).hexdigest()[:32], v = ["102290000000001","account_update",<time>,{"event":"X"}]
+  const cases: [unknown, string][] = [
+    [1767225804, "177f0f01baca8b2514a23c559a484355"],
+    ["1767225804", "d27427a9f58de5eea2b060cae5537dc3"],
+    [undefined, "12addb14809c9080428d8ac8bf065c63"], // None in Python
+  ];
+  for (const [entryTime, hash] of cases) {
+    equal(
+      changeEventId("102290000000001", "account_update", { entryTime, value: { event: "X" } }),
+      `change:account_update:${hash}`,
+    );
+  }
 });
 
 Deno.test("unknownEventId() depends on the WABA when known", () => {

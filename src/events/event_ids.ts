@@ -6,7 +6,7 @@
  * Formats:
  * - `message:<wamid>`
  * - `status:<wamid>:<status>:<unix seconds>`
- * - `change:<field>:<hash of [wabaId, field, value]>`
+ * - `change:<field>:<hash of [wabaId, field, entry time or null, value]>`
  * - `unknown:<hash of [wabaId or null, raw]>`
  *
  * @module
@@ -36,12 +36,31 @@ export function statusEventId(wamid: string, status: string, timestampSeconds: n
   return `status:${_boundedIdPart(wamid)}:${_boundedIdPart(status)}:${timestampSeconds}`;
 }
 
+/** What {@linkcode changeEventId} hashes besides the WABA id and the field. */
+export interface ChangeEventIdOptions {
+  /**
+   * `entry.time` exactly as Meta sent it (Unix seconds, usually a number), or `undefined` when the
+   * entry has none. Not normalised: a retry repeats it byte for byte.
+   */
+  entryTime: unknown;
+  /** The change's `value`, as received. */
+  value: unknown;
+}
+
 /**
- * The id of a change event. A change carries no id of its own, so its content is the id: two
- * changes of the same field with the same value for the same WABA get the same id.
+ * The id of a change event. A change carries no id of its own, so its content and its entry's
+ * `time` are the id: Meta's retries of a delivery repeat `entry.time` and keep the id, while the
+ * same update sent again later (a template approved, paused, approved again) gets a new one.
+ * A missing `entryTime` is hashed as `null`.
  */
-export function changeEventId(wabaId: string, field: string, value: unknown): string {
-  return `change:${_boundedIdPart(field)}:${hashCanonicalJson([wabaId, field, value])}`;
+export function changeEventId(
+  wabaId: string,
+  field: string,
+  options: ChangeEventIdOptions,
+): string {
+  const { entryTime, value } = options;
+  const hashed = hashCanonicalJson([wabaId, field, entryTime ?? null, value]);
+  return `change:${_boundedIdPart(field)}:${hashed}`;
 }
 
 /** The id of an unknown event: a hash of what could not be read, and of its WABA when known. */
@@ -59,6 +78,12 @@ export function hashCanonicalJson(value: unknown): string {
  * that differ only in key order serialise alike. Never throws: values JSON cannot hold (undefined,
  * functions, symbols, non-finite numbers) become `null`, bigints become strings and a cycle
  * becomes `null`.
+ *
+ * Matches Python's `json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` for
+ * what Meta sends (strings, integers up to 2^53, everyday decimals). It differs on numbers, which
+ * are written as JavaScript prints them after `JSON.parse` (`1.0` as `1`, `1e16` in full, `1e-7`
+ * not `1e-07`, `-0.0` as `0`, integers beyond 2^53 already rounded), on lone surrogates (escaped
+ * here, unencodable there) and on keys beyond U+FFFF, sorted by UTF-16 code units here.
  */
 export function canonicalJson(value: unknown): string {
   return _canonicalJson(value, new Set());

@@ -80,7 +80,10 @@ export interface StatusEvent {
 export interface ChangeEventBase {
   /** Discriminant of {@linkcode WebhookEvent}. */
   kind: "change";
-  /** `change:<field>:<hash>`, the hash of the WABA id, the field and the value (keys sorted). */
+  /**
+   * `change:<field>:<hash>`, the hash of the WABA id, the field, `entry.time` as sent (`null`
+   * when absent) and the value (keys sorted): the same for Meta's retries, new for a repeat.
+   */
   id: string;
   /** The WABA id (`entry.id`). */
   wabaId: string;
@@ -214,6 +217,8 @@ interface Party {
 /** The parts of an entry every event of it carries. */
 interface EntryContext {
   wabaId: string;
+  /** `entry.time` as Meta sent it, for change ids. */
+  time: unknown;
   timeMs: number | undefined;
 }
 
@@ -262,7 +267,7 @@ function _collectEntry(entry: unknown, path: string, parsed: ParsedDelivery): vo
     parsed.events.push(_unknownEvent(entry, "Entry has no changes", { wabaId }));
     return;
   }
-  const context: EntryContext = { wabaId, timeMs: _secondsToMs(entry.time) };
+  const context: EntryContext = { wabaId, time: entry.time, timeMs: _secondsToMs(entry.time) };
   for (let j = 0; j < changes.length; j++) {
     const change = changes[j];
     const changePath = `${path}.changes[${j}]`;
@@ -394,7 +399,7 @@ function _changeEvent(
 ): ChangeEvent {
   const base: ChangeEventBase = {
     kind: "change",
-    id: changeEventId(entry.wabaId, field, value),
+    id: changeEventId(entry.wabaId, field, { entryTime: entry.time, value }),
     wabaId: entry.wabaId,
     ...(entry.timeMs === undefined ? {} : { timestampMs: entry.timeMs }),
     ..._businessNumberOf(value),
