@@ -7,6 +7,7 @@
  * @module
  */
 import type { ChangeEvent, InboundMessage, MessageEvent, WebhookEvent } from "../events/events.ts";
+import type { GraphClient } from "../graph/client.ts";
 import type { Logger } from "../log.ts";
 
 /** The kinds of {@linkcode WebhookEvent}. */
@@ -25,10 +26,15 @@ export type MessageEventOf<T extends InboundMessage["type"]> = MessageEvent & {
   message: Extract<InboundMessage, { type: T }>;
 };
 
-/** Services a handler may use, added to as the service grows (the Graph API client, …). */
+/** Services a handler may use, added to as the service grows. */
 export interface HandlerServices {
   /** The service's Deno KV, for handlers that keep state. */
   kv: Deno.Kv;
+  /**
+   * The Cloud API client, to send messages; absent when no access token is configured
+   * (`WHATSAPP_TOKEN`, `WHATSAPP_TOKENS`).
+   */
+  graph?: GraphClient;
 }
 
 /** What a handler receives. */
@@ -42,7 +48,11 @@ export interface HandlerContext<E extends WebhookEvent = WebhookEvent> extends H
   attempt: number;
 }
 
-/** A handler: throwing (or rejecting) makes the worker retry it with backoff. */
+/**
+ * A handler: throwing (or rejecting) makes the worker retry it with backoff; a `PermanentError`
+ * dead-letters the event at once, and a `RetryLaterError` sets the least wait before the retry
+ * (both in `handler_errors.ts`).
+ */
 export type Handler<E extends WebhookEvent = WebhookEvent> = (
   context: HandlerContext<E>,
 ) => void | Promise<void>;

@@ -170,7 +170,10 @@ export interface GraphCallOutcome {
 
 /** Options for {@linkcode createGraphClient}. */
 export interface GraphClientOptions {
-  /** The access token for every phone number without its own. Never logged. */
+  /**
+   * The access token for every phone number without its own. Never logged. Empty when every
+   * number has its own: a call for another number then fails as `auth` without a request.
+   */
   token: string;
   /** Tokens by phone number id, for several numbers behind one service. */
   tokensByPhoneNumberId?: Record<string, string>;
@@ -264,6 +267,12 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
     signal: AbortSignal | undefined,
   ): Promise<unknown> {
     const token = tokenFor(phoneNumberId);
+    if (token === "") {
+      throw new GraphApiError({
+        message: `No access token for phone number id "${phoneNumberId}"`,
+        category: "auth",
+      });
+    }
     const url = `${baseUrl}/${version}/${encodeURIComponent(phoneNumberId)}/messages`;
     const request = new AbortController();
     const stopTimer = new AbortController();

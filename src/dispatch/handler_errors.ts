@@ -1,0 +1,33 @@
+/**
+ * Errors a handler throws to tell the worker how to retry. Any other error is retried with the
+ * worker's backoff until `RETRY_MAX_ATTEMPTS`; these two change that.
+ *
+ * @module
+ */
+
+/**
+ * A failure that trying again cannot fix (the recipient cannot be reached, the token is revoked,
+ * the request is wrong): the worker dead-letters the event at the end of this run, with this
+ * message in its `lastError`, instead of retrying. The event's other handlers still run once in
+ * that run. An operator can replay the event after fixing the cause.
+ */
+export class PermanentError extends Error {
+  override readonly name = "PermanentError";
+}
+
+/**
+ * A failure worth retrying, but not before `retryAfterMs` has passed (a rate limit that said how
+ * long to wait): the worker's next attempt is at least that far away, or later if its own backoff
+ * is longer. Attempts still count toward `RETRY_MAX_ATTEMPTS`.
+ */
+export class RetryLaterError extends Error {
+  override readonly name = "RetryLaterError";
+  /** The least wait before the next attempt, in milliseconds. */
+  readonly retryAfterMs: number;
+
+  /** `retryAfterMs` below 0 counts as 0. */
+  constructor(message: string, retryAfterMs: number, options?: ErrorOptions) {
+    super(message, options);
+    this.retryAfterMs = Math.max(0, retryAfterMs);
+  }
+}

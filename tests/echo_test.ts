@@ -1,0 +1,453 @@
+/**
+ * The echo handler end to end: signed deliveries to the app on a real loopback server, the worker,
+ * the Graph API client and the fake Graph API. Time is a `ManualClock` shared by the worker and the
+ * client; the tests move it to release backoff, pacing and timeouts.
+ */
+import assert from "node:assert/strict";
+import { ManualClock } from "../src/clock.ts";
+import { eventKey, type EventRecord, replyKey, type ReplyRecord } from "../src/store/keys.ts";
+import { FAKE_TOKEN, type FakeGraphApi, startFakeGraphApi } from "./fake_graph_api.ts";
+import {
+  postDelivery,
+  startTestServer,
+  TEST_ADMIN_TOKEN,
+  type TestServer,
+  waitFor,
+} from "./support.ts";
+
+const WABA = "102290000000001";
+const PHONE_ID = "106540000000002";
+const OTHER_PHONE_ID = "106540000000003";
+const USER_PHONE = "5511999990000";
+const USER_BSUID = "US.13491208655302741918";
+/** Meta's success answer to a mark-as-read, scripted ahead of a scripted reply answer. */
+const READ_OK = { status: 200, body: '{"success":true}' };
+
+interface Sender {
+  from?: string;
+  from_user_id?: string;
+}
+
+/** An inbound message of `type` with its payload, from `sender` (a phone number by default). */
+function inbound(
+  wamid: string,
+  payload: Record<string, unknown>,
+  sender: Sender = { from: USER_PHONE },
+): Record<string, unknown> {
+  return { ...sender, id: wamid, timestamp: "1767225600", ...payload };
+}
+
+function text(wamid: string, body: string, sender?: Sender): Record<string, unknown> {
+  return inbound(wamid, { type: "text", text: { body } }, sender);
+}
+
+/** A delivery with one change per business number, each carrying `messages`. */
+function delivery(byNumber: Record<string, Record<string, unknown>[]>): string {
+  const changes = Object.entries(byNumber).map(([phoneNumberId, messages]) => ({
+    field: "messages",
+    value: {
+      messaging_product: "whatsapp",
+      metadata: { display_phone_number: "15550001111", phone_number_id: phoneNumberId },
+      contacts: messages.map((message) => ({
+        profile: { name: "Ana" },
+        ...(message.from === undefined ? {} : { wa_id: message.from }),
+        ...(message.from_user_id === undefined ? {} : { user_id: message.from_user_id }),
+      })),
+      messages,
+    },
+  }));
+  return JSON.stringify({ object: "whatsapp_business_account", entry: [{ id: WABA, changes }] });
+}
+
+interface SentRequest {
+  /** The manual clock's time when the client sent it. */
+  at: number;
+  body: Record<string, unknown>;
+}
+
+interface Harness extends AsyncDisposable {
+  fake: FakeGraphApi;
+  server: TestServer;
+  clock: ManualClock;
+  /** Every request the app's Graph API client sent, in order. */
+  sent: SentRequest[];
+}
+
+async function setup(
+  options: { env?: Record<string, string>; fakeTokens?: Record<string, string> } = {},
+): Promise<Harness> {
+  const fake = startFakeGraphApi(
+    options.fakeTokens ? { tokensByPhoneNumberId: options.fakeTokens } : {},
+  );
+  const clock = new ManualClock();
+  const sent: SentRequest[] = [];
+  const server = await startTestServer({
+    clock,
+    random: () => 0.5,
+    env: {
+      ECHO_REPLIES: "true",
+      WHATSAPP_TOKEN: FAKE_TOKEN,
+      GRAPH_API_BASE_URL: fake.url,
+      ...options.env,
+    },
+    fetch: (input, init) => {
+      sent.push({ at: clock.now(), body: JSON.parse(String(init?.body)) });
+      return fetch(input, init);
+    },
+  });
+  return {
+    fake,
+    server,
+    clock,
+    sent,
+    async [Symbol.asyncDispose]() {
+      await server[Symbol.asyncDispose]();
+      await fake.close();
+    },
+  };
+}
+
+async function post(t: Harness, body: string): Promise<void> {
+  const response = await postDelivery(t.server.origin, body);
+  assert.equal(response.status, 200);
+  await response.body?.cancel();
+}
+
+async function record(t: Harness, wamid: string): Promise<EventRecord | null> {
+  return (await t.server.kv.get<EventRecord>(eventKey(`message:${wamid}`))).value;
+}
+
+async function untilState(t: Harness, wamid: string, state: EventRecord["state"]): Promise<void> {
+  await waitFor(async () => (await record(t, wamid))?.state === state, `${wamid} ${state}`);
+}
+
+async function replyRecord(t: Harness, wamid: string): Promise<ReplyRecord | null> {
+  return (await t.server.kv.get<ReplyRecord>(replyKey(wamid, "echo"))).value;
+}
+
+/** The client's "will be retried" lines so far: each one is followed by its backoff sleep. */
+function retriesLogged(t: Harness): Record<string, unknown>[] {
+  return t.server.logs.lines.filter((line) => line.msg === "graph call will be retried");
+}
+
+/** Lets real I/O run for a moment, to show that nothing more is sent. */
+async function letIoRun(): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, 30));
+}
+
+/** Moves the clock in steps until `condition` holds, letting real I/O run between steps. */
+async function advanceUntil(
+  clock: ManualClock,
+  condition: () => Promise<boolean>,
+  what: string,
+  stepMs = 25,
+): Promise<void> {
+  await waitFor(async () => {
+    if (await condition()) return true;
+    await clock.advance(stepMs);
+    return false;
+  }, what);
+}
+
+Deno.test("a text message is marked read with the typing indicator and answered once, quoting it", async () => {
+  await using t = await setup();
+  const body = delivery({ [PHONE_ID]: [text("wamid.ECHO1", "Oi, tudo bem?")] });
+  await post(t, body);
+  await untilState(t, "wamid.ECHO1", "done");
+
+  const [read, reply, ...more] = t.fake.requests;
+  assert.deepEqual(more, []);
+  for (const request of [read!, reply!]) {
+    assert.equal(request.method, "POST");
+    assert.equal(request.path, `/v26.0/${PHONE_ID}/messages`);
+    assert.equal(request.headers.authorization, `Bearer ${FAKE_TOKEN}`);
+    assert.equal(request.headers["content-type"], "application/json");
+  }
+  assert.deepEqual(read!.body, {
+    messaging_product: "whatsapp",
+    status: "read",
+    message_id: "wamid.ECHO1",
+    typing_indicator: { type: "text" },
+  });
+  assert.deepEqual(reply!.body, {
+    messaging_product: "whatsapp",
+    to: USER_PHONE,
+    recipient_type: "individual",
+    type: "text",
+    text: { body: "Oi, tudo bem?" },
+    context: { message_id: "wamid.ECHO1" },
+  });
+  assert.deepEqual(await replyRecord(t, "wamid.ECHO1"), {
+    messageId: "wamid.FAKE000001",
+    phoneNumberId: PHONE_ID,
+  });
+  assert.ok(t.server.logs.lines.some((l) => l.msg === "echo reply sent"));
+
+  // Meta redelivers the same delivery: intake drops it, nothing more is sent.
+  await post(t, body);
+  await letIoRun();
+  assert.equal(t.fake.requests.length, 2);
+  assert.ok(t.server.logs.lines.some((l) => l.msg === "delivery recorded" && l.duplicates === 1));
+  assert.equal(
+    t.server.logs.text().includes("Oi, tudo bem?"),
+    false,
+    "the message text is never logged",
+  );
+});
+
+Deno.test("an admin replay of an answered message sends nothing: the reply record stops it", async () => {
+  await using t = await setup();
+  await post(t, delivery({ [PHONE_ID]: [text("wamid.REPLAY1", "hello")] }));
+  await untilState(t, "wamid.REPLAY1", "done");
+  assert.equal(t.fake.requests.length, 2);
+
+  const id = encodeURIComponent("message:wamid.REPLAY1");
+  const replay = await fetch(`${t.server.origin}/admin/events/${id}/replay`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+  });
+  assert.equal(replay.status, 202);
+  await replay.body?.cancel();
+  await waitFor(async () => {
+    const replayed = await record(t, "wamid.REPLAY1");
+    return replayed?.state === "done" && replayed.history.length === 2;
+  }, "the replayed run done");
+
+  await letIoRun();
+  assert.equal(t.fake.requests.length, 2, "no second mark-as-read, no second reply");
+  const skipped = t.server.logs.lines.filter((l) => l.msg === "echo already sent");
+  assert.equal(skipped.length, 1);
+  assert.equal(skipped[0]!.level, "debug");
+  assert.equal(skipped[0]!.replyId, "wamid.FAKE000001");
+});
+
+Deno.test("a reply recorded by a run that died before finishing is not sent again by the retry", async () => {
+  await using t = await setup();
+  // The state a crash leaves: Meta accepted the reply and it was recorded, the event not yet done.
+  const earlier: ReplyRecord = { messageId: "wamid.SENTBEFORE", phoneNumberId: PHONE_ID };
+  await t.server.kv.set(replyKey("wamid.CRASH1", "echo"), earlier);
+  await post(t, delivery({ [PHONE_ID]: [text("wamid.CRASH1", "hello")] }));
+  await untilState(t, "wamid.CRASH1", "done");
+  await letIoRun();
+  assert.equal(t.fake.requests.length, 0);
+});
+
+Deno.test("a sender known only by a BSUID is answered through recipient, not to", async () => {
+  await using t = await setup();
+  const message = text("wamid.BSUID1", "hi", { from_user_id: USER_BSUID });
+  await post(t, delivery({ [PHONE_ID]: [message] }));
+  await untilState(t, "wamid.BSUID1", "done");
+
+  assert.equal(t.fake.requests.length, 2);
+  const reply = t.fake.requests[1]!.body as Record<string, unknown>;
+  assert.equal(reply.recipient, USER_BSUID);
+  assert.equal("to" in reply, false);
+  assert.deepEqual(reply.context, { message_id: "wamid.BSUID1" });
+});
+
+Deno.test("non-text messages and group messages are not echoed", async () => {
+  await using t = await setup();
+  const image = inbound("wamid.IMAGE1", {
+    type: "image",
+    image: { id: "1234", mime_type: "image/jpeg", sha256: "abc" },
+  });
+  const group = { ...text("wamid.GROUP1", "hi all"), group_id: "120363000000000001" };
+  await post(t, delivery({ [PHONE_ID]: [image, group] }));
+  await untilState(t, "wamid.IMAGE1", "done");
+  await untilState(t, "wamid.GROUP1", "done");
+  await letIoRun();
+  assert.equal(t.fake.requests.length, 0);
+  assert.ok(t.server.logs.lines.some((l) => l.msg === "message received" && l.type === "image"));
+  assert.ok(t.server.logs.lines.some((l) => l.msg === "echo skipped: group message"));
+});
+
+Deno.test("130429 twice then success: the reply goes out after the client's backoff", async () => {
+  await using t = await setup();
+  t.fake.script(READ_OK, { error: 130429 }, { error: 130429 });
+  const start = t.clock.now();
+  await post(t, delivery({ [PHONE_ID]: [text("wamid.THROTTLE1", "hello")] }));
+
+  // With random 0.5, full jitter over 500 ms then 1 s waits 250 ms, then 500 ms.
+  await waitFor(() => retriesLogged(t).length === 1, "the first retry planned");
+  assert.equal(retriesLogged(t)[0]!.delayMs, 250);
+  await t.clock.advance(249);
+  await letIoRun();
+  assert.equal(t.fake.requests.length, 2, "not sent a millisecond early");
+  await t.clock.advance(1);
+  await waitFor(() => retriesLogged(t).length === 2, "the second retry planned");
+  assert.equal(retriesLogged(t)[1]!.delayMs, 500);
+  await t.clock.advance(500);
+  await untilState(t, "wamid.THROTTLE1", "done");
+
+  assert.deepEqual(t.sent.map((s) => [s.at - start, s.body.type ?? s.body.status]), [
+    [0, "read"],
+    [0, "text"],
+    [250, "text"],
+    [750, "text"],
+  ]);
+  const done = await record(t, "wamid.THROTTLE1");
+  assert.equal(done?.attempts, 1, "the client retried; the worker did not have to");
+  assert.equal((await replyRecord(t, "wamid.THROTTLE1"))?.messageId, "wamid.FAKE000001");
+});
+
+Deno.test("429 with Retry-After: 2 makes the next try wait exactly 2 s", async () => {
+  await using t = await setup();
+  t.fake.script(READ_OK, {
+    status: 429,
+    body: "Too Many Requests",
+    headers: { "Retry-After": "2" },
+  });
+  const start = t.clock.now();
+  await post(t, delivery({ [PHONE_ID]: [text("wamid.RETRYAFTER1", "hello")] }));
+
+  await waitFor(() => retriesLogged(t).length === 1, "the retry planned");
+  await t.clock.advance(1_999);
+  await letIoRun();
+  assert.equal(t.fake.requests.length, 2);
+  await t.clock.advance(1);
+  await untilState(t, "wamid.RETRYAFTER1", "done");
+  assert.deepEqual(t.sent.map((s) => s.at - start), [0, 0, 2_000]);
+});
+
+Deno.test("a throttle that outlasts the client's retries is rescheduled by the worker after Retry-After", async () => {
+  await using t = await setup();
+  // 120 s is past the client's 60 s budget: it gives up at once and the worker takes over.
+  t.fake.script(READ_OK, { error: 130429, retryAfter: "120" });
+  const start = t.clock.now();
+  await post(t, delivery({ [PHONE_ID]: [text("wamid.LATER1", "hello")] }));
+
+  await untilState(t, "wamid.LATER1", "retrying");
+  const retrying = await record(t, "wamid.LATER1");
+  assert.equal(retrying?.dueAt, start + 120_000);
+  assert.match(retrying?.lastError ?? "", /^echo: Cannot send the echo reply \(throttled\)/);
+  assert.equal(await replyRecord(t, "wamid.LATER1"), null);
+
+  await t.clock.advance(119_000);
+  await letIoRun();
+  assert.equal(t.fake.requests.length, 2, "nothing sent before Retry-After");
+  await advanceUntil(
+    t.clock,
+    async () => (await record(t, "wamid.LATER1"))?.state === "done",
+    "done",
+  );
+  assert.equal(t.fake.requests.length, 4, "a second mark-as-read, then the reply");
+  assert.ok(t.sent[2]!.at - start >= 120_000);
+  assert.equal((await replyRecord(t, "wamid.LATER1"))?.messageId, "wamid.FAKE000001");
+});
+
+Deno.test("131047 (outside the 24-hour window) is not retried: the event is dead with the category", async () => {
+  await using t = await setup();
+  t.fake.script(READ_OK, { error: 131047, details: "More than 24 hours have passed" });
+  await post(t, delivery({ [PHONE_ID]: [text("wamid.WINDOW1", "hello")] }));
+  await untilState(t, "wamid.WINDOW1", "dead");
+
+  const dead = await record(t, "wamid.WINDOW1");
+  assert.equal(dead?.attempts, 1);
+  assert.match(
+    dead?.lastError ?? "",
+    /^echo: Cannot send the echo reply \(recipient, not retried\): .*131047.*More than 24 hours/,
+  );
+  await letIoRun();
+  assert.equal(t.fake.requests.length, 2);
+  assert.equal(await replyRecord(t, "wamid.WINDOW1"), null);
+});
+
+Deno.test("190 (bad token) is not retried: one refused call, an error line, no token in any log", async () => {
+  const badToken = "EAAG-expired-secret-token-0123";
+  await using t = await setup({ env: { WHATSAPP_TOKEN: badToken } });
+  await post(t, delivery({ [PHONE_ID]: [text("wamid.AUTH1", "Very private words")] }));
+  await untilState(t, "wamid.AUTH1", "dead");
+
+  const dead = await record(t, "wamid.AUTH1");
+  assert.equal(dead?.attempts, 1);
+  assert.match(dead?.lastError ?? "", /\(auth, not retried\).*190/);
+  await letIoRun();
+  assert.equal(t.fake.requests.length, 1, "the mark-as-read was refused; no reply was tried");
+  const refused = t.server.logs.lines.filter((l) =>
+    l.level === "error" && l.msg === "graph call refused: access token or permission"
+  );
+  assert.equal(refused.length, 1);
+  assert.equal(refused[0]!.code, 190);
+  assert.equal(t.server.logs.text().includes(badToken), false, "the token is never logged");
+  assert.equal(t.server.logs.text().includes("Very private words"), false);
+});
+
+Deno.test("a reply that times out is retried, and answered once Meta answers", async () => {
+  await using t = await setup({ env: { GRAPH_TIMEOUT_MS: "1000" } });
+  t.fake.script(READ_OK, { delayMs: Infinity });
+  const start = t.clock.now();
+  await post(t, delivery({ [PHONE_ID]: [text("wamid.SLOW1", "hello")] }));
+
+  await t.fake.waitForRequests(2);
+  await t.clock.advance(1_000);
+  await waitFor(() => retriesLogged(t).length === 1, "the retry planned");
+  assert.equal(retriesLogged(t)[0]!.delayMs, 250);
+  await t.clock.advance(250);
+  await untilState(t, "wamid.SLOW1", "done");
+
+  assert.deepEqual(t.sent.map((s) => [s.at - start, s.body.type ?? s.body.status]), [
+    [0, "read"],
+    [0, "text"],
+    [1_250, "text"],
+  ]);
+  assert.equal((await replyRecord(t, "wamid.SLOW1"))?.messageId, "wamid.FAKE000001");
+});
+
+Deno.test("several numbers behind one callback: each reply uses its number's token", async () => {
+  const otherToken = "other-number-token";
+  await using t = await setup({
+    env: { WHATSAPP_TOKEN: "", WHATSAPP_TOKENS: `${OTHER_PHONE_ID}:${otherToken}` },
+    fakeTokens: { [OTHER_PHONE_ID]: otherToken },
+  });
+  await post(
+    t,
+    delivery({
+      [OTHER_PHONE_ID]: [text("wamid.OTHER1", "hello")],
+      [PHONE_ID]: [text("wamid.NOTOKEN1", "hello")],
+    }),
+  );
+  await untilState(t, "wamid.OTHER1", "done");
+  await untilState(t, "wamid.NOTOKEN1", "dead");
+
+  await letIoRun();
+  assert.deepEqual(
+    t.fake.requests.map((r) => [r.path, r.headers.authorization]),
+    [
+      [`/v26.0/${OTHER_PHONE_ID}/messages`, `Bearer ${otherToken}`],
+      [`/v26.0/${OTHER_PHONE_ID}/messages`, `Bearer ${otherToken}`],
+    ],
+    "nothing is sent for a number without a token",
+  );
+  assert.match(
+    (await record(t, "wamid.NOTOKEN1"))?.lastError ?? "",
+    new RegExp(`\\(auth, not retried\\): No access token for phone number id "${PHONE_ID}"`),
+  );
+});
+
+Deno.test("GRAPH_MESSAGES_PER_SECOND paces the calls of one number by the clock", async () => {
+  await using t = await setup({ env: { GRAPH_MESSAGES_PER_SECOND: "2" } });
+  const start = t.clock.now();
+  await post(
+    t,
+    delivery({
+      [PHONE_ID]: [
+        text("wamid.PACE1", "one", { from: "5511999990001" }),
+        text("wamid.PACE2", "two", { from: "5511999990002" }),
+      ],
+    }),
+  );
+  await t.fake.waitForRequests(2);
+  await letIoRun();
+  assert.equal(t.fake.requests.length, 2, "a burst of 2, then one call every 500 ms");
+  await advanceUntil(
+    t.clock,
+    async () => {
+      const records = await Promise.all([record(t, "wamid.PACE1"), record(t, "wamid.PACE2")]);
+      return records.every((r) => r?.state === "done");
+    },
+    "both answered",
+    10,
+  );
+  // Two mark-as-reads and two replies: two calls at once, then the third and fourth tokens.
+  assert.deepEqual(t.sent.map((s) => s.at - start).sort((a, b) => a - b), [0, 0, 500, 1_000]);
+});
