@@ -72,6 +72,14 @@ async function setState(
   const entry = await kv.get<EventRecord>(eventKey(id));
   const current = entry.value;
   assert.ok(current);
+  if (state === "processing") {
+    // A worker's claim: the ready entry moves to the lease's end, the record stays as it is.
+    assert.ok(current.dueAt !== null && fields.dueAt !== undefined && fields.dueAt !== null);
+    const moved = await kv.atomic().check(entry).delete(readyKey(current.dueAt, id))
+      .set(readyKey(fields.dueAt, id), id).commit();
+    assert.ok(moved.ok);
+    return current;
+  }
   const { now, ...patch } = fields;
   const isParked = state === "done" || state === "dead";
   const next: EventRecord = { ...current, dueAt: isParked ? null : current.dueAt, ...patch, state };

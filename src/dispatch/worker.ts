@@ -2,10 +2,13 @@
  * The worker: claims ready events with a lease, runs their handlers through the dispatcher, and
  * marks each event done, retrying, or dead.
  *
- * A claim is one atomic that checks the record's versionstamp and moves the event's ready entry to
- * the end of its lease, so an event whose worker died becomes due again by itself, and two
- * workers (or processes) never hold the same event. The lease is extended while handlers run, so a
- * slow handler never runs twice; if an extension finds the record changed, the run is aborted.
+ * A claim moves the event's ready entry to the end of its lease, in an atomic that checks the
+ * entry's versionstamp, so two workers (or processes) never hold the same event and an event whose
+ * worker died becomes due again by itself. The record is not rewritten by a claim: an event is
+ * "processing" while its entry is away from `record.dueAt` (see `isClaimed` in `event_log.ts`).
+ * The lease is extended while handlers run, so a slow handler never runs twice; if an extension
+ * finds the entry changed, the run is aborted. Claims and results are committed in batches of up
+ * to ten events, so the worker keeps up with the intake.
  *
  * @module
  */
@@ -13,6 +16,7 @@ import type { Clock } from "../clock.ts";
 import type { WebhookEvent } from "../events/events.ts";
 import type { Logger } from "../log.ts";
 import { commitWithRetry } from "../store/commit.ts";
+import { createGroupCommitter } from "../store/group_commit.ts";
 import { readEvent } from "../store/inbox.ts";
 import {
   type AttemptRecord,
@@ -23,6 +27,7 @@ import {
   readyKey,
 } from "../store/keys.ts";
 import type { Dispatcher, HandlerServices } from "./dispatcher.ts";
+import { PermanentError, RetryLaterError } from "./handler_errors.ts";
 
 /** How handler failures are retried. */
 export interface RetryPolicy {
@@ -58,6 +63,33 @@ export interface WorkerOptions {
   retry?: Partial<RetryPolicy>;
   /** Returns a number in [0, 1) for jitter; defaults to `Math.random`. */
   random?: () => number;
+  /** Told about handler runs and stored results, for metrics. */
+  observer?: WorkerObserver;
+}
+
+/** One run of one handler, as reported to {@linkcode WorkerObserver.onHandlerRun}. */
+export interface HandlerRun {
+  handler: string;
+  eventId: string;
+  kind: WebhookEvent["kind"];
+  attempt: number;
+  outcome: "success" | "failure";
+}
+
+/** A stored result of a run, as reported to {@linkcode WorkerObserver.onSettled}. */
+export interface SettledRun {
+  eventId: string;
+  kind: WebhookEvent["kind"];
+  attempt: number;
+  state: "done" | "retrying" | "dead";
+}
+
+/** Told what the worker did; an observer that throws is logged and ignored. */
+export interface WorkerObserver {
+  /** After each handler run. */
+  onHandlerRun?(run: HandlerRun): void;
+  /** After a run's result was stored (not when the lease was lost or shutdown aborted it). */
+  onSettled?(settled: SettledRun): void;
 }
 
 /** A running worker. */
@@ -83,11 +115,22 @@ const DEFAULT_LEASE_MS = 15_000;
 const MIN_SLEEP_MS = 1;
 /** Attempts kept in a record's history, to bound its size. */
 const MAX_HISTORY = 20;
+/** Events per claim or result commit: one check each, within KV Connect's limit of 10. */
+const EVENTS_PER_COMMIT = 10;
 
+/** A claimed event: its record as read, its lease entry, and the event itself. */
 interface Claim {
   record: EventRecord;
-  versionstamp: string;
+  /** The lease entry's key and versionstamp; updated when the lease is extended. */
+  lease: { key: Deno.KvKey; versionstamp: string };
   event: WebhookEvent;
+}
+
+/** The outcome of a run, to be committed with others. */
+interface Outcome {
+  claim: Claim;
+  next: EventRecord;
+  log: Logger;
 }
 
 /** Creates a worker over `kv`; call `start()` to run it. */
@@ -98,6 +141,10 @@ export function createWorker(options: WorkerOptions): Worker {
   const concurrency = options.concurrency ?? 16;
   const retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
   const random = options.random ?? Math.random;
+  const results = createGroupCommitter<Outcome, boolean>({
+    maxGroupSize: EVENTS_PER_COMMIT,
+    commit: (outcomes) => commitOutcomes(outcomes),
+  });
 
   const runs = new Map<string, { done: Promise<void>; abort: AbortController }>();
   let isStopping = false;
@@ -158,56 +205,76 @@ export function createWorker(options: WorkerOptions): Worker {
     const due: Deno.KvEntry<string>[] = [];
     const iterator = kv.list<string>(
       { start: READY_PREFIX, end: readyKey(now + 1, "") },
-      { limit: limit * 2 },
+      { limit },
     );
     for await (const entry of iterator) if (!runs.has(entry.value)) due.push(entry);
     let claimed = 0;
-    for (const entry of due) {
-      if (claimed >= limit || isStopping) break;
-      const claim = await claimOne(entry, now);
-      if (!claim) continue;
-      claimed++;
-      const abort = new AbortController();
-      const done = runClaim(claim, abort).finally(() => {
-        runs.delete(claim.record.id);
-        wake();
-      });
-      runs.set(claim.record.id, { done, abort });
+    for (let i = 0; i < due.length && !isStopping; i += EVENTS_PER_COMMIT) {
+      for (const claim of await claimBatch(due.slice(i, i + EVENTS_PER_COMMIT), now)) {
+        claimed++;
+        const abort = new AbortController();
+        const done = runClaim(claim, abort)
+          .catch((error) => logger.error("run failed", { eventId: claim.event.id, error }))
+          .finally(() => {
+            runs.delete(claim.record.id);
+            wake();
+          });
+        runs.set(claim.record.id, { done, abort });
+      }
     }
     return claimed;
   }
 
-  async function claimOne(entry: Deno.KvEntry<string>, now: number): Promise<Claim | null> {
-    const id = entry.value;
-    const current = await kv.get<EventRecord>(eventKey(id));
-    const record = current.value;
-    const dueAt = entry.key[1] as number;
-    if (!record || current.versionstamp === null || record.dueAt !== dueAt) {
-      // An entry whose record expired or moved on: remove it if nobody touched it meanwhile.
-      await kv.atomic().check(entry).delete(entry.key).commit();
-      return null;
+  /** Claims due entries in one atomic; if another worker took one of them, claims one by one. */
+  async function claimBatch(entries: Deno.KvEntry<string>[], now: number): Promise<Claim[]> {
+    const records = await kv.getMany<EventRecord[]>(entries.map((entry) => eventKey(entry.value)));
+    const claimable: { entry: Deno.KvEntry<string>; record: EventRecord }[] = [];
+    for (const [i, entry] of entries.entries()) {
+      const record = records[i]?.value;
+      if (record && (record.state === "pending" || record.state === "retrying")) {
+        claimable.push({ entry, record });
+      } else {
+        // A leftover entry of an event that is done, dead or expired: remove it.
+        await kv.atomic().check(entry).delete(entry.key).commit();
+      }
     }
+    if (claimable.length === 0) return [];
     const leaseUntil = now + leaseMs;
-    const claimed: EventRecord = { ...record, state: "processing", dueAt: leaseUntil };
-    const result = await commitWithRetry(() =>
-      kv.atomic()
-        .check(current)
-        .check(entry)
-        .delete(entry.key)
-        .set(readyKey(leaseUntil, id), id)
-        .set(eventKey(id), claimed, { expireIn: _remaining(record, now) })
-    );
-    if (!result.ok) return null; // another worker was faster
-    try {
-      return {
-        record: claimed,
-        versionstamp: result.versionstamp,
-        event: await readEvent(kv, record),
-      };
-    } catch (error) {
-      logger.error("cannot read event", { eventId: id, error });
-      return null;
+    const move = (atomic: Deno.AtomicOperation, entry: Deno.KvEntry<string>): void => {
+      atomic.check(entry).delete(entry.key).set(readyKey(leaseUntil, entry.value), entry.value);
+    };
+    const together = await commitWithRetry(() => {
+      const atomic = kv.atomic();
+      for (const { entry } of claimable) move(atomic, entry);
+      return atomic;
+    });
+    let won: { entry: Deno.KvEntry<string>; record: EventRecord; versionstamp: string }[];
+    if (together.ok) {
+      won = claimable.map((c) => ({ ...c, versionstamp: together.versionstamp }));
+    } else {
+      won = [];
+      for (const c of claimable) {
+        const alone = await commitWithRetry(() => {
+          const atomic = kv.atomic();
+          move(atomic, c.entry);
+          return atomic;
+        });
+        if (alone.ok) won.push({ ...c, versionstamp: alone.versionstamp });
+      }
     }
+    const claims: Claim[] = [];
+    for (const { entry, record, versionstamp } of won) {
+      try {
+        claims.push({
+          record,
+          lease: { key: readyKey(leaseUntil, entry.value), versionstamp },
+          event: await readEvent(kv, record),
+        });
+      } catch (error) {
+        logger.error("cannot read event", { eventId: entry.value, error });
+      }
+    }
+    return claims;
   }
 
   async function runClaim(claim: Claim, abort: AbortController): Promise<void> {
@@ -219,6 +286,8 @@ export function createWorker(options: WorkerOptions): Worker {
 
     const completed = new Set(claim.record.completedHandlers);
     const failures: string[] = [];
+    let isPermanent = false; // a handler threw PermanentError: dead-letter without retrying
+    let retryAfterMs = 0; // the longest wait a RetryLaterError asked for
     for (const handler of dispatcher.handlersFor(event)) {
       if (completed.has(handler.name) || abort.signal.aborted) continue;
       try {
@@ -231,9 +300,31 @@ export function createWorker(options: WorkerOptions): Worker {
           attempt,
         });
         completed.add(handler.name);
+        observe(() =>
+          options.observer?.onHandlerRun?.({
+            handler: handler.name,
+            eventId: event.id,
+            kind: event.kind,
+            attempt,
+            outcome: "success",
+          })
+        );
       } catch (error) {
+        observe(() =>
+          options.observer?.onHandlerRun?.({
+            handler: handler.name,
+            eventId: event.id,
+            kind: event.kind,
+            attempt,
+            outcome: "failure",
+          })
+        );
         const message = error instanceof Error ? error.message : String(error);
         failures.push(`${handler.name}: ${message}`);
+        if (error instanceof PermanentError) isPermanent = true;
+        if (error instanceof RetryLaterError) {
+          retryAfterMs = Math.max(retryAfterMs, error.retryAfterMs);
+        }
         log.warn("handler failed", { handler: handler.name, attempt, error });
       }
     }
@@ -241,53 +332,87 @@ export function createWorker(options: WorkerOptions): Worker {
     if (lease.isLost()) return; // another worker owns the event now
 
     const now = clock.now();
-    const ms = now - startedAt;
     const history: AttemptRecord[] = [
       ...claim.record.history,
-      { at: startedAt, ms, ...(failures.length ? { error: failures.join("; ") } : {}) },
+      {
+        at: startedAt,
+        ms: now - startedAt,
+        ...(failures.length ? { error: failures.join("; ") } : {}),
+      },
     ].slice(-MAX_HISTORY);
     const base = { ...claim.record, attempts: attempt, completedHandlers: [...completed], history };
-    const current = { key: eventKey(event.id), versionstamp: lease.versionstamp() };
-    const expireIn = _remaining(claim.record, now);
-
+    const lastError = failures.join("; ");
     let next: EventRecord;
-    const atomic = (): Deno.AtomicOperation => {
-      const op = kv.atomic().check(current).delete(lease.key());
-      op.set(eventKey(event.id), next, { expireIn });
-      if (next.state === "retrying" && next.dueAt !== null) {
-        op.set(readyKey(next.dueAt, event.id), event.id);
-      }
-      if (next.state === "dead") op.set(deadLetterKey(event.id), event.id, { expireIn });
-      return op;
-    };
     if (failures.length === 0) {
       next = { ...base, state: "done", dueAt: null };
-    } else if (attempt < retry.maxAttempts && !abort.signal.aborted) {
-      const delay = _backoffMs(attempt, retry, random);
-      next = { ...base, state: "retrying", dueAt: now + delay, lastError: failures.join("; ") };
-    } else if (attempt < retry.maxAttempts) {
+    } else if (attempt < retry.maxAttempts && !isPermanent && !abort.signal.aborted) {
+      const delay = Math.max(_backoffMs(attempt, retry, random), retryAfterMs);
+      next = { ...base, state: "retrying", dueAt: now + delay, lastError };
+    } else if (attempt < retry.maxAttempts && !isPermanent) {
       // Aborted by shutdown: leave the lease to expire so another worker retries it soon.
       return;
     } else {
-      next = { ...base, state: "dead", dueAt: null, lastError: failures.join("; ") };
+      next = { ...base, state: "dead", dueAt: null, lastError };
     }
-    const result = await commitWithRetry(atomic);
-    if (!result.ok) {
+    const isStored = await results.submit({ claim, next, log });
+    if (!isStored) {
       log.warn("event changed while its handlers ran; result not stored", { state: next.state });
       return;
     }
-    if (next.state === "done") log.debug("event done", { attempt, ms });
-    else if (next.state === "retrying") {
+    const state = next.state as SettledRun["state"];
+    observe(() =>
+      options.observer?.onSettled?.({ eventId: event.id, kind: event.kind, attempt, state })
+    );
+    if (next.state === "done") {
+      log.debug("event done", { attempt, ms: now - startedAt });
+    } else if (next.state === "retrying") {
       log.info("event will be retried", { attempt, dueAt: next.dueAt });
-    } else log.error("event dead-lettered", { attempt, lastError: next.lastError });
+    } else {
+      log.error("event dead-lettered", { attempt, lastError });
+    }
+  }
+
+  /** Calls an observer; one that throws must not break the worker. */
+  function observe(call: () => void): void {
+    try {
+      call();
+    } catch (error) {
+      logger.warn("worker observer failed", { error });
+    }
+  }
+
+  /** Writes outcomes in one atomic; when one lease was lost meanwhile, writes them one by one. */
+  async function commitOutcomes(outcomes: Outcome[]): Promise<boolean[]> {
+    const now = clock.now();
+    const write = (atomic: Deno.AtomicOperation, { claim, next }: Outcome): void => {
+      const id = claim.record.id;
+      const expireIn = _remaining(claim.record, now);
+      atomic.check(claim.lease).delete(claim.lease.key).set(eventKey(id), next, { expireIn });
+      if (next.state === "retrying" && next.dueAt !== null) {
+        atomic.set(readyKey(next.dueAt, id), id);
+      }
+      if (next.state === "dead") atomic.set(deadLetterKey(id), id, { expireIn });
+    };
+    const together = await commitWithRetry(() => {
+      const atomic = kv.atomic();
+      for (const outcome of outcomes) write(atomic, outcome);
+      return atomic;
+    });
+    if (together.ok) return outcomes.map(() => true);
+    return await Promise.all(outcomes.map(async (outcome) => {
+      const alone = await commitWithRetry(() => {
+        const atomic = kv.atomic();
+        write(atomic, outcome);
+        return atomic;
+      });
+      return alone.ok;
+    }));
   }
 
   /** Extends the lease every third of its length until stopped; aborts the run if it is lost. */
   function keepLease(claim: Claim, abort: AbortController, log: Logger) {
-    let versionstamp = claim.versionstamp;
-    let dueAt = claim.record.dueAt ?? 0;
-    let record = claim.record;
     let isLost = false;
+    const id = claim.record.id;
     const stopSleeping = new AbortController();
     const extending = (async () => {
       while (!stopSleeping.signal.aborted) {
@@ -296,22 +421,18 @@ export function createWorker(options: WorkerOptions): Worker {
         } catch {
           return;
         }
-        const now = clock.now();
-        const extended: EventRecord = { ...record, dueAt: now + leaseMs };
+        const until = clock.now() + leaseMs;
         const result = await commitWithRetry(() =>
           kv.atomic()
-            .check({ key: eventKey(record.id), versionstamp })
-            .delete(readyKey(dueAt, record.id))
-            .set(readyKey(now + leaseMs, record.id), record.id)
-            .set(eventKey(record.id), extended, { expireIn: _remaining(record, now) })
+            .check(claim.lease)
+            .delete(claim.lease.key)
+            .set(readyKey(until, id), id)
         ).catch((error) => {
           log.warn("cannot extend lease", { error });
           return null;
         });
         if (result?.ok) {
-          versionstamp = result.versionstamp;
-          dueAt = now + leaseMs;
-          record = extended;
+          claim.lease = { key: readyKey(until, id), versionstamp: result.versionstamp };
         } else if (result && !result.ok) {
           isLost = true;
           log.warn("lease lost: another worker took the event over");
@@ -325,8 +446,6 @@ export function createWorker(options: WorkerOptions): Worker {
         stopSleeping.abort();
         await extending;
       },
-      versionstamp: () => versionstamp,
-      key: () => readyKey(dueAt, record.id),
       isLost: () => isLost,
     };
   }

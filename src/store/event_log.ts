@@ -129,10 +129,11 @@ export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promi
       if (position) batch.push(position);
     }
     if (batch.length === 0) continue;
-    const records = await kv.getMany<EventRecord[]>(batch.map((p) => eventKey(p.id)));
+    const stored = await kv.getMany<EventRecord[]>(batch.map((p) => eventKey(p.id)));
+    const records = await withCurrentState(kv, stored.map((entry) => entry.value));
     for (let i = 0; i < batch.length; i++) {
       last = batch[i];
-      const record = records[i]?.value;
+      const record = records[i];
       if (record && _matches(record, options)) events.push(_summary(record));
       if (events.length === limit) {
         isPageCut = i < batch.length - 1;
@@ -154,7 +155,35 @@ export interface StoredEvent {
 export async function getEventRecord(kv: Deno.Kv, id: string): Promise<StoredEvent | null> {
   const entry = await kv.get<EventRecord>(eventKey(id));
   if (entry.value === null) return null;
-  return { record: entry.value, event: await readEvent(kv, entry.value) };
+  const [record] = await withCurrentState(kv, [entry.value]);
+  return { record: record!, event: await readEvent(kv, entry.value) };
+}
+
+/**
+ * The records with their current state: a worker's claim moves an event's ready entry to the end
+ * of its lease without rewriting the record, so a `pending` or `retrying` record whose entry is no
+ * longer at `record.dueAt` is being processed.
+ */
+export async function withCurrentState(
+  kv: Deno.Kv,
+  records: readonly (EventRecord | null)[],
+): Promise<(EventRecord | null)[]> {
+  const waiting = records.flatMap((record) =>
+    record && (record.state === "pending" || record.state === "retrying") && record.dueAt !== null
+      ? [record]
+      : []
+  );
+  const claimed = new Set<string>();
+  for (let i = 0; i < waiting.length; i += GET_MANY_MAX_KEYS) {
+    const chunk = waiting.slice(i, i + GET_MANY_MAX_KEYS);
+    const entries = await kv.getMany(chunk.map((record) => readyKey(record.dueAt!, record.id)));
+    entries.forEach((entry, j) => {
+      if (entry.versionstamp === null) claimed.add(chunk[j]!.id);
+    });
+  }
+  return records.map((record) =>
+    record && claimed.has(record.id) ? { ...record, state: "processing" } : record
+  );
 }
 
 /**
@@ -177,7 +206,9 @@ export async function replayEvent(kv: Deno.Kv, id: string, now: number): Promise
     const current = await kv.get<EventRecord>(eventKey(id));
     const record = current.value;
     if (record === null) return { status: "not_found" };
-    if (record.state === "processing") return { status: "busy" };
+    // A waiting event's entry must still be at `record.dueAt`: if a worker moved it, it runs now.
+    const waiting = record.dueAt === null ? null : await kv.get(readyKey(record.dueAt, id));
+    if (waiting && waiting.versionstamp === null) return { status: "busy" };
     const replayed: EventRecord = {
       ...record,
       state: "pending",
@@ -187,7 +218,7 @@ export async function replayEvent(kv: Deno.Kv, id: string, now: number): Promise
     };
     const result = await commitWithRetry(() => {
       const atomic = kv.atomic().check(current);
-      if (record.dueAt !== null) atomic.delete(readyKey(record.dueAt, id));
+      if (waiting) atomic.check(waiting).delete(waiting.key);
       return atomic
         .set(eventKey(id), replayed, { expireIn: Math.max(1, record.expiresAt - now) })
         .set(readyKey(now, id), id)

@@ -1,0 +1,422 @@
+/**
+ * The intake benchmark (`deno task bench`): over real loopback HTTP, side by side in one run, a
+ * bare `Deno.serve` (the baseline) and the full service (verify -> parse -> record ->
+ * acknowledge, with its worker), loaded by `wrk` with precomputed signed bodies so that every
+ * request is a new event. Prints each figure as a ratio to the baseline against its target.
+ *
+ * Usage: `deno run -A bench/intake.ts [--seconds=5]`. Needs `wrk` (`apt-get install wrk`).
+ *
+ * @module
+ */
+import { parseDelivery } from "../src/events/events.ts";
+import { recordEvents } from "../src/store/inbox.ts";
+import { signBody } from "../src/webhook/signature.ts";
+
+const SECONDS = Number(Deno.args.find((a) => a.startsWith("--seconds="))?.split("=")[1] ?? 5);
+const SECRET = "bench-app-secret-0123456789";
+const WRK_THREADS = 1;
+const ROOT = new URL("..", import.meta.url);
+const DAY_MS = 86_400_000;
+
+// deno-lint-ignore no-console
+const print = console.log;
+
+interface WrkResult {
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  requests: number;
+  non2xx: number;
+  errors: number;
+}
+
+interface Process {
+  child: Deno.ChildProcess;
+  handled: () => number;
+  lines: string[];
+  stop: () => Promise<void>;
+}
+
+async function main(): Promise<void> {
+  await requireWrk();
+  const work = await Deno.makeTempDir({ prefix: "wa-webhook-bench-" });
+  const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1];
+  print(`# intake benchmark, ${new Date().toISOString()}`);
+  print(
+    `# machine: ${
+      cpu ?? "unknown cpu"
+    }, ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}`,
+  );
+  print(
+    `# wrk ${SECONDS} s per run, ${WRK_THREADS} wrk thread; ratios are to the baseline of this run\n`,
+  );
+  try {
+    const bodies1 = await writeBodies(`${work}/one`, 400_000, 1, "A");
+    const bodies10 = await writeBodies(`${work}/ten`, 40_000, 10, "B");
+
+    const baseline = await withProcess(
+      ["run", "--allow-net", "bench/baseline_server.ts"],
+      {},
+      (port) => wrk(port, 32, bodies1),
+    );
+    report("baseline: bare Deno.serve, 32 connections", baseline, baseline.requestsPerSecond);
+    const base = baseline.requestsPerSecond;
+
+    const cpuPath = await withService(`:memory:`, (port) => wrk(port, 32, bodies1, 0));
+    report("CPU path: full intake on in-memory KV, 1-event, 32 conn", cpuPath.result, base, 0.40);
+
+    const full = await withService(`${work}/full.kv`, (port) => wrk(port, 32, bodies1, 0));
+    report("durable intake, 1-event deliveries, 32 conn", full.result, base, 0.20, 10);
+    print(
+      `  RSS peak ${
+        full.rssMb.toFixed(0)
+      } MB (target <= 140); worker completed ${full.drained} events ` +
+        `during the run: ${(full.drained / SECONDS).toFixed(0)} events/s, ${
+          ratio(full.drained / SECONDS, base)
+        }; ` +
+        `backlog grew by ${full.recorded - full.drained} events\n`,
+    );
+
+    const eight = await withService(`${work}/eight.kv`, (port) => wrk(port, 8, bodies1, 0));
+    const naive = await withProcess(
+      ["run", "-A", "bench/naive_server.ts", "", `${work}/naive.kv`, SECRET],
+      {},
+      (port) => wrk(port, 8, bodies1, 0),
+      true,
+    );
+    report("durable intake, 1-event deliveries, 8 conn", eight.result, base);
+    report("naive: one commit per request, 8 conn", naive, base);
+    print(
+      `  group commit at 8 connections: ${
+        (eight.result.requestsPerSecond / naive.requestsPerSecond).toFixed(2)
+      }x ` +
+        `the naive design (target >= 1.00)\n`,
+    );
+
+    const ten = await withService(`${work}/ten.kv`, (port) => wrk(port, 32, bodies10));
+    const eventsPerSecond = ten.result.requestsPerSecond * 10;
+    report("durable intake, 10-event deliveries, 32 conn", ten.result, base);
+    print(
+      `  events/s ${eventsPerSecond.toFixed(0)} = ${
+        ratio(eventsPerSecond, base)
+      } (target >= 0.33x)\n`,
+    );
+
+    const drain = await workerAlone(`${work}/drain.kv`, 30_000);
+    print(
+      `worker alone (no-op handler): ${drain.toFixed(0)} events/s = ${
+        ratio(drain, base)
+      } (target >= 0.15x)\n`,
+    );
+
+    // A steady load the service sustains: each connection pauses so intake stays under the drain.
+    const paceMs = Math.ceil((8 / (drain * 0.6)) * 1000);
+    const steady = await withService(`${work}/steady.kv`, (port) => wrk(port, 8, bodies1, paceMs));
+    const intakeRate = steady.recorded / SECONDS;
+    const drainRate = steady.drained / SECONDS;
+    print(
+      `sustained load (8 conn, ${paceMs} ms pause): intake ${intakeRate.toFixed(0)} events/s, ` +
+        `drain ${drainRate.toFixed(0)} events/s = ${ratio(drainRate, base)} (target >= 0.08x), ` +
+        `backlog at the end ${steady.recorded - steady.drained} events, p99 ${
+          steady.result.p99Ms.toFixed(2)
+        } ms`,
+    );
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+}
+
+function ratio(value: number, base: number): string {
+  return `${(value / base).toFixed(2)}x`;
+}
+
+function report(
+  name: string,
+  result: WrkResult,
+  base: number,
+  target?: number,
+  p99Target?: number,
+): void {
+  const r = result.requestsPerSecond / base;
+  const verdict = target === undefined
+    ? ""
+    : ` (target >= ${target.toFixed(2)}x: ${r >= target ? "met" : "MISSED"})`;
+  const p99 = p99Target === undefined
+    ? ""
+    : ` (target <= ${p99Target} ms: ${result.p99Ms <= p99Target ? "met" : "MISSED"})`;
+  print(
+    `${name}: ${result.requestsPerSecond.toFixed(0)} req/s = ${r.toFixed(2)}x${verdict}; ` +
+      `p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms${p99}` +
+      (result.non2xx || result.errors ? `; non-2xx ${result.non2xx}, errors ${result.errors}` : ""),
+  );
+}
+
+async function requireWrk(): Promise<void> {
+  try {
+    await new Deno.Command("wrk", { args: ["--version"], stdout: "null", stderr: "null" }).output();
+  } catch {
+    print("wrk is not installed: run `apt-get install -y wrk` (Debian's package), then again.");
+    Deno.exit(1);
+  }
+}
+
+/** Writes `count` signed deliveries of `events` text messages each, one file per wrk thread. */
+async function writeBodies(
+  path: string,
+  count: number,
+  events: number,
+  tag: string,
+): Promise<string> {
+  const encoder = new TextEncoder();
+  const files = await Promise.all(
+    Array.from(
+      { length: WRK_THREADS },
+      (_, t) => Deno.open(`${path}.${t}`, { write: true, create: true }),
+    ),
+  );
+  for (let n = 0; n < count; n += 1000) {
+    const lines = await Promise.all(
+      Array.from({ length: Math.min(1000, count - n) }, async (_, i) => {
+        const body = JSON.stringify(delivery(`${tag}${n + i}`, events));
+        return `${await signBody(SECRET, encoder.encode(body))}\t${body}\n`;
+      }),
+    );
+    for (let t = 0; t < WRK_THREADS; t++) {
+      const mine = lines.filter((_, i) => i % WRK_THREADS === t).join("");
+      await files[t]!.write(encoder.encode(mine));
+    }
+  }
+  files.forEach((file) => file.close());
+  return path;
+}
+
+/** A delivery of `events` text messages; every run of the bench uses fresh wamids per scenario. */
+function delivery(key: string, events: number): unknown {
+  return {
+    object: "whatsapp_business_account",
+    entry: [{
+      id: "102290000000001",
+      changes: [{
+        field: "messages",
+        value: {
+          messaging_product: "whatsapp",
+          metadata: { display_phone_number: "15550001111", phone_number_id: "106540000000002" },
+          contacts: [{ profile: { name: "Ana" }, wa_id: "5511999990000" }],
+          messages: Array.from({ length: events }, (_, i) => ({
+            from: "5511999990000",
+            id: `wamid.BENCH${key}x${i}`,
+            timestamp: "1767225600",
+            type: "text",
+            text: { body: "Hello, is the shop open today?" },
+          })),
+        },
+      }],
+    }],
+  };
+}
+
+/** Runs wrk with the rotating-bodies script; every scenario has its own KV, so ids never clash. */
+async function wrk(
+  port: number,
+  connections: number,
+  bodies: string,
+  pauseMs = 0,
+): Promise<WrkResult> {
+  const { stdout } = await new Deno.Command("wrk", {
+    args: [
+      `-t${WRK_THREADS}`,
+      `-c${connections}`,
+      `-d${SECONDS}s`,
+      "--latency",
+      "-s",
+      new URL("bench/rotate_bodies.lua", ROOT).pathname,
+      `http://127.0.0.1:${port}`,
+      "--",
+      bodies,
+      String(pauseMs),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  const text = new TextDecoder().decode(stdout);
+  const number = (pattern: RegExp): number => Number(text.match(pattern)?.[1] ?? 0);
+  return {
+    requestsPerSecond: number(/Requests\/sec:\s+([\d.]+)/),
+    p50Ms: _ms(text, "50%"),
+    p99Ms: _ms(text, "99%"),
+    requests: number(/(\d+) requests in/),
+    non2xx: number(/Non-2xx or 3xx responses: (\d+)/),
+    errors: [...text.matchAll(/(?:connect|read|write|timeout) (\d+)/g)].reduce(
+      (s, m) => s + Number(m[1]),
+      0,
+    ),
+  };
+}
+
+function _ms(text: string, percentile: string): number {
+  const match = text.match(new RegExp(`${percentile}\\s+([\\d.]+)(us|ms|s)`));
+  if (!match) return NaN;
+  const value = Number(match[1]);
+  return match[2] === "us" ? value / 1000 : match[2] === "s" ? value * 1000 : value;
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+function spawn(args: string[], env: Record<string, string>): Process {
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT,
+    env: { NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  let handled = 0;
+  const read = async (stream: ReadableStream<Uint8Array>): Promise<void> => {
+    let rest = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop() ?? "";
+      for (const line of parts) {
+        if (line.includes('"bench progress"')) handled = JSON.parse(line).handled;
+        else if (line.trim()) lines.push(line);
+      }
+    }
+  };
+  const reading = Promise.all([read(child.stdout), read(child.stderr)]);
+  return {
+    child,
+    handled: () => handled,
+    lines,
+    stop: async () => {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* gone */ }
+      await child.status;
+      await reading;
+    },
+  };
+}
+
+async function waitForPort(port: number, process: Process): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      const connection = await Deno.connect({ hostname: "127.0.0.1", port });
+      connection.close();
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  throw new Error(`server on ${port} did not start:\n${process.lines.join("\n")}`);
+}
+
+async function withProcess<T>(
+  args: string[],
+  env: Record<string, string>,
+  run: (port: number) => Promise<T>,
+  portAsSecondArg = false,
+): Promise<T> {
+  const port = freePort();
+  const fullArgs = portAsSecondArg
+    ? [...args.slice(0, 3), String(port), ...args.slice(4)]
+    : [...args, String(port)];
+  const process = spawn(fullArgs, env);
+  try {
+    await waitForPort(port, process);
+    return await run(port);
+  } finally {
+    await process.stop();
+  }
+}
+
+function rssMb(pid: number): number {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    return Number(status.match(/VmRSS:\s+(\d+)/)?.[1] ?? 0) / 1024;
+  } catch {
+    return 0;
+  }
+}
+
+interface ServiceRun {
+  result: WrkResult;
+  rssMb: number;
+  /** Events the worker completed during the load. */
+  drained: number;
+  /** Events acknowledged during the load. */
+  recorded: number;
+}
+
+async function withService(
+  kvPath: string,
+  run: (port: number) => Promise<WrkResult>,
+): Promise<ServiceRun> {
+  const port = freePort();
+  const process = spawn(["run", "-A", "bench/bench_service.ts"], {
+    APP_SECRET: SECRET,
+    VERIFY_TOKEN: "bench-verify-token",
+    HOST: "127.0.0.1",
+    PORT: String(port),
+    KV_PATH: kvPath,
+    LOG_LEVEL: "warn",
+  });
+  try {
+    await waitForPort(port, process);
+    let peak = 0;
+    const sampler = setInterval(() => (peak = Math.max(peak, rssMb(process.child.pid))), 100);
+    const before = process.handled();
+    const result = await run(port);
+    clearInterval(sampler);
+    const drained = process.handled() - before;
+    const events = result.requests - result.non2xx;
+    return { result, rssMb: peak, drained, recorded: events };
+  } finally {
+    await process.stop();
+  }
+}
+
+/** Records `count` events straight into a KV file, then times the service's worker draining them. */
+async function workerAlone(kvPath: string, count: number): Promise<number> {
+  const kv = await Deno.openKv(kvPath);
+  for (let n = 0; n < count; n += 100) {
+    const { events } = parseDelivery(delivery(`W${n}`, 100));
+    await recordEvents(kv, events, {
+      now: Date.now(),
+      dedupTtlMs: 8 * DAY_MS,
+      retentionMs: 7 * DAY_MS,
+    });
+  }
+  kv.close();
+  const port = freePort();
+  const process = spawn(["run", "-A", "bench/bench_service.ts"], {
+    APP_SECRET: SECRET,
+    VERIFY_TOKEN: "bench-verify-token",
+    HOST: "127.0.0.1",
+    PORT: String(port),
+    KV_PATH: kvPath,
+    LOG_LEVEL: "warn",
+  });
+  try {
+    const deadline = performance.now() + 120_000;
+    const sleep = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 5));
+    while (process.handled() === 0) await sleep();
+    // Timed from the first progress line, so start-up does not count.
+    const started = performance.now();
+    const first = process.handled();
+    while (process.handled() < count) {
+      if (performance.now() > deadline) throw new Error("the worker did not drain in 2 min");
+      await sleep();
+    }
+    return (count - first) / ((performance.now() - started) / 1000);
+  } finally {
+    await process.stop();
+  }
+}
+
+if (import.meta.main) await main();

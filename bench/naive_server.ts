@@ -1,0 +1,38 @@
+/**
+ * The naive durable design the group commit is measured against: verify, parse, then one Deno KV
+ * commit per request (the events of that request only), then 200; with the same worker and no-op
+ * handler in the process as the service, so only the recording differs.
+ * Usage: `deno run -A bench/naive_server.ts <port> <kv path> <app secret>`.
+ *
+ * @module
+ */
+import { systemClock } from "../src/clock.ts";
+import { Dispatcher } from "../src/dispatch/dispatcher.ts";
+import { createWorker } from "../src/dispatch/worker.ts";
+import { parseDelivery } from "../src/events/events.ts";
+import { createLogger } from "../src/log.ts";
+import { recordEvents } from "../src/store/inbox.ts";
+import { createSignatureVerifier } from "../src/webhook/signature.ts";
+
+const [port, kvPath, secret] = Deno.args;
+const kv = await Deno.openKv(kvPath);
+const verifier = await createSignatureVerifier([secret ?? ""]);
+const DAY_MS = 86_400_000;
+const worker = createWorker({
+  kv,
+  dispatcher: new Dispatcher().on("message", () => {}),
+  logger: createLogger({ level: "warn" }),
+  clock: systemClock,
+});
+worker.start();
+
+Deno.serve({ hostname: "127.0.0.1", port: Number(port), onListen: () => {} }, async (request) => {
+  const body = new Uint8Array(await request.arrayBuffer());
+  const check = await verifier.verify(request.headers.get("X-Hub-Signature-256"), body);
+  if (!check.valid) return new Response(check.reason, { status: 401 });
+  const { events } = parseDelivery(JSON.parse(new TextDecoder().decode(body)));
+  const now = Date.now();
+  await recordEvents(kv, events, { now, dedupTtlMs: 8 * DAY_MS, retentionMs: 7 * DAY_MS });
+  worker.wake();
+  return new Response("OK");
+});
