@@ -8,12 +8,24 @@
  */
 import { adminRoutes } from "./admin/routes.ts";
 import type { Clock } from "./clock.ts";
-import type { Config } from "./config.ts";
+import { type Config, hasGraphToken } from "./config.ts";
 import { Dispatcher, registerLoggingHandlers } from "./dispatch/dispatcher.ts";
 import { createWorker, type Worker } from "./dispatch/worker.ts";
+import { createGraphClient, type GraphClient } from "./graph/client.ts";
+import { registerEchoHandler } from "./handlers/echo.ts";
+import { healthRoutes } from "./health.ts";
 import { errorResponse, HttpError, toHttpError } from "./http/errors.ts";
 import { createRouter, type Route } from "./http/router.ts";
 import type { Logger } from "./log.ts";
+import { metricsRoutes } from "./metrics_routes.ts";
+import {
+  createServiceMetrics,
+  instrumentIntake,
+  instrumentVerifier,
+  type ServiceMetrics,
+} from "./service_metrics.ts";
+import { statusRoutes } from "./status/routes.ts";
+import { registerStatusTracking } from "./status/tracker.ts";
 import { createInbox } from "./store/inbox.ts";
 import { answerHandshake } from "./webhook/handshake.ts";
 import { createIntakeHandler } from "./webhook/intake.ts";
@@ -27,10 +39,17 @@ export interface AppOptions {
   logger: Logger;
   kv: Deno.Kv;
   clock: Clock;
-  /** The handlers; by default messages and statuses are logged at debug. */
+  /**
+   * The handlers; by default messages and statuses are logged at debug, and text messages are
+   * echoed when `ECHO_REPLIES` is on.
+   */
   dispatcher?: Dispatcher;
   /** Jitter source for retries; defaults to `Math.random`. */
   random?: () => number;
+  /** The Graph API client's `fetch`; defaults to the global one (tests wrap it). */
+  fetch?: typeof fetch;
+  /** The metrics to update and serve; defaults to new ones (tests pass their own to read them). */
+  metrics?: ServiceMetrics;
 }
 
 /** The service: its request handler and its worker. */
@@ -46,11 +65,16 @@ export interface App {
   worker: Worker;
 }
 
-/** Builds the app: imports the signing keys once, compiles the route table, creates the worker. */
+/**
+ * Builds the app: imports the signing keys once, compiles the route table, builds the Graph API
+ * client when an access token is configured, and creates the worker.
+ */
 export async function createApp(options: AppOptions): Promise<App> {
   const { config, logger, kv, clock } = options;
-  const verifier = await createSignatureVerifier(config.APP_SECRET);
-  const dispatcher = options.dispatcher ?? registerLoggingHandlers(new Dispatcher());
+  const metrics = options.metrics ?? createServiceMetrics({ clock });
+  const verifier = instrumentVerifier(await createSignatureVerifier(config.APP_SECRET), metrics);
+  const graph = hasGraphToken(config) ? _createGraphClient(options, metrics) : undefined;
+  const dispatcher = options.dispatcher ?? _defaultDispatcher(config, clock);
   const worker = createWorker({
     kv,
     dispatcher,
@@ -64,8 +88,14 @@ export async function createApp(options: AppOptions): Promise<App> {
       maxDelayMs: config.RETRY_MAX_DELAY_MS,
     },
     ...(options.random ? { random: options.random } : {}),
+    ...(graph ? { services: { graph } } : {}),
+    observer: {
+      onHandlerRun: (run) => metrics.observeHandlerRun(run.handler, run.outcome),
+      onSettled: (settled) => metrics.observeSettled(settled.state),
+    },
   });
 
+  let isDraining = false;
   const inbox = createInbox(kv, {
     dedupTtlMs: config.DEDUP_TTL_HOURS * HOUR_MS,
     retentionMs: config.EVENT_RETENTION_HOURS * HOUR_MS,
@@ -80,25 +110,40 @@ export async function createApp(options: AppOptions): Promise<App> {
     {
       method: "POST",
       path: "/webhook/whatsapp",
-      handler: createIntakeHandler({
-        verifier,
-        maxBodyBytes: config.MAX_BODY_BYTES,
-        recordEvents: async (events, log) => {
-          const outcome = await inbox.record(events, clock.now());
-          log.debug("delivery recorded", {
-            recorded: outcome.recorded.length,
-            duplicates: outcome.duplicates.length,
-          });
-          if (outcome.recorded.length > 0) worker.wake();
-        },
-      }),
+      handler: instrumentIntake(
+        createIntakeHandler({
+          verifier,
+          maxBodyBytes: config.MAX_BODY_BYTES,
+          onDrift: (drift) => metrics.observeDrift(drift),
+          recordEvents: async (events, log) => {
+            const outcome = await inbox.record(events, clock.now());
+            metrics.observeRecorded(events, outcome, clock.now());
+            log.debug("delivery recorded", {
+              recorded: outcome.recorded.length,
+              duplicates: outcome.duplicates.length,
+            });
+            if (outcome.recorded.length > 0) worker.wake();
+          },
+        }),
+        metrics,
+      ),
     },
-    { method: "GET", path: "/healthz", handler: () => Response.json({ status: "ok" }) },
+    ...healthRoutes({
+      kv,
+      worker,
+      clock,
+      isShuttingDown: () => isDraining,
+      silenceAfterMs: config.SILENCE_AFTER_MS,
+      lastDeliveryAt: () => metrics.lastDeliveryAt(),
+      logger,
+      metrics,
+    }),
+    ...metricsRoutes({ metrics, adminToken: config.ADMIN_TOKEN, kv, clock }),
     ...adminRoutes({ kv, adminToken: config.ADMIN_TOKEN, clock, onReplay: () => worker.wake() }),
+    ...statusRoutes({ kv, adminToken: config.ADMIN_TOKEN }),
   ];
   const route = createRouter(routes);
   let inFlight = 0;
-  let isDraining = false;
   let onIdle: (() => void) | undefined;
 
   return {
@@ -110,7 +155,12 @@ export async function createApp(options: AppOptions): Promise<App> {
       let reason: string | undefined;
       inFlight++;
       try {
-        if (isDraining) throw new HttpError(503, "Shutting down; retry later");
+        if (isDraining) {
+          if (request.method === "POST" && new URL(request.url).pathname === "/webhook/whatsapp") {
+            metrics.observeDelivery("unavailable");
+          }
+          throw new HttpError(503, "Shutting down; retry later");
+        }
         response = await route(request, { log, requestId });
       } catch (error) {
         const httpError = toHttpError(error);
@@ -143,4 +193,33 @@ export async function createApp(options: AppOptions): Promise<App> {
     },
     worker,
   };
+}
+
+/** The built-in handlers, and the echo handler when `ECHO_REPLIES` is on. */
+function _defaultDispatcher(config: Config, clock: Clock): Dispatcher {
+  const dispatcher = registerStatusTracking(registerLoggingHandlers(new Dispatcher()), {
+    clock,
+    retentionMs: config.STATUS_RETENTION_DAYS * 24 * HOUR_MS,
+  });
+  if (!config.ECHO_REPLIES) return dispatcher;
+  // Its reply records must outlive every way the event can come back: redelivery and replay.
+  const replyTtlMs = Math.max(config.DEDUP_TTL_HOURS, config.EVENT_RETENTION_HOURS) * HOUR_MS;
+  return registerEchoHandler(dispatcher, { replyTtlMs });
+}
+
+function _createGraphClient(options: AppOptions, metrics: ServiceMetrics): GraphClient {
+  const { config } = options;
+  return createGraphClient({
+    token: config.WHATSAPP_TOKEN ?? "",
+    tokensByPhoneNumberId: config.WHATSAPP_TOKENS,
+    baseUrl: config.GRAPH_API_BASE_URL,
+    version: config.GRAPH_API_VERSION,
+    messagesPerSecond: config.GRAPH_MESSAGES_PER_SECOND,
+    timeoutMs: config.GRAPH_TIMEOUT_MS,
+    clock: options.clock,
+    logger: options.logger,
+    onCall: (call) => metrics.observeGraphCall(call),
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(options.random ? { random: options.random } : {}),
+  });
 }

@@ -1,13 +1,15 @@
 /**
  * Configuration: one zod schema over the environment, read once at start by `main.ts`.
  *
- * The service fails closed: without `APP_SECRET` or `VERIFY_TOKEN`, or with the placeholder values
- * of `.env.example` outside development, {@linkcode loadConfig} throws a {@linkcode ConfigError}
- * whose message names the variable and the reason.
+ * The service fails closed: without `APP_SECRET` or `VERIFY_TOKEN`, with the placeholder values
+ * of `.env.example`, or with `ECHO_REPLIES=true` and no access token, outside development,
+ * {@linkcode loadConfig} throws a {@linkcode ConfigError} whose message names the variable and the
+ * reason. In development the last two are warnings (and echo stays off).
  *
  * @module
  */
 import { z } from "zod";
+import { DEFAULT_MESSAGES_PER_SECOND } from "./graph/rate_limit.ts";
 import { LOG_LEVELS } from "./log.ts";
 
 /** Meta's documented maximum webhook payload (3 MB), read as 3 MiB. */
@@ -26,6 +28,9 @@ export const DEVELOPMENT_PLACEHOLDERS = {
 /** Admin tokens shorter than this are refused: they could be guessed. */
 const MIN_ADMIN_TOKEN_LENGTH = 16;
 
+/** Meta's highest throughput tier: more than this per number is never allowed. */
+const MAX_MESSAGES_PER_SECOND = 1_000;
+
 const _optionalText = z.string().trim().min(1).optional();
 
 function _integer(min: number, max: number, fallback: number): z.ZodType<number> {
@@ -42,6 +47,48 @@ function _integer(min: number, max: number, fallback: number): z.ZodType<number>
     return value;
   });
 }
+
+function _boolean(fallback: boolean): z.ZodType<boolean> {
+  return z.string().trim().optional().transform((raw, ctx) => {
+    if (raw === undefined || raw === "") return fallback;
+    if (raw === "true" || raw === "false") return raw === "true";
+    ctx.addIssue({ code: "custom", message: `expected "true" or "false", got "${raw}"` });
+    return z.NEVER;
+  });
+}
+
+/**
+ * `<phone_number_id>:<token>` pairs, comma-separated, as a map. Errors name the entry by its
+ * position, never by its text: it holds a token.
+ */
+const _tokensByPhoneNumberId = z.string().trim().optional().transform((raw, ctx) => {
+  const tokens: Record<string, string> = {};
+  if (raw === undefined || raw === "") return tokens;
+  const entries = raw.split(",").map((entry) => entry.trim());
+  for (const [index, entry] of entries.entries()) {
+    const separator = entry.indexOf(":");
+    const phoneNumberId = entry.slice(0, separator).trim();
+    const token = entry.slice(separator + 1).trim();
+    if (separator < 0 || !/^\d+$/.test(phoneNumberId) || token === "") {
+      ctx.addIssue({
+        code: "custom",
+        message: `expected comma-separated "<phone_number_id>:<token>" pairs; entry ${
+          index + 1
+        } is not one`,
+      });
+      return z.NEVER;
+    }
+    if (phoneNumberId in tokens) {
+      ctx.addIssue({
+        code: "custom",
+        message: `has phone number id "${phoneNumberId}" more than once`,
+      });
+      return z.NEVER;
+    }
+    tokens[phoneNumberId] = token;
+  }
+  return tokens;
+});
 
 function _required(what: string): z.ZodType<string> {
   return z.string({ error: `is required: ${what}` }).trim().min(1, `is required: ${what}`);
@@ -85,6 +132,17 @@ const _envSchema = z.object({
   RETRY_MAX_DELAY_MS: _integer(1, 7 * 24 * 3_600_000, 15 * 60_000),
   LEASE_MS: _integer(1_000, 3_600_000, 15_000),
   WORKER_CONCURRENCY: _integer(1, 1_000, 16),
+  /** Answer each inbound text message with its own text (the example handler). */
+  ECHO_REPLIES: _boolean(false),
+  /** Tokens of numbers that do not use `WHATSAPP_TOKEN`, for several numbers on one callback. */
+  WHATSAPP_TOKENS: _tokensByPhoneNumberId,
+  GRAPH_MESSAGES_PER_SECOND: _integer(1, MAX_MESSAGES_PER_SECOND, DEFAULT_MESSAGES_PER_SECOND),
+  /** The same default as the client's `DEFAULT_TIMEOUT_MS` (not imported: it imports this). */
+  GRAPH_TIMEOUT_MS: _integer(100, 600_000, 10_000),
+  /** No delivery for this long makes `/readyz` warn and sets the silence gauge; 0 turns it off. */
+  SILENCE_AFTER_MS: _integer(0, 30 * 24 * 3_600_000, 3_600_000),
+  /** How long the status of a sent message is kept after its last change. */
+  STATUS_RETENTION_DAYS: _integer(1, 365, 30),
 });
 
 /** The validated configuration of one service process. */
@@ -132,22 +190,43 @@ export function loadConfig(
     });
     throw new ConfigError(lines.join("\n"));
   }
-  const config = parsed.data;
+  let config = parsed.data;
+  const problems: string[] = [];
+  const warnings: string[] = [];
   const placeholders = _placeholdersInUse(config);
-  if (placeholders.length === 0) return { config, warnings: [] };
-  if (!options.isDevelopment) {
-    throw new ConfigError(
-      placeholders.map((name) =>
-        `Invalid configuration: ${name} is the development placeholder from .env.example; set a real value`
-      ).join("\n"),
-    );
+  if (placeholders.length > 0) {
+    if (options.isDevelopment) {
+      warnings.push(
+        `Development secrets in use (${placeholders.join(", ")}): never expose this instance`,
+      );
+    } else {
+      problems.push(
+        ...placeholders.map((name) =>
+          `Invalid configuration: ${name} is the development placeholder from .env.example; set a real value`
+        ),
+      );
+    }
   }
-  return {
-    config,
-    warnings: [
-      `Development secrets in use (${placeholders.join(", ")}): never expose this instance`,
-    ],
-  };
+  if (config.ECHO_REPLIES && !hasGraphToken(config)) {
+    if (options.isDevelopment) {
+      // `.env.example` turns echo on with an empty token: a fresh clone still starts.
+      config = { ...config, ECHO_REPLIES: false };
+      warnings.push(
+        "ECHO_REPLIES is on but neither WHATSAPP_TOKEN nor WHATSAPP_TOKENS is set: echo replies are off",
+      );
+    } else {
+      problems.push(
+        "Invalid configuration: ECHO_REPLIES is true but neither WHATSAPP_TOKEN nor WHATSAPP_TOKENS is set",
+      );
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join("\n"));
+  return { config, warnings };
+}
+
+/** Whether any Cloud API access token is configured, for all numbers or for some. */
+export function hasGraphToken(config: Config): boolean {
+  return config.WHATSAPP_TOKEN !== undefined || Object.keys(config.WHATSAPP_TOKENS).length > 0;
 }
 
 function _placeholdersInUse(config: Config): string[] {

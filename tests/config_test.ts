@@ -84,6 +84,92 @@ Deno.test("loadConfig() treats an empty value as unset", () => {
   assert.equal(config.PORT, 3001);
 });
 
+Deno.test("loadConfig() reads the reply settings, with echo off, 80 messages/s and 10 s by default", () => {
+  const defaults = loadConfig(REQUIRED).config;
+  assert.equal(defaults.ECHO_REPLIES, false);
+  assert.deepEqual(defaults.WHATSAPP_TOKENS, {});
+  assert.equal(defaults.GRAPH_MESSAGES_PER_SECOND, 80);
+  assert.equal(defaults.GRAPH_TIMEOUT_MS, 10_000);
+
+  const { config, warnings } = loadConfig({
+    ...REQUIRED,
+    ECHO_REPLIES: "true",
+    WHATSAPP_TOKEN: "default-token",
+    WHATSAPP_TOKENS: "106540000000002:TOKEN, 106540000000003:TOKEN:2",
+    GRAPH_MESSAGES_PER_SECOND: "20",
+    GRAPH_TIMEOUT_MS: "2500",
+  });
+  assert.equal(config.ECHO_REPLIES, true);
+  assert.deepEqual(config.WHATSAPP_TOKENS, {
+    "106540000000002": "TOKEN",
+    "106540000000003": "TOKEN:2",
+  });
+  assert.equal(config.GRAPH_MESSAGES_PER_SECOND, 20);
+  assert.equal(config.GRAPH_TIMEOUT_MS, 2500);
+  assert.deepEqual(warnings, []);
+  assert.equal(loadConfig({ ...REQUIRED, ECHO_REPLIES: "false" }).config.ECHO_REPLIES, false);
+});
+
+Deno.test("loadConfig() names the reply variable and the reason, never quoting a token", () => {
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ ECHO_REPLIES: "yes" }, /ECHO_REPLIES expected "true" or "false", got "yes"/],
+    [{ GRAPH_MESSAGES_PER_SECOND: "0" }, /GRAPH_MESSAGES_PER_SECOND expected a whole number/],
+    [{ GRAPH_MESSAGES_PER_SECOND: "1001" }, /GRAPH_MESSAGES_PER_SECOND expected a whole number/],
+    [{ GRAPH_TIMEOUT_MS: "fast" }, /GRAPH_TIMEOUT_MS expected a whole number/],
+    [{ WHATSAPP_TOKENS: "106540000000002:SECRET1,SECRET2" }, /WHATSAPP_TOKENS .* entry 2 is not/],
+    [{ WHATSAPP_TOKENS: "not-an-id:SECRET1" }, /WHATSAPP_TOKENS .* entry 1 is not/],
+    [{ WHATSAPP_TOKENS: "106540000000002:" }, /WHATSAPP_TOKENS .* entry 1 is not/],
+    [
+      { WHATSAPP_TOKENS: "106540000000002:SECRET1,106540000000002:SECRET2" },
+      /WHATSAPP_TOKENS has phone number id "106540000000002" more than once/,
+    ],
+  ];
+  for (const [overrides, expected] of cases) {
+    assert.throws(
+      () => loadConfig({ ...REQUIRED, ...overrides }),
+      (error) =>
+        error instanceof ConfigError && expected.test(error.message) &&
+        !error.message.includes("SECRET"),
+    );
+  }
+});
+
+Deno.test("loadConfig() refuses ECHO_REPLIES=true without any token outside development", () => {
+  assert.throws(
+    () => loadConfig({ ...REQUIRED, ECHO_REPLIES: "true" }),
+    (error) =>
+      error instanceof ConfigError &&
+      error.message ===
+        "Invalid configuration: ECHO_REPLIES is true but neither WHATSAPP_TOKEN nor WHATSAPP_TOKENS is set",
+  );
+  // Either kind of token is enough.
+  const perNumber = { ECHO_REPLIES: "true", WHATSAPP_TOKENS: "106540000000002:T" };
+  assert.equal(loadConfig({ ...REQUIRED, ...perNumber }).config.ECHO_REPLIES, true);
+  const shared = { ECHO_REPLIES: "true", WHATSAPP_TOKEN: "T" };
+  assert.equal(loadConfig({ ...REQUIRED, ...shared }).config.ECHO_REPLIES, true);
+});
+
+Deno.test("loadConfig() turns echo off with one warning in development when no token is set", async () => {
+  // What `deno task dev` reads on a fresh clone: .env.example as it is.
+  const example = await Deno.readTextFile(new URL("../.env.example", import.meta.url));
+  const env = Object.fromEntries(
+    example.split("\n").filter((line) => /^[A-Z_]+=/.test(line)).map((line) => {
+      const separator = line.indexOf("=");
+      return [line.slice(0, separator), line.slice(separator + 1)];
+    }),
+  );
+  assert.equal(env.ECHO_REPLIES, "true");
+  assert.equal(env.WHATSAPP_TOKEN, "");
+  const { config, warnings } = loadConfig(env, { isDevelopment: true });
+  assert.equal(config.ECHO_REPLIES, false);
+  const echoWarnings = warnings.filter((warning) => warning.includes("ECHO_REPLIES"));
+  assert.deepEqual(echoWarnings, [
+    "ECHO_REPLIES is on but neither WHATSAPP_TOKEN nor WHATSAPP_TOKENS is set: echo replies are off",
+  ]);
+  // Every variable of .env.example is one the service reads.
+  assert.deepEqual(Object.keys(env).filter((name) => !CONFIG_NAMES.includes(name as never)), []);
+});
+
 Deno.test("the start, dev and compile tasks allow exactly the configuration's variables", async () => {
   const { tasks } = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
   const permissions = (task: string): string[] =>

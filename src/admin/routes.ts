@@ -12,7 +12,7 @@ import type { Clock } from "../clock.ts";
 import type { WebhookEvent } from "../events/events.ts";
 import { HttpError } from "../http/errors.ts";
 import type { Route, RouteHandler } from "../http/router.ts";
-import { timingSafeEqual } from "../secure_compare.ts";
+import { requireAdmin } from "./auth.ts";
 import {
   EVENT_KINDS,
   type EventKind,
@@ -40,9 +40,6 @@ export const DEFAULT_LIST_LIMIT = 100;
 /** Largest `limit`: a page of summaries stays well under a megabyte. */
 export const MAX_LIST_LIMIT = 1000;
 
-/** The challenge sent with every 401 (RFC 6750). */
-const BEARER_REALM = 'Bearer realm="wa-webhook admin"';
-
 /**
  * The admin routes: `GET /admin/events`, `GET /admin/events/:id`,
  * `POST /admin/events/:id/replay` and `POST /admin/dead-letters/replay`. Returns no routes when
@@ -53,10 +50,7 @@ const BEARER_REALM = 'Bearer realm="wa-webhook admin"';
 export function adminRoutes(options: AdminOptions): Route[] {
   const { kv, adminToken, clock } = options;
   if (adminToken === undefined) return [];
-  const guard = (handler: RouteHandler): RouteHandler => (request, context) => {
-    _authenticate(request, adminToken);
-    return handler(request, context);
-  };
+  const guard = (handler: RouteHandler): RouteHandler => requireAdmin(adminToken, handler);
 
   return [
     {
@@ -109,24 +103,6 @@ export function adminRoutes(options: AdminOptions): Route[] {
       }),
     },
   ];
-}
-
-/** Throws 401 unless the request carries the admin token as a bearer token. */
-function _authenticate(request: Request, adminToken: string): void {
-  const header = request.headers.get("Authorization");
-  if (header === null) {
-    throw new HttpError(401, `Cannot authenticate: header "Authorization" is missing`, {
-      "WWW-Authenticate": BEARER_REALM,
-    });
-  }
-  const token = /^Bearer +(\S+) *$/i.exec(header)?.[1];
-  // Compared even when the header is malformed, so its shape does not change the timing much.
-  const isValid = timingSafeEqual(token ?? "", adminToken) && token !== undefined;
-  if (!isValid) {
-    throw new HttpError(401, `Cannot authenticate: the bearer token is wrong`, {
-      "WWW-Authenticate": `${BEARER_REALM}, error="invalid_token"`,
-    });
-  }
 }
 
 /** Reads `state`, `kind`, `limit` and `cursor`; an empty parameter counts as absent. */

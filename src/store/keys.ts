@@ -11,6 +11,19 @@
  * - `["dead", id]`: dead letters, for replaying them all.
  * - `["event_parts", id, n]`: the JSON of an event too large for one KV value, in chunks.
  *
+ * Per reply a handler sent:
+ * - `["replies", handler, inboundWamid]`: the {@linkcode ReplyRecord} of the reply that handler
+ *   sent to an inbound message. A handler that finds it does not send again, which makes its
+ *   reply exactly once across Meta's redeliveries, worker retries and admin replays.
+ *
+ * Per outbound message (status tracking, `status/tracker.ts`):
+ * - `["message_status", wamid]`: the furthest status of a message the business sent, applied
+ *   monotonically; it expires after the status retention.
+ *
+ * Operations:
+ * - `["health", "probe"]`: a short-lived key `/readyz` writes and reads back to prove Deno KV
+ *   answers; it expires by itself.
+ *
  * @module
  */
 import type { WebhookEvent } from "../events/events.ts";
@@ -94,4 +107,30 @@ export const DEAD_LETTER_PREFIX: Deno.KvKey = ["dead"];
 /** Chunk `n` of the JSON of a large event. */
 export function eventPartKey(id: string, n: number): Deno.KvKey {
   return ["event_parts", id, n];
+}
+
+/** What a handler keeps after Meta accepted its reply to an inbound message. */
+export interface ReplyRecord {
+  /** The `wamid` Meta gave the reply; its status webhooks refer to it. */
+  messageId: string;
+  /** The business number the reply was sent from. */
+  phoneNumberId: string;
+}
+
+/**
+ * The {@linkcode ReplyRecord} of the reply that handler `handler` sent to the inbound message
+ * `inboundWamid`. Keyed by handler too, so that two handlers may each answer the same message.
+ */
+export function replyKey(inboundWamid: string, handler: string): Deno.KvKey {
+  return ["replies", handler, inboundWamid];
+}
+
+/** The tracked status of the outbound message `wamid` (see `status/tracker.ts`). */
+export function messageStatusKey(wamid: string): Deno.KvKey {
+  return ["message_status", wamid];
+}
+
+/** The key `/readyz` writes and reads back to probe Deno KV. */
+export function healthProbeKey(): Deno.KvKey {
+  return ["health", "probe"];
 }

@@ -1,0 +1,202 @@
+/**
+ * Health endpoints for load balancers and orchestrators, and silence detection.
+ *
+ * - `GET /healthz`: the process is up and answers HTTP (liveness). Always 200.
+ * - `GET /readyz`: the instance can take deliveries (readiness): Deno KV answers a write and a
+ *   read within a bound, the worker's claim loop has gone round recently, and the service is not
+ *   shutting down. 200 `{ "status": "ready" }` or 503 `{ "status": "unavailable", "reasons" }`.
+ *
+ * Silence: when no delivery has been accepted for `silenceAfterMs` (counted from the start while
+ * none has arrived), `/readyz` stays 200 but adds `"warnings": ["No delivery for … s"]`, one
+ * warning line is logged when the silence starts (and one info line when deliveries resume), and
+ * the `wa_webhook_delivery_silence` gauge reads 1. It is the "my webhook never arrives" case:
+ * the instance is fine, but Meta is not sending to it (subscription, URL, certificate, app mode).
+ * Silence is evaluated on each `/readyz` probe and each `/metrics` scrape.
+ *
+ * @module
+ */
+import type { Clock } from "./clock.ts";
+import type { Route } from "./http/router.ts";
+import type { Logger } from "./log.ts";
+import type { ServiceMetrics } from "./service_metrics.ts";
+import { healthProbeKey } from "./store/keys.ts";
+
+/** The worker is taken for stuck when its loop has not gone round for this long (10 polls). */
+export const DEFAULT_WORKER_STALE_AFTER_MS = 10_000;
+/** A KV probe slower than this fails readiness: intake would time out behind such a store. */
+export const DEFAULT_KV_PROBE_TIMEOUT_MS = 2_000;
+/** The probe key outlives a few probe intervals, then expires by itself. */
+const PROBE_TTL_MS = 60_000;
+
+/** What {@linkcode healthRoutes} needs. */
+export interface HealthOptions {
+  kv: Deno.Kv;
+  /** The worker whose claim loop must be alive. */
+  worker: { lastLoopAt(): number };
+  clock: Clock;
+  /** True once the service started draining; `/readyz` then answers 503 without other checks. */
+  isShuttingDown: () => boolean;
+  /** No delivery for this long is a silence; 0 turns silence detection off. */
+  silenceAfterMs: number;
+  /** When the last delivery was accepted (ms since the epoch), `undefined` before the first. */
+  lastDeliveryAt: () => number | undefined;
+  logger: Logger;
+  /**
+   * When given, its `wa_webhook_delivery_silence` gauge follows the silence, and each scrape
+   * evaluates the silence too (a collector is added to its registry).
+   */
+  metrics?: ServiceMetrics;
+  /** Defaults to {@linkcode DEFAULT_WORKER_STALE_AFTER_MS}. */
+  workerStaleAfterMs?: number;
+  /** Defaults to {@linkcode DEFAULT_KV_PROBE_TIMEOUT_MS}. */
+  kvProbeTimeoutMs?: number;
+}
+
+/** The body of a `/readyz` answer. */
+export interface Readiness {
+  status: "ready" | "unavailable";
+  /** Why the instance is not ready; present with `unavailable`. */
+  reasons?: string[];
+  /** What an operator should know although the instance is ready (silence). */
+  warnings?: string[];
+}
+
+/**
+ * The routes `GET /healthz` and `GET /readyz`. They need no token: they reveal nothing but
+ * readiness and how long the instance has gone without deliveries.
+ */
+export function healthRoutes(options: HealthOptions): Route[] {
+  const { kv, worker, clock, isShuttingDown } = options;
+  const workerStaleAfterMs = options.workerStaleAfterMs ?? DEFAULT_WORKER_STALE_AFTER_MS;
+  const kvProbeTimeoutMs = options.kvProbeTimeoutMs ?? DEFAULT_KV_PROBE_TIMEOUT_MS;
+  const silence = createSilenceMonitor(options);
+  options.metrics?.registry.addCollector(() => void silence.check());
+
+  return [
+    {
+      method: "GET",
+      path: "/healthz",
+      handler: () => Response.json({ status: "ok" }, { headers: _NO_STORE }),
+    },
+    {
+      method: "GET",
+      path: "/readyz",
+      handler: async () => {
+        const reasons: string[] = [];
+        if (isShuttingDown()) {
+          reasons.push("Shutting down");
+        } else {
+          const kvProblem = await probeKv(kv, clock.now(), kvProbeTimeoutMs);
+          if (kvProblem !== undefined) reasons.push(kvProblem);
+          const workerProblem = _workerProblem(
+            worker.lastLoopAt(),
+            clock.now(),
+            workerStaleAfterMs,
+          );
+          if (workerProblem !== undefined) reasons.push(workerProblem);
+        }
+        const warning = silence.check();
+        const body: Readiness = {
+          status: reasons.length === 0 ? "ready" : "unavailable",
+          ...(reasons.length > 0 ? { reasons } : {}),
+          ...(warning !== undefined ? { warnings: [warning] } : {}),
+        };
+        return Response.json(body, {
+          status: reasons.length === 0 ? 200 : 503,
+          headers: _NO_STORE,
+        });
+      },
+    },
+  ];
+}
+
+/**
+ * Writes the probe key (with an expiry) and reads it back, within `timeoutMs`. Returns a reason
+ * a person can act on, or `undefined` when Deno KV answered both.
+ */
+export async function probeKv(
+  kv: Deno.Kv,
+  now: number,
+  timeoutMs: number = DEFAULT_KV_PROBE_TIMEOUT_MS,
+): Promise<string | undefined> {
+  const work = (async () => {
+    await kv.set(healthProbeKey(), now, { expireIn: PROBE_TTL_MS });
+    const read = await kv.get(healthProbeKey());
+    if (read.versionstamp === null) throw new Error("the probe key just written reads as absent");
+  })();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), timeoutMs);
+  });
+  try {
+    const result = await Promise.race([work.then(() => "ok" as const), timedOut]);
+    if (result === "timeout") {
+      work.catch(() => {}); // it may still fail after the answer; nobody waits for it
+      return `Cannot use Deno KV: a write and a read took longer than ${timeoutMs} ms`;
+    }
+    return undefined;
+  } catch (error) {
+    return `Cannot use Deno KV: ${error instanceof Error ? error.message : String(error)}`;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** What {@linkcode createSilenceMonitor} needs. */
+export type SilenceMonitorOptions = Pick<
+  HealthOptions,
+  "clock" | "silenceAfterMs" | "lastDeliveryAt" | "logger" | "metrics"
+>;
+
+/** Tells whether deliveries have gone silent, logging each change once. */
+export interface SilenceMonitor {
+  /**
+   * Evaluates the silence now: returns the warning while silent (`No delivery for 3600 s`),
+   * `undefined` otherwise. Logs a warning when a silence starts and an info line when it ends,
+   * and sets the silence gauge.
+   */
+  check(): string | undefined;
+}
+
+/**
+ * Creates a silence monitor. Until the first delivery, the silence counts from the monitor's
+ * creation (the start of the service), so an instance that never receives anything warns too.
+ */
+export function createSilenceMonitor(options: SilenceMonitorOptions): SilenceMonitor {
+  const { clock, silenceAfterMs, lastDeliveryAt, logger, metrics } = options;
+  const startedAt = clock.now();
+  let isSilent = false;
+  return {
+    check() {
+      if (silenceAfterMs <= 0) return undefined;
+      const last = lastDeliveryAt();
+      const silentForMs = Math.max(0, clock.now() - (last ?? startedAt));
+      const isSilentNow = silentForMs >= silenceAfterMs;
+      if (isSilentNow && !isSilent) {
+        logger.warn("no delivery", {
+          silentForMs,
+          silenceAfterMs,
+          lastDeliveryAt: last === undefined ? null : new Date(last).toISOString(),
+        });
+      } else if (!isSilentNow && isSilent) {
+        logger.info("deliveries resumed", { silenceAfterMs });
+      }
+      isSilent = isSilentNow;
+      metrics?.deliverySilence.set({}, isSilent ? 1 : 0);
+      return isSilent ? `No delivery for ${Math.floor(silentForMs / 1_000)} s` : undefined;
+    },
+  };
+}
+
+const _NO_STORE = { "Cache-Control": "no-store" };
+
+function _workerProblem(lastLoopAt: number, now: number, staleAfterMs: number): string | undefined {
+  if (lastLoopAt === 0) return "Worker loop has not started";
+  const idleMs = now - lastLoopAt;
+  if (idleMs > staleAfterMs) {
+    return `Worker loop has not run for ${Math.round(idleMs / 1_000)} s (limit ${
+      Math.round(staleAfterMs / 1_000)
+    } s)`;
+  }
+  return undefined;
+}

@@ -1,0 +1,43 @@
+/**
+ * `GET /metrics`: the service's metrics in the Prometheus text format 0.0.4.
+ *
+ * Protected by `ADMIN_TOKEN` as a bearer token when one is set (Prometheus sends it with
+ * `authorization: { credentials: … }`); open when none is set, since the metrics hold counts and
+ * names of handlers, never a payload or a secret. Each scrape first refreshes the gauges read from
+ * Deno KV (see `ServiceMetrics.collect`).
+ *
+ * @module
+ */
+import { requireAdmin } from "./admin/auth.ts";
+import type { Clock } from "./clock.ts";
+import type { Route, RouteHandler } from "./http/router.ts";
+import { PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
+import type { ServiceMetrics } from "./service_metrics.ts";
+
+/** What {@linkcode metricsRoutes} needs. */
+export interface MetricsRoutesOptions {
+  metrics: ServiceMetrics;
+  /** The bearer token scrapers send; `undefined` leaves `/metrics` open. */
+  adminToken: string | undefined;
+  /** Read at scrape time for the ready-queue gauges. */
+  kv: Deno.Kv;
+  clock: Clock;
+}
+
+/**
+ * The route `GET /metrics` (and `HEAD`). Answers 401 with `WWW-Authenticate` for a missing or wrong
+ * token when `adminToken` is set. A failed collection (KV unreachable) is logged as a warning and
+ * the scrape still answers 200, with the gauges it could not fill at `NaN`.
+ */
+export function metricsRoutes(options: MetricsRoutesOptions): Route[] {
+  const { metrics, adminToken, kv, clock } = options;
+  const scrape: RouteHandler = async (_request, { log }) => {
+    const errors = await metrics.collect(kv, clock.now());
+    for (const error of errors) log.warn("metrics collection failed", { error });
+    return new Response(metrics.registry.render(), {
+      headers: { "Content-Type": PROMETHEUS_CONTENT_TYPE, "Cache-Control": "no-store" },
+    });
+  };
+  const handler = adminToken === undefined ? scrape : requireAdmin(adminToken, scrape);
+  return [{ method: "GET", path: "/metrics", handler }];
+}

@@ -1,0 +1,51 @@
+/**
+ * Test support: a route table served on a real loopback socket, with errors answered the way the
+ * app answers them (`errorResponse`), for testing route modules without the whole app.
+ *
+ * @module
+ */
+import { errorResponse, toHttpError } from "../src/http/errors.ts";
+import { createRouter, type Route } from "../src/http/router.ts";
+import { type CapturedLogger, captureLogs } from "./support.ts";
+
+/** A running route server; dispose it to stop. */
+export interface RouteServer extends AsyncDisposable {
+  /** `http://127.0.0.1:<port>` */
+  origin: string;
+  /** The request logger handed to handlers. */
+  logs: CapturedLogger;
+}
+
+/** Serves `routes` on 127.0.0.1 with an OS-chosen port. */
+export function serveRoutes(routes: Route[], logs: CapturedLogger = captureLogs()): RouteServer {
+  const route = createRouter(routes);
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (request) => {
+      try {
+        return await route(request, { log: logs.logger, requestId: "test" });
+      } catch (error) {
+        const httpError = toHttpError(error);
+        if (httpError !== error) logs.logger.error("request failed", { error });
+        return errorResponse(httpError);
+      }
+    },
+  );
+  return {
+    origin: `http://127.0.0.1:${server.addr.port}`,
+    logs,
+    async [Symbol.asyncDispose]() {
+      await server.shutdown();
+    },
+  };
+}
+
+/** Fetches `path` and reads the whole body as text. */
+export async function get(
+  origin: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Headers; text: string }> {
+  const response = await fetch(`${origin}${path}`, { headers });
+  return { status: response.status, headers: response.headers, text: await response.text() };
+}

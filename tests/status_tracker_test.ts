@@ -1,0 +1,228 @@
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { ManualClock } from "../src/clock.ts";
+import { Dispatcher } from "../src/dispatch/dispatcher.ts";
+import type { StatusEvent, WhatsAppError } from "../src/events/events.ts";
+import { silentLogger } from "../src/log.ts";
+import {
+  applyStatus,
+  getMessageStatus,
+  isFurther,
+  registerStatusTracking,
+  STATUS_TRACKING_HANDLER,
+  type TrackedStatus,
+} from "../src/status/tracker.ts";
+import { openTempKv } from "./support.ts";
+
+const T0 = Date.UTC(2026, 0, 1);
+const WAMID = "wamid.HBgNNTUxMTk5OTk5MDAwMBEGABIYOUT001AA==";
+const ERRORS: WhatsAppError[] = [{
+  code: 131049,
+  title: "This message was not delivered to maintain healthy ecosystem engagement.",
+  message: "This message was not delivered to maintain healthy ecosystem engagement.",
+  error_data: { details: "In order to maintain a healthy ecosystem engagement, …" },
+}];
+
+/** A status event as `parseDelivery` makes it. */
+function statusEvent(status: string, options: { wamid?: string; errors?: WhatsAppError[] } = {}) {
+  const wamid = options.wamid ?? WAMID;
+  const event: StatusEvent = {
+    kind: "status",
+    id: `status:${wamid}:${status}:1767225600`,
+    wabaId: "102290000000001",
+    phoneNumberId: "106540000000002",
+    timestampMs: 1767225600_000,
+    status: {
+      id: wamid,
+      status,
+      timestamp: "1767225600",
+      recipient_id: "5511999990000",
+      ...(options.errors ? { errors: options.errors } : {}),
+    },
+  };
+  return event;
+}
+
+/** Applies `statuses` in order, one second apart; returns what each apply answered. */
+async function applyAll(kv: Deno.Kv, statuses: string[]): Promise<boolean[]> {
+  const advanced: boolean[] = [];
+  for (const [i, status] of statuses.entries()) {
+    const errors = status === "failed" ? ERRORS : undefined;
+    advanced.push(
+      await applyStatus(kv, statusEvent(status, errors ? { errors } : {}), T0 + i * 1_000),
+    );
+  }
+  return advanced;
+}
+
+const ORDER_CASES: { statuses: string[]; final: TrackedStatus; advanced: boolean[] }[] = [
+  { statuses: ["sent", "delivered", "read"], final: "read", advanced: [true, true, true] },
+  { statuses: ["delivered", "sent"], final: "delivered", advanced: [true, false] },
+  { statuses: ["read", "delivered"], final: "read", advanced: [true, false] },
+  { statuses: ["read", "sent", "delivered"], final: "read", advanced: [true, false, false] },
+  { statuses: ["sent", "read", "played"], final: "played", advanced: [true, true, true] },
+  { statuses: ["played", "read"], final: "played", advanced: [true, false] },
+  { statuses: ["sent", "sent"], final: "sent", advanced: [true, false] },
+  { statuses: ["failed", "delivered"], final: "failed", advanced: [true, false] },
+  { statuses: ["failed", "sent"], final: "failed", advanced: [true, false] },
+  { statuses: ["sent", "failed", "read"], final: "failed", advanced: [true, true, false] },
+  { statuses: ["read", "failed"], final: "failed", advanced: [true, true] },
+];
+
+for (const { statuses, final, advanced } of ORDER_CASES) {
+  Deno.test(`applyStatus() keeps the furthest: ${statuses.join(" then ")} -> ${final}`, async () => {
+    await using temp = await openTempKv();
+    assert.deepEqual(await applyAll(temp.kv, statuses), advanced);
+    const stored = await getMessageStatus(temp.kv, WAMID);
+    assert.equal(stored?.status, final);
+    assert.equal(stored?.id, WAMID);
+    // `updatedAt` is the time of the last change that advanced it.
+    const lastAdvance = advanced.lastIndexOf(true);
+    assert.equal(stored?.updatedAt, new Date(T0 + lastAdvance * 1_000).toISOString());
+  });
+}
+
+Deno.test("a failed message keeps its errors when a late delivered arrives", async () => {
+  await using temp = await openTempKv();
+  await applyAll(temp.kv, ["sent", "failed", "delivered", "read"]);
+  assert.deepEqual(await getMessageStatus(temp.kv, WAMID), {
+    id: WAMID,
+    status: "failed",
+    updatedAt: new Date(T0 + 1_000).toISOString(),
+    errors: ERRORS,
+  });
+});
+
+Deno.test("a message that is not failed shows no errors field", async () => {
+  await using temp = await openTempKv();
+  await applyAll(temp.kv, ["delivered"]);
+  assert.deepEqual(Object.keys((await getMessageStatus(temp.kv, WAMID)) ?? {}).sort(), [
+    "id",
+    "status",
+    "updatedAt",
+  ]);
+});
+
+Deno.test("unknown status values are not tracked and do not disturb the record", async () => {
+  await using temp = await openTempKv();
+  assert.equal(await applyStatus(temp.kv, statusEvent("warning"), T0), false);
+  assert.equal(await getMessageStatus(temp.kv, WAMID), null);
+  await applyAll(temp.kv, ["sent"]);
+  assert.equal(await applyStatus(temp.kv, statusEvent("deleted"), T0 + 5_000), false);
+  assert.equal((await getMessageStatus(temp.kv, WAMID))?.status, "sent");
+});
+
+Deno.test("getMessageStatus() is null for an id never seen", async () => {
+  await using temp = await openTempKv();
+  assert.equal(await getMessageStatus(temp.kv, "wamid.NEVER"), null);
+  assert.equal(await getMessageStatus(temp.kv, "x".repeat(5_000)), null);
+});
+
+Deno.test("each change sets the record to expire after the retention", async () => {
+  await using temp = await openTempKv();
+  const retentionMs = 30 * 24 * 3_600_000;
+  const before = Date.now();
+  await applyStatus(temp.kv, statusEvent("sent"), T0);
+  const after = Date.now();
+  // Deno KV expiries are wall-clock times, whatever `now` the record was applied at.
+  const expiration = expirationMs(temp.path, ["message_status", WAMID]);
+  assert.ok(expiration !== null && expiration >= before + retentionMs);
+  assert.ok(expiration <= after + retentionMs);
+
+  await applyStatus(temp.kv, statusEvent("read"), T0, { retentionMs: 60_000 });
+  const renewed = expirationMs(temp.path, ["message_status", WAMID]);
+  assert.ok(renewed !== null && renewed <= Date.now() + 60_000);
+});
+
+Deno.test("concurrent applies of different statuses keep the furthest", async () => {
+  await using temp = await openTempKv();
+  const statuses = ["sent", "delivered", "read", "played"];
+  for (let round = 0; round < 10; round++) {
+    const wamid = `wamid.CONCURRENT${round}`;
+    // A different arrival order each round: rotate the list.
+    const order = [...statuses.slice(round % 4), ...statuses.slice(0, round % 4)];
+    const results = await Promise.all(
+      order.map((status) => applyStatus(temp.kv, statusEvent(status, { wamid }), T0)),
+    );
+    assert.ok(results.includes(true));
+    assert.equal((await getMessageStatus(temp.kv, wamid))?.status, "played", `round ${round}`);
+  }
+});
+
+Deno.test("concurrent applies from two KV handles (two processes) keep the furthest", async () => {
+  await using temp = await openTempKv();
+  using other = await Deno.openKv(temp.path);
+  const wamid = "wamid.TWO_PROCESSES";
+  await Promise.all([
+    applyStatus(temp.kv, statusEvent("sent", { wamid }), T0),
+    applyStatus(other, statusEvent("read", { wamid }), T0),
+    applyStatus(temp.kv, statusEvent("delivered", { wamid }), T0),
+    applyStatus(other, statusEvent("sent", { wamid }), T0),
+  ]);
+  assert.equal((await getMessageStatus(temp.kv, wamid))?.status, "read");
+
+  const failing = "wamid.TWO_PROCESSES_FAILED";
+  await Promise.all([
+    applyStatus(temp.kv, statusEvent("delivered", { wamid: failing }), T0),
+    applyStatus(other, statusEvent("failed", { wamid: failing, errors: ERRORS }), T0),
+    applyStatus(temp.kv, statusEvent("read", { wamid: failing }), T0),
+  ]);
+  const stored = await getMessageStatus(temp.kv, failing);
+  assert.equal(stored?.status, "failed");
+  assert.deepEqual(stored?.errors, ERRORS);
+});
+
+Deno.test("isFurther(): the order sent < delivered < read < played, failed terminal", () => {
+  assert.ok(isFurther("sent", "delivered"));
+  assert.ok(isFurther("delivered", "played"));
+  assert.ok(!isFurther("read", "read"));
+  assert.ok(!isFurther("read", "delivered"));
+  assert.ok(isFurther("played", "failed"));
+  assert.ok(!isFurther("failed", "failed"));
+  assert.ok(!isFurther("failed", "played"));
+});
+
+Deno.test(`registerStatusTracking() adds the "${STATUS_TRACKING_HANDLER}" status handler`, async () => {
+  await using temp = await openTempKv();
+  const clock = new ManualClock(T0);
+  const dispatcher = registerStatusTracking(new Dispatcher(), { clock, retentionMs: 60_000 });
+  const event = statusEvent("delivered");
+  const handlers = dispatcher.handlersFor(event);
+  assert.deepEqual(handlers.map((handler) => handler.name), [STATUS_TRACKING_HANDLER]);
+  await handlers[0]!.handle({
+    kv: temp.kv,
+    event,
+    log: silentLogger,
+    signal: new AbortController().signal,
+    attempt: 1,
+  });
+  assert.deepEqual(await getMessageStatus(temp.kv, WAMID), {
+    id: WAMID,
+    status: "delivered",
+    updatedAt: new Date(T0).toISOString(),
+  });
+});
+
+/**
+ * When Deno KV will drop `key` (string parts only), read from its SQLite file: reads do not hide
+ * expired keys until a cleanup runs. `null` for no expiry. (As in `event_log_test.ts`.)
+ */
+function expirationMs(path: string, key: string[]): number | null {
+  const bytes: number[] = [];
+  for (const part of key) {
+    bytes.push(0x02);
+    for (const byte of new TextEncoder().encode(part)) {
+      bytes.push(...(byte === 0 ? [0, 0xff] : [byte]));
+    }
+    bytes.push(0x00);
+  }
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    const row = db.prepare("SELECT expiration_ms FROM kv WHERE k = ?").get(new Uint8Array(bytes));
+    assert.ok(row, `key ${JSON.stringify(key)} is in the file`);
+    const expiration = Number(row.expiration_ms);
+    return expiration < 0 ? null : expiration;
+  } finally {
+    db.close();
+  }
+}
