@@ -15,6 +15,7 @@ import { systemClock } from "./src/clock.ts";
 import { CONFIG_NAMES, ConfigError, loadConfig } from "./src/config.ts";
 import type { Dispatcher } from "./src/dispatch/dispatcher.ts";
 import { createLogger } from "./src/log.ts";
+import { redactSpanUrls } from "./src/telemetry.ts";
 
 /** After SIGINT/SIGTERM, the process exits within this bound whatever is still running. */
 const SHUTDOWN_GRACE_MS = 4_500;
@@ -50,6 +51,9 @@ export async function runService(options: ServiceOptions): Promise<void> {
   const { config, warnings } = loaded;
   const logger = createLogger({ level: config.LOG_LEVEL });
   for (const warning of warnings) logger.warn(warning);
+
+  // With OTEL_DENO=true the runtime exports request URLs: keep the handshake's token out of them.
+  if (redactSpanUrls()) logger.info("tracing with OpenTelemetry", { urlQueries: "redacted" });
 
   const kv = await _openKv(config.KV_PATH);
   const app = await createApp({

@@ -27,6 +27,7 @@ import {
 import { statusRoutes } from "./status/routes.ts";
 import { registerStatusTracking } from "./status/tracker.ts";
 import { createInbox } from "./store/inbox.ts";
+import { annotateSpan } from "./telemetry.ts";
 import { answerHandshake } from "./webhook/handshake.ts";
 import { createIntakeHandler } from "./webhook/intake.ts";
 import { createSignatureVerifier } from "./webhook/signature.ts";
@@ -118,10 +119,15 @@ export async function createApp(options: AppOptions): Promise<App> {
           recordEvents: async (events, log) => {
             const outcome = await inbox.record(events, clock.now());
             metrics.observeRecorded(events, outcome, clock.now());
-            log.debug("delivery recorded", {
+            const counts = {
               recorded: outcome.recorded.length,
               duplicates: outcome.duplicates.length,
+            };
+            annotateSpan({
+              "wa.events.recorded": counts.recorded,
+              "wa.events.duplicates": counts.duplicates,
             });
+            log.debug("delivery recorded", counts);
             if (outcome.recorded.length > 0) worker.wake();
           },
         }),

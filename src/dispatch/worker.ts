@@ -26,6 +26,7 @@ import {
   READY_PREFIX,
   readyKey,
 } from "../store/keys.ts";
+import { annotateSpan, withSpan } from "../telemetry.ts";
 import type { Dispatcher, HandlerServices } from "./dispatcher.ts";
 import { PermanentError, RetryLaterError } from "./handler_errors.ts";
 
@@ -210,10 +211,26 @@ export function createWorker(options: WorkerOptions): Worker {
     for await (const entry of iterator) if (!runs.has(entry.value)) due.push(entry);
     let claimed = 0;
     for (let i = 0; i < due.length && !isStopping; i += EVENTS_PER_COMMIT) {
-      for (const claim of await claimBatch(due.slice(i, i + EVENTS_PER_COMMIT), now)) {
+      const batch = due.slice(i, i + EVENTS_PER_COMMIT);
+      const claims = await withSpan("worker.claim", async (span) => {
+        const claims = await claimBatch(batch, now);
+        span.setAttributes({ "wa.events.due": batch.length, "wa.events.claimed": claims.length });
+        return claims;
+      }, { root: true });
+      for (const claim of claims) {
         claimed++;
         const abort = new AbortController();
-        const done = runClaim(claim, abort)
+        const done = withSpan("worker.run", () => runClaim(claim, abort), {
+          root: true,
+          attributes: {
+            "wa.event.id": claim.event.id,
+            "wa.event.kind": claim.event.kind,
+            "wa.attempt": claim.record.attempts + 1,
+            // How late the worker took it: the event's age, and its wait since it became due.
+            "wa.event.age_ms": now - claim.record.receivedAt,
+            "wa.event.wait_ms": now - (claim.record.dueAt ?? claim.record.receivedAt),
+          },
+        })
           .catch((error) => logger.error("run failed", { eventId: claim.event.id, error }))
           .finally(() => {
             runs.delete(claim.record.id);
@@ -291,13 +308,21 @@ export function createWorker(options: WorkerOptions): Worker {
     for (const handler of dispatcher.handlersFor(event)) {
       if (completed.has(handler.name) || abort.signal.aborted) continue;
       try {
-        await handler.handle({
+        const context = {
           ...options.services,
           kv,
           event,
           log: log.child({ handler: handler.name }),
           signal: abort.signal,
           attempt,
+        };
+        await withSpan("worker.handler", () => handler.handle(context), {
+          attributes: {
+            "wa.handler": handler.name,
+            "wa.event.id": event.id,
+            "wa.event.kind": event.kind,
+            "wa.attempt": attempt,
+          },
         });
         completed.add(handler.name);
         observe(() =>
@@ -329,7 +354,10 @@ export function createWorker(options: WorkerOptions): Worker {
       }
     }
     await lease.stop();
-    if (lease.isLost()) return; // another worker owns the event now
+    if (lease.isLost()) {
+      annotateSpan({ "wa.event.outcome": "lease_lost" });
+      return; // another worker owns the event now
+    }
 
     const now = clock.now();
     const history: AttemptRecord[] = [
@@ -350,11 +378,17 @@ export function createWorker(options: WorkerOptions): Worker {
       next = { ...base, state: "retrying", dueAt: now + delay, lastError };
     } else if (attempt < retry.maxAttempts && !isPermanent) {
       // Aborted by shutdown: leave the lease to expire so another worker retries it soon.
+      annotateSpan({ "wa.event.outcome": "aborted" });
       return;
     } else {
       next = { ...base, state: "dead", dueAt: null, lastError };
     }
-    const isStored = await results.submit({ claim, next, log });
+    const isStored = await withSpan("worker.result", async (span) => {
+      const isStored = await results.submit({ claim, next, log });
+      span.setAttribute("wa.result.stored", isStored);
+      return isStored;
+    }, { attributes: { "wa.event.id": event.id, "wa.event.state": next.state } });
+    annotateSpan({ "wa.event.outcome": isStored ? next.state : "not_stored" });
     if (!isStored) {
       log.warn("event changed while its handlers ran; result not stored", { state: next.state });
       return;

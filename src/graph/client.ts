@@ -18,6 +18,7 @@ import { z } from "zod";
 import { type Clock, systemClock } from "../clock.ts";
 import { DEFAULT_GRAPH_API_VERSION } from "../config.ts";
 import { type Logger, silentLogger } from "../log.ts";
+import { addSpanEvent, withSpan } from "../telemetry.ts";
 import {
   GraphApiError,
   type GraphErrorCategory,
@@ -322,14 +323,27 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
     recipient: string | undefined,
     signal: AbortSignal | undefined,
   ): Promise<unknown> {
-    const turn = recipient === undefined
-      ? undefined
-      : await limiter.takeTurn(phoneNumberId, recipient, signal);
-    try {
-      return await callInTurn(phoneNumberId, body, turn, signal);
-    } finally {
-      turn?.release();
-    }
+    const operation = String(body.type ?? body.status);
+    return await withSpan("graph.call", async (span) => {
+      const turn = recipient === undefined
+        ? undefined
+        : await limiter.takeTurn(phoneNumberId, recipient, signal);
+      try {
+        const result = await callInTurn(phoneNumberId, body, turn, signal);
+        span.setAttribute("wa.graph.outcome", "ok");
+        return result;
+      } catch (error) {
+        if (error instanceof GraphApiError) {
+          span.setAttributes({
+            "wa.graph.outcome": error.category,
+            ...(error.code === undefined ? {} : { "wa.graph.error_code": error.code }),
+          });
+        }
+        throw error;
+      } finally {
+        turn?.release();
+      }
+    }, { attributes: { "wa.phone_number_id": phoneNumberId, "wa.graph.operation": operation } });
   }
 
   async function callInTurn(
@@ -389,6 +403,15 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
   }
 
   function observe(outcome: GraphCallOutcome): void {
+    addSpanEvent("graph.attempt", {
+      "wa.attempt": outcome.attempt,
+      "wa.graph.outcome": outcome.outcome,
+      "wa.duration_ms": outcome.durationMs,
+      ...(outcome.httpStatus === undefined
+        ? {}
+        : { "http.response.status_code": outcome.httpStatus }),
+      ...(outcome.code === undefined ? {} : { "wa.graph.error_code": outcome.code }),
+    });
     if (!options.onCall) return;
     try {
       options.onCall(outcome);

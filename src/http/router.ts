@@ -8,6 +8,7 @@
  */
 import { HttpError } from "./errors.ts";
 import type { Logger } from "../log.ts";
+import { nameRequestSpan } from "../telemetry.ts";
 
 /** What a handler gets beside the request. */
 export interface RouteContext {
@@ -70,6 +71,7 @@ export function createRouter(routes: readonly Route[]): Router {
         Allow: allowed.join(", "),
       });
     }
+    nameRequestSpan(request.method, found.route.path);
     const response = await found.route.handler(request, { ...context, params: found.params });
     if (request.method !== "HEAD") return response;
     await response.body?.cancel();

@@ -8,6 +8,7 @@ import { parseDelivery, type SchemaDrift, type WebhookEvent } from "../events/ev
 import { HttpError } from "../http/errors.ts";
 import type { RouteHandler } from "../http/router.ts";
 import type { Logger } from "../log.ts";
+import { withSpan } from "../telemetry.ts";
 import { readBoundedBody } from "./body.ts";
 import { SIGNATURE_HEADER, type SignatureVerifier } from "./signature.ts";
 
@@ -26,16 +27,31 @@ export interface IntakeOptions {
   onDrift?: (drift: SchemaDrift) => void;
 }
 
+/** Event ids listed on the record span; a delivery rarely has more, and the count is there too. */
+const MAX_SPAN_EVENT_IDS = 100;
+
 const _decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** Handles `POST /webhook/whatsapp`. */
 export function createIntakeHandler(options: IntakeOptions): RouteHandler {
   return async (request, { log }) => {
     const body = await readBoundedBody(request, options.maxBodyBytes);
-    const check = await options.verifier.verify(request.headers.get(SIGNATURE_HEADER), body);
+    const check = await withSpan("intake.verify", async (span) => {
+      const check = await options.verifier.verify(request.headers.get(SIGNATURE_HEADER), body);
+      span.setAttribute("wa.signature.outcome", check.valid ? "valid" : check.failure);
+      return check;
+    }, { attributes: { "wa.body.bytes": body.byteLength } });
     if (!check.valid) throw new HttpError(401, check.reason);
 
-    const { events, drift } = parseDelivery(_parseJson(body));
+    const { events, drift } = withSpan("intake.parse", (span) => {
+      const parsed = parseDelivery(_parseJson(body));
+      span.setAttributes({
+        "wa.events.count": parsed.events.length,
+        "wa.event.kinds": [...new Set(parsed.events.map((event) => event.kind))],
+        "wa.drift.count": parsed.drift.length,
+      });
+      return parsed;
+    });
     for (const problem of drift) {
       log.warn("schema drift", { ...problem });
       options.onDrift?.(problem);
@@ -46,7 +62,12 @@ export function createIntakeHandler(options: IntakeOptions): RouteHandler {
       }
     }
     try {
-      await options.recordEvents(events, log);
+      await withSpan("intake.record", () => options.recordEvents(events, log), {
+        attributes: {
+          "wa.events.count": events.length,
+          "wa.event.ids": events.slice(0, MAX_SPAN_EVENT_IDS).map((event) => event.id),
+        },
+      });
     } catch (error) {
       log.error("delivery not recorded", { error, events: events.length });
       throw new HttpError(503, "Cannot record the delivery now; retry later");
