@@ -5,16 +5,20 @@
  * serves HTTP and handles signals, then hands everything to {@linkcode createApp}.
  *
  * Usage: `deno task dev` (development, with `.env.example` and `.env`), `deno task start`
- * (production), or the binary from `deno task compile`.
+ * (production), the binary from `deno task compile`, or Deno Deploy with no flags at all. For
+ * `deno serve --parallel`, `serve.ts` builds the same service through {@linkcode startServeEntry}.
  *
  * @module
  */
 import { dirname } from "node:path";
-import { createApp } from "./src/app.ts";
+import { type App, createApp } from "./src/app.ts";
 import { systemClock } from "./src/clock.ts";
-import { CONFIG_NAMES, ConfigError, loadConfig } from "./src/config.ts";
+import { type Config, CONFIG_NAMES, ConfigError, loadConfig } from "./src/config.ts";
+import { isDenoDeploy } from "./src/deno_deploy.ts";
 import type { Dispatcher } from "./src/dispatch/dispatcher.ts";
-import { createLogger } from "./src/log.ts";
+import { type CronFunction, registerSweepCron } from "./src/dispatch/sweep.ts";
+import { describeKvLocation, type KvLocation, selectKvLocation } from "./src/kv_location.ts";
+import { createLogger, type Logger } from "./src/log.ts";
 import { redactSpanUrls } from "./src/telemetry.ts";
 
 /** After SIGINT/SIGTERM, the process exits within this bound whatever is still running. */
@@ -22,12 +26,25 @@ const SHUTDOWN_GRACE_MS = 4_500;
 /** Running handlers get this long to finish; the rest is aborted and retried after its lease. */
 const HANDLER_GRACE_MS = 3_000;
 
-/** Options for {@linkcode runService}. */
+/** Options for {@linkcode runService}, {@linkcode startService} and {@linkcode startServeEntry}. */
 export interface ServiceOptions {
   /** Command-line arguments: `--dev` accepts the `.env.example` placeholders. */
   args: string[];
   /** The handlers to run; defaults to the built-in ones. */
   dispatcher?: Dispatcher;
+}
+
+/** A started service without its HTTP server: the app, its worker running, and what it holds. */
+export interface Service {
+  config: Config;
+  logger: Logger;
+  kv: Deno.Kv;
+  app: App;
+  /**
+   * Stops the worker (running handlers get a grace period), unregisters the sweep job and closes
+   * Deno KV. Call it after `app.drain()`.
+   */
+  close(): Promise<void>;
 }
 
 if (import.meta.main) await runService({ args: Deno.args });
@@ -37,6 +54,60 @@ if (import.meta.main) await runService({ args: Deno.args });
  * runs the worker. Exits the process when the configuration is invalid and when stopped.
  */
 export async function runService(options: ServiceOptions): Promise<void> {
+  const service = await startService(options);
+  const { config, logger, app } = service;
+  // On Deno Deploy the platform chooses the address; `hostname` and `port` are ignored there.
+  const server = Deno.serve({
+    hostname: config.HOST,
+    port: config.PORT,
+    onListen: ({ hostname, port }) => logger.info("listening", { hostname, port }),
+  }, app.fetch);
+  _onStopSignal(logger, {
+    stop: async () => {
+      await app.drain();
+      await server.shutdown();
+      await service.close();
+    },
+    whenStopped: () => Deno.exit(0),
+  });
+}
+
+/**
+ * The default export for `deno serve` (`serve.ts`): starts the service in this isolate and returns
+ * its `fetch`. With `--parallel` every isolate runs its own app and worker on the same Deno KV;
+ * the worker's leases keep two isolates from running one event. The address comes from
+ * `deno serve`'s `--host` and `--port`, not from `HOST` and `PORT`.
+ */
+export async function startServeEntry(options: ServiceOptions): Promise<Deno.ServeDefaultExport> {
+  const service = await startService(options);
+  const { logger, app } = service;
+  // `deno serve` stops accepting connections by itself; the process exits once every isolate has
+  // let go of its worker, its sweep job and Deno KV, so no isolate cuts another's drain short.
+  _onStopSignal(logger, {
+    stop: async () => {
+      await app.drain();
+      await service.close();
+    },
+    // A backstop that does not itself keep the process alive.
+    whenStopped: () => Deno.unrefTimer(setTimeout(() => Deno.exit(0), SHUTDOWN_GRACE_MS)),
+  });
+  return {
+    fetch: app.fetch,
+    // Only the first isolate is told; the others share its socket.
+    onListen: (address) => {
+      const { hostname, port } = address as Deno.NetAddr;
+      logger.info("listening", { hostname, port });
+    },
+  };
+}
+
+/**
+ * Starts everything but the HTTP server: registers the sweep job (first, before any `await`, as
+ * Deno Deploy requires), reads the environment, opens Deno KV and starts the worker. Exits the
+ * process with one log line per reason when the configuration is invalid or KV cannot be opened.
+ */
+export async function startService(options: ServiceOptions): Promise<Service> {
+  const sweep = registerSweepCron(_cronFunction());
   const isDevelopment = options.args.includes("--dev");
   const environment = Object.fromEntries(CONFIG_NAMES.map((name) => [name, Deno.env.get(name)]));
   let loaded;
@@ -55,7 +126,22 @@ export async function runService(options: ServiceOptions): Promise<void> {
   // With OTEL_DENO=true the runtime exports request URLs: keep the handshake's token out of them.
   if (redactSpanUrls()) logger.info("tracing with OpenTelemetry", { urlQueries: "redacted" });
 
-  const kv = await _openKv(config.KV_PATH);
+  const isDeploy = isDenoDeploy(_readEnvIfAllowed);
+  const location = selectKvLocation(config.KV_PATH, {
+    isKvPathSet: (environment.KV_PATH ?? "").trim() !== "",
+    isDeploy,
+  });
+  if (location.warning) logger.warn(location.warning);
+  let kv: Deno.Kv;
+  try {
+    kv = await _openKv(location);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    logger.error("cannot start", {
+      reason: `Cannot open Deno KV at ${describeKvLocation(location)}: ${message}`,
+    });
+    Deno.exit(1);
+  }
   const app = await createApp({
     config,
     logger,
@@ -64,37 +150,75 @@ export async function runService(options: ServiceOptions): Promise<void> {
     ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
   });
   app.worker.start();
-  const server = Deno.serve({
-    hostname: config.HOST,
-    port: config.PORT,
-    onListen: ({ hostname, port }) => logger.info("listening", { hostname, port }),
-  }, app.fetch);
+  sweep.connect({ kv, worker: app.worker, clock: systemClock, logger });
+  logger.info("started", {
+    kv: location.kind,
+    sweep: sweep.isRegistered ? "cron" : "poll",
+    ...(isDeploy ? { platform: "deno-deploy" } : {}),
+  });
+  return {
+    config,
+    logger,
+    kv,
+    app,
+    async close() {
+      sweep.stop();
+      await app.worker.stop(HANDLER_GRACE_MS);
+      kv.close();
+    },
+  };
+}
 
-  let stopping = false;
-  const stop = async (signal: Deno.Signal): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
+/**
+ * Runs `stop` then `whenStopped` once, on the first SIGINT or SIGTERM; exits with 1 if `stop` has
+ * not finished within {@linkcode SHUTDOWN_GRACE_MS}.
+ */
+function _onStopSignal(
+  logger: Logger,
+  { stop, whenStopped }: { stop: () => Promise<void>; whenStopped: () => void },
+): void {
+  let isStopping = false;
+  const onSignal = async (signal: Deno.Signal): Promise<void> => {
+    if (isStopping) return;
+    isStopping = true;
     logger.info("shutting down", { signal });
     const deadline = setTimeout(() => {
       logger.error("shutdown took too long; exiting", { graceMs: SHUTDOWN_GRACE_MS });
       Deno.exit(1);
     }, SHUTDOWN_GRACE_MS);
-    await app.drain();
-    await server.shutdown();
-    await app.worker.stop(HANDLER_GRACE_MS);
-    kv.close();
+    await stop();
     clearTimeout(deadline);
     logger.info("stopped");
-    Deno.exit(0);
+    whenStopped();
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => void stop(signal));
+    Deno.addSignalListener(signal, () => void onSignal(signal));
   }
 }
 
-/** Opens Deno KV at `path`, creating its directory first: `Deno.openKv` does not. */
-async function _openKv(path: string): Promise<Deno.Kv> {
-  const isLocalFile = path !== ":memory:" && !/^https?:\/\//.test(path);
-  if (isLocalFile) await Deno.mkdir(dirname(path), { recursive: true });
-  return await Deno.openKv(path);
+/** `Deno.cron` where this runtime has it (Deno Deploy; locally `"unstable": ["cron"]`). */
+function _cronFunction(): CronFunction | undefined {
+  if (typeof Deno.cron !== "function") return undefined;
+  return (name, schedule, options, handler) => Deno.cron(name, schedule, options, handler);
+}
+
+/**
+ * Reads an environment variable only when the permissions allow it without a prompt: the start
+ * task allows its own list, Deno Deploy allows everything.
+ */
+function _readEnvIfAllowed(name: string): string | undefined {
+  try {
+    const { state } = Deno.permissions.querySync({ name: "env", variable: name });
+    return state === "granted" ? Deno.env.get(name) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Opens Deno KV at `location`, creating a file's directory first: `Deno.openKv` does not. */
+async function _openKv(location: KvLocation): Promise<Deno.Kv> {
+  if (location.kind === "file" && location.path !== undefined) {
+    await Deno.mkdir(dirname(location.path), { recursive: true });
+  }
+  return await Deno.openKv(location.path);
 }

@@ -97,6 +97,10 @@ function _required(what: string): z.ZodType<string> {
 const _envSchema = z.object({
   PORT: _integer(0, 65535, 3001),
   HOST: z.string().trim().min(1).default("0.0.0.0"),
+  /**
+   * A file, `:memory:`, or a KV Connect URL (`https://…`, a `denokv` server or a Deno Deploy
+   * database, authenticated by `DENO_KV_ACCESS_TOKEN`). Unset on Deno Deploy: the app's database.
+   */
   KV_PATH: z.string().trim().min(1).default("./data/wa-webhook.kv"),
   APP_SECRET: _required("the app secret from Meta's App Dashboard (comma-separated to rotate)")
     .transform((raw, ctx) => {
@@ -150,6 +154,13 @@ export type Config = z.output<typeof _envSchema>;
 
 /** Every environment variable the service reads: the `--allow-env` list of the start task. */
 export const CONFIG_NAMES = Object.keys(_envSchema.shape) as (keyof typeof _envSchema.shape)[];
+
+/**
+ * Variables the Deno runtime reads on the service's behalf, which `--allow-env` must list beside
+ * {@linkcode CONFIG_NAMES}: `Deno.openKv` reads `DENO_KV_ACCESS_TOKEN` when `KV_PATH` is a KV
+ * Connect URL (and fails without the permission, even when the variable is unset).
+ */
+export const RUNTIME_ENV_NAMES = ["DENO_KV_ACCESS_TOKEN"] as const;
 
 /** Raised when the environment cannot make a safe configuration; the message says why. */
 export class ConfigError extends Error {

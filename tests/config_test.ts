@@ -5,6 +5,7 @@ import {
   DEFAULT_MAX_BODY_BYTES,
   DEVELOPMENT_PLACEHOLDERS,
   loadConfig,
+  RUNTIME_ENV_NAMES,
 } from "../src/config.ts";
 
 const REQUIRED = { APP_SECRET: "a-real-secret", VERIFY_TOKEN: "a-real-token" };
@@ -176,7 +177,7 @@ Deno.test("the start, dev and compile tasks allow exactly the configuration's va
     task.split(" ").filter((part) => part.startsWith("--allow-")).sort();
   const start = permissions(tasks.start);
   assert.deepEqual(start, [
-    "--allow-env=" + CONFIG_NAMES.join(","),
+    "--allow-env=" + [...CONFIG_NAMES, ...RUNTIME_ENV_NAMES].join(","),
     "--allow-net",
     "--allow-read=./data",
     "--allow-write=./data",

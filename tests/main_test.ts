@@ -3,16 +3,42 @@
  * `deno task start` and the compiled binary run.
  */
 import assert from "node:assert/strict";
-import { TEST_SECRET, TEST_VERIFY_TOKEN } from "./support.ts";
+import { TEST_ADMIN_TOKEN, TEST_SECRET, TEST_VERIFY_TOKEN, waitFor } from "./support.ts";
 import { ROOT, runToExit, serviceEnv, startService, withDataDir } from "./service_process.ts";
+import { type SignedDelivery, textDelivery } from "./signed_deliveries.ts";
 import { signBody } from "../src/webhook/signature.ts";
 import { DEVELOPMENT_PLACEHOLDERS } from "../src/config.ts";
 
 const DELIVERY = new TextEncoder().encode('{"object":"whatsapp_business_account","entry":[]}');
 
+/** Posts `delivery` with its body held back after 10 bytes until `release()`: a request in flight. */
+function holdDelivery(
+  origin: string,
+  delivery: SignedDelivery,
+): { response: Promise<Response>; release: () => void } {
+  let release: () => void = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const body = new ReadableStream<Uint8Array>({
+    async start(controller) {
+      controller.enqueue(delivery.body.subarray(0, 10));
+      await released;
+      controller.enqueue(delivery.body.subarray(10));
+      controller.close();
+    },
+  });
+  const response = fetch(`${origin}/webhook/whatsapp`, {
+    method: "POST",
+    headers: { "X-Hub-Signature-256": delivery.signature },
+    body,
+  });
+  return { response, release };
+}
+
 Deno.test("the service serves with the start task's exact permission flags", async () => {
   await withDataDir(async (kvPath) => {
-    await using service = await startService(serviceEnv(kvPath));
+    await using service = await startService(
+      serviceEnv(kvPath, { ADMIN_TOKEN: TEST_ADMIN_TOKEN }),
+    );
     const handshake = await fetch(
       `${service.origin}/webhook/whatsapp?hub.mode=subscribe&hub.verify_token=${TEST_VERIFY_TOKEN}&hub.challenge=abc`,
     );
@@ -34,9 +60,65 @@ Deno.test("the service serves with the start task's exact permission flags", asy
     // The KV directory did not exist: the service created it and opened KV inside it.
     const stat = await Deno.stat(new URL(kvPath, ROOT));
     assert.ok(stat.isFile);
-    const { code } = await service.stop("SIGTERM");
+
+    // The admin API: the event of a signed delivery is listed, then read by its id.
+    const admin = { headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` } };
+    const text = await textDelivery(1, "BINARY");
+    const posted = await fetch(`${service.origin}/webhook/whatsapp`, {
+      method: "POST",
+      headers: { "X-Hub-Signature-256": text.signature },
+      body: text.body,
+    });
+    assert.equal(posted.status, 200);
+    await posted.body?.cancel();
+    const eventUrl = `${service.origin}/admin/events/${encodeURIComponent(text.id)}`;
+    await waitFor(
+      async () => (await (await fetch(eventUrl, admin)).json()).state === "done",
+      "the event handled",
+    );
+    const listed = await (await fetch(`${service.origin}/admin/events?kind=message`, admin)).json();
+    assert.deepEqual(listed.events.map((e: { id: string }) => e.id), [text.id]);
+    const event = await (await fetch(eventUrl, admin)).json();
+    assert.equal(event.id, text.id);
+    assert.equal(event.event.message.text.body, "n1");
+    const anonymous = await fetch(`${service.origin}/admin/events`);
+    assert.equal(anonymous.status, 401);
+    await anonymous.body?.cancel();
+
+    // Metrics, behind the admin token.
+    const metrics = await fetch(`${service.origin}/metrics`, admin);
+    assert.equal(metrics.status, 200);
+    const exposition = await metrics.text();
+    assert.match(exposition, /^wa_webhook_deliveries_total\{outcome="accepted"\} 2$/m);
+    assert.match(exposition, /^wa_webhook_events_total\{[^}]*kind="message"[^}]*\} 1$/m);
+    const unauthorized = await fetch(`${service.origin}/metrics`);
+    assert.equal(unauthorized.status, 401);
+    await unauthorized.body?.cancel();
+
+    // Ready while serving; 503 from the moment SIGTERM starts the drain, which an in-flight
+    // request holds open; that request still gets its 200, then the process exits 0.
+    const ready = await fetch(`${service.origin}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.equal((await ready.json()).status, "ready");
+    const inFlight = holdDelivery(service.origin, await textDelivery(2, "BINARY"));
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the service has the request
+    const stopped = service.stop("SIGTERM");
+    await waitFor(
+      () => service.output.some((line) => line.includes('"msg":"shutting down"')),
+      "the drain to start",
+    );
+    const draining = await fetch(`${service.origin}/readyz`);
+    assert.equal(draining.status, 503);
+    await draining.body?.cancel();
+    inFlight.release();
+    const held = await inFlight.response;
+    assert.equal(held.status, 200, service.output.join("\n"));
+    await held.body?.cancel();
+    const { code, ms } = await stopped;
     assert.equal(code, 0);
+    assert.ok(ms < 5_000, `stopped in ${ms} ms`);
     assert.ok(!service.output.some((line) => line.includes(TEST_SECRET)), "no secret logged");
+    assert.ok(!service.output.some((line) => line.includes(TEST_ADMIN_TOKEN)), "no token logged");
   });
 });
 

@@ -57,7 +57,7 @@ export async function startService(
     const lines = stream.pipeThrough(new TextDecoderStream()).pipeThrough(_splitLines());
     for await (const line of lines) {
       output.push(line);
-      if (line.includes('"msg":"listening"')) announce(JSON.parse(line).port);
+      if (line.includes('"msg":"listening"')) announce(JSON.parse(withoutIsolatePrefix(line)).port);
     }
   };
   const collecting = Promise.all([collect(process.stdout), collect(process.stderr)]);
@@ -97,12 +97,26 @@ export async function startService(
   };
 }
 
-/** Runs the start task's command with `env` until it exits. */
+/**
+ * `args` with `names` added to its `--allow-env` list where they are missing: for variables the
+ * runtime reads (`RUNTIME_ENV_NAMES`) until the tasks list them. Returns `args` unchanged once
+ * they do.
+ */
+export function withEnvAllowed(args: string[], names: readonly string[]): string[] {
+  return args.map((arg) => {
+    if (!arg.startsWith("--allow-env=")) return arg;
+    const listed = arg.slice("--allow-env=".length).split(",");
+    return `--allow-env=${[...listed, ...names.filter((n) => !listed.includes(n))].join(",")}`;
+  });
+}
+
+/** Runs the start task's command (or `args`) with `env` until it exits. */
 export async function runToExit(
   env: Record<string, string>,
+  args?: string[],
 ): Promise<{ code: number; text: string }> {
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: await startTaskArgs(),
+    args: args ?? await startTaskArgs(),
     cwd: ROOT,
     env: { NO_COLOR: "1", ...env },
     stdout: "piped",
@@ -136,6 +150,20 @@ export function serviceEnv(
     LOG_LEVEL: "info",
     ...extra,
   };
+}
+
+/** `deno serve --parallel` prefixes each line with its isolate: `[serve-worker-1 ] {…}`. */
+const _ISOLATE_PREFIX = /^\[serve-worker-(\d+)\s*\]\s?/;
+
+/** A log line without the `[serve-worker-N ]` prefix of `deno serve --parallel`. */
+export function withoutIsolatePrefix(line: string): string {
+  return line.replace(_ISOLATE_PREFIX, "");
+}
+
+/** The isolate number of a `deno serve --parallel` line, `undefined` for other lines. */
+export function isolateOf(line: string): number | undefined {
+  const match = _ISOLATE_PREFIX.exec(line);
+  return match ? Number(match[1]) : undefined;
 }
 
 function _splitLines(): TransformStream<string, string> {

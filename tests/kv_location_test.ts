@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import { loadConfig } from "../src/config.ts";
+import { DEPLOYMENT_ID_VARIABLE, isDenoDeploy } from "../src/deno_deploy.ts";
+import {
+  describeKvLocation,
+  isKvConnectUrl,
+  type KvLocation,
+  selectKvLocation,
+} from "../src/kv_location.ts";
+
+const LOCAL = { isKvPathSet: true, isDeploy: false };
+
+Deno.test("selectKvLocation() opens the app's database on Deno Deploy when KV_PATH is unset", () => {
+  const defaulted = loadConfig({ APP_SECRET: "s", VERIFY_TOKEN: "t" }).config.KV_PATH;
+  assert.deepEqual(selectKvLocation(defaulted, { isKvPathSet: false, isDeploy: true }), {
+    kind: "deploy",
+    path: undefined,
+  });
+  // Locally the default is the file in ./data, whether KV_PATH was set or not.
+  assert.deepEqual(selectKvLocation(defaulted, { isKvPathSet: false, isDeploy: false }), {
+    kind: "file",
+    path: "./data/wa-webhook.kv",
+  });
+});
+
+Deno.test("selectKvLocation() keeps a file, :memory: and a KV Connect URL as configured", () => {
+  const cases: [string, KvLocation][] = [
+    ["./data/wa-webhook.kv", { kind: "file", path: "./data/wa-webhook.kv" }],
+    ["/var/lib/wa-webhook/kv.sqlite", { kind: "file", path: "/var/lib/wa-webhook/kv.sqlite" }],
+    [":memory:", { kind: "memory", path: ":memory:" }],
+    [
+      "https://api.deno.com/databases/1b2c/connect",
+      { kind: "kv-connect", path: "https://api.deno.com/databases/1b2c/connect" },
+    ],
+    ["http://10.0.0.5:4512", { kind: "kv-connect", path: "http://10.0.0.5:4512" }],
+  ];
+  for (const [kvPath, expected] of cases) {
+    assert.deepEqual(selectKvLocation(kvPath, LOCAL), expected, kvPath);
+  }
+  // On Deploy a URL set on purpose is used; a file is used too, with a warning.
+  const url = "https://kv.example.com/";
+  assert.deepEqual(selectKvLocation(url, { isKvPathSet: true, isDeploy: true }), {
+    kind: "kv-connect",
+    path: url,
+  });
+  const file = selectKvLocation("./kv.sqlite", { isKvPathSet: true, isDeploy: true });
+  assert.equal(file.kind, "file");
+  assert.match(file.warning ?? "", /KV_PATH is a local file on Deno Deploy.*unset it/);
+});
+
+Deno.test("isKvConnectUrl() tells URLs from file names", () => {
+  assert.equal(isKvConnectUrl("https://kv.example.com"), true);
+  assert.equal(isKvConnectUrl("HTTP://127.0.0.1:4512/"), true);
+  assert.equal(isKvConnectUrl("./data/http.kv"), false);
+  assert.equal(isKvConnectUrl("https.kv"), false);
+  assert.equal(isKvConnectUrl(":memory:"), false);
+});
+
+Deno.test("describeKvLocation() never shows a URL's credentials or query", () => {
+  const described = describeKvLocation({
+    kind: "kv-connect",
+    path: "https://user:pass@kv.example.com/db/connect?token=abc#x",
+  });
+  assert.equal(described, "https://kv.example.com/db/connect");
+  assert.equal(describeKvLocation({ kind: "file", path: "./data/a.kv" }), "./data/a.kv");
+  assert.equal(
+    describeKvLocation({ kind: "deploy", path: undefined }),
+    "the Deno Deploy app's database",
+  );
+});
+
+Deno.test("isDenoDeploy() reads DENO_DEPLOYMENT_ID, and an unreadable one is not Deploy", () => {
+  assert.equal(DEPLOYMENT_ID_VARIABLE, "DENO_DEPLOYMENT_ID");
+  const env = (values: Record<string, string>) => (name: string) => values[name];
+  assert.equal(isDenoDeploy(env({ DENO_DEPLOYMENT_ID: "8a1f2c-0" })), true);
+  assert.equal(isDenoDeploy(env({})), false);
+  assert.equal(isDenoDeploy(env({ DENO_DEPLOYMENT_ID: " " })), false);
+  // What main.ts's reader returns when the permission is not granted (the start task's flags).
+  assert.equal(isDenoDeploy(() => undefined), false);
+});

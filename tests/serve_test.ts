@@ -1,0 +1,107 @@
+/**
+ * `deno serve --parallel` (`serve.ts`): several isolates in one process, each with its own app and
+ * worker, on one Deno KV file, under the start task's permission flags.
+ */
+import assert from "node:assert/strict";
+import {
+  isolateOf,
+  ROOT,
+  serviceEnv,
+  startService,
+  startTaskArgs,
+  withDataDir,
+} from "./service_process.ts";
+import { postSigned, textDelivery } from "./signed_deliveries.ts";
+import { waitFor } from "./support.ts";
+import type { EventRecord } from "../src/store/keys.ts";
+
+/** The isolates that wrote a line containing `text`. */
+function isolatesWriting(output: string[], text: string): Set<number> {
+  const isolates = new Set<number>();
+  for (const line of output) {
+    const isolate = isolateOf(line);
+    if (isolate !== undefined && line.includes(text)) isolates.add(isolate);
+  }
+  return isolates;
+}
+
+/** Reads the counting handler's runs and effects, and every event's state. */
+async function readCounts(kvPath: string) {
+  const kv = await Deno.openKv(new URL(kvPath, ROOT).pathname);
+  try {
+    const runs = new Map<string, bigint>();
+    for await (const e of kv.list<Deno.KvU64>({ prefix: ["test_runs"] })) {
+      runs.set(String(e.key[1]), e.value.value);
+    }
+    const effects = new Map<string, string>();
+    for await (const e of kv.list<string>({ prefix: ["test_effects"] })) {
+      effects.set(String(e.key[1]), e.value);
+    }
+    const states = new Map<string, string>();
+    for await (const e of kv.list<EventRecord>({ prefix: ["events"] })) {
+      states.set(e.value.id, e.value.state);
+    }
+    return { runs, effects, states };
+  } finally {
+    kv.close();
+  }
+}
+
+Deno.test("deno serve --parallel: two isolates on one KV file handle every event once", async () => {
+  await withDataDir(async (kvPath) => {
+    const permissions = (await startTaskArgs()).filter((arg) => arg.startsWith("--allow-"));
+    const args = [
+      "serve",
+      "--parallel",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      ...permissions,
+      "tests/counting_serve.ts",
+    ];
+    await using service = await startService({ ...serviceEnv(kvPath), DENO_JOBS: "2" }, args);
+    await waitFor(
+      () => isolatesWriting(service.output, '"msg":"test isolate ready"').size === 2,
+      "both isolates started",
+      15_000,
+    );
+    const deliveries = await Promise.all(
+      Array.from({ length: 100 }, (_, n) => textDelivery(n, "SERVE")),
+    );
+    // Every delivery twice at once, as Meta's retry of a slow acknowledgement would.
+    const statuses = await Promise.all(
+      deliveries.flatMap((d) => [postSigned(service.origin, d), postSigned(service.origin, d)]),
+    );
+    assert.ok(statuses.every((s) => s === 200), `statuses: ${[...new Set(statuses)]}`);
+    await waitFor(
+      async () => {
+        const { states } = await readCounts(kvPath);
+        return states.size === 100 && [...states.values()].every((s) => s === "done");
+      },
+      "all 100 events done",
+      20_000,
+    );
+    const { code, ms } = await service.stop("SIGTERM");
+    assert.equal(code, 0, service.output.slice(-20).join("\n"));
+    assert.ok(ms < 5_000, `stopped in ${ms} ms`);
+    assert.equal(
+      isolatesWriting(service.output, '"msg":"stopped"').size,
+      2,
+      "both isolates drained",
+    );
+
+    const { runs, effects } = await readCounts(kvPath);
+    assert.equal(runs.size, 100);
+    assert.ok([...runs.values()].every((n) => n === 1n), "no handler ran twice");
+    assert.equal(effects.size, 100);
+    for (const d of deliveries) assert.ok(effects.has(d.id), `${d.id} handled`);
+    const served = isolatesWriting(service.output, '"msg":"request"');
+    assert.equal(served.size, 2, "both isolates answered deliveries");
+    // deno-lint-ignore no-console
+    console.log(
+      `serve --parallel test: 200 posts answered by ${served.size} isolates, 100 events ` +
+        `handled by ${new Set(effects.values()).size} isolate(s), none twice`,
+    );
+  });
+});
