@@ -7,6 +7,7 @@
  */
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import { commitWithRetry } from "../src/store/commit.ts";
+import type { EventRecord } from "../src/store/keys.ts";
 
 /** Options for {@linkcode countingDispatcher}. */
 export interface CountingOptions {
@@ -30,4 +31,36 @@ export function countingDispatcher(options: CountingOptions): Dispatcher {
         .set(["test_effects", event.id], options.handledBy)
     );
   }, { name: "count" });
+}
+
+/** What the counting handler left in a KV file, and every event's state. */
+export interface Counts {
+  /** Handler runs per event id. */
+  runs: Map<string, bigint>;
+  /** Who recorded each event's effect, per event id. */
+  effects: Map<string, string | number>;
+  /** Each event's record state, per event id. */
+  states: Map<string, string>;
+}
+
+/** Opens the KV file at `path` (alongside the service using it) and reads the counts. */
+export async function readCounts(path: string): Promise<Counts> {
+  const kv = await Deno.openKv(path);
+  try {
+    const runs = new Map<string, bigint>();
+    for await (const e of kv.list<Deno.KvU64>({ prefix: ["test_runs"] })) {
+      runs.set(String(e.key[1]), e.value.value);
+    }
+    const effects = new Map<string, string | number>();
+    for await (const e of kv.list<string | number>({ prefix: ["test_effects"] })) {
+      effects.set(String(e.key[1]), e.value);
+    }
+    const states = new Map<string, string>();
+    for await (const e of kv.list<EventRecord>({ prefix: ["events"] })) {
+      states.set(e.value.id, e.value.state);
+    }
+    return { runs, effects, states };
+  } finally {
+    kv.close();
+  }
 }

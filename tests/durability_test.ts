@@ -3,8 +3,6 @@
  * acknowledged is never lost, and Meta's retries never run a handler twice.
  */
 import assert from "node:assert/strict";
-import { signBody } from "../src/webhook/signature.ts";
-import type { EventRecord } from "../src/store/keys.ts";
 import {
   ROOT,
   serviceEnv,
@@ -12,79 +10,9 @@ import {
   startTaskArgsFor,
   withDataDir,
 } from "./service_process.ts";
-import { TEST_SECRET, waitFor } from "./support.ts";
-
-/** A signed delivery of one text message. */
-async function delivery(
-  n: number,
-): Promise<{ id: string; body: Uint8Array<ArrayBuffer>; signature: string }> {
-  const wamid = `wamid.DUR${String(n).padStart(5, "0")}`;
-  const body = new TextEncoder().encode(JSON.stringify({
-    object: "whatsapp_business_account",
-    entry: [{
-      id: "102290000000001",
-      changes: [{
-        field: "messages",
-        value: {
-          messaging_product: "whatsapp",
-          metadata: { display_phone_number: "15550001111", phone_number_id: "106540000000002" },
-          messages: [{
-            from: "5511999990000",
-            id: wamid,
-            timestamp: "1767225600",
-            type: "text",
-            text: { body: `n${n}` },
-          }],
-        },
-      }],
-    }],
-  }));
-  return { id: `message:${wamid}`, body, signature: await signBody(TEST_SECRET, body) };
-}
-
-async function post(
-  origin: string,
-  d: { body: Uint8Array<ArrayBuffer>; signature: string },
-): Promise<number> {
-  try {
-    const response = await fetch(`${origin}/webhook/whatsapp`, {
-      method: "POST",
-      headers: { "X-Hub-Signature-256": d.signature },
-      body: d.body,
-    });
-    await response.body?.cancel();
-    return response.status;
-  } catch {
-    return 0; // connection refused or reset: not acknowledged
-  }
-}
-
-interface Counts {
-  runs: Map<string, bigint>;
-  effects: Map<string, number>;
-  states: Map<string, string>;
-}
-
-async function readCounts(kvUrl: URL): Promise<Counts> {
-  const kv = await Deno.openKv(kvUrl.pathname);
-  try {
-    const runs = new Map<string, bigint>();
-    for await (const e of kv.list<Deno.KvU64>({ prefix: ["test_runs"] })) {
-      runs.set(String(e.key[1]), e.value.value);
-    }
-    const effects = new Map<string, number>();
-    for await (const e of kv.list<number>({ prefix: ["test_effects"] })) {
-      effects.set(String(e.key[1]), e.value);
-    }
-    const states = new Map<string, string>();
-    for await (const e of kv.list<EventRecord>({ prefix: ["events"] })) {
-      states.set(e.value.id, e.value.state);
-    }
-    return { runs, effects, states };
-  } finally {
-    kv.close();
-  }
-}
+import { readCounts } from "./counting_dispatcher.ts";
+import { postSigned, textDelivery } from "./signed_deliveries.ts";
+import { waitFor } from "./support.ts";
 
 Deno.test({
   name: "SIGKILL mid-stream: every acknowledged event is processed once after a restart",
@@ -92,7 +20,9 @@ Deno.test({
     await withDataDir(async (kvPath) => {
       const args = await startTaskArgsFor("tests/counting_service.ts", ["--handler-ms=5"]);
       const env = serviceEnv(kvPath, { LEASE_MS: "1000" });
-      const deliveries = await Promise.all(Array.from({ length: 300 }, (_, n) => delivery(n)));
+      const deliveries = await Promise.all(
+        Array.from({ length: 300 }, (_, n) => textDelivery(n, "DUR")),
+      );
       const acknowledged = new Set<string>();
 
       const first = await startService(env, args);
@@ -102,7 +32,7 @@ Deno.test({
         await Promise.all(Array.from({ length: 8 }, async () => {
           while (sent < deliveries.length) {
             const d = deliveries[sent++]!;
-            if ((await post(first.origin, d)) === 200) acknowledged.add(d.id);
+            if ((await postSigned(first.origin, d)) === 200) acknowledged.add(d.id);
           }
         }));
       })();
@@ -115,12 +45,12 @@ Deno.test({
       const second = await startService(env, args);
       // Meta resends what was not acknowledged, and retries a few that were.
       for (const d of [...lost, ...deliveries.slice(0, 20)]) {
-        assert.equal(await post(second.origin, d), 200);
+        assert.equal(await postSigned(second.origin, d), 200);
       }
       const kvUrl = new URL(kvPath, ROOT);
       await waitFor(
         async () => {
-          const { states } = await readCounts(kvUrl);
+          const { states } = await readCounts(kvUrl.pathname);
           return states.size === deliveries.length &&
             [...states.values()].every((s) => s === "done");
         },
@@ -130,7 +60,7 @@ Deno.test({
       const { code } = await second.stop("SIGTERM");
       assert.equal(code, 0);
 
-      const { runs, effects } = await readCounts(kvUrl);
+      const { runs, effects } = await readCounts(kvUrl.pathname);
       assert.equal(effects.size, deliveries.length, "every event's effect is recorded");
       for (const d of deliveries) assert.ok(effects.has(d.id), `${d.id} processed`);
       const rerun = [...runs.values()].filter((n) => n > 1n).length;
@@ -152,16 +82,18 @@ Deno.test("two service processes on one KV file handle every event once", async 
     const env = serviceEnv(kvPath);
     await using a = await startService(env, args);
     await using b = await startService(env, args);
-    const deliveries = await Promise.all(Array.from({ length: 100 }, (_, n) => delivery(n)));
+    const deliveries = await Promise.all(
+      Array.from({ length: 100 }, (_, n) => textDelivery(n, "DUR")),
+    );
     // Every delivery reaches both processes at once, as copies for two subscribed apps would.
     const statuses = await Promise.all(
-      deliveries.flatMap((d) => [post(a.origin, d), post(b.origin, d)]),
+      deliveries.flatMap((d) => [postSigned(a.origin, d), postSigned(b.origin, d)]),
     );
     assert.ok(statuses.every((s) => s === 200), `statuses: ${[...new Set(statuses)]}`);
     const kvUrl = new URL(kvPath, ROOT);
     await waitFor(
       async () => {
-        const { states } = await readCounts(kvUrl);
+        const { states } = await readCounts(kvUrl.pathname);
         return states.size === 100 && [...states.values()].every((s) => s === "done");
       },
       "all 100 events done",
@@ -169,7 +101,7 @@ Deno.test("two service processes on one KV file handle every event once", async 
     );
     assert.equal((await a.stop("SIGTERM")).code, 0);
     assert.equal((await b.stop("SIGTERM")).code, 0);
-    const { runs, effects } = await readCounts(kvUrl);
+    const { runs, effects } = await readCounts(kvUrl.pathname);
     assert.equal(runs.size, 100);
     assert.ok([...runs.values()].every((n) => n === 1n), "no handler ran twice");
     const byProcess = new Set(effects.values());

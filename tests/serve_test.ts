@@ -11,9 +11,9 @@ import {
   startTaskArgs,
   withDataDir,
 } from "./service_process.ts";
+import { readCounts } from "./counting_dispatcher.ts";
 import { postSigned, textDelivery } from "./signed_deliveries.ts";
 import { waitFor } from "./support.ts";
-import type { EventRecord } from "../src/store/keys.ts";
 
 /** The isolates that wrote a line containing `text`. */
 function isolatesWriting(output: string[], text: string): Set<number> {
@@ -23,28 +23,6 @@ function isolatesWriting(output: string[], text: string): Set<number> {
     if (isolate !== undefined && line.includes(text)) isolates.add(isolate);
   }
   return isolates;
-}
-
-/** Reads the counting handler's runs and effects, and every event's state. */
-async function readCounts(kvPath: string) {
-  const kv = await Deno.openKv(new URL(kvPath, ROOT).pathname);
-  try {
-    const runs = new Map<string, bigint>();
-    for await (const e of kv.list<Deno.KvU64>({ prefix: ["test_runs"] })) {
-      runs.set(String(e.key[1]), e.value.value);
-    }
-    const effects = new Map<string, string>();
-    for await (const e of kv.list<string>({ prefix: ["test_effects"] })) {
-      effects.set(String(e.key[1]), e.value);
-    }
-    const states = new Map<string, string>();
-    for await (const e of kv.list<EventRecord>({ prefix: ["events"] })) {
-      states.set(e.value.id, e.value.state);
-    }
-    return { runs, effects, states };
-  } finally {
-    kv.close();
-  }
 }
 
 Deno.test("deno serve --parallel: two isolates on one KV file handle every event once", async () => {
@@ -76,7 +54,7 @@ Deno.test("deno serve --parallel: two isolates on one KV file handle every event
     assert.ok(statuses.every((s) => s === 200), `statuses: ${[...new Set(statuses)]}`);
     await waitFor(
       async () => {
-        const { states } = await readCounts(kvPath);
+        const { states } = await readCounts(new URL(kvPath, ROOT).pathname);
         return states.size === 100 && [...states.values()].every((s) => s === "done");
       },
       "all 100 events done",
@@ -91,7 +69,7 @@ Deno.test("deno serve --parallel: two isolates on one KV file handle every event
       "both isolates drained",
     );
 
-    const { runs, effects } = await readCounts(kvPath);
+    const { runs, effects } = await readCounts(new URL(kvPath, ROOT).pathname);
     assert.equal(runs.size, 100);
     assert.ok([...runs.values()].every((n) => n === 1n), "no handler ran twice");
     assert.equal(effects.size, 100);

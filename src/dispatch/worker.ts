@@ -307,6 +307,16 @@ export function createWorker(options: WorkerOptions): Worker {
     let retryAfterMs = 0; // the longest wait a RetryLaterError asked for
     for (const handler of dispatcher.handlersFor(event)) {
       if (completed.has(handler.name) || abort.signal.aborted) continue;
+      const reportRun = (outcome: "success" | "failure"): void =>
+        observe(() =>
+          options.observer?.onHandlerRun?.({
+            handler: handler.name,
+            eventId: event.id,
+            kind: event.kind,
+            attempt,
+            outcome,
+          })
+        );
       try {
         const context = {
           ...options.services,
@@ -325,25 +335,9 @@ export function createWorker(options: WorkerOptions): Worker {
           },
         });
         completed.add(handler.name);
-        observe(() =>
-          options.observer?.onHandlerRun?.({
-            handler: handler.name,
-            eventId: event.id,
-            kind: event.kind,
-            attempt,
-            outcome: "success",
-          })
-        );
+        reportRun("success");
       } catch (error) {
-        observe(() =>
-          options.observer?.onHandlerRun?.({
-            handler: handler.name,
-            eventId: event.id,
-            kind: event.kind,
-            attempt,
-            outcome: "failure",
-          })
-        );
+        reportRun("failure");
         const message = error instanceof Error ? error.message : String(error);
         failures.push(`${handler.name}: ${message}`);
         if (error instanceof PermanentError) isPermanent = true;
