@@ -14,6 +14,7 @@ import {
   readyKey,
 } from "../src/store/keys.ts";
 import { captureLogs, openTempKv, TEST_ADMIN_TOKEN } from "./support.ts";
+import { setRecordState } from "./kv_records.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const HOUR_MS = 3_600_000;
@@ -100,38 +101,14 @@ async function record(kv: Deno.Kv, events: WebhookEvent[], now: number): Promise
   assert.equal(outcome.recorded.length, events.length);
 }
 
-/** Moves a record to `state` the way the worker does. */
-async function setState(
+/** Moves a record to `state` the way the worker does, at test time `T0`. */
+function setState(
   kv: Deno.Kv,
   id: string,
   state: EventState,
   fields: Partial<EventRecord> = {},
 ): Promise<EventRecord> {
-  const entry = await kv.get<EventRecord>(eventKey(id));
-  const current = entry.value;
-  assert.ok(current);
-  if (state === "processing") {
-    // A worker's claim: the ready entry moves to the lease's end, the record stays as it is.
-    assert.ok(current.dueAt !== null && fields.dueAt !== undefined && fields.dueAt !== null);
-    const moved = await kv.atomic().check(entry).delete(readyKey(current.dueAt, id))
-      .set(readyKey(fields.dueAt, id), id).commit();
-    assert.ok(moved.ok);
-    return current;
-  }
-  const isParked = state === "done" || state === "dead";
-  const next: EventRecord = {
-    ...current,
-    dueAt: isParked ? null : current.dueAt,
-    ...fields,
-    state,
-  };
-  const expireIn = current.expiresAt - T0;
-  const atomic = kv.atomic().check(entry);
-  if (current.dueAt !== null) atomic.delete(readyKey(current.dueAt, id));
-  if (next.dueAt !== null) atomic.set(readyKey(next.dueAt, id), id);
-  if (state === "dead") atomic.set(deadLetterKey(id), id, { expireIn });
-  assert.ok((await atomic.set(eventKey(id), next, { expireIn }).commit()).ok);
-  return next;
+  return setRecordState(kv, id, state, { now: T0, ...fields });
 }
 
 async function readRecord(kv: Deno.Kv, id: string): Promise<EventRecord> {

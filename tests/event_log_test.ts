@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
 import { type MessageEvent, parseDelivery, type WebhookEvent } from "../src/events/events.ts";
 import {
   getEventRecord,
@@ -15,11 +14,11 @@ import {
   eventKey,
   eventPartKey,
   type EventRecord,
-  type EventState,
   READY_PREFIX,
   readyKey,
 } from "../src/store/keys.ts";
 import { openTempKv } from "./support.ts";
+import { expirationMs, setRecordState } from "./kv_records.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const HOUR_MS = 3_600_000;
@@ -62,37 +61,6 @@ async function readRecord(kv: Deno.Kv, id: string): Promise<EventRecord> {
   return entry.value;
 }
 
-/** Moves a record to `state` the way the worker does: ready entry moved, dead letter written. */
-async function setState(
-  kv: Deno.Kv,
-  id: string,
-  state: EventState,
-  fields: Partial<EventRecord> & { now: number },
-): Promise<EventRecord> {
-  const entry = await kv.get<EventRecord>(eventKey(id));
-  const current = entry.value;
-  assert.ok(current);
-  if (state === "processing") {
-    // A worker's claim: the ready entry moves to the lease's end, the record stays as it is.
-    assert.ok(current.dueAt !== null && fields.dueAt !== undefined && fields.dueAt !== null);
-    const moved = await kv.atomic().check(entry).delete(readyKey(current.dueAt, id))
-      .set(readyKey(fields.dueAt, id), id).commit();
-    assert.ok(moved.ok);
-    return current;
-  }
-  const { now, ...patch } = fields;
-  const isParked = state === "done" || state === "dead";
-  const next: EventRecord = { ...current, dueAt: isParked ? null : current.dueAt, ...patch, state };
-  const expireIn = current.expiresAt - now;
-  const atomic = kv.atomic().check(entry);
-  if (current.dueAt !== null) atomic.delete(readyKey(current.dueAt, id));
-  if (next.dueAt !== null) atomic.set(readyKey(next.dueAt, id), id);
-  if (state === "dead") atomic.set(deadLetterKey(id), id, { expireIn });
-  const result = await atomic.set(eventKey(id), next, { expireIn }).commit();
-  assert.ok(result.ok);
-  return next;
-}
-
 async function readyIds(kv: Deno.Kv): Promise<Deno.KvKey[]> {
   const keys: Deno.KvKey[] = [];
   for await (const entry of kv.list({ prefix: READY_PREFIX })) keys.push(entry.key);
@@ -115,30 +83,6 @@ async function allPages(
   throw new Error("listing never ended");
 }
 
-/**
- * When Deno KV will drop `key`, read from its SQLite file (reads do not hide expired keys until a
- * cleanup runs, so the file is the only place to see an expiry). `null` for no expiry.
- */
-function expirationMs(path: string, key: string[]): number | null {
-  const bytes: number[] = [];
-  for (const part of key) {
-    bytes.push(0x02);
-    for (const byte of new TextEncoder().encode(part)) {
-      bytes.push(...(byte === 0 ? [0, 0xff] : [byte]));
-    }
-    bytes.push(0x00);
-  }
-  const db = new DatabaseSync(path, { readOnly: true });
-  try {
-    const row = db.prepare("SELECT expiration_ms FROM kv WHERE k = ?").get(new Uint8Array(bytes));
-    assert.ok(row, `key ${JSON.stringify(key)} is in the file`);
-    const expiration = Number(row.expiration_ms);
-    return expiration < 0 ? null : expiration;
-  } finally {
-    db.close();
-  }
-}
-
 Deno.test("listEvents() lists newest first, with receivedAt as ISO and lastError when set", async () => {
   await using temp = await openTempKv();
   const { kv } = temp;
@@ -148,7 +92,7 @@ Deno.test("listEvents() lists newest first, with receivedAt as ISO and lastError
   await record(kv, [message], T0);
   await record(kv, [status], T0 + 1_000);
   await record(kv, [change], T0 + 2_000);
-  await setState(kv, status.id, "dead", { now: T0, attempts: 8, lastError: "echo: boom" });
+  await setRecordState(kv, status.id, "dead", { now: T0, attempts: 8, lastError: "echo: boom" });
 
   const page = await listEvents(kv, { limit: 10 });
   assert.deepEqual(page, {
@@ -185,9 +129,9 @@ Deno.test("listEvents() filters by state and by kind, together or alone", async 
   const events = fixtureEvents("batched_mixed"); // 4 messages, 4 statuses, 1 change
   for (const [i, event] of events.entries()) await record(kv, [event], T0 + i);
   const statuses = events.filter((e) => e.kind === "status");
-  await setState(kv, statuses[0]!.id, "done", { now: T0 });
-  await setState(kv, statuses[2]!.id, "done", { now: T0 });
-  await setState(kv, events[0]!.id, "done", { now: T0 });
+  await setRecordState(kv, statuses[0]!.id, "done", { now: T0 });
+  await setRecordState(kv, statuses[2]!.id, "done", { now: T0 });
+  await setRecordState(kv, events[0]!.id, "done", { now: T0 });
 
   const done = await listEvents(kv, { state: "done", limit: 100 });
   assert.deepEqual(done.events.map((e) => e.id), [statuses[2]!.id, statuses[0]!.id, events[0]!.id]);
@@ -226,7 +170,7 @@ Deno.test("listEvents() with a rare filter scans a bounded slice per call and st
   for (const [i, event] of events.entries()) await record(kv, [event], T0 + i);
   // Dead: the 3 oldest and the 2 newest.
   const deadIds = [59, 58, 2, 1, 0].map((n) => events[n]!.id);
-  for (const id of deadIds) await setState(kv, id, "dead", { now: T0, lastError: "x: y" });
+  for (const id of deadIds) await setRecordState(kv, id, "dead", { now: T0, lastError: "x: y" });
 
   const first = await listEvents(kv, { state: "dead", limit: 2 });
   assert.deepEqual(first.events.map((e) => e.id), deadIds.slice(0, 2));
@@ -297,7 +241,7 @@ Deno.test("replayEvent() puts a done event back to pending, due now, with every 
   const event = messageEvent(1);
   await record(kv, [event], T0);
   const history = [{ at: T0 + 10, ms: 5 }];
-  const done = await setState(kv, event.id, "done", {
+  const done = await setRecordState(kv, event.id, "done", {
     now: T0 + 20,
     attempts: 1,
     completedHandlers: ["log", "echo"],
@@ -325,7 +269,7 @@ Deno.test("replayEvent() of a dead event removes its dead letter, keeps its erro
   const { kv } = temp;
   const event = firstOf("status_delivered", "status");
   await record(kv, [event], T0);
-  const dead = await setState(kv, event.id, "dead", {
+  const dead = await setRecordState(kv, event.id, "dead", {
     now: T0,
     attempts: 8,
     lastError: "echo: Graph API answered 500",
@@ -355,7 +299,7 @@ Deno.test("replayEvent() moves the ready entry of a retrying event to now", asyn
   const event = messageEvent(1);
   await record(kv, [event], T0);
   const later = T0 + 15 * 60_000;
-  await setState(kv, event.id, "retrying", {
+  await setRecordState(kv, event.id, "retrying", {
     now: T0,
     dueAt: later,
     attempts: 3,
@@ -378,7 +322,7 @@ Deno.test("replayEvent() keeps the record's expiry", async () => {
   await record(kv, [event], recordedAt);
   const before = expirationMs(path, ["events", event.id]);
   assert.ok(before !== null);
-  await setState(kv, event.id, "dead", { now: Date.now(), lastError: "x: y" });
+  await setRecordState(kv, event.id, "dead", { now: Date.now(), lastError: "x: y" });
 
   const result = await replayEvent(kv, event.id, Date.now());
   assert.equal(result.status, "replayed");
@@ -395,7 +339,7 @@ Deno.test("replayEvent() refuses an event a worker is handling, and changes noth
   const event = messageEvent(1);
   await record(kv, [event], T0);
   const leaseEnd = T0 + 15_000;
-  const processing = await setState(kv, event.id, "processing", { now: T0, dueAt: leaseEnd });
+  const processing = await setRecordState(kv, event.id, "processing", { now: T0, dueAt: leaseEnd });
 
   assert.deepEqual(await replayEvent(kv, event.id, T0 + 1_000), { status: "busy" });
   assert.deepEqual(await readRecord(kv, event.id), processing);
@@ -414,7 +358,7 @@ Deno.test("replayEvent() reads the record again when it changed between read and
   const { kv } = temp;
   const event = messageEvent(1);
   await record(kv, [event], T0);
-  await setState(kv, event.id, "dead", { now: T0, lastError: "first" });
+  await setRecordState(kv, event.id, "dead", { now: T0, lastError: "first" });
   // A Deno.Kv whose first read is followed by another writer's change to the record.
   let hasRaced = false;
   const racing = new Proxy(kv, {
@@ -448,8 +392,8 @@ Deno.test("replayDeadLetters() replays every dead letter and drops those whose r
   const events = Array.from({ length: 14 }, (_, n) => messageEvent(n));
   for (const [i, event] of events.entries()) await record(kv, [event], T0 + i);
   const dead = events.slice(0, 12).map((e) => e.id);
-  for (const id of dead) await setState(kv, id, "dead", { now: T0, lastError: "x: y" });
-  await setState(kv, events[12]!.id, "done", { now: T0 });
+  for (const id of dead) await setRecordState(kv, id, "dead", { now: T0, lastError: "x: y" });
+  await setRecordState(kv, events[12]!.id, "done", { now: T0 });
   // A dead letter left behind by a record that expired.
   await kv.delete(eventKey(dead[5]!));
 

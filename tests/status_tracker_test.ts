@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
 import { ManualClock } from "../src/clock.ts";
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import type { StatusEvent, WhatsAppError } from "../src/events/events.ts";
@@ -13,6 +12,7 @@ import {
   type TrackedStatus,
 } from "../src/status/tracker.ts";
 import { openTempKv } from "./support.ts";
+import { expirationMs } from "./kv_records.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const WAMID = "wamid.HBgNNTUxMTk5OTk5MDAwMBEGABIYOUT001AA==";
@@ -202,27 +202,3 @@ Deno.test(`registerStatusTracking() adds the "${STATUS_TRACKING_HANDLER}" status
     updatedAt: new Date(T0).toISOString(),
   });
 });
-
-/**
- * When Deno KV will drop `key` (string parts only), read from its SQLite file: reads do not hide
- * expired keys until a cleanup runs. `null` for no expiry. (As in `event_log_test.ts`.)
- */
-function expirationMs(path: string, key: string[]): number | null {
-  const bytes: number[] = [];
-  for (const part of key) {
-    bytes.push(0x02);
-    for (const byte of new TextEncoder().encode(part)) {
-      bytes.push(...(byte === 0 ? [0, 0xff] : [byte]));
-    }
-    bytes.push(0x00);
-  }
-  const db = new DatabaseSync(path, { readOnly: true });
-  try {
-    const row = db.prepare("SELECT expiration_ms FROM kv WHERE k = ?").get(new Uint8Array(bytes));
-    assert.ok(row, `key ${JSON.stringify(key)} is in the file`);
-    const expiration = Number(row.expiration_ms);
-    return expiration < 0 ? null : expiration;
-  } finally {
-    db.close();
-  }
-}

@@ -1,0 +1,75 @@
+/**
+ * Event records put into a given state the way the worker leaves them, and expiries read from a
+ * Deno KV file: for the event log, admin and status tests.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import {
+  deadLetterKey,
+  eventKey,
+  type EventRecord,
+  type EventState,
+  readyKey,
+} from "../src/store/keys.ts";
+
+/**
+ * Moves event `id`'s record to `state` as the worker would at time `fields.now`: a claim
+ * (`processing`) moves the ready entry to `fields.dueAt` and leaves the record as it is; `done`
+ * and `dead` remove the entry (`dead` adds a dead letter); the other states keep or move it.
+ */
+export async function setRecordState(
+  kv: Deno.Kv,
+  id: string,
+  state: EventState,
+  fields: Partial<EventRecord> & { now: number },
+): Promise<EventRecord> {
+  const entry = await kv.get<EventRecord>(eventKey(id));
+  const current = entry.value;
+  assert.ok(current);
+  if (state === "processing") {
+    // A worker's claim: the ready entry moves to the lease's end, the record stays as it is.
+    assert.ok(current.dueAt !== null && fields.dueAt !== undefined && fields.dueAt !== null);
+    const moved = await kv.atomic().check(entry).delete(readyKey(current.dueAt, id))
+      .set(readyKey(fields.dueAt, id), id).commit();
+    assert.ok(moved.ok);
+    return current;
+  }
+  const { now, ...patch } = fields;
+  const isParked = state === "done" || state === "dead";
+  const next: EventRecord = { ...current, dueAt: isParked ? null : current.dueAt, ...patch, state };
+  const expireIn = current.expiresAt - now;
+  const atomic = kv.atomic().check(entry);
+  if (current.dueAt !== null) atomic.delete(readyKey(current.dueAt, id));
+  if (next.dueAt !== null) atomic.set(readyKey(next.dueAt, id), id);
+  if (state === "dead") atomic.set(deadLetterKey(id), id, { expireIn });
+  const result = await atomic.set(eventKey(id), next, { expireIn }).commit();
+  assert.ok(result.ok);
+  return next;
+}
+
+/**
+ * When Deno KV will drop `key` (string parts only), read from its SQLite file: reads do not hide
+ * expired keys until a cleanup runs, so the file is the only place to see an expiry. `null` for
+ * no expiry.
+ */
+export function expirationMs(path: string, key: string[]): number | null {
+  const bytes: number[] = [];
+  for (const part of key) {
+    bytes.push(0x02);
+    for (const byte of new TextEncoder().encode(part)) {
+      bytes.push(...(byte === 0 ? [0, 0xff] : [byte]));
+    }
+    bytes.push(0x00);
+  }
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    const row = db.prepare("SELECT expiration_ms FROM kv WHERE k = ?").get(new Uint8Array(bytes));
+    assert.ok(row, `key ${JSON.stringify(key)} is in the file`);
+    const expiration = Number(row.expiration_ms);
+    return expiration < 0 ? null : expiration;
+  } finally {
+    db.close();
+  }
+}
