@@ -110,12 +110,12 @@ async function main(): Promise<void> {
     );
 
     // A steady load the service sustains: each connection pauses so intake stays under the drain.
-    const paceMs = Math.ceil((8 / (drain * 0.6)) * 1000);
-    const steady = await withService(`${work}/steady.kv`, (port) => wrk(port, 8, bodies1, paceMs));
+    const paceMs = Math.ceil((32 / (drain * 0.6)) * 1000);
+    const steady = await withService(`${work}/steady.kv`, (port) => wrk(port, 32, bodies1, paceMs));
     const intakeRate = steady.recorded / SECONDS;
     const drainRate = steady.drained / SECONDS;
     print(
-      `sustained load (8 conn, ${paceMs} ms pause): intake ${intakeRate.toFixed(0)} events/s, ` +
+      `sustained load (32 conn, ${paceMs} ms pause): intake ${intakeRate.toFixed(0)} events/s, ` +
         `drain ${drainRate.toFixed(0)} events/s = ${ratio(drainRate, base)} (target >= 0.08x), ` +
         `backlog at the end ${steady.recorded - steady.drained} events, p99 ${
           steady.result.p99Ms.toFixed(2)

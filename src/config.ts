@@ -135,7 +135,8 @@ const _envSchema = z.object({
   RETRY_BASE_DELAY_MS: _integer(1, 24 * 3_600_000, 1_000),
   RETRY_MAX_DELAY_MS: _integer(1, 7 * 24 * 3_600_000, 15 * 60_000),
   LEASE_MS: _integer(1_000, 3_600_000, 15_000),
-  WORKER_CONCURRENCY: _integer(1, 1_000, 16),
+  /** Enough runs at once that results share commits (16 drained about 30% slower). */
+  WORKER_CONCURRENCY: _integer(1, 1_000, 64),
   /** Answer each inbound text message with its own text (the example handler). */
   ECHO_REPLIES: _boolean(false),
   /** Tokens of numbers that do not use `WHATSAPP_TOKEN`, for several numbers on one callback. */

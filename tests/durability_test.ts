@@ -19,7 +19,7 @@ Deno.test({
   async fn() {
     await withDataDir(async (kvPath) => {
       const args = await startTaskArgsFor("tests/counting_service.ts", ["--handler-ms=5"]);
-      const env = serviceEnv(kvPath, { LEASE_MS: "1000" });
+      const env = serviceEnv(kvPath, { LEASE_MS: "1000", WORKER_CONCURRENCY: "16" });
       const deliveries = await Promise.all(
         Array.from({ length: 300 }, (_, n) => textDelivery(n, "DUR")),
       );
@@ -65,7 +65,7 @@ Deno.test({
       for (const d of deliveries) assert.ok(effects.has(d.id), `${d.id} processed`);
       const rerun = [...runs.values()].filter((n) => n > 1n).length;
       // Only events whose handler was running at the kill may run again (after their lease): at
-      // most one worker's concurrency of them (WORKER_CONCURRENCY, 16 by default).
+      // most one worker's concurrency of them (WORKER_CONCURRENCY, 16 here).
       assert.ok(rerun <= 16, `${rerun} events ran twice; at most the 16 in flight at the kill may`);
       // deno-lint-ignore no-console
       console.log(

@@ -59,7 +59,7 @@ export interface WorkerOptions {
   leaseMs?: number;
   /** How often to look for due events when nothing wakes the worker (default 1 s). */
   pollIntervalMs?: number;
-  /** Events handled at the same time (default 16). */
+  /** Events handled at the same time (default 64). */
   concurrency?: number;
   retry?: Partial<RetryPolicy>;
   /** Returns a number in [0, 1) for jitter; defaults to `Math.random`. */
@@ -139,7 +139,7 @@ export function createWorker(options: WorkerOptions): Worker {
   const { kv, dispatcher, logger, clock } = options;
   const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
   const pollIntervalMs = options.pollIntervalMs ?? 1_000;
-  const concurrency = options.concurrency ?? 16;
+  const concurrency = options.concurrency ?? 64;
   const retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
   const random = options.random ?? Math.random;
   const results = createGroupCommitter<Outcome, boolean>({
@@ -159,8 +159,12 @@ export function createWorker(options: WorkerOptions): Worker {
       lastLoopAt = clock.now();
       isWoken = false;
       const free = concurrency - runs.size;
+      // While runs are going, claim only once a batch's worth of slots is free: claiming each
+      // freed slot on its own would spend one commit per event.
+      const isWorthClaiming = runs.size === 0 ||
+        free >= Math.min(EVENTS_PER_COMMIT, concurrency / 2);
       let claimed = 0;
-      if (free > 0) {
+      if (isWorthClaiming) {
         try {
           claimed = await claimDue(free);
         } catch (error) {
@@ -168,7 +172,7 @@ export function createWorker(options: WorkerOptions): Worker {
         }
       }
       if (isStopping) break;
-      if (claimed < free || free === 0) await waitForWork(free === 0);
+      if (!isWorthClaiming || claimed < free) await waitForWork(!isWorthClaiming);
     }
   }
 
