@@ -19,6 +19,7 @@ import type { Dispatcher } from "./src/dispatch/dispatcher.ts";
 import { type CronFunction, registerSweepCron } from "./src/dispatch/sweep.ts";
 import { describeKvLocation, type KvLocation, selectKvLocation } from "./src/kv_location.ts";
 import { createLogger, type Logger } from "./src/log.ts";
+import { retryWhileLocked } from "./src/store/commit.ts";
 import { redactSpanUrls } from "./src/telemetry.ts";
 
 /** After SIGINT/SIGTERM, the process exits within this bound whatever is still running. */
@@ -220,5 +221,6 @@ async function _openKv(location: KvLocation): Promise<Deno.Kv> {
   if (location.kind === "file" && location.path !== undefined) {
     await Deno.mkdir(dirname(location.path), { recursive: true });
   }
-  return await Deno.openKv(location.path);
+  // Several processes or isolates opening one new file at once meet "database is locked".
+  return await retryWhileLocked(() => Deno.openKv(location.path));
 }

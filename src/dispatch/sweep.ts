@@ -132,7 +132,8 @@ export function registerSweepCron(
       if (result.dueAtStart > 0 || !result.isIdle) target.logger.info("sweep", fields);
       else target.logger.debug("sweep", fields);
     } catch (error) {
-      target.logger.error("sweep failed", { error });
+      // A sweep cut short by shutdown fails on the closed KV: that is not worth an error line.
+      if (!unregister.signal.aborted) target.logger.error("sweep failed", { error });
     }
   };
   // The promise settles when the job is unregistered; nothing waits for it.

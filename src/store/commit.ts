@@ -5,25 +5,38 @@
  * @module
  */
 
-/** Attempts of a commit that keeps meeting a locked database before the error is passed on. */
-const LOCKED_ATTEMPTS = 6;
-/** First wait after a locked database; doubled on each retry (5, 10, 20, 40, 80 ms). */
-const LOCKED_FIRST_WAIT_MS = 5;
+/**
+ * Attempts of an operation that keeps meeting a locked database before the error is passed on:
+ * about half a second in all, which two processes writing flat out on one file needed.
+ */
+const LOCKED_ATTEMPTS = 10;
+/** First wait after a locked database; doubled on each retry up to {@linkcode LOCKED_MAX_WAIT_MS}. */
+const LOCKED_FIRST_WAIT_MS = 2;
+/** Longest single wait between two attempts. */
+const LOCKED_MAX_WAIT_MS = 100;
 
 /**
  * Commits the atomic that `build` returns, building it again after each `database is locked`
  * (an atomic cannot be committed twice). Any other error, or a lock that outlasts the retries,
  * is thrown.
  */
-export async function commitWithRetry(
+export function commitWithRetry(
   build: () => Deno.AtomicOperation,
 ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+  return retryWhileLocked(() => build().commit());
+}
+
+/**
+ * Runs `operation` again, with short growing waits, while it fails with `database is locked`
+ * (opening a KV file that another process is opening too, or committing while it writes).
+ */
+export async function retryWhileLocked<T>(operation: () => Promise<T>): Promise<T> {
   for (let attempt = 1;; attempt++) {
     try {
-      return await build().commit();
+      return await operation();
     } catch (error) {
       if (!isDatabaseLocked(error) || attempt >= LOCKED_ATTEMPTS) throw error;
-      const wait = LOCKED_FIRST_WAIT_MS * 2 ** (attempt - 1);
+      const wait = Math.min(LOCKED_MAX_WAIT_MS, LOCKED_FIRST_WAIT_MS * 2 ** (attempt - 1));
       await new Promise((resolve) => setTimeout(resolve, wait * (0.5 + Math.random())));
     }
   }
