@@ -359,12 +359,9 @@ const START_V8_FLAGS =
     .split(/\s+/)
     .filter((arg) => arg.startsWith("--v8-flags="));
 
-async function withService(
-  kvPath: string,
-  run: (port: number) => Promise<WrkResult>,
-): Promise<ServiceRun> {
-  const port = freePort();
-  const process = spawn(["run", "-A", ...START_V8_FLAGS, "bench/bench_service.ts"], {
+/** Starts `bench/bench_service.ts` (the real service, counting its handler runs) on `port`. */
+function spawnService(kvPath: string, port: number): Process {
+  return spawn(["run", "-A", ...START_V8_FLAGS, "bench/bench_service.ts"], {
     APP_SECRET: SECRET,
     VERIFY_TOKEN: "bench-verify-token",
     HOST: "127.0.0.1",
@@ -372,6 +369,14 @@ async function withService(
     KV_PATH: kvPath,
     LOG_LEVEL: "warn",
   });
+}
+
+async function withService(
+  kvPath: string,
+  run: (port: number) => Promise<WrkResult>,
+): Promise<ServiceRun> {
+  const port = freePort();
+  const process = spawnService(kvPath, port);
   try {
     await waitForPort(port, process);
     let peak = 0;
@@ -400,14 +405,7 @@ async function workerAlone(kvPath: string, count: number): Promise<number> {
   }
   kv.close();
   const port = freePort();
-  const process = spawn(["run", "-A", ...START_V8_FLAGS, "bench/bench_service.ts"], {
-    APP_SECRET: SECRET,
-    VERIFY_TOKEN: "bench-verify-token",
-    HOST: "127.0.0.1",
-    PORT: String(port),
-    KV_PATH: kvPath,
-    LOG_LEVEL: "warn",
-  });
+  const process = spawnService(kvPath, port);
   try {
     const deadline = performance.now() + 120_000;
     const sleep = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 5));

@@ -2,8 +2,6 @@ import assert from "node:assert/strict";
 import { adminRoutes } from "../src/admin/routes.ts";
 import { ManualClock } from "../src/clock.ts";
 import { type MessageEvent, parseDelivery, type WebhookEvent } from "../src/events/events.ts";
-import { errorResponse, toHttpError } from "../src/http/errors.ts";
-import { createRouter } from "../src/http/router.ts";
 import { recordEvents } from "../src/store/inbox.ts";
 import {
   deadLetterKey,
@@ -15,6 +13,7 @@ import {
 } from "../src/store/keys.ts";
 import { captureLogs, openTempKv, TEST_ADMIN_TOKEN } from "./support.ts";
 import { setRecordState } from "./kv_records.ts";
+import { serveRoutes } from "./route_server.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const HOUR_MS = 3_600_000;
@@ -37,32 +36,18 @@ async function startAdminServer(
 ): Promise<AdminServer> {
   const temp = await openTempKv();
   const clock = new ManualClock(T0);
-  const logs = captureLogs();
   let wakes = 0;
-  const route = createRouter(
+  const server = serveRoutes(
     adminRoutes({ kv: temp.kv, adminToken, clock, onReplay: () => wakes++ }),
   );
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-    async (request) => {
-      try {
-        return await route(request, { log: logs.logger, requestId: "test" });
-      } catch (error) {
-        const httpError = toHttpError(error);
-        if (httpError !== error) logs.logger.error("request failed", { error });
-        logs.logger.warn("request", { status: httpError.status, reason: httpError.reason });
-        return errorResponse(httpError);
-      }
-    },
-  );
   return {
-    origin: `http://127.0.0.1:${server.addr.port}`,
+    origin: server.origin,
     kv: temp.kv,
     clock,
-    logs,
+    logs: server.logs,
     wakes: () => wakes,
     async [Symbol.asyncDispose]() {
-      await server.shutdown();
+      await server[Symbol.asyncDispose]();
       await temp[Symbol.asyncDispose]();
     },
   };

@@ -27,6 +27,8 @@ export function serveRoutes(routes: Route[], logs: CapturedLogger = captureLogs(
       } catch (error) {
         const httpError = toHttpError(error);
         if (httpError !== error) logs.logger.error("request failed", { error });
+        // As the app's access log does: the status and the reason of every refusal.
+        logs.logger.warn("request", { status: httpError.status, reason: httpError.reason });
         return errorResponse(httpError);
       }
     },
