@@ -8,6 +8,7 @@ import { ManualClock } from "../src/clock.ts";
 import { eventKey, type EventRecord, replyKey, type ReplyRecord } from "../src/store/keys.ts";
 import { FAKE_TOKEN, type FakeGraphApi, startFakeGraphApi } from "./fake_graph_api.ts";
 import {
+  advanceUntil,
   postDelivery,
   startTestServer,
   TEST_ADMIN_TOKEN,
@@ -133,20 +134,6 @@ function retriesLogged(t: Harness): Record<string, unknown>[] {
 /** Lets real I/O run for a moment, to show that nothing more is sent. */
 async function letIoRun(): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 30));
-}
-
-/** Moves the clock in steps until `condition` holds, letting real I/O run between steps. */
-async function advanceUntil(
-  clock: ManualClock,
-  condition: () => Promise<boolean>,
-  what: string,
-  stepMs = 25,
-): Promise<void> {
-  await waitFor(async () => {
-    if (await condition()) return true;
-    await clock.advance(stepMs);
-    return false;
-  }, what);
 }
 
 Deno.test("a text message is marked read with the typing indicator and answered once, quoting it", async () => {

@@ -11,34 +11,10 @@ import { parseDelivery } from "../src/events/events.ts";
 import { silentLogger } from "../src/log.ts";
 import { recordEvents } from "../src/store/inbox.ts";
 import { deadLetterKey, eventKey, type EventRecord } from "../src/store/keys.ts";
-import { openTempKv, waitFor } from "./support.ts";
+import { openTempKv, textsDelivery, waitFor } from "./support.ts";
 
 const WAMID = "wamid.HANDLERERR1";
 const EVENT_ID = `message:${WAMID}`;
-
-function textDelivery(): unknown {
-  return {
-    object: "whatsapp_business_account",
-    entry: [{
-      id: "102290000000001",
-      changes: [{
-        field: "messages",
-        value: {
-          messaging_product: "whatsapp",
-          metadata: { display_phone_number: "15550001111", phone_number_id: "106540000000002" },
-          contacts: [{ profile: { name: "Ana" }, wa_id: "5511999990000" }],
-          messages: [{
-            from: "5511999990000",
-            id: WAMID,
-            timestamp: "1767225600",
-            type: "text",
-            text: { body: "hello" },
-          }],
-        },
-      }],
-    }],
-  };
-}
 
 /** Records the delivery's event and runs a worker over it with `dispatcher`. */
 async function runWorker(
@@ -46,7 +22,7 @@ async function runWorker(
   clock: ManualClock,
   dispatcher: Dispatcher,
 ): Promise<{ stop: () => Promise<void> }> {
-  const { events } = parseDelivery(textDelivery());
+  const { events } = parseDelivery(JSON.parse(textsDelivery([WAMID])));
   await recordEvents(kv, events, { now: clock.now(), dedupTtlMs: 1e9, retentionMs: 1e9 });
   const worker = createWorker({
     kv,

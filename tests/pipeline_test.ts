@@ -10,36 +10,15 @@ import { parseDelivery } from "../src/events/events.ts";
 import { silentLogger } from "../src/log.ts";
 import { recordEvents } from "../src/store/inbox.ts";
 import { eventKey, type EventRecord, READY_PREFIX } from "../src/store/keys.ts";
-import { openTempKv, postDelivery, startTestServer, TEST_ADMIN_TOKEN, waitFor } from "./support.ts";
-
-const WABA = "102290000000001";
-const PHONE_ID = "106540000000002";
-
-/** A delivery of text messages with the given wamids, one entry, one change. */
-function textsDelivery(wamids: string[]): string {
-  const messages = wamids.map((id, i) => ({
-    from: "5511999990000",
-    id,
-    timestamp: String(1767225600 + i),
-    type: "text",
-    text: { body: `message ${i}` },
-  }));
-  return JSON.stringify({
-    object: "whatsapp_business_account",
-    entry: [{
-      id: WABA,
-      changes: [{
-        field: "messages",
-        value: {
-          messaging_product: "whatsapp",
-          metadata: { display_phone_number: "15550001111", phone_number_id: PHONE_ID },
-          contacts: [{ profile: { name: "Ana" }, wa_id: "5511999990000" }],
-          messages,
-        },
-      }],
-    }],
-  });
-}
+import {
+  advanceUntil,
+  openTempKv,
+  postDelivery,
+  startTestServer,
+  TEST_ADMIN_TOKEN,
+  textsDelivery,
+  waitFor,
+} from "./support.ts";
 
 /** Counts handler runs per event id. */
 function countingDispatcher(
@@ -54,23 +33,6 @@ function countingDispatcher(
 
 async function record(kv: Deno.Kv, id: string): Promise<EventRecord | null> {
   return (await kv.get<EventRecord>(eventKey(id))).value;
-}
-
-/**
- * Moves the manual clock forward in steps until `condition` holds, letting the worker run between
- * steps (it may register its next sleep a moment after the state the test saw).
- */
-async function advanceUntil(
-  clock: ManualClock,
-  condition: () => Promise<boolean>,
-  what: string,
-  stepMs = 25,
-): Promise<void> {
-  await waitFor(async () => {
-    if (await condition()) return true;
-    await clock.advance(stepMs);
-    return false;
-  }, what);
 }
 
 async function readyCount(kv: Deno.Kv): Promise<number> {

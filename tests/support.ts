@@ -5,7 +5,7 @@
  * @module
  */
 import { type App, type AppOptions, createApp } from "../src/app.ts";
-import { type Clock, systemClock } from "../src/clock.ts";
+import { type Clock, type ManualClock, systemClock } from "../src/clock.ts";
 import { type Config, loadConfig } from "../src/config.ts";
 import { createLogger, type Logger, type LogLevel } from "../src/log.ts";
 import { signBody } from "../src/webhook/signature.ts";
@@ -150,4 +150,47 @@ export async function waitFor(
     if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/** A delivery of text messages with the given wamids, one entry, one change. */
+export function textsDelivery(wamids: string[]): string {
+  const messages = wamids.map((id, i) => ({
+    from: "5511999990000",
+    id,
+    timestamp: String(1767225600 + i),
+    type: "text",
+    text: { body: `message ${i}` },
+  }));
+  return JSON.stringify({
+    object: "whatsapp_business_account",
+    entry: [{
+      id: "102290000000001",
+      changes: [{
+        field: "messages",
+        value: {
+          messaging_product: "whatsapp",
+          metadata: { display_phone_number: "15550001111", phone_number_id: "106540000000002" },
+          contacts: [{ profile: { name: "Ana" }, wa_id: "5511999990000" }],
+          messages,
+        },
+      }],
+    }],
+  });
+}
+
+/**
+ * Moves the manual clock forward in steps until `condition` holds, letting the worker run between
+ * steps (it may register its next sleep a moment after the state the test saw).
+ */
+export async function advanceUntil(
+  clock: ManualClock,
+  condition: () => Promise<boolean>,
+  what: string,
+  stepMs = 25,
+): Promise<void> {
+  await waitFor(async () => {
+    if (await condition()) return true;
+    await clock.advance(stepMs);
+    return false;
+  }, what);
 }
