@@ -46,3 +46,14 @@ Deno.test("route() returns 404 for an unknown path", async () => {
   assert.equal(error.status, 404);
   assert.match(error.reason, /No route for "\/nothing"/);
 });
+
+Deno.test("route() hands handlers path parameters percent-decoded once", async () => {
+  const response = await router(new Request("http://x/items/wamid.AB%3D%3D%2Fx%2541"), context);
+  assert.deepEqual(await response.json(), { id: "wamid.AB==/x%41" });
+});
+
+Deno.test("route() returns 400 for a path parameter with broken percent-encoding", async () => {
+  const error = await rejection(new Request("http://x/items/%E0%A4%A"));
+  assert.equal(error.status, 400);
+  assert.match(error.reason, /Cannot read "id" in the path: .* has broken percent-encoding/);
+});

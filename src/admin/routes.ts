@@ -10,7 +10,7 @@
  */
 import type { Clock } from "../clock.ts";
 import type { WebhookEvent } from "../events/events.ts";
-import { HttpError } from "../http/errors.ts";
+import { clipForReason, HttpError } from "../http/errors.ts";
 import type { Route, RouteHandler } from "../http/router.ts";
 import { requireAdmin } from "./auth.ts";
 import {
@@ -69,7 +69,7 @@ export function adminRoutes(options: AdminOptions): Route[] {
       method: "GET",
       path: "/admin/events/:id",
       handler: guard(async (_request, { params }) => {
-        const id = _eventId(params);
+        const id = params.id ?? "";
         const stored = await getEventRecord(kv, id);
         if (!stored) throw new HttpError(404, `Event "${id}" is unknown or has expired`);
         return Response.json(_recordView(stored.record, stored.event));
@@ -79,7 +79,7 @@ export function adminRoutes(options: AdminOptions): Route[] {
       method: "POST",
       path: "/admin/events/:id/replay",
       handler: guard(async (_request, { params, log }) => {
-        const id = _eventId(params);
+        const id = params.id ?? "";
         const result = await replayEvent(kv, id, clock.now());
         if (result.status === "not_found") {
           throw new HttpError(404, `Event "${id}" is unknown or has expired`);
@@ -115,7 +115,7 @@ function _listOptions(query: URLSearchParams): ListEventsOptions {
       throw new HttpError(
         400,
         `Cannot list events: "limit" must be an integer from 1 to ${MAX_LIST_LIMIT}, got "${
-          _clip(limit)
+          clipForReason(limit)
         }"`,
       );
     }
@@ -127,7 +127,7 @@ function _listOptions(query: URLSearchParams): ListEventsOptions {
       throw new HttpError(
         400,
         `Cannot list events: "state" must be one of ${EVENT_STATES.join(", ")}, got "${
-          _clip(state)
+          clipForReason(state)
         }"`,
       );
     }
@@ -138,7 +138,9 @@ function _listOptions(query: URLSearchParams): ListEventsOptions {
     if (!_isOneOf<EventKind>(kind, EVENT_KINDS)) {
       throw new HttpError(
         400,
-        `Cannot list events: "kind" must be one of ${EVENT_KINDS.join(", ")}, got "${_clip(kind)}"`,
+        `Cannot list events: "kind" must be one of ${EVENT_KINDS.join(", ")}, got "${
+          clipForReason(kind)
+        }"`,
       );
     }
     options.kind = kind;
@@ -146,19 +148,6 @@ function _listOptions(query: URLSearchParams): ListEventsOptions {
   const cursor = query.get("cursor") || undefined;
   if (cursor !== undefined) options.cursor = cursor;
   return options;
-}
-
-/** The `:id` path parameter, percent-decoded once. */
-function _eventId(params: Record<string, string>): string {
-  const raw = params.id ?? "";
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    throw new HttpError(
-      400,
-      `Cannot read event id "${_clip(raw)}": its percent-encoding is broken`,
-    );
-  }
 }
 
 /** A record as the API shows it: times as ISO strings, the event whole, no storage details. */
@@ -188,9 +177,4 @@ function _iso(ms: number): string {
 
 function _isOneOf<T extends string>(value: string, allowed: readonly T[]): value is T {
   return (allowed as readonly string[]).includes(value);
-}
-
-/** Query values are echoed in reasons; long ones are cut so a reason stays a line. */
-function _clip(value: string): string {
-  return value.length > 64 ? `${value.slice(0, 64)}…` : value;
 }

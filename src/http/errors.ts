@@ -48,6 +48,11 @@ export function errorResponse(error: HttpError): Response {
   });
 }
 
+/** Cuts a value echoed in a reason (an id, a query value) so that the reason stays one line. */
+export function clipForReason(value: string): string {
+  return value.length > 64 ? `${value.slice(0, 64)}…` : value;
+}
+
 /** Turns anything thrown by a handler into an {@linkcode HttpError}; unknown errors become 500. */
 export function toHttpError(error: unknown): HttpError {
   if (error instanceof HttpError) return error;

@@ -1,12 +1,12 @@
 /**
  * A small URLPattern router whose routes are a plain data table.
  *
- * HEAD follows GET (same handler, no body); a known path with another method answers 405 with an
+ * Path parameters reach handlers percent-decoded once. HEAD follows GET (same handler, no body); a known path with another method answers 405 with an
  * `Allow` header; an unknown path 404. Handlers throw {@linkcode HttpError} for expected failures.
  *
  * @module
  */
-import { HttpError } from "./errors.ts";
+import { clipForReason, HttpError } from "./errors.ts";
 import type { Logger } from "../log.ts";
 import { nameRequestSpan } from "../telemetry.ts";
 
@@ -58,7 +58,7 @@ export function createRouter(routes: readonly Route[]): Router {
     if (matches.length === 0) {
       for (const { route, pattern } of patterns) {
         const match = pattern.exec({ pathname });
-        if (match) matches.push({ route, params: _definedGroups(match.pathname.groups) });
+        if (match) matches.push({ route, params: _decodedGroups(match.pathname.groups) });
       }
     }
     if (matches.length === 0) throw new HttpError(404, `No route for "${pathname}"`);
@@ -93,8 +93,19 @@ function _allowedMethods(methods: string[]): string[] {
   return [...allowed].sort();
 }
 
-function _definedGroups(groups: Record<string, string | undefined>): Record<string, string> {
-  return Object.fromEntries(
-    Object.entries(groups).filter((entry): entry is [string, string] => entry[1] !== undefined),
-  );
+/** The matched groups, percent-decoded once (ids such as `wamid.…%3D%3D` arrive encoded). */
+function _decodedGroups(groups: Record<string, string | undefined>): Record<string, string> {
+  const params: Record<string, string> = {};
+  for (const [name, raw] of Object.entries(groups)) {
+    if (raw === undefined) continue;
+    try {
+      params[name] = decodeURIComponent(raw);
+    } catch {
+      throw new HttpError(
+        400,
+        `Cannot read "${name}" in the path: "${clipForReason(raw)}" has broken percent-encoding`,
+      );
+    }
+  }
+  return params;
 }

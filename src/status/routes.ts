@@ -9,7 +9,7 @@
  * @module
  */
 import { requireAdmin } from "../admin/auth.ts";
-import { HttpError } from "../http/errors.ts";
+import { clipForReason, HttpError } from "../http/errors.ts";
 import type { Route } from "../http/router.ts";
 import { getMessageStatus } from "./tracker.ts";
 
@@ -33,29 +33,13 @@ export function statusRoutes(options: StatusRoutesOptions): Route[] {
       method: "GET",
       path: "/admin/messages/:wamid",
       handler: requireAdmin(adminToken, async (_request, { params }) => {
-        const wamid = _decoded(params.wamid ?? "");
+        const wamid = params.wamid ?? "";
         const status = await getMessageStatus(kv, wamid);
         if (!status) {
-          throw new HttpError(404, `Message "${_clip(wamid)}" has no tracked status`);
+          throw new HttpError(404, `Message "${clipForReason(wamid)}" has no tracked status`);
         }
         return Response.json(status);
       }),
     },
   ];
-}
-
-function _decoded(raw: string): string {
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    throw new HttpError(
-      400,
-      `Cannot read message id "${_clip(raw)}": its percent-encoding is broken`,
-    );
-  }
-}
-
-/** Ids are echoed in reasons; long ones are cut so a reason stays a line. */
-function _clip(value: string): string {
-  return value.length > 64 ? `${value.slice(0, 64)}…` : value;
 }
