@@ -15,7 +15,7 @@ import { createGraphClient, type GraphClient } from "./graph/client.ts";
 import { registerEchoHandler } from "./handlers/echo.ts";
 import { healthRoutes } from "./health.ts";
 import { errorResponse, HttpError, toHttpError } from "./http/errors.ts";
-import { createRouter, type Route } from "./http/router.ts";
+import { createRouter, pathnameOf, type Route } from "./http/router.ts";
 import type { Logger } from "./log.ts";
 import { metricsRoutes } from "./metrics_routes.ts";
 import {
@@ -157,12 +157,13 @@ export async function createApp(options: AppOptions): Promise<App> {
       const started = performance.now();
       const requestId = crypto.randomUUID();
       const log = logger.child({ requestId });
+      const path = pathnameOf(request.url);
       let response: Response;
       let reason: string | undefined;
       inFlight++;
       try {
         if (isDraining) {
-          if (request.method === "POST" && new URL(request.url).pathname === "/webhook/whatsapp") {
+          if (request.method === "POST" && path === "/webhook/whatsapp") {
             metrics.observeDelivery("unavailable");
           }
           throw new HttpError(503, "Shutting down; retry later");
@@ -180,7 +181,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       // The query is never logged: the handshake carries the verify token in it.
       const fields = {
         method: request.method,
-        path: new URL(request.url).pathname,
+        path,
         status: response.status,
         ms: Math.round((performance.now() - started) * 100) / 100,
         ...(reason ? { reason } : {}),

@@ -52,7 +52,7 @@ export function createRouter(routes: readonly Route[]): Router {
   }
 
   return async (request, context) => {
-    const pathname = _pathnameOf(request.url);
+    const pathname = pathnameOf(request.url);
     const matches: { route: Route; params: Record<string, string> }[] = (exact.get(pathname) ?? [])
       .map((route) => ({ route, params: {} }));
     if (matches.length === 0) {
@@ -79,8 +79,8 @@ export function createRouter(routes: readonly Route[]): Router {
   };
 }
 
-/** The path of an absolute URL, without parsing all of it. */
-function _pathnameOf(url: string): string {
+/** The path of an absolute URL, without parsing all of it (cheaper than `new URL`). */
+export function pathnameOf(url: string): string {
   const start = url.indexOf("/", url.indexOf("//") + 2);
   if (start === -1) return "/";
   const end = url.slice(start).search(/[?#]/);
