@@ -198,42 +198,80 @@ Deno.test("a retry runs only the handlers that have not succeeded yet", async ()
   assert.deepEqual((await record(temp.kv, id))?.completedHandlers, ["audit", "reply"]);
 });
 
-Deno.test("a slow handler keeps its lease: a second worker never runs it meanwhile", async () => {
+Deno.test("slow handlers keep their leases: a second worker never runs them meanwhile", async () => {
   const clock = new ManualClock();
   await using temp = await openTempKv();
-  const { events } = parseDelivery(JSON.parse(textsDelivery(["wamid.SLOW1"])));
+  // Twelve events: their leases are extended in two commits (ten, then two).
+  const wamids = Array.from({ length: 12 }, (_, i) => `wamid.SLOW${i}`);
+  const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
   await recordEvents(temp.kv, events, { now: clock.now(), dedupTtlMs: 1e9, retentionMs: 1e9 });
-  let runs = 0;
+  const runs = new Map<string, number>();
   let finish: () => void = () => {};
   const finished = new Promise<void>((resolve) => (finish = resolve));
-  const dispatcher = new Dispatcher().on("message", async () => {
-    runs++;
+  const dispatcher = new Dispatcher().on("message", async ({ event }) => {
+    runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
     await finished;
   });
   const options = { kv: temp.kv, dispatcher, logger: silentLogger, clock, leaseMs: 3_000 };
   const first = createWorker(options);
   const second = createWorker(options);
   first.start();
-  await waitFor(() => runs === 1, "the first run");
+  await waitFor(() => runs.size === 12, "the first runs");
   second.start();
-  // Ten lease lengths pass while the handler runs; the lease is extended every second. Manual
-  // time must not outrun the extension's real KV commit, as it would if KV stalled for 10 s.
+  // Ten lease lengths pass while the handlers run. Manual time must not outrun the extensions'
+  // real KV commits, as it would if KV stalled for 10 s.
   for (let i = 0; i < 30; i++) {
     await clock.advance(1_000);
     await waitFor(async () => {
       for await (const entry of temp.kv.list({ prefix: READY_PREFIX })) {
-        return (entry.key[1] as number) >= clock.now() + 2_000;
+        if ((entry.key[1] as number) < clock.now() + 1_000) return false;
       }
-      return false;
-    }, "the lease to be extended");
+      return true;
+    }, "every lease to be extended");
   }
-  assert.equal(runs, 1);
+  assert.deepEqual([...runs.values()], Array(12).fill(1));
   finish();
-  const id = "message:wamid.SLOW1";
-  await waitFor(async () => (await record(temp.kv, id))?.state === "done", "done");
+  await waitFor(async () => {
+    const records = await Promise.all(events.map((event) => record(temp.kv, event.id)));
+    return records.every((r) => r?.state === "done");
+  }, "all done");
   await first.stop(1_000);
   await second.stop(1_000);
-  assert.equal(runs, 1);
+  assert.deepEqual([...runs.values()], Array(12).fill(1));
+});
+
+Deno.test("a lost lease aborts the run and its result is not stored", async () => {
+  const clock = new ManualClock();
+  await using temp = await openTempKv();
+  const { events } = parseDelivery(JSON.parse(textsDelivery(["wamid.LOST1"])));
+  await recordEvents(temp.kv, events, { now: clock.now(), dedupTtlMs: 1e9, retentionMs: 1e9 });
+  const id = "message:wamid.LOST1";
+  let aborted: unknown;
+  const dispatcher = new Dispatcher().on("message", ({ signal }) =>
+    new Promise<void>((resolve) => {
+      signal.addEventListener("abort", () => {
+        aborted = signal.reason;
+        resolve();
+      });
+    }));
+  const worker = createWorker({
+    kv: temp.kv,
+    dispatcher,
+    logger: silentLogger,
+    clock,
+    leaseMs: 3_000,
+  });
+  worker.start();
+  await waitFor(() => worker.running() === 1, "the run");
+  // Another worker takes the event over: its lease entry moves.
+  let lease: Deno.KvEntry<string> | undefined;
+  for await (const entry of temp.kv.list<string>({ prefix: READY_PREFIX })) lease = entry;
+  await temp.kv.atomic().delete(lease!.key).set(["ready", clock.now() + 60_000, id], id).commit();
+  await advanceUntil(clock, () => Promise.resolve(aborted !== undefined), "the abort", 500);
+  await waitFor(() => worker.running() === 0, "the run to end");
+  await worker.stop(1_000);
+  assert.match(String(aborted), /Lease lost/);
+  assert.equal((await record(temp.kv, id))?.state, "pending", "the result was not stored");
 });
 
 Deno.test("an expired lease (a dead worker) makes the event claimable again", async () => {

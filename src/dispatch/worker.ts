@@ -6,9 +6,9 @@
  * entry's versionstamp, so two workers (or processes) never hold the same event and an event whose
  * worker died becomes due again by itself. The record is not rewritten by a claim: an event is
  * "processing" while its entry is away from `record.dueAt` (see `isClaimed` in `event_log.ts`).
- * The lease is extended while handlers run, so a slow handler never runs twice; if an extension
- * finds the entry changed, the run is aborted. Claims and results are committed in batches of up
- * to ten events, so the worker keeps up with the intake.
+ * Leases are extended while handlers run, by one loop for all runs, so a slow handler never runs
+ * twice; if an extension finds the entry changed, the run is aborted. Claims, extensions and
+ * results are committed in batches of up to ten events, so the worker keeps up with the intake.
  *
  * @module
  */
@@ -127,6 +127,17 @@ interface Claim {
   event: WebhookEvent;
 }
 
+/** A lease a run holds while its handlers run. */
+interface HeldLease {
+  claim: Claim;
+  /** Aborts the run when the lease is lost. */
+  abort: AbortController;
+  log: Logger;
+  isLost: boolean;
+  /** The extension under way, if any: the run's result waits for it. */
+  extending: Promise<void> | undefined;
+}
+
 /** The outcome of a run, to be committed with others. */
 interface Outcome {
   claim: Claim;
@@ -151,6 +162,9 @@ export function createWorker(options: WorkerOptions): Worker {
   });
 
   const runs = new Map<string, { done: Promise<void>; abort: AbortController }>();
+  const leases = new Set<HeldLease>();
+  let isKeeping = false;
+  let keeperSleep: AbortController | undefined;
   let isStopping = false;
   let loop: Promise<void> | undefined;
   let lastLoopAt = 0;
@@ -311,7 +325,7 @@ export function createWorker(options: WorkerOptions): Worker {
     const log = logger.child({ eventId: event.id, kind: event.kind });
     const attempt = claim.record.attempts + 1;
     const startedAt = clock.now();
-    const lease = keepLease(claim, abort, log);
+    const lease = holdLease(claim, abort, log);
 
     const completed = new Set(claim.record.completedHandlers);
     const failures: string[] = [];
@@ -359,8 +373,8 @@ export function createWorker(options: WorkerOptions): Worker {
         log.warn("handler failed", { handler: handler.name, attempt, error });
       }
     }
-    await lease.stop();
-    if (lease.isLost()) {
+    await releaseLease(lease);
+    if (lease.isLost) {
       annotateSpan({ "wa.event.outcome": "lease_lost" });
       return; // another worker owns the event now
     }
@@ -449,45 +463,84 @@ export function createWorker(options: WorkerOptions): Worker {
     }));
   }
 
-  /** Extends the lease every third of its length until stopped; aborts the run if it is lost. */
-  function keepLease(claim: Claim, abort: AbortController, log: Logger) {
-    let isLost = false;
-    const id = claim.record.id;
-    const stopSleeping = new AbortController();
-    const extending = (async () => {
-      while (!stopSleeping.signal.aborted) {
+  /** Holds a claim's lease until {@linkcode releaseLease}: the keeper extends it meanwhile. */
+  function holdLease(claim: Claim, abort: AbortController, log: Logger): HeldLease {
+    const held: HeldLease = { claim, abort, log, isLost: false, extending: undefined };
+    leases.add(held);
+    if (!isKeeping) keepLeases();
+    return held;
+  }
+
+  /** Stops extending a lease, once an extension under way has landed. */
+  async function releaseLease(held: HeldLease): Promise<void> {
+    leases.delete(held);
+    if (leases.size === 0) keeperSleep?.abort();
+    await held.extending;
+  }
+
+  /**
+   * One loop for every held lease, while there are any: every sixth of a lease it extends those
+   * with two thirds or less left, ten to a commit, so a run never outlives its lease and each
+   * run costs no timer of its own.
+   */
+  async function keepLeases(): Promise<void> {
+    isKeeping = true;
+    try {
+      while (leases.size > 0) {
+        keeperSleep = new AbortController();
         try {
-          await clock.sleep(leaseMs / 3, stopSleeping.signal);
+          await clock.sleep(leaseMs / 6, keeperSleep.signal);
         } catch {
-          return;
+          continue; // the last lease was released; a new one may have come since
+        } finally {
+          keeperSleep = undefined;
         }
-        const until = clock.now() + leaseMs;
-        const result = await commitWithRetry(() =>
-          kv.atomic()
-            .check(claim.lease)
-            .delete(claim.lease.key)
-            .set(readyKey(until, id), id)
-        ).catch((error) => {
-          log.warn("cannot extend lease", { error });
-          return null;
-        });
-        if (result?.ok) {
-          claim.lease = { key: readyKey(until, id), versionstamp: result.versionstamp };
-        } else if (result && !result.ok) {
-          isLost = true;
-          log.warn("lease lost: another worker took the event over");
-          abort.abort(new Error("Lease lost"));
-          return;
+        const now = clock.now();
+        const due = [...leases].filter((held) => _leaseEnd(held) - now <= (leaseMs * 2) / 3);
+        const batches: HeldLease[][] = [];
+        for (let i = 0; i < due.length; i += EVENTS_PER_COMMIT) {
+          batches.push(due.slice(i, i + EVENTS_PER_COMMIT));
         }
+        await Promise.all(batches.map((batch) => {
+          const extending = extendLeases(batch);
+          for (const held of batch) held.extending = extending;
+          return extending;
+        }));
       }
-    })();
-    return {
-      async stop(): Promise<void> {
-        stopSleeping.abort();
-        await extending;
-      },
-      isLost: () => isLost,
+    } finally {
+      isKeeping = false;
+    }
+  }
+
+  /** Extends leases in one atomic; when one was lost meanwhile, extends them one by one. */
+  async function extendLeases(batch: HeldLease[]): Promise<void> {
+    const until = clock.now() + leaseMs;
+    const extend = (atomic: Deno.AtomicOperation, { claim }: HeldLease): void => {
+      const id = claim.record.id;
+      atomic.check(claim.lease).delete(claim.lease.key).set(readyKey(until, id), id);
     };
+    const commit = (group: HeldLease[]): Promise<Deno.KvCommitResult | Deno.KvCommitError> =>
+      commitWithRetry(() => {
+        const atomic = kv.atomic();
+        for (const held of group) extend(atomic, held);
+        return atomic;
+      });
+    const moved = (held: HeldLease, versionstamp: string): void => {
+      held.claim.lease = { key: readyKey(until, held.claim.record.id), versionstamp };
+    };
+    try {
+      const together = await commit(batch);
+      if (together.ok) return batch.forEach((held) => moved(held, together.versionstamp));
+      await Promise.all(batch.map(async (held) => {
+        const alone = await commit([held]);
+        if (alone.ok) return moved(held, alone.versionstamp);
+        held.isLost = true;
+        held.log.warn("lease lost: another worker took the event over");
+        held.abort.abort(new Error("Lease lost"));
+      }));
+    } catch (error) {
+      logger.warn("cannot extend leases", { error, events: batch.length });
+    }
   }
 
   return {
@@ -521,6 +574,11 @@ export function createWorker(options: WorkerOptions): Worker {
 function _backoffMs(attempt: number, policy: RetryPolicy, random: () => number): number {
   const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
+}
+
+/** When a held lease ends: the time in its ready entry's key. */
+function _leaseEnd(held: HeldLease): number {
+  return held.claim.lease.key[1] as number;
 }
 
 /** What is left of a record's life, for `expireIn` (a `set` without it would drop the expiry). */
