@@ -26,7 +26,7 @@ import {
 } from "./service_metrics.ts";
 import { statusRoutes } from "./status/routes.ts";
 import { registerStatusTracking } from "./status/tracker.ts";
-import { createInbox } from "./store/inbox.ts";
+import { createInbox, type RecordOutcome } from "./store/inbox.ts";
 import { annotateSpan } from "./telemetry.ts";
 import { answerHandshake } from "./webhook/handshake.ts";
 import { createIntakeHandler } from "./webhook/intake.ts";
@@ -117,7 +117,21 @@ export async function createApp(options: AppOptions): Promise<App> {
           maxBodyBytes: config.MAX_BODY_BYTES,
           onDrift: (drift) => metrics.observeDrift(drift),
           recordEvents: async (events, log) => {
-            const outcome = await inbox.record(events, clock.now());
+            // Events this process can run at once are recorded leased to its worker, so they
+            // run without being claimed; the others wait in the ready set.
+            const reservation = worker.reserve(events.length);
+            const now = clock.now();
+            let outcome: RecordOutcome;
+            try {
+              outcome = await inbox.record(events, now, {
+                count: reservation.count,
+                until: now + config.LEASE_MS,
+              });
+            } catch (error) {
+              reservation.run([]); // events committed leased run once their lease runs out
+              throw error;
+            }
+            reservation.run(outcome.leased);
             metrics.observeRecorded(events, outcome, clock.now());
             const counts = {
               recorded: outcome.recorded.length,
@@ -126,9 +140,10 @@ export async function createApp(options: AppOptions): Promise<App> {
             annotateSpan({
               "wa.events.recorded": counts.recorded,
               "wa.events.duplicates": counts.duplicates,
+              "wa.events.leased": outcome.leased.length,
             });
             log.debug("delivery recorded", counts);
-            if (outcome.recorded.length > 0) worker.wake();
+            if (outcome.recorded.length > outcome.leased.length) worker.wake();
           },
         }),
         metrics,

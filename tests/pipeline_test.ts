@@ -8,7 +8,7 @@ import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import { createWorker } from "../src/dispatch/worker.ts";
 import { parseDelivery } from "../src/events/events.ts";
 import { silentLogger } from "../src/log.ts";
-import { recordEvents } from "../src/store/inbox.ts";
+import { createInbox, recordEvents } from "../src/store/inbox.ts";
 import { eventKey, type EventRecord, READY_PREFIX } from "../src/store/keys.ts";
 import {
   advanceUntil,
@@ -272,6 +272,84 @@ Deno.test("a lost lease aborts the run and its result is not stored", async () =
   await worker.stop(1_000);
   assert.match(String(aborted), /Lease lost/);
   assert.equal((await record(temp.kv, id))?.state, "pending", "the result was not stored");
+});
+
+Deno.test("events recorded leased to the worker run at once, in the slots it reserved", async () => {
+  const clock = new ManualClock();
+  await using temp = await openTempKv();
+  const inbox = createInbox(temp.kv, { dedupTtlMs: 1e9, retentionMs: 1e9 });
+  const runs = new Map<string, number>();
+  const worker = createWorker({
+    kv: temp.kv,
+    dispatcher: countingDispatcher(runs),
+    logger: silentLogger,
+    clock,
+    concurrency: 3,
+  });
+  assert.equal(worker.reserve(5).count, 0, "no slots before the worker starts");
+  worker.start();
+  // The first claim round (nothing is due) holds the slots it may fill until it ends.
+  let reservation = worker.reserve(5);
+  await waitFor(() => {
+    if (reservation.count > 0) return true;
+    reservation.run([]);
+    reservation = worker.reserve(5);
+    return false;
+  }, "the first claim round to end");
+  assert.equal(reservation.count, 3, "at most the free slots");
+  assert.equal(worker.reserve(1).count, 0, "every slot is held");
+
+  const wamids = ["wamid.HAND0", "wamid.HAND1", "wamid.HAND2", "wamid.HAND3"];
+  const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
+  const until = clock.now() + 15_000;
+  const outcome = await inbox.record(events, clock.now(), { count: reservation.count, until });
+  assert.deepEqual(
+    outcome.leased.map((leased) => leased.event.id),
+    wamids.slice(0, 3).map((w) => `message:${w}`),
+  );
+  const ready = [];
+  for await (const entry of temp.kv.list({ prefix: READY_PREFIX })) ready.push(entry.key[1]);
+  assert.deepEqual(ready, [clock.now(), until, until, until], "three leased, one due now");
+
+  reservation.run(outcome.leased);
+  await waitFor(() => runs.size === 3, "the leased events to run, with time standing still");
+  worker.wake(); // the one not leased is due now: the claim loop takes it
+  await advanceUntil(clock, async () => {
+    const records = await Promise.all(events.map((event) => record(temp.kv, event.id)));
+    return records.every((r) => r?.state === "done");
+  }, "all done");
+  await worker.stop(1_000);
+  assert.deepEqual([...runs.values()], [1, 1, 1, 1]);
+  assert.equal(await readyCount(temp.kv), 0);
+});
+
+Deno.test("an event recorded leased by a process that died runs once its lease ends", async () => {
+  const clock = new ManualClock();
+  await using temp = await openTempKv();
+  const inbox = createInbox(temp.kv, { dedupTtlMs: 1e9, retentionMs: 1e9 });
+  const { events } = parseDelivery(JSON.parse(textsDelivery(["wamid.ORPHAN1"])));
+  const until = clock.now() + 15_000;
+  const outcome = await inbox.record(events, clock.now(), { count: 1, until });
+  assert.equal(outcome.leased.length, 1, "recorded leased, then never run: its process died");
+  const runs = new Map<string, number>();
+  const worker = createWorker({
+    kv: temp.kv,
+    dispatcher: countingDispatcher(runs),
+    logger: silentLogger,
+    clock,
+  });
+  worker.start();
+  await clock.advance(14_000);
+  assert.equal(runs.size, 0, "not taken while the lease holds");
+  const id = "message:wamid.ORPHAN1";
+  await advanceUntil(
+    clock,
+    async () => (await record(temp.kv, id))?.state === "done",
+    "taken over",
+  );
+  assert.ok(clock.now() >= until);
+  await worker.stop(1_000);
+  assert.deepEqual([...runs.values()], [1]);
 });
 
 Deno.test("an expired lease (a dead worker) makes the event claimable again", async () => {

@@ -17,7 +17,7 @@ import type { WebhookEvent } from "../events/events.ts";
 import type { Logger } from "../log.ts";
 import { commitWithRetry } from "../store/commit.ts";
 import { createGroupCommitter } from "../store/group_commit.ts";
-import { readEvent } from "../store/inbox.ts";
+import { type LeasedEvent, readEvent } from "../store/inbox.ts";
 import {
   type AttemptRecord,
   deadLetterKey,
@@ -100,6 +100,12 @@ export interface Worker {
   /** Looks for due events now instead of at the next poll (intake calls it after recording). */
   wake(): void;
   /**
+   * Reserves up to `count` free slots for events about to be recorded already leased to this
+   * worker, so they run at once without being claimed. None while stopped or stopping; while
+   * due events wait for slots, a claim's worth of slots is left to them.
+   */
+  reserve(count: number): Reservation;
+  /**
    * Stops claiming, lets running handlers finish within `graceMs`, then aborts the rest (their
    * leases expire and another worker takes them over).
    */
@@ -108,6 +114,17 @@ export interface Worker {
   lastLoopAt(): number;
   /** Events being handled right now. */
   running(): number;
+}
+
+/** Slots held for events being recorded leased to the worker; see {@linkcode Worker.reserve}. */
+export interface Reservation {
+  /** Slots held: record at most this many events leased to the worker. */
+  readonly count: number;
+  /**
+   * Runs the events that were recorded leased to the worker and frees the slots left over. Call
+   * it once, with no events when recording failed.
+   */
+  run(events: readonly LeasedEvent[]): void;
 }
 
 /** Default lease: long enough for most handlers, short enough that a crash costs seconds. */
@@ -119,13 +136,11 @@ const MAX_HISTORY = 20;
 /** Events per claim or result commit: one check each, within KV Connect's limit of 10. */
 const EVENTS_PER_COMMIT = 10;
 
-/** A claimed event: its record as read, its lease entry, and the event itself. */
-interface Claim {
-  record: EventRecord;
-  /** The lease entry's key and versionstamp; updated when the lease is extended. */
-  lease: { key: Deno.KvKey; versionstamp: string };
-  event: WebhookEvent;
-}
+/**
+ * A claimed event: its record as read, its lease entry (updated when the lease is extended), and
+ * the event itself; the same as an event recorded already leased to this worker.
+ */
+type Claim = LeasedEvent;
 
 /** A lease a run holds while its handlers run. */
 interface HeldLease {
@@ -170,25 +185,35 @@ export function createWorker(options: WorkerOptions): Worker {
   let lastLoopAt = 0;
   let wakeUp: (() => void) | undefined;
   let isWoken = false;
+  /** Due events may be waiting for a slot: finished runs wake the claim loop. */
+  let isBacklogged = true;
+  /** Slots reserved for events being recorded already leased to this worker. */
+  let reserved = 0;
+  /** Slots the claim round under way may fill. */
+  let claiming = 0;
 
   async function runLoop(): Promise<void> {
     while (!isStopping) {
       lastLoopAt = clock.now();
       isWoken = false;
-      const free = concurrency - runs.size;
+      const free = concurrency - runs.size - reserved;
       // While runs are going, claim only once a batch's worth of slots is free: claiming each
       // freed slot on its own would spend one commit per event.
       const isWorthClaiming = runs.size === 0 ||
         free >= Math.min(EVENTS_PER_COMMIT, concurrency / 2);
       let claimed = 0;
       if (isWorthClaiming) {
+        claiming = free;
         try {
           claimed = await claimDue(free);
         } catch (error) {
           logger.error("cannot claim events", { error });
         }
+        claiming = 0;
       }
       if (isStopping) break;
+      // Every due event was claimed unless the round was limited by free slots.
+      isBacklogged = !isWorthClaiming || claimed === free;
       if (!isWorthClaiming || claimed < free) await waitForWork(!isWorthClaiming);
     }
   }
@@ -245,27 +270,33 @@ export function createWorker(options: WorkerOptions): Worker {
       }, { root: true });
       for (const claim of claims) {
         claimed++;
-        const abort = new AbortController();
-        const done = withSpan("worker.run", () => runClaim(claim, abort), {
-          root: true,
-          attributes: {
-            "wa.event.id": claim.event.id,
-            "wa.event.kind": claim.event.kind,
-            "wa.attempt": claim.record.attempts + 1,
-            // How late the worker took it: the event's age, and its wait since it became due.
-            "wa.event.age_ms": now - claim.record.receivedAt,
-            "wa.event.wait_ms": now - (claim.record.dueAt ?? claim.record.receivedAt),
-          },
-        })
-          .catch((error) => logger.error("run failed", { eventId: claim.event.id, error }))
-          .finally(() => {
-            runs.delete(claim.record.id);
-            wake();
-          });
-        runs.set(claim.record.id, { done, abort });
+        startRun(claim, now);
       }
     }));
     return claimed;
+  }
+
+  /** Starts running a claimed (or recorded-leased) event's handlers in a slot of its own. */
+  function startRun(claim: Claim, now: number): void {
+    const abort = new AbortController();
+    const done = withSpan("worker.run", () => runClaim(claim, abort), {
+      root: true,
+      attributes: {
+        "wa.event.id": claim.event.id,
+        "wa.event.kind": claim.event.kind,
+        "wa.attempt": claim.record.attempts + 1,
+        // How late the worker took it: the event's age, and its wait since it became due.
+        "wa.event.age_ms": now - claim.record.receivedAt,
+        "wa.event.wait_ms": now - (claim.record.dueAt ?? claim.record.receivedAt),
+      },
+    })
+      .catch((error) => logger.error("run failed", { eventId: claim.event.id, error }))
+      .finally(() => {
+        runs.delete(claim.record.id);
+        // A freed slot matters to the claim loop only when due events may be waiting for one.
+        if (isBacklogged) wake();
+      });
+    runs.set(claim.record.id, { done, abort });
   }
 
   /** Claims due entries in one atomic; if another worker took one of them, claims one by one. */
@@ -543,11 +574,34 @@ export function createWorker(options: WorkerOptions): Worker {
     }
   }
 
+  function reserve(count: number): Reservation {
+    // While due events wait for slots, a claim's worth of slots is left to them, so they keep
+    // running beside the new ones.
+    const kept = isBacklogged ? Math.min(EVENTS_PER_COMMIT, concurrency / 2) : 0;
+    const free = concurrency - runs.size - reserved - claiming - kept;
+    const held = loop && !isStopping ? Math.max(0, Math.min(count, Math.floor(free))) : 0;
+    reserved += held;
+    let isUsed = false;
+    return {
+      count: held,
+      run(events) {
+        if (isUsed) throw new Error("A reservation runs its events once");
+        isUsed = true;
+        reserved -= held;
+        // Once stopping, leased events wait for their lease to run out, as after a crash.
+        if (isStopping) return;
+        const now = clock.now();
+        for (const event of events.slice(0, held)) startRun(event, now);
+      },
+    };
+  }
+
   return {
     start() {
       loop ??= runLoop();
     },
     wake,
+    reserve,
     async stop(graceMs) {
       isStopping = true;
       wake();

@@ -29,22 +29,48 @@ export interface RetentionOptions {
   retentionMs: number;
 }
 
-/** Options for {@linkcode recordEvents}. */
+/** Options for {@linkcode recordEvents} and {@linkcode prepareEvent}. */
 export interface RecordOptions extends RetentionOptions {
   /** The time of recording, ms since the epoch. */
   now: number;
+  /** Records the event leased to the caller until then: its ready entry is put there. */
+  leaseUntil?: number;
 }
 
 /** Which events were recorded now and which had been recorded before. */
 export interface RecordOutcome {
   recorded: string[];
   duplicates: string[];
+  /** The recorded events that were written already leased to the caller (see {@linkcode LeaseOptions}). */
+  leased: LeasedEvent[];
+}
+
+/**
+ * An event recorded with its ready entry at the end of a lease the recorder holds: it can run at
+ * once, without being claimed. If the recorder dies, the lease runs out and any worker takes it.
+ */
+export interface LeasedEvent {
+  record: EventRecord;
+  event: WebhookEvent;
+  /** The lease entry's key and versionstamp, as a claim would have them. */
+  lease: { key: Deno.KvKey; versionstamp: string };
+}
+
+/** Options for {@linkcode Inbox.record}. */
+export interface LeaseOptions {
+  /** How many of the events (the first ones) to record leased to the caller. */
+  count: number;
+  /** When those leases end, ms since the epoch. */
+  until: number;
 }
 
 /** An event ready to commit: its record and the keys and values to write. */
 export interface PreparedEvent {
   id: string;
+  event: WebhookEvent;
   record: EventRecord;
+  /** The time of its ready entry: the record's `dueAt`, or the end of the recorder's lease. */
+  readyAt: number;
   /** Estimated serialised size of the record, for commit budgets. */
   bytes: number;
   /**
@@ -77,8 +103,15 @@ export async function recordEvents(
 
 /** Records events, sharing atomic commits with the events of concurrent callers. */
 export interface Inbox {
-  /** Records the events of one delivery; resolves once all are recorded or known duplicates. */
-  record(events: readonly WebhookEvent[], now: number): Promise<RecordOutcome>;
+  /**
+   * Records the events of one delivery; resolves once all are recorded or known duplicates. With
+   * `lease`, the first `lease.count` events are recorded already leased to the caller.
+   */
+  record(
+    events: readonly WebhookEvent[],
+    now: number,
+    lease?: LeaseOptions,
+  ): Promise<RecordOutcome>;
 }
 
 /**
@@ -94,8 +127,14 @@ export function createInbox(kv: Deno.Kv, retention: RetentionOptions): Inbox {
     commit: (group) => commitGroup(kv, group),
   });
   return {
-    async record(events, now) {
-      const prepared = events.map((event) => prepareEvent(event, { ...retention, now }));
+    async record(events, now, lease) {
+      const prepared = events.map((event, i) =>
+        prepareEvent(event, {
+          ...retention,
+          now,
+          ...(lease && i < lease.count ? { leaseUntil: lease.until } : {}),
+        })
+      );
       await Promise.all(prepared.map((event) => writeParts(kv, event)));
       const results = await Promise.all(prepared.map((event) => committer.submit(event)));
       return _outcome(prepared, results);
@@ -103,8 +142,10 @@ export function createInbox(kv: Deno.Kv, retention: RetentionOptions): Inbox {
   };
 }
 
-/** What became of one event in a commit. */
-export type CommitResult = "recorded" | "duplicate";
+/** What became of one event in a commit: recorded by it (with its versionstamp), or not. */
+export type CommitResult = { state: "recorded"; versionstamp: string } | { state: "duplicate" };
+
+const _DUPLICATE: CommitResult = { state: "duplicate" };
 
 /** Builds the record of a newly received event. */
 export function prepareEvent(event: WebhookEvent, options: RecordOptions): PreparedEvent {
@@ -130,7 +171,8 @@ export function prepareEvent(event: WebhookEvent, options: RecordOptions): Prepa
   }
   // Strings may be stored as UTF-16: count two bytes a character, plus the record's own fields.
   const bytes = (record.event ? json.length * 2 : 0) + 512;
-  return { id: event.id, record, bytes, expireInMs, parts };
+  const readyAt = options.leaseUntil ?? options.now;
+  return { id: event.id, event, record, readyAt, bytes, expireInMs, parts };
 }
 
 /** Splits events into groups that each fit one atomic commit. */
@@ -166,7 +208,7 @@ export async function commitGroup(
   const results = new Map<string, CommitResult>();
   let pending = group.filter((event, i) => group.findIndex((e) => e.id === event.id) === i);
   for (const id of await _findRecorded(kv, pending.map((event) => event.id))) {
-    results.set(id, "duplicate");
+    results.set(id, _DUPLICATE);
   }
   pending = pending.filter((event) => !results.has(event.id));
   for (let round = 0; pending.length > 0; round++) {
@@ -179,16 +221,17 @@ export async function commitGroup(
       return atomic;
     });
     if (result.ok) {
-      for (const event of pending) results.set(event.id, "recorded");
+      const recorded: CommitResult = { state: "recorded", versionstamp: result.versionstamp };
+      for (const event of pending) results.set(event.id, recorded);
       break;
     }
     const existing = await _findRecorded(kv, pending.map((event) => event.id));
-    for (const id of existing) results.set(id, "duplicate");
+    for (const id of existing) results.set(id, _DUPLICATE);
     pending = pending.filter((event) => !existing.has(event.id));
   }
   // A repeated id in the same group is a duplicate of its first occurrence.
   return group.map((event, i) =>
-    group.findIndex((e) => e.id === event.id) === i ? results.get(event.id)! : "duplicate"
+    group.findIndex((e) => e.id === event.id) === i ? results.get(event.id)! : _DUPLICATE
   );
 }
 
@@ -198,7 +241,7 @@ export function addEventWrites(atomic: Deno.AtomicOperation, event: PreparedEven
   atomic
     .check({ key: eventKey(event.id), versionstamp: null })
     .set(eventKey(event.id), record, { expireIn: event.expireInMs })
-    .set(readyKey(record.receivedAt, event.id), event.id)
+    .set(readyKey(event.readyAt, event.id), event.id)
     .set(timelineKey(record.receivedAt, event.id), event.id, { expireIn: event.expireInMs });
 }
 
@@ -254,10 +297,18 @@ function _outcome(
   events: readonly PreparedEvent[],
   results: readonly CommitResult[],
 ): RecordOutcome {
-  const outcome: RecordOutcome = { recorded: [], duplicates: [] };
+  const outcome: RecordOutcome = { recorded: [], duplicates: [], leased: [] };
   events.forEach((event, i) => {
-    if (results[i] === "recorded") outcome.recorded.push(event.id);
-    else outcome.duplicates.push(event.id);
+    const result = results[i];
+    if (result?.state !== "recorded") return void outcome.duplicates.push(event.id);
+    outcome.recorded.push(event.id);
+    if (event.readyAt !== event.record.dueAt) {
+      outcome.leased.push({
+        record: event.record,
+        event: event.event,
+        lease: { key: readyKey(event.readyAt, event.id), versionstamp: result.versionstamp },
+      });
+    }
   });
   return outcome;
 }
