@@ -40,7 +40,7 @@ interface _Waiting<T, R> {
 export function createGroupCommitter<T, R>(
   options: GroupCommitOptions<T, R>,
 ): GroupCommitter<T, R> {
-  const maxInFlight = options.maxInFlight ?? 4;
+  const maxInFlight = options.maxInFlight ?? 2;
   const sizeOf = options.sizeOf ?? (() => 0);
   const maxGroupBytes = options.maxGroupBytes ?? Infinity;
   const queue: _Waiting<T, R>[] = [];
