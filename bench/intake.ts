@@ -17,6 +17,8 @@ const SECRET = "bench-app-secret-0123456789";
 const WRK_THREADS = 1;
 const ROOT = new URL("..", import.meta.url);
 const DAY_MS = 86_400_000;
+/** A run sustains its load when no more than this (or 2% of its events) is left undone. */
+const SUSTAINED_BACKLOG = 200;
 
 // deno-lint-ignore no-console
 const print = console.log;
@@ -109,17 +111,36 @@ async function main(): Promise<void> {
       } (target >= 0.15x)\n`,
     );
 
-    // A steady load the service sustains: each connection pauses so intake stays under the drain.
-    const paceMs = Math.ceil((32 / (drain * 0.6)) * 1000);
-    const steady = await withService(`${work}/steady.kv`, (port) => wrk(port, 32, bodies1, paceMs));
-    const intakeRate = steady.recorded / SECONDS;
-    const drainRate = steady.drained / SECONDS;
+    // The highest steady load the service sustains: each connection pauses between requests,
+    // and the load is raised while the worker keeps up with the intake.
+    let best: { intake: number; drain: number } | undefined;
+    let latencyMs = 1;
+    for (const share of [0.4, 0.6, 0.8, 1.0]) {
+      const offered = drain * share;
+      const pauseMs = Math.max(0, Math.round((32 / offered) * 1000 - latencyMs));
+      const steady = await withService(
+        `${work}/steady-${share}.kv`,
+        (port) => wrk(port, 32, bodies1, pauseMs),
+      );
+      latencyMs = steady.result.p50Ms;
+      const intake = steady.recorded / SECONDS;
+      const drained = steady.drained / SECONDS;
+      const backlog = steady.recorded - steady.drained;
+      const isSustained = backlog <= Math.max(SUSTAINED_BACKLOG, steady.recorded * 0.02);
+      print(
+        `sustained load? 32 conn, ${pauseMs} ms pause: intake ${intake.toFixed(0)} events/s, ` +
+          `drain ${drained.toFixed(0)} events/s, backlog at the end ${backlog}, p99 ${
+            steady.result.p99Ms.toFixed(2)
+          } ms: ${isSustained ? "sustained" : "backlog grows"}`,
+      );
+      if (isSustained && (!best || drained > best.drain)) best = { intake, drain: drained };
+    }
     print(
-      `sustained load (32 conn, ${paceMs} ms pause): intake ${intakeRate.toFixed(0)} events/s, ` +
-        `drain ${drainRate.toFixed(0)} events/s = ${ratio(drainRate, base)} (target >= 0.08x), ` +
-        `backlog at the end ${steady.recorded - steady.drained} events, p99 ${
-          steady.result.p99Ms.toFixed(2)
-        } ms`,
+      best
+        ? `highest sustained load: intake ${best.intake.toFixed(0)} = drain ${
+          best.drain.toFixed(0)
+        } events/s = ${ratio(best.drain, base)} (target >= 0.08x)`
+        : "no load tried was sustained (target >= 0.08x: MISSED)",
     );
   } finally {
     await Deno.remove(work, { recursive: true });
