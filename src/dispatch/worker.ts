@@ -187,29 +187,27 @@ export function createWorker(options: WorkerOptions): Worker {
   let isWoken = false;
   /** Due events may be waiting for a slot: finished runs wake the claim loop. */
   let isBacklogged = true;
+  /** Slots whose event's handlers are running. */
+  let busy = 0;
   /** Slots reserved for events being recorded already leased to this worker. */
   let reserved = 0;
-  /** Slots the claim round under way may fill. */
-  let claiming = 0;
 
   async function runLoop(): Promise<void> {
     while (!isStopping) {
       lastLoopAt = clock.now();
       isWoken = false;
-      const free = concurrency - runs.size - reserved;
+      const free = freeSlots();
       // While runs are going, claim only once a batch's worth of slots is free: claiming each
       // freed slot on its own would spend one commit per event.
-      const isWorthClaiming = runs.size === 0 ||
-        free >= Math.min(EVENTS_PER_COMMIT, concurrency / 2);
+      const isWorthClaiming = free > 0 &&
+        (busy === 0 || free >= Math.min(EVENTS_PER_COMMIT, concurrency / 2));
       let claimed = 0;
       if (isWorthClaiming) {
-        claiming = free;
         try {
           claimed = await claimDue(free);
         } catch (error) {
           logger.error("cannot claim events", { error });
         }
-        claiming = 0;
       }
       if (isStopping) break;
       // Every due event was claimed unless the round was limited by free slots.
@@ -255,6 +253,9 @@ export function createWorker(options: WorkerOptions): Worker {
       { limit },
     );
     for await (const entry of iterator) if (!runs.has(entry.value)) due.push(entry);
+    // Slots the intake reserved meanwhile are not claimed. (Events it records while this round
+    // commits its claims may still take the cap over by a few, briefly.)
+    due.length = Math.min(due.length, Math.max(0, freeSlots()));
     let claimed = 0;
     const batches: Deno.KvEntry<string>[][] = [];
     for (let i = 0; i < due.length; i += EVENTS_PER_COMMIT) {
@@ -276,10 +277,30 @@ export function createWorker(options: WorkerOptions): Worker {
     return claimed;
   }
 
-  /** Starts running a claimed (or recorded-leased) event's handlers in a slot of its own. */
+  /**
+   * Slots free for new runs: running handlers count against the concurrency, and all runs,
+   * those still storing their results included, against twice the concurrency.
+   */
+  function freeSlots(): number {
+    return Math.min(concurrency - busy, 2 * concurrency - runs.size) - reserved;
+  }
+
+  /**
+   * Starts running a claimed (or recorded-leased) event's handlers in a slot of its own. The slot
+   * is freed once the handlers are done: storing the result, shared with others, does not hold it.
+   */
   function startRun(claim: Claim, now: number): void {
     const abort = new AbortController();
-    const done = withSpan("worker.run", () => runClaim(claim, abort), {
+    busy++;
+    let isSlotHeld = true;
+    const freeSlot = (): void => {
+      if (!isSlotHeld) return;
+      isSlotHeld = false;
+      busy--;
+      // A freed slot matters to the claim loop only when due events may be waiting for one.
+      if (isBacklogged) wake();
+    };
+    const done = withSpan("worker.run", () => runClaim(claim, abort, freeSlot), {
       root: true,
       attributes: {
         "wa.event.id": claim.event.id,
@@ -293,7 +314,7 @@ export function createWorker(options: WorkerOptions): Worker {
       .catch((error) => logger.error("run failed", { eventId: claim.event.id, error }))
       .finally(() => {
         runs.delete(claim.record.id);
-        // A freed slot matters to the claim loop only when due events may be waiting for one.
+        freeSlot();
         if (isBacklogged) wake();
       });
     runs.set(claim.record.id, { done, abort });
@@ -351,7 +372,11 @@ export function createWorker(options: WorkerOptions): Worker {
     return claims;
   }
 
-  async function runClaim(claim: Claim, abort: AbortController): Promise<void> {
+  async function runClaim(
+    claim: Claim,
+    abort: AbortController,
+    freeSlot: () => void,
+  ): Promise<void> {
     const { event } = claim;
     const log = logger.child({ eventId: event.id, kind: event.kind });
     const attempt = claim.record.attempts + 1;
@@ -405,6 +430,7 @@ export function createWorker(options: WorkerOptions): Worker {
       }
     }
     await releaseLease(lease);
+    freeSlot();
     if (lease.isLost) {
       annotateSpan({ "wa.event.outcome": "lease_lost" });
       return; // another worker owns the event now
@@ -578,7 +604,7 @@ export function createWorker(options: WorkerOptions): Worker {
     // While due events wait for slots, a claim's worth of slots is left to them, so they keep
     // running beside the new ones.
     const kept = isBacklogged ? Math.min(EVENTS_PER_COMMIT, concurrency / 2) : 0;
-    const free = concurrency - runs.size - reserved - claiming - kept;
+    const free = freeSlots() - kept;
     const held = loop && !isStopping ? Math.max(0, Math.min(count, Math.floor(free))) : 0;
     reserved += held;
     let isUsed = false;
