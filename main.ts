@@ -13,7 +13,7 @@
 import { dirname } from "node:path";
 import { type App, createApp } from "./src/app.ts";
 import { systemClock } from "./src/clock.ts";
-import { type Config, CONFIG_NAMES, ConfigError, loadConfig } from "./src/config.ts";
+import { type Config, CONFIG_NAMES, ConfigError, hasWorker, loadConfig } from "./src/config.ts";
 import { isDenoDeploy } from "./src/deno_deploy.ts";
 import type { Dispatcher } from "./src/dispatch/dispatcher.ts";
 import { type CronFunction, registerSweepCron } from "./src/dispatch/sweep.ts";
@@ -150,11 +150,18 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     clock: systemClock,
     ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
   });
-  app.worker.start();
-  sweep.connect({ kv, worker: app.worker, clock: systemClock, logger });
+  let sweepKind = sweep.isRegistered ? "cron" : "poll";
+  if (hasWorker(config)) {
+    app.worker.start();
+    sweep.connect({ kv, worker: app.worker, clock: systemClock, logger });
+  } else {
+    sweep.stop(); // nothing here runs handlers: processes with a worker sweep for themselves
+    sweepKind = "none";
+  }
   logger.info("started", {
     kv: location.kind,
-    sweep: sweep.isRegistered ? "cron" : "poll",
+    worker: hasWorker(config) ? config.WORKER_CONCURRENCY : "none (WORKER_CONCURRENCY=0)",
+    sweep: sweepKind,
     ...(isDeploy ? { platform: "deno-deploy" } : {}),
   });
   return {

@@ -8,7 +8,7 @@
  */
 import { adminRoutes } from "./admin/routes.ts";
 import type { Clock } from "./clock.ts";
-import { type Config, hasGraphToken } from "./config.ts";
+import { type Config, hasGraphToken, hasWorker } from "./config.ts";
 import { Dispatcher, registerLoggingHandlers } from "./dispatch/dispatcher.ts";
 import { createWorker, type Worker } from "./dispatch/worker.ts";
 import { createGraphClient, type GraphClient } from "./graph/client.ts";
@@ -151,7 +151,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     },
     ...healthRoutes({
       kv,
-      worker,
+      ...(hasWorker(config) ? { worker } : {}),
       clock,
       isShuttingDown: () => isDraining,
       silenceAfterMs: config.SILENCE_AFTER_MS,

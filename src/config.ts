@@ -135,8 +135,12 @@ const _envSchema = z.object({
   RETRY_BASE_DELAY_MS: _integer(1, 24 * 3_600_000, 1_000),
   RETRY_MAX_DELAY_MS: _integer(1, 7 * 24 * 3_600_000, 15 * 60_000),
   LEASE_MS: _integer(1_000, 3_600_000, 15_000),
-  /** Enough runs at once that results share commits (16 drained about 30% slower). */
-  WORKER_CONCURRENCY: _integer(1, 1_000, 64),
+  /**
+   * Enough runs at once that results share commits (16 drained about 30% slower). 0 runs no
+   * worker: the process only records and acknowledges, and other processes on the same KV run
+   * the handlers.
+   */
+  WORKER_CONCURRENCY: _integer(0, 1_000, 64),
   /** Answer each inbound text message with its own text (the example handler). */
   ECHO_REPLIES: _boolean(false),
   /** Tokens of numbers that do not use `WHATSAPP_TOKEN`, for several numbers on one callback. */
@@ -234,6 +238,11 @@ export function loadConfig(
   }
   if (problems.length > 0) throw new ConfigError(problems.join("\n"));
   return { config, warnings };
+}
+
+/** True unless `WORKER_CONCURRENCY` is 0: a process that only records and acknowledges. */
+export function hasWorker(config: Config): boolean {
+  return config.WORKER_CONCURRENCY > 0;
 }
 
 /** Whether any Cloud API access token is configured, for all numbers or for some. */

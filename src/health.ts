@@ -31,8 +31,8 @@ const PROBE_TTL_MS = 60_000;
 /** What {@linkcode healthRoutes} needs. */
 export interface HealthOptions {
   kv: Deno.Kv;
-  /** The worker whose claim loop must be alive. */
-  worker: { lastLoopAt(): number };
+  /** The worker whose claim loop must be alive; none in a process that only records. */
+  worker?: { lastLoopAt(): number };
   clock: Clock;
   /** True once the service started draining; `/readyz` then answers 503 without other checks. */
   isShuttingDown: () => boolean;
@@ -88,12 +88,14 @@ export function healthRoutes(options: HealthOptions): Route[] {
         } else {
           const kvProblem = await probeKv(kv, clock.now(), kvProbeTimeoutMs);
           if (kvProblem !== undefined) reasons.push(kvProblem);
-          const workerProblem = _workerProblem(
-            worker.lastLoopAt(),
-            clock.now(),
-            workerStaleAfterMs,
-          );
-          if (workerProblem !== undefined) reasons.push(workerProblem);
+          if (worker) {
+            const workerProblem = _workerProblem(
+              worker.lastLoopAt(),
+              clock.now(),
+              workerStaleAfterMs,
+            );
+            if (workerProblem !== undefined) reasons.push(workerProblem);
+          }
         }
         const warning = silence.check();
         const body: Readiness = {

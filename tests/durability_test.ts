@@ -113,3 +113,36 @@ Deno.test("two service processes on one KV file handle every event once", async 
     );
   });
 });
+
+Deno.test("a process with WORKER_CONCURRENCY=0 only records; a process with a worker runs them", async () => {
+  await withDataDir(async (kvPath) => {
+    const args = await startTaskArgsFor("tests/counting_service.ts");
+    await using intake = await startService(serviceEnv(kvPath, { WORKER_CONCURRENCY: "0" }), args);
+    const deliveries = await Promise.all(
+      Array.from({ length: 20 }, (_, n) => textDelivery(n, "ROLE")),
+    );
+    const statuses = await Promise.all(deliveries.map((d) => postSigned(intake.origin, d)));
+    assert.ok(statuses.every((s) => s === 200), `statuses: ${[...new Set(statuses)]}`);
+    const ready = await fetch(`${intake.origin}/readyz`);
+    assert.equal(ready.status, 200, await ready.text());
+    assert.ok(
+      intake.output.some((line) => line.includes('"worker":"none (WORKER_CONCURRENCY=0)"')),
+    );
+    // Over a second passes (the worker's poll interval): nothing in that process runs a handler.
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    const kvFile = new URL(kvPath, ROOT).pathname;
+    const before = await readCounts(kvFile);
+    assert.equal(before.runs.size, 0, "no handler ran");
+    assert.ok([...before.states.values()].every((s) => s === "pending"));
+
+    await using worker = await startService(serviceEnv(kvPath), args);
+    await waitFor(async () => {
+      const { states } = await readCounts(kvFile);
+      return states.size === 20 && [...states.values()].every((s) => s === "done");
+    }, "all 20 events done by the second process");
+    assert.equal((await intake.stop("SIGTERM")).code, 0);
+    assert.equal((await worker.stop("SIGTERM")).code, 0);
+    const { runs } = await readCounts(kvFile);
+    assert.ok([...runs.values()].every((n) => n === 1n), "each handler ran once");
+  });
+});
