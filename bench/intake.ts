@@ -79,6 +79,22 @@ async function main(): Promise<void> {
         `backlog grew by ${full.recorded - full.drained} events\n`,
     );
 
+    // The same intake in a process that only records (WORKER_CONCURRENCY=0): what intake alone
+    // takes when handlers run in other processes on the same KV.
+    const alone = await withService(
+      `${work}/alone.kv`,
+      (port) => wrk(port, 32, bodies1, 0),
+      { WORKER_CONCURRENCY: "0" },
+    );
+    report(
+      "durable intake alone (WORKER_CONCURRENCY=0), 1-event, 32 conn",
+      alone.result,
+      base,
+      0.20,
+      10,
+    );
+    print("");
+
     const eight = await withService(`${work}/eight.kv`, (port) => wrk(port, 8, bodies1, 0));
     const naive = await withProcess(
       ["run", "-A", "bench/naive_server.ts", "", `${work}/naive.kv`, SECRET],
@@ -381,13 +397,14 @@ const START_V8_FLAGS =
     .filter((arg) => arg.startsWith("--v8-flags="));
 
 /** Starts `bench/bench_service.ts` (the real service, counting its handler runs) on `port`. */
-function spawnService(kvPath: string, port: number): Process {
+function spawnService(kvPath: string, port: number, env: Record<string, string> = {}): Process {
   return spawn(["run", "-A", ...START_V8_FLAGS, "bench/bench_service.ts"], {
     APP_SECRET: SECRET,
     VERIFY_TOKEN: "bench-verify-token",
     HOST: "127.0.0.1",
     PORT: String(port),
     KV_PATH: kvPath,
+    ...env,
     LOG_LEVEL: "warn",
   });
 }
@@ -395,9 +412,10 @@ function spawnService(kvPath: string, port: number): Process {
 async function withService(
   kvPath: string,
   run: (port: number) => Promise<WrkResult>,
+  env: Record<string, string> = {},
 ): Promise<ServiceRun> {
   const port = freePort();
-  const process = spawnService(kvPath, port);
+  const process = spawnService(kvPath, port, env);
   try {
     await waitForPort(port, process);
     let peak = 0;
