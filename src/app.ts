@@ -120,13 +120,9 @@ export async function createApp(options: AppOptions): Promise<App> {
             // Events this process can run at once are recorded leased to its worker, so they
             // run without being claimed; the others wait in the ready set.
             const reservation = worker.reserve(events.length);
-            const now = clock.now();
             let outcome: RecordOutcome;
             try {
-              outcome = await inbox.record(events, now, {
-                count: reservation.count,
-                until: now + config.LEASE_MS,
-              });
+              outcome = await inbox.record(events, clock.now(), reservation);
             } catch (error) {
               reservation.run([]); // events committed leased run once their lease runs out
               throw error;

@@ -120,6 +120,8 @@ export interface Worker {
 export interface Reservation {
   /** Slots held: record at most this many events leased to the worker. */
   readonly count: number;
+  /** When the leases of those events end, ms since the epoch. */
+  readonly until: number;
   /**
    * Runs the events that were recorded leased to the worker and frees the slots left over. Call
    * it once, with no events when recording failed.
@@ -610,6 +612,7 @@ export function createWorker(options: WorkerOptions): Worker {
     let isUsed = false;
     return {
       count: held,
+      until: clock.now() + leaseMs,
       run(events) {
         if (isUsed) throw new Error("A reservation runs its events once");
         isUsed = true;

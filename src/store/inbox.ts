@@ -41,7 +41,7 @@ export interface RecordOptions extends RetentionOptions {
 export interface RecordOutcome {
   recorded: string[];
   duplicates: string[];
-  /** The recorded events that were written already leased to the caller (see {@linkcode LeaseOptions}). */
+  /** The recorded events written already leased to the caller (see {@linkcode LeaseOptions}). */
   leased: LeasedEvent[];
 }
 
