@@ -15,7 +15,6 @@ import type { Route, RouteHandler } from "../http/router.ts";
 import { requireAdmin } from "./auth.ts";
 import {
   EVENT_KINDS,
-  type EventKind,
   getEventRecord,
   InvalidCursorError,
   listEvents,
@@ -23,7 +22,7 @@ import {
   replayDeadLetters,
   replayEvent,
 } from "../store/event_log.ts";
-import { EVENT_STATES, type EventRecord, type EventState } from "../store/keys.ts";
+import { EVENT_STATES, type EventRecord } from "../store/keys.ts";
 
 /** What {@linkcode adminRoutes} needs. */
 export interface AdminOptions {
@@ -121,30 +120,10 @@ function _listOptions(query: URLSearchParams): ListEventsOptions {
     }
     options.limit = value;
   }
-  const state = query.get("state") || undefined;
-  if (state !== undefined) {
-    if (!_isOneOf<EventState>(state, EVENT_STATES)) {
-      throw new HttpError(
-        400,
-        `Cannot list events: "state" must be one of ${EVENT_STATES.join(", ")}, got "${
-          clipForReason(state)
-        }"`,
-      );
-    }
-    options.state = state;
-  }
-  const kind = query.get("kind") || undefined;
-  if (kind !== undefined) {
-    if (!_isOneOf<EventKind>(kind, EVENT_KINDS)) {
-      throw new HttpError(
-        400,
-        `Cannot list events: "kind" must be one of ${EVENT_KINDS.join(", ")}, got "${
-          clipForReason(kind)
-        }"`,
-      );
-    }
-    options.kind = kind;
-  }
+  const state = _oneOfParam(query, "state", EVENT_STATES);
+  if (state !== undefined) options.state = state;
+  const kind = _oneOfParam(query, "kind", EVENT_KINDS);
+  if (kind !== undefined) options.kind = kind;
   const cursor = query.get("cursor") || undefined;
   if (cursor !== undefined) options.cursor = cursor;
   return options;
@@ -175,6 +154,24 @@ function _iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-function _isOneOf<T extends string>(value: string, allowed: readonly T[]): value is T {
-  return (allowed as readonly string[]).includes(value);
+/**
+ * Reads query parameter `name`, which must be one of `allowed` (an empty one counts as absent).
+ *
+ * @throws {HttpError} 400 naming the parameter, the allowed values and what was sent
+ */
+function _oneOfParam<T extends string>(
+  query: URLSearchParams,
+  name: string,
+  allowed: readonly T[],
+): T | undefined {
+  const value = query.get(name) || undefined;
+  if (value === undefined || (allowed as readonly string[]).includes(value)) {
+    return value as T | undefined;
+  }
+  throw new HttpError(
+    400,
+    `Cannot list events: "${name}" must be one of ${allowed.join(", ")}, got "${
+      clipForReason(value)
+    }"`,
+  );
 }
