@@ -7,24 +7,13 @@
 
 import { equal } from "node:assert/strict";
 import { parseDelivery, userIdOf, type WebhookEvent } from "../src/events/events.ts";
+import { messagesDelivery } from "./support.ts";
 
 const BSUID = "BR.1502576394655843";
 const PHONE = "5511999990000";
 
 function _firstEvent(arrays: Record<string, unknown[]>): WebhookEvent {
-  const { events } = parseDelivery({
-    object: "whatsapp_business_account",
-    entry: [{
-      id: "102290000000001",
-      changes: [{
-        field: "messages",
-        value: {
-          metadata: { display_phone_number: "15550001111", phone_number_id: "106540000000002" },
-          ...arrays,
-        },
-      }],
-    }],
-  });
+  const { events } = parseDelivery(messagesDelivery(arrays));
   const event = events[0];
   if (event === undefined) throw new Error("Cannot test: the delivery yielded no event");
   return event;

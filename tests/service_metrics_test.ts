@@ -16,7 +16,7 @@ import {
 import { createIntakeHandler } from "../src/webhook/intake.ts";
 import { createSignatureVerifier, signBody } from "../src/webhook/signature.ts";
 import { type Exposition, parseExposition, samplesOf, valueOf } from "./prometheus_text.ts";
-import { captureLogs, openTempKv, TEST_SECRET } from "./support.ts";
+import { captureLogs, messagesDelivery, openTempKv, TEST_SECRET } from "./support.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const HOUR_MS = 3_600_000;
@@ -80,19 +80,9 @@ Deno.test("observeRecorded() counts new events by kind and type, duplicates apar
 
 Deno.test("an unknown status value is counted as type other", () => {
   const metrics = createServiceMetrics();
-  const { events } = parseDelivery({
-    object: "whatsapp_business_account",
-    entry: [{
-      id: "1",
-      changes: [{
-        field: "messages",
-        value: {
-          metadata: { phone_number_id: "2" },
-          statuses: [{ id: "wamid.X", status: "warning", timestamp: "1767225600" }],
-        },
-      }],
-    }],
-  });
+  const { events } = parseDelivery(messagesDelivery({
+    statuses: [{ id: "wamid.X", status: "warning", timestamp: "1767225600" }],
+  }));
   metrics.observeRecorded(events, { recorded: events.map((e) => e.id), duplicates: [] }, T0);
   assert.equal(
     valueOf(scrape(metrics), "wa_webhook_events_total", { kind: "status", type: "other" }),

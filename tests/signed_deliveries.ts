@@ -5,7 +5,7 @@
  * @module
  */
 import { signBody } from "../src/webhook/signature.ts";
-import { TEST_SECRET } from "./support.ts";
+import { messagesDelivery, TEST_SECRET } from "./support.ts";
 
 /** One signed delivery and the id of the event it holds. */
 export interface SignedDelivery {
@@ -19,26 +19,15 @@ export interface SignedDelivery {
 /** A delivery of text message number `n`, wamid `wamid.<tag><n>`, signed with the test secret. */
 export async function textDelivery(n: number, tag = "T"): Promise<SignedDelivery> {
   const wamid = `wamid.${tag}${String(n).padStart(5, "0")}`;
-  const body = new TextEncoder().encode(JSON.stringify({
-    object: "whatsapp_business_account",
-    entry: [{
-      id: "102290000000001",
-      changes: [{
-        field: "messages",
-        value: {
-          messaging_product: "whatsapp",
-          metadata: { display_phone_number: "15550001111", phone_number_id: "106540000000002" },
-          messages: [{
-            from: "5511999990000",
-            id: wamid,
-            timestamp: "1767225600",
-            type: "text",
-            text: { body: `n${n}` },
-          }],
-        },
-      }],
+  const body = new TextEncoder().encode(JSON.stringify(messagesDelivery({
+    messages: [{
+      from: "5511999990000",
+      id: wamid,
+      timestamp: "1767225600",
+      type: "text",
+      text: { body: `n${n}` },
     }],
-  }));
+  })));
   return { id: `message:${wamid}`, body, signature: await signBody(TEST_SECRET, body) };
 }
 
