@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import { adminRoutes } from "../src/admin/routes.ts";
 import { ManualClock } from "../src/clock.ts";
-import { type MessageEvent, parseDelivery, type WebhookEvent } from "../src/events/events.ts";
-import { recordEvents } from "../src/store/inbox.ts";
+import type { MessageEvent } from "../src/events/events.ts";
 import {
   deadLetterKey,
   eventKey,
@@ -12,12 +11,12 @@ import {
   readyKey,
 } from "../src/store/keys.ts";
 import { captureLogs, openTempKv, TEST_ADMIN_TOKEN } from "./support.ts";
-import { setRecordState } from "./kv_records.ts";
+import { recordAll, RETENTION, setRecordState } from "./kv_records.ts";
+import { fixtureEvents, textMessageEvent } from "./fixtures/catalog.ts";
 import { serveRoutes } from "./route_server.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const HOUR_MS = 3_600_000;
-const RETENTION = { dedupTtlMs: 8 * 24 * HOUR_MS, retentionMs: 7 * 24 * HOUR_MS };
 const WRONG_TOKEN = "wrong-admin-token-9876543210";
 const AUTH = { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
 
@@ -64,26 +63,9 @@ async function call(
   return { status: response.status, headers: response.headers, body };
 }
 
-function fixtureEvents(name: string): WebhookEvent[] {
-  const url = new URL(`./fixtures/${name}.json`, import.meta.url);
-  return parseDelivery(JSON.parse(Deno.readTextFileSync(url))).events;
-}
-
 /** A text message event like the fixture's, with its own wamid (base64: may hold `/` and `+`). */
-function messageEvent(n: number | string, text = "Oi, tudo bem?"): MessageEvent {
-  const base = fixtureEvents("message_text")[0];
-  assert.ok(base?.kind === "message" && base.message.type === "text");
-  const wamid = `wamid.HBgN${String(n).padStart(4, "0")}AA==`;
-  return {
-    ...base,
-    id: `message:${wamid}`,
-    message: { ...base.message, id: wamid, text: { body: text } },
-  };
-}
-
-async function record(kv: Deno.Kv, events: WebhookEvent[], now: number): Promise<void> {
-  const outcome = await recordEvents(kv, events, { now, ...RETENTION });
-  assert.equal(outcome.recorded.length, events.length);
+function messageEvent(n: number | string, text?: string): MessageEvent {
+  return textMessageEvent(`wamid.HBgN${String(n).padStart(4, "0")}AA==`, text);
 }
 
 /** Moves a record to `state` the way the worker does, at test time `T0`. */
@@ -158,7 +140,7 @@ Deno.test("GET /admin/events lists newest first and filters by state and kind", 
   await using server = await startAdminServer(TEST_ADMIN_TOKEN);
   const { kv } = server;
   const events = fixtureEvents("batched_mixed"); // 4 messages, 4 statuses, 1 change
-  for (const [i, event] of events.entries()) await record(kv, [event], T0 + i * 1_000);
+  for (const [i, event] of events.entries()) await recordAll(kv, [event], T0 + i * 1_000);
   const failed = events.find((e) => e.kind === "status")!;
   await setState(kv, failed.id, "dead", { attempts: 8, lastError: "echo: boom" });
 
@@ -204,7 +186,7 @@ Deno.test("GET /admin/events pages by cursor with no duplicates or gaps, filtere
   await using server = await startAdminServer(TEST_ADMIN_TOKEN);
   const { kv } = server;
   const events = Array.from({ length: 23 }, (_, n) => messageEvent(n));
-  for (let i = 0; i < events.length; i += 2) await record(kv, events.slice(i, i + 2), T0 + i);
+  for (let i = 0; i < events.length; i += 2) await recordAll(kv, events.slice(i, i + 2), T0 + i);
   for (let n = 0; n < events.length; n += 3) await setState(kv, events[n]!.id, "done");
   const newestFirst = (await call(server, "GET", "/admin/events?limit=1000")).body.events as {
     id: string;
@@ -243,7 +225,7 @@ Deno.test("GET /admin/events pages by cursor with no duplicates or gaps, filtere
 Deno.test("GET /admin/events checks limit (1 to 1000, default 100), state, kind and cursor", async () => {
   await using server = await startAdminServer(TEST_ADMIN_TOKEN);
   const events = Array.from({ length: 101 }, (_, n) => messageEvent(n));
-  await record(server.kv, events, T0);
+  await recordAll(server.kv, events, T0);
 
   const byDefault = await call(server, "GET", "/admin/events");
   assert.equal((byDefault.body.events as unknown[]).length, 100);
@@ -284,7 +266,7 @@ Deno.test("GET /admin/events/:id returns the record, its attempts and the typed 
   const message = fixtureEvents("message_text")[0]!;
   const status = fixtureEvents("status_delivered")[0]!;
   const slashed = messageEvent("a+b/c"); // base64 wamids may hold "/" and "+"
-  await record(kv, [message, status, slashed], T0);
+  await recordAll(kv, [message, status, slashed], T0);
   await setState(kv, status.id, "retrying", {
     attempts: 1,
     dueAt: T0 + 1_500,
@@ -337,7 +319,7 @@ Deno.test("GET /admin/events/:id returns the record, its attempts and the typed 
 Deno.test("GET /admin/events/:id reads back an event stored in parts", async () => {
   await using server = await startAdminServer(TEST_ADMIN_TOKEN);
   const large = messageEvent(7, "histórico ".repeat(12_000)); // ~130 KB of JSON
-  await record(server.kv, [large], T0);
+  await recordAll(server.kv, [large], T0);
   assert.ok((await readRecord(server.kv, large.id)).parts! > 1);
 
   const response = await call(server, "GET", `/admin/events/${encodeURIComponent(large.id)}`);
@@ -351,7 +333,7 @@ Deno.test("POST /admin/events/:id/replay puts a done or dead event back to pendi
   const { kv, clock } = server;
   const done = fixtureEvents("message_text")[0]!;
   const dead = fixtureEvents("status_delivered")[0]!;
-  await record(kv, [done, dead], T0);
+  await recordAll(kv, [done, dead], T0);
   await setState(kv, done.id, "done", { attempts: 1, completedHandlers: ["log", "echo"] });
   await setState(kv, dead.id, "dead", { attempts: 8, lastError: "echo: boom" });
   assert.deepEqual(await readyKeys(kv), []);
@@ -384,7 +366,7 @@ Deno.test("POST /admin/events/:id/replay answers 409 while a worker handles the 
   await using server = await startAdminServer(TEST_ADMIN_TOKEN);
   const { kv } = server;
   const event = messageEvent(1);
-  await record(kv, [event], T0);
+  await recordAll(kv, [event], T0);
   const processing = await setState(kv, event.id, "processing", { dueAt: T0 + 15_000 });
 
   const busy = await call(server, "POST", `/admin/events/${encodeURIComponent(event.id)}/replay`);
@@ -405,7 +387,7 @@ Deno.test("POST /admin/dead-letters/replay replays every dead letter", async () 
   await using server = await startAdminServer(TEST_ADMIN_TOKEN);
   const { kv } = server;
   const events = Array.from({ length: 13 }, (_, n) => messageEvent(n));
-  await record(kv, events, T0);
+  await recordAll(kv, events, T0);
   for (const event of events.slice(0, 11)) {
     await setState(kv, event.id, "dead", { lastError: "x: y" });
   }
@@ -428,7 +410,7 @@ Deno.test("POST /admin/dead-letters/replay replays every dead letter", async () 
 Deno.test("admin routes never log the admin token or a wrong one", async () => {
   await using server = await startAdminServer(TEST_ADMIN_TOKEN);
   const event = messageEvent(1);
-  await record(server.kv, [event], T0);
+  await recordAll(server.kv, [event], T0);
   await setState(server.kv, event.id, "dead", { lastError: "x: y" });
   const replay = `/admin/events/${encodeURIComponent(event.id)}/replay`;
   assert.equal((await call(server, "POST", replay)).status, 202);

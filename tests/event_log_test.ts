@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type MessageEvent, parseDelivery, type WebhookEvent } from "../src/events/events.ts";
+import type { MessageEvent } from "../src/events/events.ts";
 import {
   getEventRecord,
   InvalidCursorError,
@@ -8,7 +8,6 @@ import {
   replayDeadLetters,
   replayEvent,
 } from "../src/store/event_log.ts";
-import { recordEvents } from "../src/store/inbox.ts";
 import {
   deadLetterKey,
   eventKey,
@@ -18,41 +17,15 @@ import {
   readyKey,
 } from "../src/store/keys.ts";
 import { openTempKv } from "./support.ts";
-import { expirationMs, setRecordState } from "./kv_records.ts";
+import { expirationMs, recordAll, RETENTION, setRecordState } from "./kv_records.ts";
+import { firstFixtureEvent, fixtureEvents, textMessageEvent } from "./fixtures/catalog.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const HOUR_MS = 3_600_000;
-const RETENTION = { dedupTtlMs: 8 * 24 * HOUR_MS, retentionMs: 7 * 24 * HOUR_MS };
-
-function fixtureEvents(name: string): WebhookEvent[] {
-  const url = new URL(`./fixtures/${name}.json`, import.meta.url);
-  return parseDelivery(JSON.parse(Deno.readTextFileSync(url))).events;
-}
-
-function firstOf<K extends WebhookEvent["kind"]>(
-  name: string,
-  kind: K,
-): Extract<WebhookEvent, { kind: K }> {
-  const event = fixtureEvents(name).find((e) => e.kind === kind);
-  assert.ok(event, `fixture "${name}" has a ${kind} event`);
-  return event as Extract<WebhookEvent, { kind: K }>;
-}
 
 /** A text message event like the fixture's, with its own wamid. */
-function messageEvent(n: number, text = "Oi, tudo bem?"): MessageEvent {
-  const base = firstOf("message_text", "message");
-  const wamid = `wamid.HBgNTEST${String(n).padStart(4, "0")}AA==`;
-  assert.equal(base.message.type, "text");
-  return {
-    ...base,
-    id: `message:${wamid}`,
-    message: { ...base.message, id: wamid, text: { body: text } },
-  };
-}
-
-async function record(kv: Deno.Kv, events: WebhookEvent[], now: number): Promise<void> {
-  const outcome = await recordEvents(kv, events, { now, ...RETENTION });
-  assert.equal(outcome.recorded.length, events.length);
+function messageEvent(n: number, text?: string): MessageEvent {
+  return textMessageEvent(`wamid.HBgNTEST${String(n).padStart(4, "0")}AA==`, text);
 }
 
 async function readRecord(kv: Deno.Kv, id: string): Promise<EventRecord> {
@@ -86,12 +59,12 @@ async function allPages(
 Deno.test("listEvents() lists newest first, with receivedAt as ISO and lastError when set", async () => {
   await using temp = await openTempKv();
   const { kv } = temp;
-  const message = firstOf("message_text", "message");
-  const status = firstOf("status_delivered", "status");
-  const change = firstOf("field_account_update", "change");
-  await record(kv, [message], T0);
-  await record(kv, [status], T0 + 1_000);
-  await record(kv, [change], T0 + 2_000);
+  const message = firstFixtureEvent("message_text", "message");
+  const status = firstFixtureEvent("status_delivered", "status");
+  const change = firstFixtureEvent("field_account_update", "change");
+  await recordAll(kv, [message], T0);
+  await recordAll(kv, [status], T0 + 1_000);
+  await recordAll(kv, [change], T0 + 2_000);
   await setRecordState(kv, status.id, "dead", { now: T0, attempts: 8, lastError: "echo: boom" });
 
   const page = await listEvents(kv, { limit: 10 });
@@ -127,7 +100,7 @@ Deno.test("listEvents() filters by state and by kind, together or alone", async 
   await using temp = await openTempKv();
   const { kv } = temp;
   const events = fixtureEvents("batched_mixed"); // 4 messages, 4 statuses, 1 change
-  for (const [i, event] of events.entries()) await record(kv, [event], T0 + i);
+  for (const [i, event] of events.entries()) await recordAll(kv, [event], T0 + i);
   const statuses = events.filter((e) => e.kind === "status");
   await setRecordState(kv, statuses[0]!.id, "done", { now: T0 });
   await setRecordState(kv, statuses[2]!.id, "done", { now: T0 });
@@ -150,7 +123,7 @@ Deno.test("listEvents() pages by cursor through every event once, newest first, 
   // 25 events, recorded 3 at a time with the same receivedAt, so pages split inside a tie.
   const events = Array.from({ length: 25 }, (_, n) => messageEvent(n));
   for (let i = 0; i < events.length; i += 3) {
-    await record(kv, events.slice(i, i + 3), T0 + i * 1_000);
+    await recordAll(kv, events.slice(i, i + 3), T0 + i * 1_000);
   }
   const newestFirst = (await listEvents(kv, { limit: 1000 })).events.map((e) => e.id);
   assert.equal(newestFirst.length, 25);
@@ -167,7 +140,7 @@ Deno.test("listEvents() with a rare filter scans a bounded slice per call and st
   await using temp = await openTempKv();
   const { kv } = temp;
   const events = Array.from({ length: 60 }, (_, n) => messageEvent(n));
-  for (const [i, event] of events.entries()) await record(kv, [event], T0 + i);
+  for (const [i, event] of events.entries()) await recordAll(kv, [event], T0 + i);
   // Dead: the 3 oldest and the 2 newest.
   const deadIds = [59, 58, 2, 1, 0].map((n) => events[n]!.id);
   for (const id of deadIds) await setRecordState(kv, id, "dead", { now: T0, lastError: "x: y" });
@@ -188,7 +161,7 @@ Deno.test("listEvents() skips timeline entries whose record has expired", async 
   await using temp = await openTempKv();
   const { kv } = temp;
   const events = Array.from({ length: 5 }, (_, n) => messageEvent(n));
-  for (const [i, event] of events.entries()) await record(kv, [event], T0 + i);
+  for (const [i, event] of events.entries()) await recordAll(kv, [event], T0 + i);
   await kv.delete(eventKey(events[3]!.id));
   await kv.delete(eventKey(events[1]!.id));
 
@@ -208,8 +181,8 @@ Deno.test("listEvents() rejects a cursor it did not produce", async () => {
 Deno.test("getEventRecord() returns the record and the event; null for an unknown id", async () => {
   await using temp = await openTempKv();
   const { kv } = temp;
-  const status = firstOf("status_delivered", "status");
-  await record(kv, [status], T0);
+  const status = firstFixtureEvent("status_delivered", "status");
+  await recordAll(kv, [status], T0);
 
   const stored = await getEventRecord(kv, status.id);
   assert.ok(stored);
@@ -224,7 +197,7 @@ Deno.test("getEventRecord() reads back whole an event stored in parts", async ()
   const { kv } = temp;
   // 150 000 characters of multi-byte text: several 60 KiB parts, split inside characters.
   const large = messageEvent(1, "ação ✓ ".repeat(21_500));
-  await record(kv, [large], T0);
+  await recordAll(kv, [large], T0);
   const raw = await readRecord(kv, large.id);
   assert.equal(raw.event, undefined);
   assert.ok((raw.parts ?? 0) >= 3, `stored in ${raw.parts} parts`);
@@ -239,7 +212,7 @@ Deno.test("replayEvent() puts a done event back to pending, due now, with every 
   await using temp = await openTempKv();
   const { kv } = temp;
   const event = messageEvent(1);
-  await record(kv, [event], T0);
+  await recordAll(kv, [event], T0);
   const history = [{ at: T0 + 10, ms: 5 }];
   const done = await setRecordState(kv, event.id, "done", {
     now: T0 + 20,
@@ -267,8 +240,8 @@ Deno.test("replayEvent() puts a done event back to pending, due now, with every 
 Deno.test("replayEvent() of a dead event removes its dead letter, keeps its error and history, restarts attempts", async () => {
   await using temp = await openTempKv();
   const { kv } = temp;
-  const event = firstOf("status_delivered", "status");
-  await record(kv, [event], T0);
+  const event = firstFixtureEvent("status_delivered", "status");
+  await recordAll(kv, [event], T0);
   const dead = await setRecordState(kv, event.id, "dead", {
     now: T0,
     attempts: 8,
@@ -297,7 +270,7 @@ Deno.test("replayEvent() moves the ready entry of a retrying event to now", asyn
   await using temp = await openTempKv();
   const { kv } = temp;
   const event = messageEvent(1);
-  await record(kv, [event], T0);
+  await recordAll(kv, [event], T0);
   const later = T0 + 15 * 60_000;
   await setRecordState(kv, event.id, "retrying", {
     now: T0,
@@ -319,7 +292,7 @@ Deno.test("replayEvent() keeps the record's expiry", async () => {
   const event = messageEvent(1);
   // Real time here: Deno KV counts `expireIn` from its own clock.
   const recordedAt = Date.now();
-  await record(kv, [event], recordedAt);
+  await recordAll(kv, [event], recordedAt);
   const before = expirationMs(path, ["events", event.id]);
   assert.ok(before !== null);
   await setRecordState(kv, event.id, "dead", { now: Date.now(), lastError: "x: y" });
@@ -337,7 +310,7 @@ Deno.test("replayEvent() refuses an event a worker is handling, and changes noth
   await using temp = await openTempKv();
   const { kv } = temp;
   const event = messageEvent(1);
-  await record(kv, [event], T0);
+  await recordAll(kv, [event], T0);
   const leaseEnd = T0 + 15_000;
   const processing = await setRecordState(kv, event.id, "processing", { now: T0, dueAt: leaseEnd });
 
@@ -357,7 +330,7 @@ Deno.test("replayEvent() reads the record again when it changed between read and
   await using temp = await openTempKv();
   const { kv } = temp;
   const event = messageEvent(1);
-  await record(kv, [event], T0);
+  await recordAll(kv, [event], T0);
   await setRecordState(kv, event.id, "dead", { now: T0, lastError: "first" });
   // A Deno.Kv whose first read is followed by another writer's change to the record.
   let hasRaced = false;
@@ -390,7 +363,7 @@ Deno.test("replayDeadLetters() replays every dead letter and drops those whose r
   await using temp = await openTempKv();
   const { kv } = temp;
   const events = Array.from({ length: 14 }, (_, n) => messageEvent(n));
-  for (const [i, event] of events.entries()) await record(kv, [event], T0 + i);
+  for (const [i, event] of events.entries()) await recordAll(kv, [event], T0 + i);
   const dead = events.slice(0, 12).map((e) => e.id);
   for (const id of dead) await setRecordState(kv, id, "dead", { now: T0, lastError: "x: y" });
   await setRecordState(kv, events[12]!.id, "done", { now: T0 });

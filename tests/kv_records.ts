@@ -6,6 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
+import type { WebhookEvent } from "../src/events/events.ts";
+import { recordEvents } from "../src/store/inbox.ts";
 import {
   deadLetterKey,
   eventKey,
@@ -13,6 +15,15 @@ import {
   type EventState,
   readyKey,
 } from "../src/store/keys.ts";
+
+/** The service's default retention: event ids 8 days, records 7 days. */
+export const RETENTION = { dedupTtlMs: 8 * 24 * 3_600_000, retentionMs: 7 * 24 * 3_600_000 };
+
+/** Records `events` at `now` with the default retention; every one must be new. */
+export async function recordAll(kv: Deno.Kv, events: WebhookEvent[], now: number): Promise<void> {
+  const outcome = await recordEvents(kv, events, { now, ...RETENTION });
+  assert.equal(outcome.recorded.length, events.length);
+}
 
 /**
  * Moves event `id`'s record to `state` as the worker would at time `fields.now`: a claim
