@@ -23,10 +23,11 @@ export async function readBoundedBody(
   if (declared !== null && Number(declared) > maxBytes) {
     throw _tooLarge(maxBytes, `Content-Length is ${declared}`);
   }
-  if (!request.body) return new Uint8Array(0);
   // With a Content-Length within the bound, the HTTP server already limits the body to it, so the
-  // whole body can be read at once (about twice as fast as counting chunks).
+  // whole body can be read at once. `request.body` is not touched on this path: reading it turns
+  // the body into a stream, which costs Deno.serve about 4 µs a request.
   if (declared !== null) return new Uint8Array(await request.arrayBuffer());
+  if (!request.body) return new Uint8Array(0);
 
   const chunks: Uint8Array<ArrayBuffer>[] = [];
   let total = 0;
