@@ -2,7 +2,8 @@
  * The intake benchmark (`deno task bench`): over real loopback HTTP, side by side in one run, a
  * bare `Deno.serve` (the baseline) and the full service (verify -> parse -> record ->
  * acknowledge, with its worker), loaded by `wrk` with precomputed signed bodies so that every
- * request is a new event. Prints each figure as a ratio to the baseline against its target.
+ * request is a new event. Prints each figure as a ratio to the baseline against its target, after
+ * the ceiling this machine allows (`bench/floor_server.ts`, the least a durable intake can do).
  *
  * Usage: `deno run -A bench/intake.ts [--seconds=5]`. Needs `wrk` (`apt-get install wrk`).
  *
@@ -63,6 +64,29 @@ async function main(): Promise<void> {
     );
     report("baseline: bare Deno.serve, 32 connections", baseline, baseline.requestsPerSecond);
     const base = baseline.requestsPerSecond;
+
+    // What this machine allows at all: bench/floor_server.ts does the least a durable intake can
+    // do. The service's targets are read against these.
+    print("ceiling (bench/floor_server.ts: no ready set, timeline, worker, logs or metrics):");
+    const floor = (kv: string, bodies: string): Promise<WrkResult> =>
+      withProcess(
+        ["run", "-A", "bench/floor_server.ts", "", kv, SECRET],
+        {},
+        (port) => wrk(port, 32, bodies, 0),
+        true,
+      );
+    const verifyOnly = await floor("none", bodies1);
+    report("  verify + parse only, 1-event, 32 conn", verifyOnly, base);
+    const floorMemory = await floor(":memory:", bodies1);
+    report("  + one check and write per event, in-memory KV, 1-event", floorMemory, base);
+    const floorFile = await floor(`${work}/floor.kv`, bodies1);
+    report("  + one check and write per event, KV file, 1-event", floorFile, base);
+    const floorTen = await floor(`${work}/floor-ten.kv`, bodies10);
+    print(
+      `  + one check and write per event, KV file, 10-event: ${
+        (floorTen.requestsPerSecond * 10).toFixed(0)
+      } events/s = ${ratio(floorTen.requestsPerSecond * 10, base)}\n`,
+    );
 
     const cpuPath = await withService(`:memory:`, (port) => wrk(port, 32, bodies1, 0));
     report("CPU path: full intake on in-memory KV, 1-event, 32 conn", cpuPath.result, base, 0.40);
