@@ -170,6 +170,30 @@ Deno.test("listEvents() skips timeline entries whose record has expired", async 
   assert.equal(page.cursor, undefined);
 });
 
+Deno.test("listEvents() keeps one timeline entry per commit, and reads the older one-id entries", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  const events = Array.from({ length: 8 }, (_, n) => messageEvent(n));
+  // Events 0-2 were recorded by an older version: one timeline entry each, the id as a string.
+  await recordAll(kv, events.slice(0, 3), T0);
+  for await (const entry of kv.list({ prefix: ["timeline"] })) await kv.delete(entry.key);
+  for (const [i, event] of events.slice(0, 3).entries()) {
+    await kv.set(["timeline", T0 + i, event.id], event.id);
+  }
+  await recordAll(kv, events.slice(3), T0 + 10);
+  const entries = [];
+  for await (const entry of kv.list({ prefix: ["timeline"] })) entries.push(entry.value);
+  assert.deepEqual(entries.at(-1), events.slice(3).map((e) => e.id), "one entry for 5 events");
+
+  const newestFirst = events.map((e) => e.id).reverse();
+  assert.deepEqual((await allPages(kv, { limit: 2 })).ids, newestFirst);
+  // A cursor of an older version, `[receivedAt, id]`, continues after that entry.
+  const oldCursor = btoa(JSON.stringify([T0 + 2, events[2]!.id]))
+    .replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+  const rest = await listEvents(kv, { limit: 10, cursor: oldCursor });
+  assert.deepEqual(rest.events.map((e) => e.id), [events[1]!.id, events[0]!.id]);
+});
+
 Deno.test("listEvents() rejects a cursor it did not produce", async () => {
   await using temp = await openTempKv();
   const { kv } = temp;

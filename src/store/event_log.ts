@@ -2,9 +2,9 @@
  * The event log: listing recorded events newest first, reading one back whole, and replaying
  * events (one, or every dead letter) so the worker runs all their handlers again.
  *
- * Listing walks the `["timeline", receivedAt, id]` index in reverse and reads the records beside
- * it, so a page costs one list and a `getMany` per ten entries. Timeline entries whose record has
- * expired are skipped.
+ * Listing walks the `["timeline", receivedAt, firstId]` index in reverse (each entry lists the
+ * events of one intake commit) and reads the records beside it, so a page costs one list and a
+ * `getMany` per ten events. Events whose record has expired are skipped.
  *
  * @module
  */
@@ -84,32 +84,31 @@ const LIST_BATCH_SIZE = 500;
 /** Attempts of a replay whose record keeps changing under it before giving up. */
 const REPLAY_ATTEMPTS = 10;
 
-/** A position in the timeline: the key parts after the prefix. */
+/** A position in the timeline: an entry (its key parts after the prefix) and an index in it. */
 interface TimelinePosition {
   receivedAt: number;
+  entryId: string;
+  index: number;
+}
+
+/** An event's place in the timeline. */
+interface TimelineEvent extends TimelinePosition {
   id: string;
 }
 
 /**
  * Lists events newest first, filtered by state and kind, at most `limit` of them.
  *
- * Scans at most {@linkcode SCAN_FACTOR} x `limit` timeline entries per call and returns a cursor
- * whenever entries remain, so a rare filter answers a short page quickly instead of walking the
- * whole log. Throws {@linkcode InvalidCursorError} for a cursor it cannot read.
+ * Scans at most {@linkcode SCAN_FACTOR} x `limit` events of the timeline per call and returns a
+ * cursor whenever events remain, so a rare filter answers a short page quickly instead of walking
+ * the whole log. Throws {@linkcode InvalidCursorError} for a cursor it cannot read.
  */
 export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promise<EventPage> {
   const limit = Math.max(1, Math.floor(options.limit));
   const maxScan = limit * SCAN_FACTOR;
   const after = options.cursor === undefined ? undefined : _decodeCursor(options.cursor);
-  const selector: Deno.KvListSelector = after
-    ? { prefix: TIMELINE_PREFIX, end: timelineKey(after.receivedAt, after.id) }
-    : { prefix: TIMELINE_PREFIX };
   // One more than the budget, to learn whether anything remains after it.
-  const iterator = kv.list<string>(selector, {
-    reverse: true,
-    limit: maxScan + 1,
-    batchSize: Math.min(maxScan + 1, LIST_BATCH_SIZE),
-  });
+  const timeline = _newestFirst(kv, after, maxScan + 1);
 
   const events: EventSummary[] = [];
   let scanned = 0;
@@ -117,16 +116,15 @@ export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promi
   let isPageCut = false;
   let isExhausted = false;
   while (events.length < limit && scanned < maxScan && !isExhausted) {
-    const batch: TimelinePosition[] = [];
+    const batch: TimelineEvent[] = [];
     while (batch.length < GET_MANY_MAX_KEYS && scanned < maxScan) {
-      const next = await iterator.next();
+      const next = await timeline.next();
       if (next.done) {
         isExhausted = true;
         break;
       }
-      const position = _timelinePosition(next.value.key);
       scanned++;
-      if (position) batch.push(position);
+      batch.push(next.value);
     }
     if (batch.length === 0) continue;
     const stored = await kv.getMany<EventRecord[]>(batch.map((p) => eventKey(p.id)));
@@ -141,8 +139,48 @@ export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promi
       }
     }
   }
-  const hasMore = isPageCut || (!isExhausted && !(await iterator.next()).done);
+  const hasMore = isPageCut || (!isExhausted && !(await timeline.next()).done);
   return hasMore && last ? { events, cursor: _encodeCursor(last) } : { events };
+}
+
+/**
+ * The timeline's events newest first, after `after` when given: the rest of its entry first, then
+ * the older entries, reading at most `maxEntries` of them.
+ */
+async function* _newestFirst(
+  kv: Deno.Kv,
+  after: TimelinePosition | undefined,
+  maxEntries: number,
+): AsyncGenerator<TimelineEvent> {
+  if (after) {
+    const entry = await kv.get(timelineKey(after.receivedAt, after.entryId));
+    const ids = _idsOf(entry.value);
+    for (let index = Math.min(after.index, ids.length) - 1; index >= 0; index--) {
+      yield { receivedAt: after.receivedAt, entryId: after.entryId, index, id: ids[index]! };
+    }
+  }
+  const selector: Deno.KvListSelector = after
+    ? { prefix: TIMELINE_PREFIX, end: timelineKey(after.receivedAt, after.entryId) }
+    : { prefix: TIMELINE_PREFIX };
+  const entries = kv.list(selector, {
+    reverse: true,
+    limit: maxEntries,
+    batchSize: Math.min(maxEntries, LIST_BATCH_SIZE),
+  });
+  for await (const entry of entries) {
+    const [, receivedAt, entryId] = entry.key;
+    if (typeof receivedAt !== "number" || typeof entryId !== "string") continue;
+    const ids = _idsOf(entry.value);
+    for (let index = ids.length - 1; index >= 0; index--) {
+      yield { receivedAt, entryId, index, id: ids[index]! };
+    }
+  }
+}
+
+/** The event ids of a timeline entry: a list, or one id in entries of older versions. */
+function _idsOf(value: unknown): string[] {
+  if (typeof value === "string") return [value];
+  return Array.isArray(value) ? value.filter((id): id is string => typeof id === "string") : [];
 }
 
 /** An event's record and the event read back whole (joined from its parts when it was large). */
@@ -267,14 +305,9 @@ function _summary(record: EventRecord): EventSummary {
   return summary;
 }
 
-function _timelinePosition(key: Deno.KvKey): TimelinePosition | undefined {
-  const [, receivedAt, id] = key;
-  return typeof receivedAt === "number" && typeof id === "string" ? { receivedAt, id } : undefined;
-}
-
 /** A cursor is the last timeline position consumed, as base64url JSON: opaque to clients. */
 function _encodeCursor(position: TimelinePosition): string {
-  const json = JSON.stringify([position.receivedAt, position.id]);
+  const json = JSON.stringify([position.receivedAt, position.entryId, position.index]);
   const base64 = btoa(String.fromCharCode(...new TextEncoder().encode(json)));
   return base64.replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
@@ -292,9 +325,12 @@ function _decodeCursor(cursor: string): TimelinePosition {
   } catch {
     throw invalid;
   }
+  // Cursors of older versions name an entry of one event: `[receivedAt, id]`.
+  const [receivedAt, entryId, index = 0] = Array.isArray(parsed) ? parsed : [];
   if (
-    !Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[0] !== "number" ||
-    !Number.isFinite(parsed[0]) || typeof parsed[1] !== "string"
+    !Array.isArray(parsed) || parsed.length < 2 || parsed.length > 3 ||
+    typeof receivedAt !== "number" || !Number.isFinite(receivedAt) ||
+    typeof entryId !== "string" || !Number.isSafeInteger(index) || index < 0
   ) throw invalid;
-  return { receivedAt: parsed[0], id: parsed[1] };
+  return { receivedAt, entryId, index };
 }

@@ -7,7 +7,9 @@
  *   commits it only if the key is absent.
  * - `["ready", dueAt, id]`: the ready set, ordered by when the event is due. A claim moves the
  *   entry to the lease's end, so an event whose worker died becomes due again by itself.
- * - `["timeline", receivedAt, id]`: newest-first listing for the admin API.
+ * - `["timeline", receivedAt, firstId]`: newest-first listing for the admin API. One entry per
+ *   intake commit, listing the ids of the events it recorded (`firstId` is the first of them);
+ *   entries written before that hold a single id as a string.
  * - `["dead", id]`: dead letters, for replaying them all.
  * - `["event_parts", id, n]`: the JSON of an event too large for one KV value, in chunks.
  *
@@ -88,9 +90,9 @@ export function readyKey(dueAt: number, id: string): Deno.KvKey {
 /** The prefix of the whole ready set. */
 export const READY_PREFIX: Deno.KvKey = ["ready"];
 
-/** The timeline entry of event `id`, received at `receivedAt`. */
-export function timelineKey(receivedAt: number, id: string): Deno.KvKey {
-  return ["timeline", receivedAt, id];
+/** The timeline entry of the commit whose first event is `firstId`, received at `receivedAt`. */
+export function timelineKey(receivedAt: number, firstId: string): Deno.KvKey {
+  return ["timeline", receivedAt, firstId];
 }
 
 /** The prefix of the whole timeline. */
