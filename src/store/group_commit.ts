@@ -15,6 +15,13 @@ export interface GroupCommitOptions<T, R> {
   sizeOf?: (item: T) => number;
   /** Bytes per commit at most, by `sizeOf`. */
   maxGroupBytes?: number;
+  /**
+   * What an item checks in its commit (Deno KV's `check`): items that return the same value share
+   * one check. With `maxChecks`, bounds the checks of a commit beside its items.
+   */
+  checkOf?: (item: T) => unknown;
+  /** Distinct checks per commit at most, by `checkOf`. */
+  maxChecks?: number;
   /** Commits running at the same time (default 2: one writing while the next one gathers). */
   maxInFlight?: number;
   /**
@@ -43,18 +50,25 @@ export function createGroupCommitter<T, R>(
   const maxInFlight = options.maxInFlight ?? 2;
   const sizeOf = options.sizeOf ?? (() => 0);
   const maxGroupBytes = options.maxGroupBytes ?? Infinity;
+  const checkOf = options.checkOf ?? ((item: T) => item);
+  const maxChecks = options.maxChecks ?? Infinity;
   const queue: _Waiting<T, R>[] = [];
   let inFlight = 0;
 
   function takeGroup(): _Waiting<T, R>[] {
     const group: _Waiting<T, R>[] = [];
+    const checks = new Set<unknown>();
     let bytes = 0;
     while (queue.length > 0 && group.length < options.maxGroupSize) {
       const next = queue[0]!;
       const size = sizeOf(next.item);
+      const check = checkOf(next.item);
+      const isNewCheck = !checks.has(check);
       if (group.length > 0 && bytes + size > maxGroupBytes) break;
+      if (group.length > 0 && isNewCheck && checks.size >= maxChecks) break;
       group.push(queue.shift()!);
       bytes += size;
+      checks.add(check);
     }
     return group;
   }
