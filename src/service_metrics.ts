@@ -18,7 +18,7 @@ import type { GraphCallOutcome } from "./graph/client.ts";
 import { HttpError } from "./http/errors.ts";
 import type { RouteHandler } from "./http/router.ts";
 import { type Counter, type Gauge, type Histogram, Registry } from "./metrics.ts";
-import { READY_PREFIX } from "./store/keys.ts";
+import { idsOfEntry, READY_PREFIX } from "./store/keys.ts";
 import type { SignatureFailure, SignatureVerifier } from "./webhook/signature.ts";
 
 /** What became of one `POST /webhook/whatsapp`. */
@@ -325,8 +325,9 @@ export interface ReadyQueueSnapshot {
 }
 
 /**
- * Reads the ready set (`["ready", dueAt, id]`, ordered by `dueAt`): counts at most `limit`
- * entries, split by whether they are due at `now`, and the age of the first (oldest) one.
+ * Reads the ready set (`["ready", dueAt, entryId]`, ordered by `dueAt`): counts the events of at
+ * most `limit` entries, split by whether they are due at `now`, and the age of the first (oldest)
+ * one.
  */
 export async function readReadyQueue(
   kv: Deno.Kv,
@@ -340,8 +341,9 @@ export async function readReadyQueue(
     if (typeof dueAt !== "number") continue;
     if (isFirst && dueAt <= now) snapshot.oldestDueAgeMs = now - dueAt;
     isFirst = false;
-    if (dueAt <= now) snapshot.due++;
-    else snapshot.later++;
+    const events = idsOfEntry(entry.value).length;
+    if (dueAt <= now) snapshot.due += events;
+    else snapshot.later += events;
   }
   return snapshot;
 }

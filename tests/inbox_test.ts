@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { createInbox, type Inbox } from "../src/store/inbox.ts";
-import { eventKey } from "../src/store/keys.ts";
+import { eventKey, idsOfEntry } from "../src/store/keys.ts";
 import { textMessageEvent } from "./fixtures/catalog.ts";
 import { recordAll, RETENTION } from "./kv_records.ts";
 import { openTempKv } from "./support.ts";
@@ -174,4 +174,30 @@ Deno.test("a delivery split over several commits fails whole, and its retry reco
   const retried = await inboxOn(temp.kv).record(events, NOW + 1_000);
   assert.deepEqual(retried.recorded.toSorted(), failed.toSorted());
   assert.equal(retried.duplicates.length, events.length - failed.length);
+});
+
+Deno.test("events of concurrent deliveries recorded leased share one ready entry per commit", async () => {
+  await using temp = await openTempKv();
+  const watched = watch(temp.kv);
+  const inbox = inboxOn(watched.kv);
+  const until = NOW + 15_000;
+  const wamids = Array.from({ length: 12 }, (_, i) => `wamid.LEASED${i}`);
+
+  const outcomes = await Promise.all(
+    wamids.map((wamid) => inbox.record([textMessageEvent(wamid)], NOW, { count: 1, until })),
+  );
+
+  const leases = new Set(outcomes.flatMap((outcome) => outcome.leased.map((l) => l.lease)));
+  assert.equal(leases.size, watched.commits.length, "one lease per commit");
+  const entries: Deno.KvEntry<unknown>[] = [];
+  for await (const entry of temp.kv.list({ prefix: ["ready"] })) entries.push(entry);
+  assert.equal(entries.length, leases.size, "one ready entry per lease");
+  for (const lease of leases) {
+    const entry = entries.find((e) => e.key.join() === lease.key.join());
+    assert.ok(entry, "the lease names its entry");
+    assert.equal(entry.versionstamp, lease.versionstamp);
+    assert.deepEqual(idsOfEntry(entry.value), lease.ids);
+    assert.equal(lease.key[1], until);
+  }
+  assert.ok([...leases].some((lease) => lease.ids.length > 1));
 });

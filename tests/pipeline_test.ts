@@ -9,7 +9,7 @@ import { createWorker } from "../src/dispatch/worker.ts";
 import { parseDelivery } from "../src/events/events.ts";
 import { silentLogger } from "../src/log.ts";
 import { createInbox, recordEvents } from "../src/store/inbox.ts";
-import { eventKey, type EventRecord, READY_PREFIX } from "../src/store/keys.ts";
+import { eventKey, type EventRecord, idsOfEntry, READY_PREFIX } from "../src/store/keys.ts";
 import {
   advanceUntil,
   openTempKv,
@@ -403,3 +403,116 @@ async function assertRunsOnceAfterLease(
   await worker.stop(1_000);
   assert.deepEqual([...runs.values()], [1]);
 }
+
+/** The ready entries as `[dueAt, event ids]`, in key order. */
+async function readyEntries(kv: Deno.Kv): Promise<[number, string[]][]> {
+  const entries: [number, string[]][] = [];
+  for await (const entry of kv.list({ prefix: READY_PREFIX })) {
+    entries.push([entry.key[1] as number, idsOfEntry(entry.value)]);
+  }
+  return entries;
+}
+
+Deno.test("a lease on several events shrinks as their results land; the slow one keeps it", async () => {
+  const clock = new ManualClock();
+  await using temp = await openTempKv();
+  const wamids = ["wamid.GROUP0", "wamid.GROUP1", "wamid.GROUP2"];
+  const ids = wamids.map((w) => `message:${w}`);
+  const runs = new Map<string, number>();
+  let finishSlow: () => void = () => {};
+  const slow = new Promise<void>((resolve) => (finishSlow = resolve));
+  const dispatcher = new Dispatcher().on("message", async ({ event }) => {
+    runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
+    if (event.id === ids[2]) await slow;
+  });
+  const options = { kv: temp.kv, dispatcher, logger: silentLogger, clock, leaseMs: 3_000 };
+  const first = createWorker({ ...options, concurrency: 3 });
+  first.start();
+  let reservation = first.reserve(3);
+  await waitFor(() => {
+    if (reservation.count === 3) return true;
+    reservation.run([]);
+    reservation = first.reserve(3);
+    return false;
+  }, "three free slots");
+  const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
+  const outcome = await recordEvents(temp.kv, events, {
+    now: clock.now(),
+    leaseUntil: reservation.until,
+    dedupTtlMs: 1e9,
+    retentionMs: 1e9,
+  });
+  assert.deepEqual(await readyEntries(temp.kv), [[reservation.until, ids]], "one entry for three");
+  assert.equal(new Set(outcome.leased.map((leased) => leased.lease)).size, 1);
+
+  reservation.run(outcome.leased);
+  await waitFor(async () => (await allDone(temp.kv, ids.slice(0, 2))), "the two fast ones");
+  assert.deepEqual((await readyEntries(temp.kv)).map(([, held]) => held), [[ids[2]]]);
+  const second = createWorker(options);
+  second.start();
+  for (let i = 0; i < 12; i++) {
+    await clock.advance(1_000);
+    await waitFor(async () => {
+      const [entry] = await readyEntries(temp.kv);
+      return entry !== undefined && entry[0] >= clock.now() + 1_000;
+    }, "the lease to be extended");
+  }
+  finishSlow();
+  await waitFor(() => allDone(temp.kv, ids), "all done");
+  await first.stop(1_000);
+  await second.stop(1_000);
+  assert.deepEqual([...runs.values()], [1, 1, 1]);
+  assert.deepEqual(await readyEntries(temp.kv), []);
+});
+
+Deno.test("a claim takes what fits of a lease left by a dead process; the rest waits", async () => {
+  const clock = new ManualClock();
+  await using temp = await openTempKv();
+  const wamids = Array.from({ length: 5 }, (_, i) => `wamid.SPLIT${i}`);
+  const ids = wamids.map((w) => `message:${w}`);
+  const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
+  // Recorded leased by a process that died before running them: one entry, due once it ends.
+  const until = clock.now() + 1_000;
+  await recordEvents(temp.kv, events, {
+    now: clock.now(),
+    leaseUntil: until,
+    dedupTtlMs: 1e9,
+    retentionMs: 1e9,
+  });
+  await clock.advance(2_000);
+  let running = 0;
+  let most = 0;
+  let release: () => void = () => {};
+  let gate = new Promise<void>((resolve) => (release = resolve));
+  const runs = new Map<string, number>();
+  const dispatcher = new Dispatcher().on("message", async ({ event }) => {
+    runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
+    most = Math.max(most, ++running);
+    await gate;
+    running--;
+  });
+  const worker = createWorker({
+    kv: temp.kv,
+    dispatcher,
+    logger: silentLogger,
+    clock,
+    concurrency: 2,
+  });
+  worker.start();
+  await waitFor(() => running === 2, "two runs");
+  const entries = await readyEntries(temp.kv);
+  assert.equal(entries.length, 2, "the claimed two under a new lease, three left due");
+  assert.deepEqual(entries.flatMap(([, held]) => held).toSorted(), ids.toSorted());
+  assert.ok(entries.some(([dueAt, held]) => dueAt === until && held.length === 3));
+  // Each release lets the runs waiting at the gate finish; the claim loop takes the rest.
+  await waitFor(async () => {
+    release();
+    gate = new Promise<void>((resolve) => (release = resolve));
+    await clock.advance(10);
+    return await allDone(temp.kv, ids);
+  }, "all done");
+  await worker.stop(1_000);
+  assert.equal(most, 2);
+  assert.deepEqual([...runs.values()], [1, 1, 1, 1, 1]);
+  assert.deepEqual(await readyEntries(temp.kv), []);
+});

@@ -13,7 +13,7 @@
  */
 import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
-import { READY_PREFIX, readyKey } from "../store/keys.ts";
+import { idsOfEntry, READY_PREFIX, readyKey } from "../store/keys.ts";
 import type { Worker } from "./worker.ts";
 
 /** The job's name, as the Deno Deploy dashboard and logs show it. */
@@ -141,11 +141,11 @@ export function registerSweepCron(
   return { isRegistered: true, connect, stop: () => unregister.abort() };
 }
 
-/** Counts due ready entries, up to `limit`. */
+/** Counts the events of due ready entries, reading at most `limit` entries. */
 async function _countDue(kv: Deno.Kv, now: number, limit: number): Promise<number> {
   let count = 0;
   const due = kv.list({ start: READY_PREFIX, end: readyKey(now + 1, "") }, { limit });
-  for await (const _ of due) count++;
+  for await (const entry of due) count += idsOfEntry(entry.value).length;
   return count;
 }
 

@@ -17,6 +17,7 @@ import {
   eventKey,
   type EventRecord,
   type EventState,
+  idsOfEntry,
   readyKey,
   TIMELINE_PREFIX,
   timelineKey,
@@ -154,7 +155,7 @@ async function* _newestFirst(
 ): AsyncGenerator<TimelineEvent> {
   if (after) {
     const entry = await kv.get(timelineKey(after.receivedAt, after.entryId));
-    const ids = _idsOf(entry.value);
+    const ids = idsOfEntry(entry.value);
     for (let index = Math.min(after.index, ids.length) - 1; index >= 0; index--) {
       yield { receivedAt: after.receivedAt, entryId: after.entryId, index, id: ids[index]! };
     }
@@ -170,17 +171,11 @@ async function* _newestFirst(
   for await (const entry of entries) {
     const [, receivedAt, entryId] = entry.key;
     if (typeof receivedAt !== "number" || typeof entryId !== "string") continue;
-    const ids = _idsOf(entry.value);
+    const ids = idsOfEntry(entry.value);
     for (let index = ids.length - 1; index >= 0; index--) {
       yield { receivedAt, entryId, index, id: ids[index]! };
     }
   }
-}
-
-/** The event ids of a timeline entry: a list, or one id in entries of older versions. */
-function _idsOf(value: unknown): string[] {
-  if (typeof value === "string") return [value];
-  return Array.isArray(value) ? value.filter((id): id is string => typeof id === "string") : [];
 }
 
 /** An event's record and the event read back whole (joined from its parts when it was large). */

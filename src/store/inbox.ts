@@ -8,7 +8,14 @@
 import type { WebhookEvent } from "../events/events.ts";
 import { commitWithRetry } from "./commit.ts";
 import { createGroupCommitter } from "./group_commit.ts";
-import { eventKey, eventPartKey, type EventRecord, readyKey, timelineKey } from "./keys.ts";
+import {
+  eventKey,
+  eventPartKey,
+  type EventRecord,
+  readyEntryValue,
+  readyKey,
+  timelineKey,
+} from "./keys.ts";
 
 /** The self-hosted KV Connect server allows at most 10 checks per atomic; one check per event. */
 export const MAX_EVENTS_PER_COMMIT = 10;
@@ -46,14 +53,28 @@ export interface RecordOutcome {
 }
 
 /**
+ * A lease on a ready entry: the entry's key and versionstamp, and the ids of the events it holds
+ * whose results are not stored yet. The events of one entry share one lease object, which the
+ * worker updates as it extends the lease and stores results.
+ */
+export interface Lease {
+  key: Deno.KvKey;
+  versionstamp: string;
+  ids: string[];
+}
+
+/**
  * An event recorded with its ready entry at the end of a lease the recorder holds: it can run at
  * once, without being claimed. If the recorder dies, the lease runs out and any worker takes it.
+ * The events of a commit recorded leased share one entry and one {@linkcode Lease}.
  */
 export interface LeasedEvent {
   record: EventRecord;
   event: WebhookEvent;
-  /** The lease entry's key and versionstamp, as a claim would have them. */
-  lease: { key: Deno.KvKey; versionstamp: string };
+  /** The lease, as a claim would hold it. */
+  lease: Lease;
+  /** The estimated size of the record as read or written, for commit budgets. */
+  bytes: number;
 }
 
 /** Options for {@linkcode Inbox.record}. */
@@ -142,10 +163,14 @@ export function createInbox(kv: Deno.Kv, retention: RetentionOptions): Inbox {
   };
 }
 
-/** What became of one event in a commit: recorded by it (with its versionstamp), or not. */
-export type CommitResult = { state: "recorded"; versionstamp: string } | { state: "duplicate" };
+/**
+ * What became of one event in a commit: recorded by it (with the lease of the commit's leased
+ * events, when it is one of them), or not.
+ */
+export type CommitResult = { state: "recorded"; lease?: Lease } | { state: "duplicate" };
 
 const _DUPLICATE: CommitResult = { state: "duplicate" };
+const _RECORDED: CommitResult = { state: "recorded" };
 
 /** Builds the record of a newly received event. */
 export function prepareEvent(event: WebhookEvent, options: RecordOptions): PreparedEvent {
@@ -215,14 +240,26 @@ export async function commitGroup(
     if (round > MAX_EVENTS_PER_COMMIT) {
       throw new Error("Cannot record events: a dedup check keeps failing without a duplicate");
     }
+    const leased = pending.filter(_isLeased);
+    // A lease entry's id is new, so it can never collide with another entry's key.
+    const leaseKey = leased.length > 0
+      ? readyKey(Math.max(...leased.map((event) => event.readyAt)), crypto.randomUUID())
+      : undefined;
     const result = await commitWithRetry(() => {
       const atomic = kv.atomic();
       for (const event of pending) addEventWrites(atomic, event);
+      if (leaseKey) atomic.set(leaseKey, readyEntryValue(leased.map((event) => event.id)));
       return addTimelineEntry(atomic, pending);
     });
     if (result.ok) {
-      const recorded: CommitResult = { state: "recorded", versionstamp: result.versionstamp };
-      for (const event of pending) results.set(event.id, recorded);
+      const lease: Lease | undefined = leaseKey && {
+        key: leaseKey,
+        versionstamp: result.versionstamp,
+        ids: leased.map((event) => event.id),
+      };
+      for (const event of pending) {
+        results.set(event.id, _isLeased(event) && lease ? { state: "recorded", lease } : _RECORDED);
+      }
       break;
     }
     const existing = await _findRecorded(kv, pending.map((event) => event.id));
@@ -235,12 +272,20 @@ export async function commitGroup(
   );
 }
 
-/** Adds one event's check and writes to an atomic: its record (the dedup mark) and ready entry. */
+/**
+ * Adds one event's check and writes to an atomic: its record (the dedup mark), and its ready entry
+ * unless it is recorded leased (those of a commit share one entry, written by the commit).
+ */
 export function addEventWrites(atomic: Deno.AtomicOperation, event: PreparedEvent): void {
   atomic
     .check({ key: eventKey(event.id), versionstamp: null })
-    .set(eventKey(event.id), event.record, { expireIn: event.expireInMs })
-    .set(readyKey(event.readyAt, event.id), event.id);
+    .set(eventKey(event.id), event.record, { expireIn: event.expireInMs });
+  if (!_isLeased(event)) atomic.set(readyKey(event.readyAt, event.id), event.id);
+}
+
+/** Whether an event is recorded leased to its recorder (its ready entry is at the lease's end). */
+function _isLeased(event: PreparedEvent): boolean {
+  return event.readyAt !== event.record.dueAt;
 }
 
 /**
@@ -317,11 +362,12 @@ function _outcome(
     const result = results[i];
     if (result?.state !== "recorded") return void outcome.duplicates.push(event.id);
     outcome.recorded.push(event.id);
-    if (event.readyAt !== event.record.dueAt) {
+    if (result.lease) {
       outcome.leased.push({
         record: event.record,
         event: event.event,
-        lease: { key: readyKey(event.readyAt, event.id), versionstamp: result.versionstamp },
+        lease: result.lease,
+        bytes: event.bytes,
       });
     }
   });

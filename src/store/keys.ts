@@ -5,8 +5,11 @@
  * Layout, per event:
  * - `["events", id]`: the {@linkcode EventRecord}. Its presence is also the dedup mark: intake
  *   commits it only if the key is absent.
- * - `["ready", dueAt, id]`: the ready set, ordered by when the event is due. A claim moves the
- *   entry to the lease's end, so an event whose worker died becomes due again by itself.
+ * - `["ready", dueAt, entryId]`: the ready set, ordered by when its events are due. An event
+ *   waiting on its own has an entry whose id is the event's and whose value is that id. A lease
+ *   (a claim, or the events of an intake commit recorded already leased to its worker) is an entry
+ *   with a new random id whose value lists the ids it holds; it sits at the lease's end, so events
+ *   whose worker died become due again by themselves.
  * - `["timeline", receivedAt, firstId]`: newest-first listing for the admin API. One entry per
  *   intake commit, listing the ids of the events it recorded (`firstId` is the first of them);
  *   entries written before that hold a single id as a string.
@@ -82,9 +85,23 @@ export function eventKey(id: string): Deno.KvKey {
   return ["events", id];
 }
 
-/** The ready-set entry of event `id`, due at `dueAt`. */
-export function readyKey(dueAt: number, id: string): Deno.KvKey {
-  return ["ready", dueAt, id];
+/** The ready-set entry `entryId` (an event's id, or a lease's random id), due at `dueAt`. */
+export function readyKey(dueAt: number, entryId: string): Deno.KvKey {
+  return ["ready", dueAt, entryId];
+}
+
+/** The value of a ready entry: one event id, or the ids of a lease on several events. */
+export type ReadyEntryValue = string | string[];
+
+/** The event ids an entry of the ready set or the timeline holds: one id, or a list of them. */
+export function idsOfEntry(value: unknown): string[] {
+  if (typeof value === "string") return [value];
+  return Array.isArray(value) ? value.filter((id): id is string => typeof id === "string") : [];
+}
+
+/** The value to store for a ready entry of `ids`: one id as a string, several as a list. */
+export function readyEntryValue(ids: readonly string[]): ReadyEntryValue {
+  return ids.length === 1 ? ids[0]! : [...ids];
 }
 
 /** The prefix of the whole ready set. */
