@@ -36,6 +36,8 @@ interface WrkResult {
 interface Process {
   child: Deno.ChildProcess;
   handled: () => number;
+  /** Every progress line so far: events handled, at what time (ms since the epoch). */
+  progress: { handled: number; at: number }[];
   lines: string[];
   stop: () => Promise<void>;
 }
@@ -338,14 +340,18 @@ function spawn(args: string[], env: Record<string, string>): Process {
   }).spawn();
   const lines: string[] = [];
   let handled = 0;
+  const progress: { handled: number; at: number }[] = [];
   const read = async (stream: ReadableStream<Uint8Array>): Promise<void> => {
     let rest = "";
     for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
       const parts = (rest + chunk).split("\n");
       rest = parts.pop() ?? "";
       for (const line of parts) {
-        if (line.includes('"bench progress"')) handled = JSON.parse(line).handled;
-        else if (line.trim()) lines.push(line);
+        if (line.includes('"bench progress"')) {
+          const report = JSON.parse(line);
+          handled = report.handled;
+          progress.push({ handled, at: report.at });
+        } else if (line.trim()) lines.push(line);
       }
     }
   };
@@ -353,6 +359,7 @@ function spawn(args: string[], env: Record<string, string>): Process {
   return {
     child,
     handled: () => handled,
+    progress,
     lines,
     stop: async () => {
       try {
@@ -472,15 +479,19 @@ async function workerAlone(kvPath: string, count: number): Promise<number> {
   try {
     const deadline = performance.now() + 120_000;
     const sleep = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 5));
-    while (process.handled() === 0) await sleep();
-    // Timed from the first progress line, so start-up does not count.
-    const started = performance.now();
-    const first = process.handled();
     while (process.handled() < count) {
       if (performance.now() > deadline) throw new Error("the worker did not drain in 2 min");
       await sleep();
     }
-    return (count - first) / ((performance.now() - started) / 1000);
+    // The rate between progress lines (every 200 ms) while it drained: from the first line that
+    // counted any event to the last one before all were done, so neither the start-up nor the
+    // wait for the final line counts.
+    const lines = process.progress;
+    const first = lines.find((line) => line.handled > 0)!;
+    const last = lines.findLast((line) => line.handled < count && line.at > first.at) ??
+      lines.find((line) => line.handled >= count)!;
+    if (last.at <= first.at) throw new Error("drained within one progress interval: raise count");
+    return (last.handled - first.handled) / ((last.at - first.at) / 1000);
   } finally {
     await process.stop();
   }
