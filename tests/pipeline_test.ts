@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { ManualClock, systemClock } from "../src/clock.ts";
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
-import { createWorker } from "../src/dispatch/worker.ts";
+import { createWorker, type Reservation } from "../src/dispatch/worker.ts";
 import { parseDelivery } from "../src/events/events.ts";
 import { silentLogger } from "../src/log.ts";
 import { createInbox, recordEvents } from "../src/store/inbox.ts";
@@ -426,15 +426,7 @@ Deno.test("a lease on several events shrinks as their results land; the slow one
     if (event.id === ids[2]) await slow;
   });
   const options = { kv: temp.kv, dispatcher, logger: silentLogger, clock, leaseMs: 3_000 };
-  const first = createWorker({ ...options, concurrency: 3 });
-  first.start();
-  let reservation = first.reserve(3);
-  await waitFor(() => {
-    if (reservation.count === 3) return true;
-    reservation.run([]);
-    reservation = first.reserve(3);
-    return false;
-  }, "three free slots");
+  const { worker: first, reservation } = await workerWithSlots({ ...options, concurrency: 3 }, 3);
   const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
   const outcome = await recordEvents(temp.kv, events, {
     now: clock.now(),
@@ -514,5 +506,93 @@ Deno.test("a claim takes what fits of a lease left by a dead process; the rest w
   await worker.stop(1_000);
   assert.equal(most, 2);
   assert.deepEqual([...runs.values()], [1, 1, 1, 1, 1]);
+  assert.deepEqual(await readyEntries(temp.kv), []);
+});
+
+/** Starts a worker on `kv` and waits until it can reserve `count` slots; returns both. */
+async function workerWithSlots(
+  options: Parameters<typeof createWorker>[0],
+  count: number,
+): Promise<{ worker: ReturnType<typeof createWorker>; reservation: Reservation }> {
+  const worker = createWorker(options);
+  worker.start();
+  let reservation = worker.reserve(count);
+  await waitFor(() => {
+    if (reservation.count === count) return true;
+    reservation.run([]);
+    reservation = worker.reserve(count);
+    return false;
+  }, `${count} free slots`);
+  return { worker, reservation };
+}
+
+Deno.test("a lost lease on several events aborts every run holding it, storing no result", async () => {
+  const clock = new ManualClock();
+  await using temp = await openTempKv();
+  const wamids = ["wamid.LOSTG0", "wamid.LOSTG1", "wamid.LOSTG2"];
+  const aborted = new Set<string>();
+  const dispatcher = new Dispatcher().on(
+    "message",
+    ({ event, signal }) =>
+      new Promise<void>((resolve) => {
+        signal.addEventListener("abort", () => {
+          aborted.add(event.id);
+          resolve();
+        });
+      }),
+  );
+  const options = { kv: temp.kv, dispatcher, logger: silentLogger, clock, leaseMs: 3_000 };
+  const { worker, reservation } = await workerWithSlots({ ...options, concurrency: 3 }, 3);
+  const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
+  const outcome = await recordEvents(temp.kv, events, {
+    now: clock.now(),
+    leaseUntil: reservation.until,
+    dedupTtlMs: 1e9,
+    retentionMs: 1e9,
+  });
+  reservation.run(outcome.leased);
+  await waitFor(() => worker.running() === 3, "three runs");
+  // Another worker takes the lease over: it moves the entry.
+  const [lease] = await Array.fromAsync(temp.kv.list({ prefix: READY_PREFIX }));
+  await temp.kv.atomic().check(lease!).delete(lease!.key)
+    .set(["ready", clock.now() + 60_000, "taken-over"], lease!.value).commit();
+  await advanceUntil(clock, () => Promise.resolve(aborted.size === 3), "every abort", 500);
+  await waitFor(() => worker.running() === 0, "the runs to end");
+  await worker.stop(1_000);
+  for (const event of events) assert.equal((await record(temp.kv, event.id))?.state, "pending");
+});
+
+Deno.test("an event left out of its delivery's runs waits in the shared lease, then runs once", async () => {
+  const clock = new ManualClock();
+  await using temp = await openTempKv();
+  const wamids = ["wamid.KEPT0", "wamid.LEFT1"];
+  const ids = wamids.map((w) => `message:${w}`);
+  const runs = new Map<string, number>();
+  const options = {
+    kv: temp.kv,
+    dispatcher: countingDispatcher(runs),
+    logger: silentLogger,
+    clock,
+    concurrency: 2,
+    leaseMs: 1_000,
+  };
+  const { worker, reservation } = await workerWithSlots(options, 2);
+  const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
+  const outcome = await recordEvents(temp.kv, events, {
+    now: clock.now(),
+    leaseUntil: reservation.until,
+    dedupTtlMs: 1e9,
+    retentionMs: 1e9,
+  });
+  // Only the first is handed over: the second's delivery failed after its commit landed.
+  reservation.run(outcome.leased.slice(0, 1));
+  await waitFor(() => allDone(temp.kv, ids.slice(0, 1)), "the first done");
+  assert.deepEqual((await readyEntries(temp.kv)).map(([dueAt, held]) => [dueAt, held]), [
+    [reservation.until, [ids[1]]],
+  ]);
+  await advanceUntil(clock, () => allDone(temp.kv, ids), "the second, after the lease", 50);
+  assert.ok(clock.now() >= reservation.until);
+  await worker.stop(1_000);
+  assert.deepEqual([...runs.entries()].toSorted(), ids.map((id) => [id, 1]));
   assert.deepEqual(await readyEntries(temp.kv), []);
 });
