@@ -290,6 +290,46 @@ Deno.test("replayEvent() of a dead event removes its dead letter, keeps its erro
   assert.deepEqual(await readyIds(kv), [readyKey(now, event.id)]);
 });
 
+Deno.test("events recorded together share a ready entry; one taken out of it is processing", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  const events = [0, 1, 2].map((n) => messageEvent(n));
+  await recordAll(kv, events, T0);
+  const [entry, ...others] = await Array.fromAsync(kv.list({ prefix: READY_PREFIX }));
+  assert.equal(others.length, 0, "one ready entry for the commit");
+  assert.deepEqual(entry!.value, events.map((e) => e.id));
+  for (const event of events) assert.equal((await readRecord(kv, event.id)).readyId, entry!.key[2]);
+
+  await setRecordState(kv, events[1]!.id, "processing", { now: T0, dueAt: T0 + 15_000 });
+  const states = await Promise.all(events.map((e) => getEventRecord(kv, e.id)));
+  assert.deepEqual(states.map((stored) => stored?.record.state), [
+    "pending",
+    "processing",
+    "pending",
+  ]);
+});
+
+Deno.test("replayEvent() of an event waiting with others gives it its own entry, theirs stays", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  const events = [0, 1, 2].map((n) => messageEvent(n));
+  await recordAll(kv, events, T0);
+  const [shared] = await Array.fromAsync(kv.list({ prefix: READY_PREFIX }));
+  const now = T0 + 5_000;
+
+  const result = await replayEvent(kv, events[1]!.id, now);
+
+  assert.equal(result.status, "replayed");
+  assert.equal((await readRecord(kv, events[1]!.id)).readyId, undefined);
+  const entries = await Array.fromAsync(kv.list({ prefix: READY_PREFIX }));
+  assert.deepEqual(entries.map((e) => [e.key, e.value]), [
+    [shared!.key, [events[0]!.id, events[2]!.id]],
+    [readyKey(now, events[1]!.id), events[1]!.id],
+  ]);
+  const states = await Promise.all(events.map((e) => getEventRecord(kv, e.id)));
+  assert.deepEqual(states.map((stored) => stored?.record.state), ["pending", "pending", "pending"]);
+});
+
 Deno.test("replayEvent() moves the ready entry of a retrying event to now", async () => {
   await using temp = await openTempKv();
   const { kv } = temp;

@@ -13,6 +13,8 @@ import {
   eventKey,
   type EventRecord,
   type EventState,
+  idsOfEntry,
+  readyEntryValue,
   readyKey,
 } from "../src/store/keys.ts";
 
@@ -26,9 +28,10 @@ export async function recordAll(kv: Deno.Kv, events: WebhookEvent[], now: number
 }
 
 /**
- * Moves event `id`'s record to `state` as the worker would at time `fields.now`: a claim
- * (`processing`) moves the ready entry to `fields.dueAt` and leaves the record as it is; `done`
- * and `dead` remove the entry (`dead` adds a dead letter); the other states keep or move it.
+ * Moves event `id`'s record to `state` as the worker would at time `fields.now`, taking the event
+ * out of its (possibly shared) ready entry: a claim (`processing`) puts it in an entry of its own at
+ * `fields.dueAt` (the lease's end) and leaves the record as it is; `done` and `dead` give it no
+ * entry (`dead` adds a dead letter); the other states give it its own entry at its `dueAt`.
  */
 export async function setRecordState(
   kv: Deno.Kv,
@@ -39,25 +42,38 @@ export async function setRecordState(
   const entry = await kv.get<EventRecord>(eventKey(id));
   const current = entry.value;
   assert.ok(current);
+  const atomic = kv.atomic().check(entry);
+  if (current.dueAt !== null) await leaveReadyEntry(kv, atomic, current);
   if (state === "processing") {
-    // A worker's claim: the ready entry moves to the lease's end, the record stays as it is.
+    // A worker's claim: the event moves to a lease entry at its end, the record stays as it is.
     assert.ok(current.dueAt !== null && fields.dueAt !== undefined && fields.dueAt !== null);
-    const moved = await kv.atomic().check(entry).delete(readyKey(current.dueAt, id))
-      .set(readyKey(fields.dueAt, id), id).commit();
+    const moved = await atomic.set(readyKey(fields.dueAt, id), id).commit();
     assert.ok(moved.ok);
     return current;
   }
   const { now, ...patch } = fields;
   const isParked = state === "done" || state === "dead";
-  const next: EventRecord = { ...current, dueAt: isParked ? null : current.dueAt, ...patch, state };
+  const { readyId: _shared, ...own } = current;
+  const next: EventRecord = { ...own, dueAt: isParked ? null : current.dueAt, ...patch, state };
   const expireIn = current.expiresAt - now;
-  const atomic = kv.atomic().check(entry);
-  if (current.dueAt !== null) atomic.delete(readyKey(current.dueAt, id));
   if (next.dueAt !== null) atomic.set(readyKey(next.dueAt, id), id);
   if (state === "dead") atomic.set(deadLetterKey(id), id, { expireIn });
   const result = await atomic.set(eventKey(id), next, { expireIn }).commit();
   assert.ok(result.ok);
   return next;
+}
+
+/** Adds to `atomic` taking the waiting event `record` out of its (possibly shared) ready entry. */
+export async function leaveReadyEntry(
+  kv: Deno.Kv,
+  atomic: Deno.AtomicOperation,
+  record: EventRecord,
+): Promise<void> {
+  const waiting = await kv.get(readyKey(record.dueAt!, record.readyId ?? record.id));
+  const others = idsOfEntry(waiting.value).filter((id) => id !== record.id);
+  atomic.check(waiting);
+  if (others.length > 0) atomic.set(waiting.key, readyEntryValue(others));
+  else atomic.delete(waiting.key);
 }
 
 /**

@@ -10,6 +10,7 @@ import { parseDelivery } from "../src/events/events.ts";
 import { silentLogger } from "../src/log.ts";
 import { createInbox, recordEvents } from "../src/store/inbox.ts";
 import { eventKey, type EventRecord, idsOfEntry, READY_PREFIX } from "../src/store/keys.ts";
+import { setRecordState } from "./kv_records.ts";
 import {
   advanceUntil,
   openTempKv,
@@ -371,13 +372,9 @@ Deno.test("an expired lease (a dead worker) makes the event claimable again", as
   const { events } = parseDelivery(JSON.parse(textsDelivery(["wamid.LEASE1"])));
   await recordEvents(temp.kv, events, { now: clock.now(), dedupTtlMs: 1e9, retentionMs: 1e9 });
   const id = "message:wamid.LEASE1";
-  // Simulate a claim by a process that then died: its ready entry sits at the lease's end.
-  const current = await temp.kv.get<EventRecord>(eventKey(id));
+  // Simulate a claim by a process that then died: the event sits in a lease at the lease's end.
   const leaseUntil = clock.now() + 15_000;
-  await temp.kv.atomic()
-    .delete(["ready", current.value!.dueAt!, id])
-    .set(["ready", leaseUntil, id], id)
-    .commit();
+  await setRecordState(temp.kv, id, "processing", { now: clock.now(), dueAt: leaseUntil });
   await assertRunsOnceAfterLease(temp.kv, clock, id, leaseUntil);
 });
 

@@ -521,7 +521,9 @@ export function createWorker(options: WorkerOptions): Worker {
         ...(failures.length ? { error: failures.join("; ") } : {}),
       },
     ].slice(-MAX_HISTORY);
-    const base = { ...claim.record, attempts: attempt, completedHandlers: [...completed], history };
+    // A retry waits in an entry of its own: the record no longer names a shared one.
+    const { readyId: _shared, ...record } = claim.record;
+    const base = { ...record, attempts: attempt, completedHandlers: [...completed], history };
     const lastError = failures.join("; ");
     let next: EventRecord;
     if (failures.length === 0) {

@@ -18,6 +18,7 @@ import {
   type EventRecord,
   type EventState,
   idsOfEntry,
+  readyEntryValue,
   readyKey,
   TIMELINE_PREFIX,
   timelineKey,
@@ -193,9 +194,9 @@ export async function getEventRecord(kv: Deno.Kv, id: string): Promise<StoredEve
 }
 
 /**
- * The records with their current state: a worker's claim moves an event's ready entry to the end
- * of its lease without rewriting the record, so a `pending` or `retrying` record whose entry is no
- * longer at `record.dueAt` is being processed.
+ * The records with their current state: a worker's claim moves an event out of its ready entry
+ * (into a lease) without rewriting the record, so a `pending` or `retrying` record that is no
+ * longer in its entry at `record.dueAt` is being processed.
  */
 export async function withCurrentState(
   kv: Deno.Kv,
@@ -209,9 +210,10 @@ export async function withCurrentState(
   const claimed = new Set<string>();
   for (let i = 0; i < waiting.length; i += GET_MANY_MAX_KEYS) {
     const chunk = waiting.slice(i, i + GET_MANY_MAX_KEYS);
-    const entries = await kv.getMany(chunk.map((record) => readyKey(record.dueAt!, record.id)));
+    const entries = await kv.getMany(chunk.map(_readyKeyOf));
     entries.forEach((entry, j) => {
-      if (entry.versionstamp === null) claimed.add(chunk[j]!.id);
+      const record = chunk[j]!;
+      if (!idsOfEntry(entry.value).includes(record.id)) claimed.add(record.id);
     });
   }
   return records.map((record) =>
@@ -239,11 +241,13 @@ export async function replayEvent(kv: Deno.Kv, id: string, now: number): Promise
     const current = await kv.get<EventRecord>(eventKey(id));
     const record = current.value;
     if (record === null) return { status: "not_found" };
-    // A waiting event's entry must still be at `record.dueAt`: if a worker moved it, it runs now.
-    const waiting = record.dueAt === null ? null : await kv.get(readyKey(record.dueAt, id));
-    if (waiting && waiting.versionstamp === null) return { status: "busy" };
+    // A waiting event must still be in its entry at `record.dueAt`: if a worker took it, it runs.
+    const waiting = record.dueAt === null ? null : await kv.get(_readyKeyOf(record));
+    const others = idsOfEntry(waiting?.value).filter((other) => other !== id);
+    if (waiting && others.length === idsOfEntry(waiting.value).length) return { status: "busy" };
+    const { readyId: _shared, ...rest } = record;
     const replayed: EventRecord = {
-      ...record,
+      ...rest,
       state: "pending",
       dueAt: now,
       attempts: 0,
@@ -251,7 +255,10 @@ export async function replayEvent(kv: Deno.Kv, id: string, now: number): Promise
     };
     const result = await commitWithRetry(() => {
       const atomic = kv.atomic().check(current);
-      if (waiting) atomic.check(waiting).delete(waiting.key);
+      // It leaves its entry for one of its own; the others stay in theirs.
+      if (waiting) atomic.check(waiting);
+      if (waiting && others.length > 0) atomic.set(waiting.key, readyEntryValue(others));
+      else if (waiting) atomic.delete(waiting.key);
       return atomic
         .set(eventKey(id), replayed, { expireIn: Math.max(1, record.expiresAt - now) })
         .set(readyKey(now, id), id)
@@ -281,6 +288,11 @@ export async function replayDeadLetters(kv: Deno.Kv, now: number): Promise<numbe
     }
   }
   return replayed;
+}
+
+/** The key of the ready entry a waiting record is in: its own, or the one its commit shares. */
+function _readyKeyOf(record: EventRecord): Deno.KvKey {
+  return readyKey(record.dueAt!, record.readyId ?? record.id);
 }
 
 function _matches(record: EventRecord, options: ListEventsOptions): boolean {

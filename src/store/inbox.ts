@@ -90,8 +90,8 @@ export interface PreparedEvent {
   id: string;
   event: WebhookEvent;
   record: EventRecord;
-  /** The time of its ready entry: the record's `dueAt`, or the end of the recorder's lease. */
-  readyAt: number;
+  /** The end of the recorder's lease, when it is recorded leased to its recorder. */
+  leaseUntil?: number;
   /** Estimated serialised size of the record, for commit budgets. */
   bytes: number;
   /**
@@ -196,8 +196,9 @@ export function prepareEvent(event: WebhookEvent, options: RecordOptions): Prepa
   }
   // Strings may be stored as UTF-16: count two bytes a character, plus the record's own fields.
   const bytes = (record.event ? json.length * 2 : 0) + 512;
-  const readyAt = options.leaseUntil ?? options.now;
-  return { id: event.id, event, record, readyAt, bytes, expireInMs, parts };
+  const prepared: PreparedEvent = { id: event.id, event, record, bytes, expireInMs, parts };
+  if (options.leaseUntil !== undefined) prepared.leaseUntil = options.leaseUntil;
+  return prepared;
 }
 
 /** Splits events into groups that each fit one atomic commit. */
@@ -221,11 +222,14 @@ export function groupForCommit(events: readonly PreparedEvent[]): PreparedEvent[
 }
 
 /**
- * Commits one group with a check per event that its record is absent. When a check fails (an
- * event already recorded: Meta's retry, or a concurrent request), one read finds which events are
- * recorded, they are reported as duplicates, and the others are committed again: a duplicate
- * costs its neighbours one read and one commit more, never a failure or a second record. An id
- * twice in the group is recorded once.
+ * Commits one group: per event a check that its record is absent and the record; per commit one
+ * ready entry for the events leased to the recorder, one for the others (due now, named by their
+ * records' `readyId`) and one timeline entry.
+ *
+ * When a check fails (an event already recorded: Meta's retry, or a concurrent request), one read
+ * finds which events are recorded, they are reported as duplicates, and the others are committed
+ * again: a duplicate costs its neighbours one read and one commit more, never a failure or a
+ * second record. An id twice in the group is recorded once.
  *
  * Nothing is read before the first commit: duplicates are rare, and reading every group first
  * cost the intake about a quarter of its throughput (the read is a second call to the KV thread).
@@ -240,15 +244,21 @@ export async function commitGroup(
     if (round > MAX_EVENTS_PER_COMMIT) {
       throw new Error("Cannot record events: a dedup check keeps failing without a duplicate");
     }
-    const leased = pending.filter(_isLeased);
-    // A lease entry's id is new, so it can never collide with another entry's key.
-    const leaseKey = leased.length > 0
-      ? readyKey(Math.max(...leased.map((event) => event.readyAt)), crypto.randomUUID())
-      : undefined;
+    // One ready entry for the events leased to the recorder, at the lease's end, and one for the
+    // others, due now. Their ids are new, so they never collide with another entry's key.
+    const leased = pending.filter((event) => event.leaseUntil !== undefined);
+    const waiting = pending.filter((event) => event.leaseUntil === undefined);
+    const leaseKey = _sharedReadyKey(leased.map((event) => event.leaseUntil!));
+    const waitingKey = _sharedReadyKey(waiting.map((event) => event.record.receivedAt));
+    for (const { record } of waiting) {
+      record.dueAt = waitingKey![1] as number;
+      record.readyId = waitingKey![2] as string;
+    }
     const result = await commitWithRetry(() => {
       const atomic = kv.atomic();
       for (const event of pending) addEventWrites(atomic, event);
       if (leaseKey) atomic.set(leaseKey, readyEntryValue(leased.map((event) => event.id)));
+      if (waitingKey) atomic.set(waitingKey, readyEntryValue(waiting.map((event) => event.id)));
       return addTimelineEntry(atomic, pending);
     });
     if (result.ok) {
@@ -258,7 +268,7 @@ export async function commitGroup(
         ids: leased.map((event) => event.id),
       };
       for (const event of pending) {
-        results.set(event.id, _isLeased(event) && lease ? { state: "recorded", lease } : _RECORDED);
+        results.set(event.id, lease && event.leaseUntil ? { state: "recorded", lease } : _RECORDED);
       }
       break;
     }
@@ -273,19 +283,18 @@ export async function commitGroup(
 }
 
 /**
- * Adds one event's check and writes to an atomic: its record (the dedup mark), and its ready entry
- * unless it is recorded leased (those of a commit share one entry, written by the commit).
+ * Adds one event's check and write to an atomic: its record, which is its dedup mark. (Its ready
+ * entry is shared with the other events of the commit: see {@linkcode commitGroup}.)
  */
 export function addEventWrites(atomic: Deno.AtomicOperation, event: PreparedEvent): void {
   atomic
     .check({ key: eventKey(event.id), versionstamp: null })
     .set(eventKey(event.id), event.record, { expireIn: event.expireInMs });
-  if (!_isLeased(event)) atomic.set(readyKey(event.readyAt, event.id), event.id);
 }
 
-/** Whether an event is recorded leased to its recorder (its ready entry is at the lease's end). */
-function _isLeased(event: PreparedEvent): boolean {
-  return event.readyAt !== event.record.dueAt;
+/** A new ready entry due at the latest of `times`; none for no times. */
+function _sharedReadyKey(times: number[]): Deno.KvKey | undefined {
+  return times.length > 0 ? readyKey(Math.max(...times), crypto.randomUUID()) : undefined;
 }
 
 /**

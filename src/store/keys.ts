@@ -6,10 +6,11 @@
  * - `["events", id]`: the {@linkcode EventRecord}. Its presence is also the dedup mark: intake
  *   commits it only if the key is absent.
  * - `["ready", dueAt, entryId]`: the ready set, ordered by when its events are due. An event
- *   waiting on its own has an entry whose id is the event's and whose value is that id. A lease
- *   (a claim, or the events of an intake commit recorded already leased to its worker) is an entry
- *   with a new random id whose value lists the ids it holds; it sits at the lease's end, so events
- *   whose worker died become due again by themselves.
+ *   waiting on its own (a retry, a replay) has an entry whose id is the event's and whose value is
+ *   that id. The events an intake commit records share one entry with a new random id whose value
+ *   lists their ids (their records name it as `readyId`). A lease (a claim, or the events of an
+ *   intake commit recorded already leased to its worker) is such an entry too; it sits at the
+ *   lease's end, so events whose worker died become due again by themselves.
  * - `["timeline", receivedAt, firstId]`: newest-first listing for the admin API. One entry per
  *   intake commit, listing the ids of the events it recorded (`firstId` is the first of them);
  *   entries written before that hold a single id as a string.
@@ -44,6 +45,12 @@ export interface EventRecord {
   receivedAt: number;
   /** The time of this event's `["ready", …]` entry; `null` when it has none (done, dead). */
   dueAt: number | null;
+  /**
+   * The id of the ready entry it waits in when that entry is shared with the other events of its
+   * intake commit (`["ready", dueAt, readyId]`); absent when the entry is its own
+   * (`["ready", dueAt, id]`).
+   */
+  readyId?: string;
   /** When the record (and the dedup mark) expires, ms since the epoch. */
   expiresAt: number;
   /** Names of the handlers that already succeeded: a retry runs only the others. */
