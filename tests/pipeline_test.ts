@@ -6,9 +6,9 @@ import assert from "node:assert/strict";
 import { ManualClock, systemClock } from "../src/clock.ts";
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import { createWorker, type Reservation } from "../src/dispatch/worker.ts";
-import { parseDelivery } from "../src/events/events.ts";
+import { parseDelivery, type WebhookEvent } from "../src/events/events.ts";
 import { silentLogger } from "../src/log.ts";
-import { createInbox, recordEvents } from "../src/store/inbox.ts";
+import { createInbox, recordEvents, type RecordOutcome } from "../src/store/inbox.ts";
 import { eventKey, type EventRecord, idsOfEntry, READY_PREFIX } from "../src/store/keys.ts";
 import { setRecordState } from "./kv_records.ts";
 import {
@@ -424,13 +424,7 @@ Deno.test("a lease on several events shrinks as their results land; the slow one
   });
   const options = { kv: temp.kv, dispatcher, logger: silentLogger, clock, leaseMs: 3_000 };
   const { worker: first, reservation } = await workerWithSlots({ ...options, concurrency: 3 }, 3);
-  const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
-  const outcome = await recordEvents(temp.kv, events, {
-    now: clock.now(),
-    leaseUntil: reservation.until,
-    dedupTtlMs: 1e9,
-    retentionMs: 1e9,
-  });
+  const { outcome } = await recordLeased(temp.kv, clock, reservation, wamids);
   assert.deepEqual(await readyEntries(temp.kv), [[reservation.until, ids]], "one entry for three");
   assert.equal(new Set(outcome.leased.map((leased) => leased.lease)).size, 1);
 
@@ -506,6 +500,23 @@ Deno.test("a claim takes what fits of a lease left by a dead process; the rest w
   assert.deepEqual(await readyEntries(temp.kv), []);
 });
 
+/** Records a delivery of `wamids` leased to the worker holding `reservation`, as intake does. */
+async function recordLeased(
+  kv: Deno.Kv,
+  clock: ManualClock,
+  reservation: Reservation,
+  wamids: string[],
+): Promise<{ events: WebhookEvent[]; outcome: RecordOutcome }> {
+  const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
+  const outcome = await recordEvents(kv, events, {
+    now: clock.now(),
+    leaseUntil: reservation.until,
+    dedupTtlMs: 1e9,
+    retentionMs: 1e9,
+  });
+  return { events, outcome };
+}
+
 /** Starts a worker on `kv` and waits until it can reserve `count` slots; returns both. */
 async function workerWithSlots(
   options: Parameters<typeof createWorker>[0],
@@ -540,13 +551,7 @@ Deno.test("a lost lease on several events aborts every run holding it, storing n
   );
   const options = { kv: temp.kv, dispatcher, logger: silentLogger, clock, leaseMs: 3_000 };
   const { worker, reservation } = await workerWithSlots({ ...options, concurrency: 3 }, 3);
-  const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
-  const outcome = await recordEvents(temp.kv, events, {
-    now: clock.now(),
-    leaseUntil: reservation.until,
-    dedupTtlMs: 1e9,
-    retentionMs: 1e9,
-  });
+  const { events, outcome } = await recordLeased(temp.kv, clock, reservation, wamids);
   reservation.run(outcome.leased);
   await waitFor(() => worker.running() === 3, "three runs");
   // Another worker takes the lease over: it moves the entry.
@@ -574,13 +579,7 @@ Deno.test("an event left out of its delivery's runs waits in the shared lease, t
     leaseMs: 1_000,
   };
   const { worker, reservation } = await workerWithSlots(options, 2);
-  const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
-  const outcome = await recordEvents(temp.kv, events, {
-    now: clock.now(),
-    leaseUntil: reservation.until,
-    dedupTtlMs: 1e9,
-    retentionMs: 1e9,
-  });
+  const { outcome } = await recordLeased(temp.kv, clock, reservation, wamids);
   // Only the first is handed over: the second's delivery failed after its commit landed.
   reservation.run(outcome.leased.slice(0, 1));
   await waitFor(() => allDone(temp.kv, ids.slice(0, 1)), "the first done");
