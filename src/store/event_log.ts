@@ -233,8 +233,10 @@ export type ReplayResult =
 /**
  * Puts event `id` back to `pending`, due at `now`, with no handler counted as done, so the worker
  * runs all its handlers again with a fresh retry schedule (`attempts` restarts at 0); `history`
- * and `lastError` are kept, and so is the record's expiry. One atomic checks the record's versionstamp, moves its ready entry to `now` and removes
- * its dead letter; when the record changed meanwhile, the replay reads it again and retries.
+ * and `lastError` are kept, and so is the record's expiry. One atomic checks the record's
+ * versionstamp, takes the event out of its ready entry (which other events may share) into one of
+ * its own at `now`, and removes its dead letter; when the record changed meanwhile, the replay
+ * reads it again and retries.
  */
 export async function replayEvent(kv: Deno.Kv, id: string, now: number): Promise<ReplayResult> {
   for (let attempt = 1; attempt <= REPLAY_ATTEMPTS; attempt++) {

@@ -95,8 +95,8 @@ export interface PreparedEvent {
   /** Estimated serialised size of the record, for commit budgets. */
   bytes: number;
   /**
-   * How long the record (its own dedup mark) and its timeline entry live: the longer of the dedup TTL
-   * and the retention, since the record is the dedup mark.
+   * How long the record and its timeline entry live: the longer of the dedup TTL and the
+   * retention, since the record is the dedup mark.
    */
   expireInMs: number;
   /** Chunks of a large event's JSON, written before the record. */

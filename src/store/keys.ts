@@ -92,12 +92,12 @@ export function eventKey(id: string): Deno.KvKey {
   return ["events", id];
 }
 
-/** The ready-set entry `entryId` (an event's id, or a lease's random id), due at `dueAt`. */
+/** The ready-set entry `entryId` (an event's id, or a shared entry's random id), due at `dueAt`. */
 export function readyKey(dueAt: number, entryId: string): Deno.KvKey {
   return ["ready", dueAt, entryId];
 }
 
-/** The value of a ready entry: one event id, or the ids of a lease on several events. */
+/** The value of a ready entry: one event id, or the ids of the events sharing it. */
 export type ReadyEntryValue = string | string[];
 
 /** The event ids an entry of the ready set or the timeline holds: one id, or a list of them. */
