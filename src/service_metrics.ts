@@ -206,8 +206,8 @@ export class ServiceMetrics {
     });
     this.readyQueueDepth = registry.gauge({
       name: "wa_webhook_ready_queue_depth",
-      help: "Entries of the ready set, due now (backlog) or later (leases, retries); " +
-        `counted up to ${this.#readyScanLimit}.`,
+      help: "Events in the ready set, due now (backlog) or later (leases, retries); " +
+        `counted in up to ${this.#readyScanLimit} entries.`,
       labelNames: ["due"],
     });
     this.readyQueueOldestAge = registry.gauge({
@@ -289,7 +289,7 @@ export class ServiceMetrics {
   }
 
   /**
-   * Fills the scrape-time gauges: seconds since the last delivery, the ready-queue depth (entries
+   * Fills the scrape-time gauges: seconds since the last delivery, the ready-queue depth (events
    * due by `now` and later, reading at most `readyScanLimit` keys of the `["ready"]` prefix) and
    * the age of the oldest due entry; then runs the registry's collectors. Never throws: errors
    * are returned for the caller to log, and the queue gauges read `NaN` when KV failed.

@@ -262,16 +262,17 @@ Deno.test("collect() reads the ready set: depth due now and later, age of the ol
   const metrics = createServiceMetrics({ clock });
   const now = T0 + 60_000;
   await temp.kv.set(readyKey(now - 45_000, "a"), "a"); // waiting 45 s
-  await temp.kv.set(readyKey(now - 1_000, "b"), "b");
+  await temp.kv.set(readyKey(now - 1_000, "commit-1"), ["b1", "b2"]); // an intake commit's events
   await temp.kv.set(readyKey(now, "c"), "c"); // due exactly now
-  await temp.kv.set(readyKey(now + 15_000, "d"), "d"); // a lease
+  await temp.kv.set(readyKey(now + 15_000, "lease-1"), ["d1", "d2", "d3"]); // a lease
   await temp.kv.set(readyKey(now + 60_000, "e"), "e"); // a retry
 
   const errors = await metrics.collect(temp.kv, now);
   assert.deepEqual(errors, []);
   const exposition = scrape(metrics);
-  assert.equal(valueOf(exposition, "wa_webhook_ready_queue_depth", { due: "now" }), 3);
-  assert.equal(valueOf(exposition, "wa_webhook_ready_queue_depth", { due: "later" }), 2);
+  // Events, not entries.
+  assert.equal(valueOf(exposition, "wa_webhook_ready_queue_depth", { due: "now" }), 4);
+  assert.equal(valueOf(exposition, "wa_webhook_ready_queue_depth", { due: "later" }), 4);
   assert.equal(valueOf(exposition, "wa_webhook_ready_queue_oldest_age_seconds"), 45);
   // No delivery yet: the silence counts from the start.
   assert.equal(valueOf(exposition, "wa_webhook_seconds_since_last_delivery"), 60);
