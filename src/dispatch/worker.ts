@@ -183,6 +183,7 @@ type LeaseChange =
   | { kind: "result"; outcome: Outcome }
   | { kind: "extend"; lease: Lease; until: number };
 
+/** The lease a change is to. */
 function _leaseOf(change: LeaseChange): Lease {
   return change.kind === "result" ? change.outcome.claim.lease : change.lease;
 }
