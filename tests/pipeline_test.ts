@@ -306,53 +306,134 @@ Deno.test("no more handlers run at once than the worker's concurrency", async ()
   assert.equal(most, 3);
 });
 
-Deno.test("events recorded leased to the worker run at once, in the slots it reserved", async () => {
+Deno.test("events recorded leased run at once; those beyond the free slots wait in memory", async () => {
   const clock = new ManualClock();
   await using temp = await openTempKv();
   const inbox = createInbox(temp.kv, { dedupTtlMs: 1e9, retentionMs: 1e9 });
   const runs = new Map<string, number>();
+  let running = 0;
+  let most = 0;
+  let release: () => void = () => {};
+  let gate = new Promise<void>((resolve) => (release = resolve));
+  const dispatcher = new Dispatcher().on("message", async ({ event }) => {
+    runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
+    most = Math.max(most, ++running);
+    await gate;
+    running--;
+  });
+  // Two slots, and four places in memory per slot.
   const worker = createWorker({
     kv: temp.kv,
-    dispatcher: countingDispatcher(runs),
+    dispatcher,
     logger: silentLogger,
     clock,
-    concurrency: 3,
+    concurrency: 2,
   });
   assert.equal(worker.reserve(5).count, 0, "no slots before the worker starts");
   worker.start();
-  // Until a claim round has found nothing due, part of the slots is kept for due events.
-  let reservation = worker.reserve(5);
+  // Until a claim round has found nothing due, part of the slots is kept for due events and
+  // nothing waits in memory.
+  let reservation = worker.reserve(12);
   await waitFor(() => {
-    if (reservation.count === 3) return true;
-    assert.ok(reservation.count < 3, "never more than the free slots");
+    if (reservation.count === 10) return true;
+    assert.ok(reservation.count < 2, "only open slots while due events may wait");
     reservation.run([]);
-    reservation = worker.reserve(5);
+    reservation = worker.reserve(12);
     return false;
   }, "the first claim round to find nothing due");
-  assert.equal(worker.reserve(1).count, 0, "every slot is held");
+  assert.equal(worker.reserve(1).count, 0, "every slot and place is held");
 
-  const wamids = ["wamid.HAND0", "wamid.HAND1", "wamid.HAND2", "wamid.HAND3"];
+  const wamids = Array.from({ length: 12 }, (_, i) => `wamid.HAND${i}`);
   const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
   const until = clock.now() + 15_000;
   const outcome = await inbox.record(events, clock.now(), { count: reservation.count, until });
-  assert.deepEqual(
-    outcome.leased.map((leased) => leased.event.id),
-    wamids.slice(0, 3).map((w) => `message:${w}`),
-  );
-  const ready = [];
-  for await (const entry of temp.kv.list({ prefix: READY_PREFIX })) ready.push(entry.key[1]);
-  assert.deepEqual(ready, [clock.now(), until, until, until], "three leased, one due now");
+  assert.equal(outcome.leased.length, 10, "ten leased, two due now");
 
   reservation.run(outcome.leased);
-  await waitFor(() => runs.size === 3, "the leased events to run, with time standing still");
-  worker.wake(); // the one not leased is due now: the claim loop takes it
+  await waitFor(() => running === 2, "two runs");
+  assert.equal(worker.running(), 2, "the other eight wait in memory");
+  // With time standing still, the queued events run as slots free; then the claim loop takes the
+  // two that were not leased.
+  await waitFor(async () => {
+    release();
+    gate = new Promise<void>((resolve) => (release = resolve));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    return runs.size === 10;
+  }, "the ten leased events to run");
   await advanceUntil(clock, async () => {
-    const records = await Promise.all(events.map((event) => record(temp.kv, event.id)));
-    return records.every((r) => r?.state === "done");
+    release();
+    gate = new Promise<void>((resolve) => (release = resolve));
+    return await allDone(temp.kv, events.map((event) => event.id));
   }, "all done");
   await worker.stop(1_000);
-  assert.deepEqual([...runs.values()], [1, 1, 1, 1]);
+  assert.equal(most, 2);
+  assert.deepEqual([...runs.values()], Array(12).fill(1));
   assert.equal(await readyCount(temp.kv), 0);
+});
+
+Deno.test("an event waiting in memory keeps its lease; a second worker never takes it", async () => {
+  const clock = new ManualClock();
+  await using temp = await openTempKv();
+  const runs = new Map<string, number>();
+  let finishFirst: () => void = () => {};
+  const first = new Promise<void>((resolve) => (finishFirst = resolve));
+  const dispatcher = new Dispatcher().on("message", async ({ event }) => {
+    runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
+    if (event.id === "message:wamid.WAIT0") await first;
+  });
+  const options = { kv: temp.kv, dispatcher, logger: silentLogger, clock, leaseMs: 3_000 };
+  const { worker, reservation } = await workerWithSlots({ ...options, concurrency: 1 }, 2);
+  // Two commits: the waiting event's lease is its own, not the running one's.
+  const { outcome: running } = await recordLeased(temp.kv, clock, reservation, ["wamid.WAIT0"]);
+  const { outcome: waiting } = await recordLeased(temp.kv, clock, reservation, ["wamid.WAIT1"]);
+  reservation.run([...running.leased, ...waiting.leased]);
+  await waitFor(() => runs.size === 1 && worker.running() === 1, "one run, one waiting");
+  const second = createWorker(options);
+  second.start();
+  for (let i = 0; i < 12; i++) {
+    await clock.advance(1_000);
+    await waitFor(async () => {
+      const entries = await readyEntries(temp.kv);
+      return entries.length === 2 && entries.every(([dueAt]) => dueAt >= clock.now() + 1_000);
+    }, "both leases to be extended");
+  }
+  assert.deepEqual([...runs.keys()], ["message:wamid.WAIT0"]);
+  finishFirst();
+  const ids = ["message:wamid.WAIT0", "message:wamid.WAIT1"];
+  await waitFor(() => allDone(temp.kv, ids), "both done");
+  await worker.stop(1_000);
+  await second.stop(1_000);
+  assert.deepEqual([...runs.values()], [1, 1]);
+});
+
+Deno.test("events waiting in memory when the worker stops run elsewhere once their lease ends", async () => {
+  const clock = new ManualClock();
+  await using temp = await openTempKv();
+  // The handler runs until it is aborted.
+  const dispatcher = new Dispatcher().on(
+    "message",
+    ({ signal }) =>
+      new Promise<void>((_, reject) =>
+        signal.addEventListener("abort", () => reject(signal.reason))
+      ),
+  );
+  const options = { kv: temp.kv, dispatcher, logger: silentLogger, clock, concurrency: 1 };
+  const { worker, reservation } = await workerWithSlots(options, 2);
+  const wamids = ["wamid.STOP0", "wamid.STOP1"];
+  const { outcome } = await recordLeased(temp.kv, clock, reservation, wamids);
+  reservation.run(outcome.leased);
+  await waitFor(() => worker.running() === 1, "one run, one waiting");
+  await worker.stop(0); // the run is aborted and the waiting event left to its lease
+
+  const runs = new Map<string, number>();
+  const next = createWorker({ ...options, dispatcher: countingDispatcher(runs) });
+  next.start();
+  await clock.advance(reservation.until - clock.now() - 1_000);
+  assert.equal(runs.size, 0, "not taken while the lease holds");
+  const ids = wamids.map((w) => `message:${w}`);
+  await advanceUntil(clock, () => allDone(temp.kv, ids), "both taken over");
+  await next.stop(1_000);
+  assert.deepEqual([...runs.values()], [1, 1]);
 });
 
 Deno.test("an event recorded leased by a process that died runs once its lease ends", async () => {
