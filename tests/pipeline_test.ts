@@ -310,17 +310,7 @@ Deno.test("events recorded leased run at once; those beyond the free slots wait 
   const clock = new ManualClock();
   await using temp = await openTempKv();
   const inbox = createInbox(temp.kv, { dedupTtlMs: 1e9, retentionMs: 1e9 });
-  const runs = new Map<string, number>();
-  let running = 0;
-  let most = 0;
-  let release: () => void = () => {};
-  let gate = new Promise<void>((resolve) => (release = resolve));
-  const dispatcher = new Dispatcher().on("message", async ({ event }) => {
-    runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
-    most = Math.max(most, ++running);
-    await gate;
-    running--;
-  });
+  const { dispatcher, runs, counts, release } = gatedDispatcher();
   // Two slots, and four places in memory per slot.
   const worker = createWorker({
     kv: temp.kv,
@@ -350,23 +340,21 @@ Deno.test("events recorded leased run at once; those beyond the free slots wait 
   assert.equal(outcome.leased.length, 10, "ten leased, two due now");
 
   reservation.run(outcome.leased);
-  await waitFor(() => running === 2, "two runs");
+  await waitFor(() => counts.running === 2, "two runs");
   assert.equal(worker.running(), 2, "the other eight wait in memory");
   // With time standing still, the queued events run as slots free; then the claim loop takes the
   // two that were not leased.
   await waitFor(async () => {
     release();
-    gate = new Promise<void>((resolve) => (release = resolve));
     await new Promise((resolve) => setTimeout(resolve, 5));
     return runs.size === 10;
   }, "the ten leased events to run");
-  await advanceUntil(clock, async () => {
+  await advanceUntil(clock, () => {
     release();
-    gate = new Promise<void>((resolve) => (release = resolve));
-    return await allDone(temp.kv, events.map((event) => event.id));
+    return allDone(temp.kv, events.map((event) => event.id));
   }, "all done");
   await worker.stop(1_000);
-  assert.equal(most, 2);
+  assert.equal(counts.most, 2);
   assert.deepEqual([...runs.values()], Array(12).fill(1));
   assert.equal(await readyCount(temp.kv), 0);
 });
@@ -544,17 +532,7 @@ Deno.test("a claim takes what fits of a lease left by a dead process; the rest w
     retentionMs: 1e9,
   });
   await clock.advance(2_000);
-  let running = 0;
-  let most = 0;
-  let release: () => void = () => {};
-  let gate = new Promise<void>((resolve) => (release = resolve));
-  const runs = new Map<string, number>();
-  const dispatcher = new Dispatcher().on("message", async ({ event }) => {
-    runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
-    most = Math.max(most, ++running);
-    await gate;
-    running--;
-  });
+  const { dispatcher, runs, counts, release } = gatedDispatcher();
   const worker = createWorker({
     kv: temp.kv,
     dispatcher,
@@ -563,7 +541,7 @@ Deno.test("a claim takes what fits of a lease left by a dead process; the rest w
     concurrency: 2,
   });
   worker.start();
-  await waitFor(() => running === 2, "two runs");
+  await waitFor(() => counts.running === 2, "two runs");
   const entries = await readyEntries(temp.kv);
   assert.equal(entries.length, 2, "the claimed two under a new lease, three left due");
   assert.deepEqual(entries.flatMap(([, held]) => held).toSorted(), ids.toSorted());
@@ -571,15 +549,36 @@ Deno.test("a claim takes what fits of a lease left by a dead process; the rest w
   // Each release lets the runs waiting at the gate finish; the claim loop takes the rest.
   await waitFor(async () => {
     release();
-    gate = new Promise<void>((resolve) => (release = resolve));
     await clock.advance(10);
     return await allDone(temp.kv, ids);
   }, "all done");
   await worker.stop(1_000);
-  assert.equal(most, 2);
+  assert.equal(counts.most, 2);
   assert.deepEqual([...runs.values()], [1, 1, 1, 1, 1]);
   assert.deepEqual(await readyEntries(temp.kv), []);
 });
+
+/**
+ * A dispatcher whose runs wait at a gate until `release()` lets every waiting run go on (later ones
+ * wait at a new gate). It counts runs per event, and runs at once now and at most.
+ */
+function gatedDispatcher() {
+  const runs = new Map<string, number>();
+  const counts = { running: 0, most: 0 };
+  let open: () => void = () => {};
+  let gate = new Promise<void>((resolve) => (open = resolve));
+  const dispatcher = new Dispatcher().on("message", async ({ event }) => {
+    runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
+    counts.most = Math.max(counts.most, ++counts.running);
+    await gate;
+    counts.running--;
+  });
+  const release = (): void => {
+    open();
+    gate = new Promise<void>((resolve) => (open = resolve));
+  };
+  return { dispatcher, runs, counts, release };
+}
 
 /** Records a delivery of `wamids` leased to the worker holding `reservation`, as intake does. */
 async function recordLeased(
