@@ -376,10 +376,11 @@ export function createWorker(options: WorkerOptions): Worker {
     const abort = new AbortController();
     busy++;
     let isSlotHeld = true;
+    // Called when the handlers are done, and again when the run ends (its result stored): each
+    // may open a slot, for a queued event or for the claim loop.
     const freeSlot = (): void => {
-      if (!isSlotHeld) return;
+      if (isSlotHeld) busy--;
       isSlotHeld = false;
-      busy--;
       runQueued();
       // A freed slot matters to the claim loop only when due events may be waiting for one.
       if (isBacklogged) wake();
@@ -399,8 +400,6 @@ export function createWorker(options: WorkerOptions): Worker {
       .finally(() => {
         runs.delete(claim.record.id);
         freeSlot();
-        runQueued();
-        if (isBacklogged) wake();
       });
     runs.set(claim.record.id, { done, abort });
   }
