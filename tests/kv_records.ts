@@ -16,6 +16,7 @@ import {
   idsOfEntry,
   readyEntryValue,
   readyKey,
+  readyKeyOf,
 } from "../src/store/keys.ts";
 
 /** The service's default retention: event ids 8 days, records 7 days. */
@@ -69,7 +70,7 @@ export async function leaveReadyEntry(
   atomic: Deno.AtomicOperation,
   record: EventRecord,
 ): Promise<void> {
-  const waiting = await kv.get(readyKey(record.dueAt!, record.readyId ?? record.id));
+  const waiting = await kv.get(readyKeyOf(record));
   const others = idsOfEntry(waiting.value).filter((id) => id !== record.id);
   atomic.check(waiting);
   if (others.length > 0) atomic.set(waiting.key, readyEntryValue(others));

@@ -20,6 +20,7 @@ import {
   idsOfEntry,
   readyEntryValue,
   readyKey,
+  readyKeyOf,
   TIMELINE_PREFIX,
   timelineKey,
 } from "./keys.ts";
@@ -210,7 +211,7 @@ export async function withCurrentState(
   const claimed = new Set<string>();
   for (let i = 0; i < waiting.length; i += GET_MANY_MAX_KEYS) {
     const chunk = waiting.slice(i, i + GET_MANY_MAX_KEYS);
-    const entries = await kv.getMany(chunk.map(_readyKeyOf));
+    const entries = await kv.getMany(chunk.map(readyKeyOf));
     entries.forEach((entry, j) => {
       const record = chunk[j]!;
       if (!idsOfEntry(entry.value).includes(record.id)) claimed.add(record.id);
@@ -244,7 +245,7 @@ export async function replayEvent(kv: Deno.Kv, id: string, now: number): Promise
     const record = current.value;
     if (record === null) return { status: "not_found" };
     // A waiting event must still be in its entry at `record.dueAt`: if a worker took it, it runs.
-    const waiting = record.dueAt === null ? null : await kv.get(_readyKeyOf(record));
+    const waiting = record.dueAt === null ? null : await kv.get(readyKeyOf(record));
     const others = idsOfEntry(waiting?.value).filter((other) => other !== id);
     if (waiting && others.length === idsOfEntry(waiting.value).length) return { status: "busy" };
     const { readyId: _shared, ...rest } = record;
@@ -290,11 +291,6 @@ export async function replayDeadLetters(kv: Deno.Kv, now: number): Promise<numbe
     }
   }
   return replayed;
-}
-
-/** The key of the ready entry a waiting record is in: its own, or the one its commit shares. */
-function _readyKeyOf(record: EventRecord): Deno.KvKey {
-  return readyKey(record.dueAt!, record.readyId ?? record.id);
 }
 
 function _matches(record: EventRecord, options: ListEventsOptions): boolean {

@@ -97,6 +97,14 @@ export function readyKey(dueAt: number, entryId: string): Deno.KvKey {
   return ["ready", dueAt, entryId];
 }
 
+/**
+ * The key of the ready entry a waiting event is in, from its record: its own entry, or the one it
+ * shares with the other events of its intake commit (`readyId`).
+ */
+export function readyKeyOf(record: EventRecord): Deno.KvKey {
+  return readyKey(record.dueAt!, record.readyId ?? record.id);
+}
+
 /** The value of a ready entry: one event id, or the ids of the events sharing it. */
 export type ReadyEntryValue = string | string[];
 
