@@ -24,7 +24,7 @@ import type { WebhookEvent } from "../events/events.ts";
 import type { Logger } from "../log.ts";
 import { commitWithRetry } from "../store/commit.ts";
 import { createGroupCommitter } from "../store/group_commit.ts";
-import { type Lease, type LeasedEvent, readEvent } from "../store/inbox.ts";
+import { type Lease, type LeasedEvent, readEvent, renewParts } from "../store/inbox.ts";
 import {
   type AttemptRecord,
   deadLetterKey,
@@ -35,6 +35,7 @@ import {
   type ReadyEntryValue,
   readyEntryValue,
   readyKey,
+  renewedExpiresAt,
 } from "../store/keys.ts";
 import { annotateSpan, withSpan } from "../telemetry.ts";
 import type { Dispatcher, HandlerServices } from "./dispatcher.ts";
@@ -46,7 +47,10 @@ export interface RetryPolicy {
   maxAttempts: number;
   /** Delay before the first retry; doubled for each further one (default 1 s). */
   baseDelayMs: number;
-  /** Longest delay between two attempts (default 15 min). */
+  /**
+   * Longest delay between two attempts (default 15 min), whatever a `RetryLaterError` (a Graph
+   * API `Retry-After`, say) asked for: a longer wait is cut to this.
+   */
   maxDelayMs: number;
 }
 
@@ -72,6 +76,13 @@ export interface WorkerOptions {
   /** Events handled at the same time (default 64). */
   concurrency?: number;
   retry?: Partial<RetryPolicy>;
+  /**
+   * How long a record lives after it is due (the longer of the dedup TTL and the retention; default
+   * 8 days, `DEDUP_TTL_HOURS`'s default). A result whose record would expire less than half of
+   * this after its next run's first lease ends (its settling, when done or dead) renews it to live
+   * this long after that, so no waiting event expires before it runs.
+   */
+  recordLifeMs?: number;
   /** Returns a number in [0, 1) for jitter; defaults to `Math.random`. */
   random?: () => number;
   /** Told about handler runs and stored results, for metrics. */
@@ -140,6 +151,8 @@ export interface Reservation {
   run(events: readonly LeasedEvent[]): void;
 }
 
+/** Default {@linkcode WorkerOptions.recordLifeMs}: the default dedup TTL, the longer default. */
+const DEFAULT_RECORD_LIFE_MS = 8 * 24 * 3_600_000;
 /** Default lease: long enough for most handlers, short enough that a crash costs seconds. */
 const DEFAULT_LEASE_MS = 15_000;
 /** Shortest sleep between two claim rounds, so an entry that cannot be claimed never spins. */
@@ -215,6 +228,7 @@ export function createWorker(options: WorkerOptions): Worker {
   const pollIntervalMs = options.pollIntervalMs ?? 1_000;
   const concurrency = options.concurrency ?? 64;
   const retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+  const recordLifeMs = options.recordLifeMs ?? DEFAULT_RECORD_LIFE_MS;
   const random = options.random ?? Math.random;
   const changes = createGroupCommitter<LeaseChange, boolean>({
     maxGroupSize: CHANGES_PER_COMMIT,
@@ -526,7 +540,7 @@ export function createWorker(options: WorkerOptions): Worker {
         failures.push(`${handler.name}: ${message}`);
         if (error instanceof PermanentError) isPermanent = true;
         if (error instanceof RetryLaterError) {
-          retryAfterMs = Math.max(retryAfterMs, error.retryAfterMs);
+          retryAfterMs = Math.max(retryAfterMs, _waitAsked(error));
         }
         log.warn("handler failed", { handler: handler.name, attempt, error });
       }
@@ -555,7 +569,7 @@ export function createWorker(options: WorkerOptions): Worker {
     if (failures.length === 0) {
       next = { ...base, state: "done", dueAt: null };
     } else if (attempt < retry.maxAttempts && !isPermanent && !abort.signal.aborted) {
-      const delay = Math.max(_backoffMs(attempt, retry, random), retryAfterMs);
+      const delay = _retryDelayMs(attempt, retry, random, retryAfterMs);
       next = { ...base, state: "retrying", dueAt: now + delay, lastError };
     } else if (attempt < retry.maxAttempts && !isPermanent) {
       // Aborted by shutdown: leave the lease to expire so another worker retries it soon.
@@ -564,6 +578,7 @@ export function createWorker(options: WorkerOptions): Worker {
     } else {
       next = { ...base, state: "dead", dueAt: null, lastError };
     }
+    next = await renewLife(next, event, now);
     const isStored = await withSpan("worker.result", async (span) => {
       const isStored = await changes.submit({ kind: "result", outcome: { claim, next, log } });
       span.setAttribute("wa.result.stored", isStored);
@@ -585,6 +600,23 @@ export function createWorker(options: WorkerOptions): Worker {
     } else {
       log.error("event dead-lettered", { attempt, lastError });
     }
+  }
+
+  /**
+   * The record to store, living long enough after its next run's first lease (its settling, when
+   * done or dead): see {@linkcode renewedExpiresAt}. A large event's parts are written again first,
+   * to live as long.
+   */
+  async function renewLife(
+    next: EventRecord,
+    event: WebhookEvent,
+    now: number,
+  ): Promise<EventRecord> {
+    const expiresAt = renewedExpiresAt(next.expiresAt, (next.dueAt ?? now) + leaseMs, recordLifeMs);
+    if (expiresAt === next.expiresAt) return next;
+    const renewed = { ...next, expiresAt };
+    if (next.parts !== undefined) renewed.parts = await renewParts(kv, event, expiresAt - now);
+    return renewed;
   }
 
   /** Calls an observer; one that throws must not break the worker. */
@@ -662,7 +694,7 @@ export function createWorker(options: WorkerOptions): Worker {
   /** Adds a run's result to an atomic: the record, and a retry's entry or a dead letter. */
   function writeResult(atomic: Deno.AtomicOperation, { claim, next }: Outcome, now: number): void {
     const id = claim.record.id;
-    const expireIn = _remaining(claim.record, now);
+    const expireIn = _remaining(next, now);
     atomic.set(eventKey(id), next, { expireIn });
     if (next.state === "retrying" && next.dueAt !== null) atomic.set(readyKey(next.dueAt, id), id);
     if (next.state === "dead") atomic.set(deadLetterKey(id), id, { expireIn });
@@ -819,6 +851,29 @@ function _planClaims(
     if (taken.length > 0 || rest.length < ids.length) plans.push({ entry, taken, rest });
   }
   return plans;
+}
+
+/**
+ * The delay before the next attempt: the backoff, or the longest wait a `RetryLaterError` asked
+ * for when that is longer, but never more than `maxDelayMs`, so it is always finite.
+ */
+function _retryDelayMs(
+  attempt: number,
+  policy: RetryPolicy,
+  random: () => number,
+  retryAfterMs: number,
+): number {
+  const delay = Math.max(_backoffMs(attempt, policy, random), retryAfterMs);
+  return Number.isNaN(delay) ? policy.maxDelayMs : Math.min(policy.maxDelayMs, Math.max(0, delay));
+}
+
+/**
+ * The wait a `RetryLaterError` asks for, 0 or more; 0 when it is not a number (a subclass may
+ * set its own `retryAfterMs`).
+ */
+function _waitAsked(error: RetryLaterError): number {
+  const wait: unknown = error.retryAfterMs;
+  return typeof wait === "number" && !Number.isNaN(wait) ? Math.max(0, wait) : 0;
 }
 
 /** Exponential backoff with jitter: half the delay fixed, half random, so delays keep growing. */
