@@ -827,3 +827,41 @@ function _partExpirations(path: string, id: string): number[] {
     db.close();
   }
 }
+
+Deno.test("events an older version parked far away (at Infinity, in 2056) run once a worker starts", async () => {
+  const clock = new ManualClock();
+  await using temp = await openTempKv();
+  const start = clock.now();
+  const wamids = ["wamid.PARKED1", "wamid.PARKED2", "wamid.SOON1"];
+  const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
+  await recordEvents(temp.kv, events, { now: start, dedupTtlMs: 1e9, retentionMs: 1e9 });
+  const [infinite, decades, soon] = wamids.map((wamid) => `message:${wamid}`) as [
+    string,
+    string,
+    string,
+  ];
+  // As versions that did not cap delays left them after a Retry-After of 400 nines, or of
+  // 946080000 s; and a retry this version would write, 10 minutes away.
+  const fields = { now: start, attempts: 1, lastError: "echo: throttled" };
+  await setRecordState(temp.kv, infinite, "retrying", { ...fields, dueAt: Infinity });
+  await setRecordState(temp.kv, decades, "retrying", { ...fields, dueAt: start + 946080000_000 });
+  await setRecordState(temp.kv, soon, "retrying", { ...fields, dueAt: start + 600_000 });
+
+  const runs = new Map<string, number>();
+  const worker = createWorker({
+    kv: temp.kv,
+    dispatcher: countingDispatcher(runs),
+    logger: silentLogger,
+    clock,
+  });
+  worker.start();
+  await advanceUntil(clock, () => allDone(temp.kv, [infinite, decades]), "the parked ones done");
+  assert.ok(clock.now() - start < 60_000, "they ran at once");
+  assert.equal((await record(temp.kv, infinite))?.attempts, 2);
+  assert.equal((await record(temp.kv, decades))?.attempts, 2);
+  const waiting = await record(temp.kv, soon);
+  assert.equal(waiting?.state, "retrying", "a retry within the longest delay keeps its time");
+  assert.equal(waiting?.dueAt, start + 600_000);
+  await worker.stop(1_000);
+  assert.deepEqual([runs.get(infinite), runs.get(decades), runs.get(soon)], [1, 1, undefined]);
+});

@@ -17,6 +17,9 @@
  * lease: a result stores its record and takes its event out of the lease entry, which goes with
  * the last one. So the worker keeps up with the intake.
  *
+ * Every retry is due within `maxDelayMs`, whatever a handler asked, and its record is renewed to
+ * outlive that time. On start, the worker makes due now the events older versions parked later.
+ *
  * @module
  */
 import type { Clock } from "../clock.ts";
@@ -174,6 +177,8 @@ const MAX_COMMIT_BYTES = 600 * 1024;
  * intake: 10-event deliveries at 32 connections were handled at 5.5k events/s instead of 18k.
  */
 const QUEUED_PER_SLOT = 4;
+/** Events parked by older versions that one start brings back at most; the next start does more. */
+const MAX_UNPARKED_PER_START = 1_000;
 
 /**
  * A claimed event: its record as read, its lease (shared with the other events of its entry, and
@@ -264,6 +269,16 @@ export function createWorker(options: WorkerOptions): Worker {
   const maxQueued = QUEUED_PER_SLOT * concurrency;
 
   async function runLoop(): Promise<void> {
+    try {
+      const unparked = await unparkFarEvents(clock.now());
+      if (unparked > 0) {
+        logger.warn("events parked beyond the longest retry delay are due now", {
+          events: unparked,
+        });
+      }
+    } catch (error) {
+      logger.error("cannot bring back events parked beyond the longest retry delay", { error });
+    }
     while (!isStopping) {
       lastLoopAt = clock.now();
       isWoken = false;
@@ -360,6 +375,40 @@ export function createWorker(options: WorkerOptions): Worker {
       }
     }));
     return claimed;
+  }
+
+  /**
+   * Makes due now the waiting events due later than any delay this version sets (the longest
+   * retry delay and a lease): versions that did not cap delays parked events there, at `Infinity`
+   * for a `Retry-After` of 400 nines, where their records would expire before they ran. Each moves
+   * in an atomic that checks its entry and its record, renewing the record's life as a retry
+   * would. Returns how many moved.
+   */
+  async function unparkFarEvents(now: number): Promise<number> {
+    const far = kv.list<ReadyEntryValue>(
+      { prefix: READY_PREFIX, start: readyKey(now + retry.maxDelayMs + leaseMs + 1, "") },
+      { limit: MAX_UNPARKED_PER_START },
+    );
+    let moved = 0;
+    for await (const entry of far) {
+      const [id, ...others] = idsOfEntry(entry.value);
+      // Only such entries are an event's own (a retry's): shared ones are never due later.
+      if (id === undefined || others.length > 0) continue;
+      const stored = await kv.get<EventRecord>(eventKey(id));
+      const record = stored.value;
+      if (record?.state !== "retrying" || !Object.is(record.dueAt, entry.key[1])) continue;
+      const event = await readEvent(kv, record);
+      const { readyId: _shared, ...own } = record;
+      const next = await renewLife({ ...own, dueAt: now }, event, now);
+      const result = await kv.atomic()
+        .check(entry, stored)
+        .delete(entry.key)
+        .set(readyKey(now, id), id)
+        .set(eventKey(id), next, { expireIn: _remaining(next, now) })
+        .commit();
+      if (result.ok) moved++;
+    }
+    return moved;
   }
 
   /**
