@@ -394,19 +394,24 @@ export function createWorker(options: WorkerOptions): Worker {
       const [id, ...others] = idsOfEntry(entry.value);
       // Only such entries are an event's own (a retry's): shared ones are never due later.
       if (id === undefined || others.length > 0) continue;
-      const stored = await kv.get<EventRecord>(eventKey(id));
-      const record = stored.value;
-      if (record?.state !== "retrying" || !Object.is(record.dueAt, entry.key[1])) continue;
-      const event = await readEvent(kv, record);
-      const { readyId: _shared, ...own } = record;
-      const next = await renewLife({ ...own, dueAt: now }, event, now);
-      const result = await kv.atomic()
-        .check(entry, stored)
-        .delete(entry.key)
-        .set(readyKey(now, id), id)
-        .set(eventKey(id), next, { expireIn: _remaining(next, now) })
-        .commit();
-      if (result.ok) moved++;
+      try {
+        const stored = await kv.get<EventRecord>(eventKey(id));
+        const record = stored.value;
+        // A lease entry's time is not its record's `dueAt`: only retries' own entries move.
+        if (record?.state !== "retrying" || !Object.is(record.dueAt, entry.key[1])) continue;
+        const event = await readEvent(kv, record);
+        const { readyId: _shared, ...own } = record;
+        const next = await renewLife({ ...own, dueAt: now }, event, now);
+        const result = await kv.atomic()
+          .check(entry, stored)
+          .delete(entry.key)
+          .set(readyKey(now, id), id)
+          .set(eventKey(id), next, { expireIn: _remaining(next, now) })
+          .commit();
+        if (result.ok) moved++;
+      } catch (error) {
+        logger.error("cannot bring back a parked event", { eventId: id, error });
+      }
     }
     return moved;
   }

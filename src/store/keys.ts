@@ -66,10 +66,10 @@ export interface EventRecord {
 }
 
 /**
- * When a record stored now should expire, so that it outlives `untilMs` (the end of the first lease
- * of its next run, or the time it was settled): its current `expiresAt` while that leaves at least
- * half of `lifeMs` after `untilMs`, else a whole `lifeMs` after it. Renewing by a whole life, and
- * only when half is left, keeps the rewrites of a large event's parts rare.
+ * When a record stored now should expire, so that it outlives `untilMs` (for a waiting event, the
+ * end of the first lease of its next run): its current `expiresAt` while that leaves at least half
+ * of `lifeMs` after `untilMs`, else a whole `lifeMs` after it. Renewing by a whole life, and only
+ * when half is left, keeps the rewrites of a large event's parts rare.
  *
  * @param lifeMs how long records live: the longer of the dedup TTL and the retention
  */
