@@ -26,7 +26,7 @@ import {
 } from "./service_metrics.ts";
 import { statusRoutes } from "./status/routes.ts";
 import { registerStatusTracking } from "./status/tracker.ts";
-import { createInbox, type RecordOutcome } from "./store/inbox.ts";
+import { createInbox, recordLifeMs, type RecordOutcome } from "./store/inbox.ts";
 import { annotateSpan } from "./telemetry.ts";
 import { answerHandshake } from "./webhook/handshake.ts";
 import { createIntakeHandler } from "./webhook/intake.ts";
@@ -76,6 +76,10 @@ export async function createApp(options: AppOptions): Promise<App> {
   const verifier = instrumentVerifier(await createSignatureVerifier(config.APP_SECRET), metrics);
   const graph = hasGraphToken(config) ? _createGraphClient(options, metrics) : undefined;
   const dispatcher = options.dispatcher ?? _defaultDispatcher(config, clock);
+  const retention = {
+    dedupTtlMs: config.DEDUP_TTL_HOURS * HOUR_MS,
+    retentionMs: config.EVENT_RETENTION_HOURS * HOUR_MS,
+  };
   const worker = createWorker({
     kv,
     dispatcher,
@@ -88,6 +92,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       baseDelayMs: config.RETRY_BASE_DELAY_MS,
       maxDelayMs: config.RETRY_MAX_DELAY_MS,
     },
+    recordLifeMs: recordLifeMs(retention),
     ...(options.random ? { random: options.random } : {}),
     ...(graph ? { services: { graph } } : {}),
     observer: {
@@ -97,10 +102,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   });
 
   let isDraining = false;
-  const inbox = createInbox(kv, {
-    dedupTtlMs: config.DEDUP_TTL_HOURS * HOUR_MS,
-    retentionMs: config.EVENT_RETENTION_HOURS * HOUR_MS,
-  });
+  const inbox = createInbox(kv, retention);
 
   const routes: Route[] = [
     {

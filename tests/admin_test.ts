@@ -316,6 +316,20 @@ Deno.test("GET /admin/events/:id returns the record, its attempts and the typed 
   assert.equal(broken.status, 400);
 });
 
+Deno.test("GET /admin/events/:id shows a dueAt no date can hold as null, not a 500", async () => {
+  await using server = await startAdminServer(TEST_ADMIN_TOKEN);
+  const parked = messageEvent(8);
+  await recordAll(server.kv, [parked], T0);
+  // As versions that did not cap delays stored a Retry-After of 400 nines.
+  await setState(server.kv, parked.id, "retrying", { attempts: 1, dueAt: Infinity });
+
+  const response = await call(server, "GET", `/admin/events/${encodeURIComponent(parked.id)}`);
+  assert.equal(response.status, 200);
+  assert.equal(response.body.dueAt, null);
+  assert.equal(response.body.state, "retrying");
+  assert.equal(response.body.attempts, 1);
+});
+
 Deno.test("GET /admin/events/:id reads back an event stored in parts", async () => {
   await using server = await startAdminServer(TEST_ADMIN_TOKEN);
   const large = messageEvent(7, "histórico ".repeat(12_000)); // ~130 KB of JSON

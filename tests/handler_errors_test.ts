@@ -11,7 +11,7 @@ import { parseDelivery } from "../src/events/events.ts";
 import { silentLogger } from "../src/log.ts";
 import { recordEvents } from "../src/store/inbox.ts";
 import { deadLetterKey, eventKey, type EventRecord } from "../src/store/keys.ts";
-import { openTempKv, textsDelivery, waitFor } from "./support.ts";
+import { advanceUntil, openTempKv, textsDelivery, waitFor } from "./support.ts";
 
 const WAMID = "wamid.HANDLERERR1";
 const EVENT_ID = `message:${WAMID}`;
@@ -21,6 +21,7 @@ async function runWorker(
   kv: Deno.Kv,
   clock: ManualClock,
   dispatcher: Dispatcher,
+  maxDelayMs?: number,
 ): Promise<{ stop: () => Promise<void> }> {
   const { events } = parseDelivery(JSON.parse(textsDelivery([WAMID])));
   await recordEvents(kv, events, { now: clock.now(), dedupTtlMs: 1e9, retentionMs: 1e9 });
@@ -30,7 +31,7 @@ async function runWorker(
     logger: silentLogger,
     clock,
     random: () => 0,
-    retry: { maxAttempts: 5, baseDelayMs: 1_000 },
+    retry: { maxAttempts: 5, baseDelayMs: 1_000, ...(maxDelayMs ? { maxDelayMs } : {}) },
   });
   worker.start();
   return { stop: () => worker.stop(1_000) };
@@ -103,3 +104,42 @@ Deno.test("a RetryLaterError shorter than the backoff leaves the backoff in forc
   await worker.stop();
   assert.equal((await record(temp.kv))?.dueAt, start + 500); // 1000 / 2 + 0 * 1000 / 2
 });
+
+Deno.test("RetryLaterError keeps a finite wait of 0 or more, whatever it is given", () => {
+  const waits = [Infinity, 1e15, NaN, -Infinity, -5, 2_000].map((wait) =>
+    new RetryLaterError("Throttled", wait).retryAfterMs
+  );
+  assert.deepEqual(waits, [Number.MAX_SAFE_INTEGER, 1e15, 0, 0, 0, 2_000]);
+});
+
+// A custom handler's wait that would park the event for ever, for decades, or as a NaN key.
+for (
+  const [label, wait, delay] of [
+    ["Infinity", Infinity, 60_000], // cut to maxDelayMs
+    ["1e15 (year 33,700)", 1e15, 60_000],
+    ["NaN", NaN, 500], // no wait asked: the backoff, 1000 / 2 + 0 * 1000 / 2
+  ] as const
+) {
+  Deno.test(`a RetryLaterError asking ${label} is retried within the longest delay, and counted`, async () => {
+    await using temp = await openTempKv();
+    const clock = new ManualClock();
+    const start = clock.now();
+    let runs = 0;
+    const dispatcher = new Dispatcher().on("message", () => {
+      runs++;
+      if (runs === 1) throw new RetryLaterError("Throttled", wait);
+    }, { name: "throttled" });
+    const worker = await runWorker(temp.kv, clock, dispatcher, 60_000);
+
+    await waitFor(async () => (await record(temp.kv))?.state === "retrying", "retrying");
+    const retrying = await record(temp.kv);
+    assert.equal(retrying?.dueAt, start + delay);
+    assert.equal(retrying?.attempts, 1);
+    await clock.advance(delay - 1);
+    assert.equal(runs, 1, "not run before its due time");
+    await advanceUntil(clock, async () => (await record(temp.kv))?.state === "done", "done");
+    await worker.stop();
+    assert.equal(runs, 2);
+    assert.equal((await record(temp.kv))?.attempts, 2);
+  });
+}

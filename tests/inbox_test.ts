@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { createInbox, type Inbox } from "../src/store/inbox.ts";
 import { eventKey, idsOfEntry } from "../src/store/keys.ts";
 import { textMessageEvent } from "./fixtures/catalog.ts";
-import { recordAll, RETENTION } from "./kv_records.ts";
+import { expirationMs, recordAll, RETENTION } from "./kv_records.ts";
 import { openTempKv } from "./support.ts";
 
 const NOW = Date.UTC(2026, 0, 1);
@@ -200,4 +200,20 @@ Deno.test("events of concurrent deliveries recorded leased share one ready entry
     assert.equal(lease.key[1], until);
   }
   assert.ok([...leases].some((lease) => lease.ids.length > 1));
+});
+
+Deno.test("a record recorded leased lives its whole life after the lease ends", async () => {
+  await using temp = await openTempKv();
+  // Real time: Deno KV counts `expireIn` from its own clock.
+  const now = Date.now();
+  const lifeMs = 3_600_000; // DEDUP_TTL_HOURS = EVENT_RETENTION_HOURS = 1: the least allowed
+  const until = now + 3_600_000; // LEASE_MS: the most allowed
+  const inbox = createInbox(temp.kv, { dedupTtlMs: lifeMs, retentionMs: lifeMs });
+  const event = textMessageEvent("wamid.LEASEDLIFE");
+
+  const outcome = await inbox.record([event], now, { count: 1, until });
+  const [leased] = outcome.leased;
+  assert.equal(leased?.record.expiresAt, until + lifeMs, "a life after the lease, not at its end");
+  const expiration = expirationMs(temp.path, ["events", event.id])!;
+  assert.ok(expiration >= until + lifeMs, `expires ${expiration - until} ms after the lease`);
 });

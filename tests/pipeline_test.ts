@@ -3,16 +3,20 @@
  * loopback server and a temp-file Deno KV.
  */
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import { ManualClock, systemClock } from "../src/clock.ts";
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
+import { RetryLaterError } from "../src/dispatch/handler_errors.ts";
 import { createWorker, type Reservation } from "../src/dispatch/worker.ts";
 import { parseDelivery, type WebhookEvent } from "../src/events/events.ts";
 import { silentLogger } from "../src/log.ts";
 import { createInbox, recordEvents, type RecordOutcome } from "../src/store/inbox.ts";
 import { eventKey, type EventRecord, idsOfEntry, READY_PREFIX } from "../src/store/keys.ts";
-import { setRecordState } from "./kv_records.ts";
+import { FAKE_TOKEN, startFakeGraphApi } from "./fake_graph_api.ts";
+import { expirationMs, setRecordState } from "./kv_records.ts";
 import {
   advanceUntil,
+  messagesDelivery,
   openTempKv,
   postDelivery,
   startTestServer,
@@ -671,4 +675,193 @@ Deno.test("an event left out of its delivery's runs waits in the shared lease, t
   await worker.stop(1_000);
   assert.deepEqual([...runs.entries()].toSorted(), ids.map((id) => [id, 1]));
   assert.deepEqual(await readyEntries(temp.kv), []);
+});
+
+const HOUR_MS = 3_600_000;
+/** Meta's success answer to a mark-as-read, scripted ahead of a scripted reply answer. */
+const READ_OK = { status: 200, body: '{"success":true}' };
+
+// Waits a Graph API `Retry-After` may ask for that would park an event for decades (or for ever).
+for (
+  const [label, retryAfter] of [
+    ["400 nines", "9".repeat(400)],
+    ["999999999 s (2058)", "999999999"],
+    ["a date in year 9999", "Fri, 31 Dec 9999 23:59:59 GMT"],
+  ]
+) {
+  Deno.test(`a Graph 429 with Retry-After ${label}: the retry is due within RETRY_MAX_DELAY_MS and counted`, async () => {
+    await using fake = startFakeGraphApi();
+    const clock = new ManualClock();
+    const maxDelayMs = 900_000; // RETRY_MAX_DELAY_MS's default, written out
+    await using server = await startTestServer({
+      clock,
+      random: () => 0.5,
+      env: {
+        ECHO_REPLIES: "true",
+        WHATSAPP_TOKEN: FAKE_TOKEN,
+        GRAPH_API_BASE_URL: fake.url,
+        RETRY_MAX_DELAY_MS: String(maxDelayMs),
+      },
+    });
+    // The client gives up at once (the wait is past its minute) and the echo handler passes the
+    // wait on to the worker in a RetryLaterError.
+    fake.script(READ_OK, { error: 130429, status: 429, retryAfter });
+    const start = clock.now();
+    const response = await postDelivery(server.origin, textsDelivery(["wamid.FAR1"]));
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+    const id = "message:wamid.FAR1";
+
+    await waitFor(async () => (await record(server.kv, id))?.state === "retrying", "retrying");
+    const retrying = (await record(server.kv, id))!;
+    assert.equal(retrying.attempts, 1, "the throttled run counts as an attempt");
+    assert.equal(retrying.dueAt, start + maxDelayMs, "the wait is cut to RETRY_MAX_DELAY_MS");
+    assert.deepEqual((await readyEntries(server.kv)).map(([dueAt]) => dueAt), [retrying.dueAt]);
+    const shown = await fetch(`${server.origin}/admin/events/${encodeURIComponent(id)}`, {
+      headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+    });
+    assert.equal(shown.status, 200);
+    const view = await shown.json();
+    assert.equal(view.dueAt, new Date(start + maxDelayMs).toISOString());
+    assert.equal(view.attempts, 1);
+
+    // Not parked: it runs again once the capped delay has passed, and answers.
+    await clock.advance(maxDelayMs - 1);
+    assert.equal(fake.requests.length, 2, "nothing sent before its due time");
+    await advanceUntil(clock, async () => (await record(server.kv, id))?.state === "done", "done");
+    const done = (await record(server.kv, id))!;
+    assert.equal(done.attempts, 2);
+    assert.ok(done.history[1]!.at >= start + maxDelayMs);
+    assert.equal(fake.requests.length, 4, "a second mark-as-read, then the reply");
+  });
+}
+
+Deno.test(
+  "a retry due as far as the cap allows renews its record (and a large event's parts) to outlive it",
+  async () => {
+    await using temp = await openTempKv();
+    // Deno KV counts `expireIn` from its own clock: the manual clock starts at the real time and
+    // never moves here, so the expiries read from the file compare with the records' times.
+    const clock = new ManualClock(Date.now());
+    const start = clock.now();
+    const lifeMs = HOUR_MS; // DEDUP_TTL_HOURS = EVENT_RETENTION_HOURS = 1: the least allowed
+    const maxDelayMs = 7 * 24 * HOUR_MS; // RETRY_MAX_DELAY_MS: the most allowed
+    const leaseMs = 15_000;
+    const small = "message:wamid.LIFE1";
+    const large = "message:wamid.LIFE2";
+    const { events } = parseDelivery(messagesDelivery({
+      messages: ["wamid.LIFE1", "wamid.LIFE2"].map((id, i) => ({
+        from: "5511999990000",
+        id,
+        timestamp: "1767225600",
+        type: "text",
+        text: { body: i === 0 ? "short" : "histórico ".repeat(12_000) }, // ~130 KB: in parts
+      })),
+    }));
+    await recordEvents(temp.kv, events, { now: start, dedupTtlMs: lifeMs, retentionMs: lifeMs });
+    assert.ok((await record(temp.kv, large))!.parts! > 1);
+    const runs = new Map<string, number>();
+    const dispatcher = new Dispatcher().on("message", ({ event }) => {
+      runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
+      if (runs.get(event.id) === 1) throw new RetryLaterError("Throttled", maxDelayMs);
+    }, { name: "throttled" });
+    const worker = createWorker({
+      kv: temp.kv,
+      dispatcher,
+      logger: silentLogger,
+      clock,
+      leaseMs,
+      recordLifeMs: lifeMs,
+      retry: { maxDelayMs },
+      random: () => 0,
+    });
+    worker.start();
+    await waitFor(
+      async () =>
+        (await record(temp.kv, small))?.state === "retrying" &&
+        (await record(temp.kv, large))?.state === "retrying",
+      "both retrying",
+    );
+
+    for (const id of [small, large]) {
+      const retrying = (await record(temp.kv, id))!;
+      assert.equal(retrying.dueAt, start + maxDelayMs);
+      // What Deno KV will do, read from its file (reads do not show an expiry).
+      const expiration = expirationMs(temp.path, ["events", id])!;
+      assert.ok(
+        expiration >= retrying.dueAt! + leaseMs + lifeMs / 2,
+        `${id} expires ${((expiration - retrying.dueAt!) / HOUR_MS).toFixed(2)} h after it is due`,
+      );
+      assert.ok(Math.abs(expiration - retrying.expiresAt) < 5_000, "the record says its expiry");
+    }
+    const parts = _partExpirations(temp.path, large);
+    assert.equal(parts.length, (await record(temp.kv, large))!.parts);
+    for (const expiration of parts) {
+      assert.ok(expiration >= expirationMs(temp.path, ["events", large])! - 5_000, "parts live on");
+    }
+
+    // Past the record's first life and on to its due time: both run, the large one read whole.
+    await clock.advance(maxDelayMs - 1);
+    assert.equal(runs.get(large), 1, "not run before its due time");
+    await advanceUntil(clock, async () => (await allDone(temp.kv, [small, large])), "both done");
+    await worker.stop(1_000);
+    assert.deepEqual([runs.get(small), runs.get(large)], [2, 2]);
+  },
+);
+
+/** When Deno KV will drop each chunk of event `id`'s JSON, read from its SQLite file. */
+function _partExpirations(path: string, id: string): number[] {
+  // The key prefix `["event_parts", id]`: each string part as 0x02, its bytes, 0x00.
+  const prefix: number[] = [];
+  for (const part of ["event_parts", id]) {
+    prefix.push(0x02, ...new TextEncoder().encode(part), 0x00);
+  }
+  const start = new Uint8Array(prefix);
+  const end = new Uint8Array([...prefix, 0xff]);
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    const rows = db.prepare("SELECT expiration_ms FROM kv WHERE k >= ? AND k < ? ORDER BY k")
+      .all(start, end);
+    return rows.map((row) => Number(row.expiration_ms));
+  } finally {
+    db.close();
+  }
+}
+
+Deno.test("events an older version parked far away (at Infinity, in 2056) run once a worker starts", async () => {
+  const clock = new ManualClock();
+  await using temp = await openTempKv();
+  const start = clock.now();
+  const wamids = ["wamid.PARKED1", "wamid.PARKED2", "wamid.SOON1"];
+  const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
+  await recordEvents(temp.kv, events, { now: start, dedupTtlMs: 1e9, retentionMs: 1e9 });
+  const [infinite, decades, soon] = wamids.map((wamid) => `message:${wamid}`) as [
+    string,
+    string,
+    string,
+  ];
+  // As versions that did not cap delays left them after a Retry-After of 400 nines, or of
+  // 946080000 s; and a retry this version would write, 10 minutes away.
+  const fields = { now: start, attempts: 1, lastError: "echo: throttled" };
+  await setRecordState(temp.kv, infinite, "retrying", { ...fields, dueAt: Infinity });
+  await setRecordState(temp.kv, decades, "retrying", { ...fields, dueAt: start + 946080000_000 });
+  await setRecordState(temp.kv, soon, "retrying", { ...fields, dueAt: start + 600_000 });
+
+  const runs = new Map<string, number>();
+  const worker = createWorker({
+    kv: temp.kv,
+    dispatcher: countingDispatcher(runs),
+    logger: silentLogger,
+    clock,
+  });
+  worker.start();
+  await advanceUntil(clock, () => allDone(temp.kv, [infinite, decades]), "the parked ones done");
+  assert.ok(clock.now() - start < 60_000, "they ran at once");
+  assert.equal((await record(temp.kv, infinite))?.attempts, 2);
+  assert.equal((await record(temp.kv, decades))?.attempts, 2);
+  const waiting = await record(temp.kv, soon);
+  assert.equal(waiting?.state, "retrying", "a retry within the longest delay keeps its time");
+  assert.equal(waiting?.dueAt, start + 600_000);
+  await worker.stop(1_000);
+  assert.deepEqual([runs.get(infinite), runs.get(decades), runs.get(soon)], [1, 1, undefined]);
 });

@@ -150,8 +150,13 @@ function _recordView(record: EventRecord, event: WebhookEvent): Record<string, u
   };
 }
 
-function _iso(ms: number): string {
-  return new Date(ms).toISOString();
+/**
+ * A time as an ISO string, or `null` for one no `Date` can hold: records written before delays
+ * were capped may hold `Infinity` as their `dueAt`, and one bad time must not fail the answer.
+ */
+function _iso(ms: number): string | null {
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? null : date.toISOString();
 }
 
 /**

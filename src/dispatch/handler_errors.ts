@@ -18,16 +18,22 @@ export class PermanentError extends Error {
 /**
  * A failure worth retrying, but not before `retryAfterMs` has passed (a rate limit that said how
  * long to wait): the worker's next attempt is at least that far away, or later if its own backoff
- * is longer. Attempts still count toward `RETRY_MAX_ATTEMPTS`.
+ * is longer, but never further than `RETRY_MAX_DELAY_MS`: a longer wait is cut to it. Attempts
+ * still count toward `RETRY_MAX_ATTEMPTS`.
  */
 export class RetryLaterError extends Error {
   override readonly name = "RetryLaterError";
-  /** The least wait before the next attempt, in milliseconds. */
+  /** The least wait before the next attempt, in milliseconds: finite, 0 or more. */
   readonly retryAfterMs: number;
 
-  /** `retryAfterMs` below 0 counts as 0. */
+  /**
+   * `retryAfterMs` below 0, or not a number (`NaN`), counts as 0: the worker's backoff decides.
+   * `Infinity` and other waits beyond {@linkcode Number.MAX_SAFE_INTEGER} count as that.
+   */
   constructor(message: string, retryAfterMs: number, options?: ErrorOptions) {
     super(message, options);
-    this.retryAfterMs = Math.max(0, retryAfterMs);
+    this.retryAfterMs = Number.isNaN(retryAfterMs)
+      ? 0
+      : Math.min(Number.MAX_SAFE_INTEGER, Math.max(0, retryAfterMs));
   }
 }

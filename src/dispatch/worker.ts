@@ -17,6 +17,9 @@
  * lease: a result stores its record and takes its event out of the lease entry, which goes with
  * the last one. So the worker keeps up with the intake.
  *
+ * Every retry is due within `maxDelayMs`, whatever a handler asked, and its record is renewed to
+ * outlive that time. On start, the worker makes due now the events older versions parked later.
+ *
  * @module
  */
 import type { Clock } from "../clock.ts";
@@ -24,7 +27,7 @@ import type { WebhookEvent } from "../events/events.ts";
 import type { Logger } from "../log.ts";
 import { commitWithRetry } from "../store/commit.ts";
 import { createGroupCommitter } from "../store/group_commit.ts";
-import { type Lease, type LeasedEvent, readEvent } from "../store/inbox.ts";
+import { type Lease, type LeasedEvent, readEvent, renewParts } from "../store/inbox.ts";
 import {
   type AttemptRecord,
   deadLetterKey,
@@ -35,6 +38,7 @@ import {
   type ReadyEntryValue,
   readyEntryValue,
   readyKey,
+  renewedExpiresAt,
 } from "../store/keys.ts";
 import { annotateSpan, withSpan } from "../telemetry.ts";
 import type { Dispatcher, HandlerServices } from "./dispatcher.ts";
@@ -46,7 +50,10 @@ export interface RetryPolicy {
   maxAttempts: number;
   /** Delay before the first retry; doubled for each further one (default 1 s). */
   baseDelayMs: number;
-  /** Longest delay between two attempts (default 15 min). */
+  /**
+   * Longest delay between two attempts (default 15 min), whatever a `RetryLaterError` (a Graph
+   * API `Retry-After`, say) asked for: a longer wait is cut to this.
+   */
   maxDelayMs: number;
 }
 
@@ -72,6 +79,13 @@ export interface WorkerOptions {
   /** Events handled at the same time (default 64). */
   concurrency?: number;
   retry?: Partial<RetryPolicy>;
+  /**
+   * How long a record lives after it is due (the longer of the dedup TTL and the retention; default
+   * 8 days, `DEDUP_TTL_HOURS`'s default). A result whose record would expire less than half of
+   * this after its next run's first lease ends (its settling, when done or dead) renews it to live
+   * this long after that, so no waiting event expires before it runs.
+   */
+  recordLifeMs?: number;
   /** Returns a number in [0, 1) for jitter; defaults to `Math.random`. */
   random?: () => number;
   /** Told about handler runs and stored results, for metrics. */
@@ -140,6 +154,8 @@ export interface Reservation {
   run(events: readonly LeasedEvent[]): void;
 }
 
+/** Default {@linkcode WorkerOptions.recordLifeMs}: the default dedup TTL, the longer default. */
+const DEFAULT_RECORD_LIFE_MS = 8 * 24 * 3_600_000;
 /** Default lease: long enough for most handlers, short enough that a crash costs seconds. */
 const DEFAULT_LEASE_MS = 15_000;
 /** Shortest sleep between two claim rounds, so an entry that cannot be claimed never spins. */
@@ -161,6 +177,8 @@ const MAX_COMMIT_BYTES = 600 * 1024;
  * intake: 10-event deliveries at 32 connections were handled at 5.5k events/s instead of 18k.
  */
 const QUEUED_PER_SLOT = 4;
+/** Events parked by older versions that one start brings back at most; the next start does more. */
+const MAX_UNPARKED_PER_START = 1_000;
 
 /**
  * A claimed event: its record as read, its lease (shared with the other events of its entry, and
@@ -215,6 +233,7 @@ export function createWorker(options: WorkerOptions): Worker {
   const pollIntervalMs = options.pollIntervalMs ?? 1_000;
   const concurrency = options.concurrency ?? 64;
   const retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+  const recordLifeMs = options.recordLifeMs ?? DEFAULT_RECORD_LIFE_MS;
   const random = options.random ?? Math.random;
   const changes = createGroupCommitter<LeaseChange, boolean>({
     maxGroupSize: CHANGES_PER_COMMIT,
@@ -250,6 +269,16 @@ export function createWorker(options: WorkerOptions): Worker {
   const maxQueued = QUEUED_PER_SLOT * concurrency;
 
   async function runLoop(): Promise<void> {
+    try {
+      const unparked = await unparkFarEvents(clock.now());
+      if (unparked > 0) {
+        logger.warn("events parked beyond the longest retry delay are due now", {
+          events: unparked,
+        });
+      }
+    } catch (error) {
+      logger.error("cannot bring back events parked beyond the longest retry delay", { error });
+    }
     while (!isStopping) {
       lastLoopAt = clock.now();
       isWoken = false;
@@ -346,6 +375,45 @@ export function createWorker(options: WorkerOptions): Worker {
       }
     }));
     return claimed;
+  }
+
+  /**
+   * Makes due now the waiting events due later than any delay this version sets (the longest
+   * retry delay and a lease): versions that did not cap delays parked events there, at `Infinity`
+   * for a `Retry-After` of 400 nines, where their records would expire before they ran. Each moves
+   * in an atomic that checks its entry and its record, renewing the record's life as a retry
+   * would. Returns how many moved.
+   */
+  async function unparkFarEvents(now: number): Promise<number> {
+    const far = kv.list<ReadyEntryValue>(
+      { prefix: READY_PREFIX, start: readyKey(now + retry.maxDelayMs + leaseMs + 1, "") },
+      { limit: MAX_UNPARKED_PER_START },
+    );
+    let moved = 0;
+    for await (const entry of far) {
+      const [id, ...others] = idsOfEntry(entry.value);
+      // Only such entries are an event's own (a retry's): shared ones are never due later.
+      if (id === undefined || others.length > 0) continue;
+      try {
+        const stored = await kv.get<EventRecord>(eventKey(id));
+        const record = stored.value;
+        // A lease entry's time is not its record's `dueAt`: only retries' own entries move.
+        if (record?.state !== "retrying" || !Object.is(record.dueAt, entry.key[1])) continue;
+        const event = await readEvent(kv, record);
+        const { readyId: _shared, ...own } = record;
+        const next = await renewLife({ ...own, dueAt: now }, event, now);
+        const result = await kv.atomic()
+          .check(entry, stored)
+          .delete(entry.key)
+          .set(readyKey(now, id), id)
+          .set(eventKey(id), next, { expireIn: _remaining(next, now) })
+          .commit();
+        if (result.ok) moved++;
+      } catch (error) {
+        logger.error("cannot bring back a parked event", { eventId: id, error });
+      }
+    }
+    return moved;
   }
 
   /**
@@ -526,7 +594,7 @@ export function createWorker(options: WorkerOptions): Worker {
         failures.push(`${handler.name}: ${message}`);
         if (error instanceof PermanentError) isPermanent = true;
         if (error instanceof RetryLaterError) {
-          retryAfterMs = Math.max(retryAfterMs, error.retryAfterMs);
+          retryAfterMs = Math.max(retryAfterMs, _waitAsked(error));
         }
         log.warn("handler failed", { handler: handler.name, attempt, error });
       }
@@ -555,7 +623,7 @@ export function createWorker(options: WorkerOptions): Worker {
     if (failures.length === 0) {
       next = { ...base, state: "done", dueAt: null };
     } else if (attempt < retry.maxAttempts && !isPermanent && !abort.signal.aborted) {
-      const delay = Math.max(_backoffMs(attempt, retry, random), retryAfterMs);
+      const delay = _retryDelayMs(attempt, retry, random, retryAfterMs);
       next = { ...base, state: "retrying", dueAt: now + delay, lastError };
     } else if (attempt < retry.maxAttempts && !isPermanent) {
       // Aborted by shutdown: leave the lease to expire so another worker retries it soon.
@@ -564,6 +632,7 @@ export function createWorker(options: WorkerOptions): Worker {
     } else {
       next = { ...base, state: "dead", dueAt: null, lastError };
     }
+    next = await renewLife(next, event, now);
     const isStored = await withSpan("worker.result", async (span) => {
       const isStored = await changes.submit({ kind: "result", outcome: { claim, next, log } });
       span.setAttribute("wa.result.stored", isStored);
@@ -585,6 +654,23 @@ export function createWorker(options: WorkerOptions): Worker {
     } else {
       log.error("event dead-lettered", { attempt, lastError });
     }
+  }
+
+  /**
+   * The record to store, living long enough after its next run's first lease (its settling, when
+   * done or dead): see {@linkcode renewedExpiresAt}. A large event's parts are written again first,
+   * to live as long.
+   */
+  async function renewLife(
+    next: EventRecord,
+    event: WebhookEvent,
+    now: number,
+  ): Promise<EventRecord> {
+    const expiresAt = renewedExpiresAt(next.expiresAt, (next.dueAt ?? now) + leaseMs, recordLifeMs);
+    if (expiresAt === next.expiresAt) return next;
+    const renewed = { ...next, expiresAt };
+    if (next.parts !== undefined) renewed.parts = await renewParts(kv, event, expiresAt - now);
+    return renewed;
   }
 
   /** Calls an observer; one that throws must not break the worker. */
@@ -662,7 +748,7 @@ export function createWorker(options: WorkerOptions): Worker {
   /** Adds a run's result to an atomic: the record, and a retry's entry or a dead letter. */
   function writeResult(atomic: Deno.AtomicOperation, { claim, next }: Outcome, now: number): void {
     const id = claim.record.id;
-    const expireIn = _remaining(claim.record, now);
+    const expireIn = _remaining(next, now);
     atomic.set(eventKey(id), next, { expireIn });
     if (next.state === "retrying" && next.dueAt !== null) atomic.set(readyKey(next.dueAt, id), id);
     if (next.state === "dead") atomic.set(deadLetterKey(id), id, { expireIn });
@@ -819,6 +905,29 @@ function _planClaims(
     if (taken.length > 0 || rest.length < ids.length) plans.push({ entry, taken, rest });
   }
   return plans;
+}
+
+/**
+ * The delay before the next attempt: the backoff, or the longest wait a `RetryLaterError` asked
+ * for when that is longer, but never more than `maxDelayMs`, so it is always finite.
+ */
+function _retryDelayMs(
+  attempt: number,
+  policy: RetryPolicy,
+  random: () => number,
+  retryAfterMs: number,
+): number {
+  const delay = Math.max(_backoffMs(attempt, policy, random), retryAfterMs);
+  return Number.isNaN(delay) ? policy.maxDelayMs : Math.min(policy.maxDelayMs, Math.max(0, delay));
+}
+
+/**
+ * The wait a `RetryLaterError` asks for, 0 or more; 0 when it is not a number (a subclass may
+ * set its own `retryAfterMs`).
+ */
+function _waitAsked(error: RetryLaterError): number {
+  const wait: unknown = error.retryAfterMs;
+  return typeof wait === "number" && !Number.isNaN(wait) ? Math.max(0, wait) : 0;
 }
 
 /** Exponential backoff with jitter: half the delay fixed, half random, so delays keep growing. */

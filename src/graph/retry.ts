@@ -46,17 +46,26 @@ export function backoffDelayMs(
 }
 
 /**
+ * The longest wait a `Retry-After` header is read as: 2^31 seconds (about 68 years), the bound RFC
+ * 9111 (section 1.2.2) gives delta-seconds too large to represent. Longer waits and later dates
+ * read as this, so a wait is always finite and `now` plus it is still a valid `Date`.
+ */
+export const MAX_RETRY_AFTER_MS = 2 ** 31 * 1000;
+
+/**
  * Reads a `Retry-After` header, either delta-seconds (`"2"`) or an HTTP date (relative to
- * `nowMs`, never negative). Returns milliseconds, or `undefined` when the header is absent or
- * unreadable.
+ * `nowMs`). Returns milliseconds from 0 to {@linkcode MAX_RETRY_AFTER_MS}, or `undefined` when
+ * the header is absent or unreadable. It is the wait asked for: callers cap it with their own
+ * limits.
  */
 export function parseRetryAfter(header: string | null, nowMs: number): number | undefined {
   if (header === null) return undefined;
   const value = header.trim();
-  if (/^\d+$/.test(value)) return Number(value) * 1000;
+  // 400 nines read as a number are `Infinity`: the cap keeps the wait finite.
+  if (/^\d+$/.test(value)) return Math.min(MAX_RETRY_AFTER_MS, Number(value) * 1000);
   // An HTTP date always names its month; this keeps `Date.parse` from reading "-5" as a year.
   if (!/[A-Za-z]/.test(value)) return undefined;
   const dateMs = Date.parse(value);
   if (Number.isNaN(dateMs)) return undefined;
-  return Math.max(0, dateMs - nowMs);
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, dateMs - nowMs));
 }

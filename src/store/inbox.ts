@@ -36,6 +36,14 @@ export interface RetentionOptions {
   retentionMs: number;
 }
 
+/**
+ * How long a record lives from its due time: the longer of the dedup TTL and the retention, since
+ * the record is the dedup mark.
+ */
+export function recordLifeMs(retention: RetentionOptions): number {
+  return Math.max(retention.dedupTtlMs, retention.retentionMs);
+}
+
 /** Options for {@linkcode recordEvents} and {@linkcode prepareEvent}. */
 export interface RecordOptions extends RetentionOptions {
   /** The time of recording, ms since the epoch. */
@@ -95,8 +103,8 @@ export interface PreparedEvent {
   /** Estimated serialised size of the record, for commit budgets. */
   bytes: number;
   /**
-   * How long the record and its timeline entry live: the longer of the dedup TTL and the
-   * retention, since the record is the dedup mark.
+   * How long the record and its timeline entry live: {@linkcode recordLifeMs} after the record is
+   * due (at once, or when the recorder's lease ends).
    */
   expireInMs: number;
   /** Chunks of a large event's JSON, written before the record. */
@@ -174,7 +182,9 @@ const _RECORDED: CommitResult = { state: "recorded" };
 
 /** Builds the record of a newly received event. */
 export function prepareEvent(event: WebhookEvent, options: RecordOptions): PreparedEvent {
-  const expireInMs = Math.max(options.dedupTtlMs, options.retentionMs);
+  // A record recorded leased is due when the lease ends: it lives a whole life after that.
+  const expireInMs = recordLifeMs(options) +
+    Math.max(0, (options.leaseUntil ?? options.now) - options.now);
   const json = JSON.stringify(event);
   const record: EventRecord = {
     id: event.id,
@@ -340,7 +350,10 @@ export async function readEvent(kv: Deno.Kv, record: EventRecord): Promise<Webho
 }
 
 /** Writes the chunks of a large event (nothing for an inline one), before its record. */
-export async function writeParts(kv: Deno.Kv, event: PreparedEvent): Promise<void> {
+export async function writeParts(
+  kv: Deno.Kv,
+  event: Pick<PreparedEvent, "id" | "parts" | "expireInMs">,
+): Promise<void> {
   for (let first = 0; first < event.parts.length; first += PARTS_PER_COMMIT) {
     const result = await commitWithRetry(() => {
       const atomic = kv.atomic();
@@ -351,6 +364,21 @@ export async function writeParts(kv: Deno.Kv, event: PreparedEvent): Promise<voi
     });
     if (!result.ok) throw new Error(`Cannot store the parts of event "${event.id}"`);
   }
+}
+
+/**
+ * Writes the chunks of a large event again, to live `expireInMs` from now, before its record is
+ * stored with a longer life: a record must never outlive its parts. Returns the number of chunks,
+ * for the record's `parts`.
+ */
+export async function renewParts(
+  kv: Deno.Kv,
+  event: WebhookEvent,
+  expireInMs: number,
+): Promise<number> {
+  const parts = _chunk(new TextEncoder().encode(JSON.stringify(event)), PART_BYTES);
+  await writeParts(kv, { id: event.id, parts, expireInMs });
+  return parts.length;
 }
 
 async function _findRecorded(kv: Deno.Kv, ids: string[]): Promise<Set<string>> {

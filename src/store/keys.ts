@@ -65,6 +65,18 @@ export interface EventRecord {
   parts?: number;
 }
 
+/**
+ * When a record stored now should expire, so that it outlives `untilMs` (for a waiting event, the
+ * end of the first lease of its next run): its current `expiresAt` while that leaves at least half
+ * of `lifeMs` after `untilMs`, else a whole `lifeMs` after it. Renewing by a whole life, and only
+ * when half is left, keeps the rewrites of a large event's parts rare.
+ *
+ * @param lifeMs how long records live: the longer of the dedup TTL and the retention
+ */
+export function renewedExpiresAt(expiresAt: number, untilMs: number, lifeMs: number): number {
+  return expiresAt - untilMs >= lifeMs / 2 ? expiresAt : untilMs + lifeMs;
+}
+
 /** One run of an event's handlers. */
 export interface AttemptRecord {
   /** When it started, ms since the epoch. */
