@@ -2,6 +2,8 @@
  * The echo handler end to end: signed deliveries to the app on a real loopback server, the worker,
  * the Graph API client and the fake Graph API. Time is a `ManualClock` shared by the worker and the
  * client; the tests move it to release backoff, pacing and timeouts.
+ *
+ * @module
  */
 import assert from "node:assert/strict";
 import { ManualClock } from "../src/clock.ts";

@@ -1,6 +1,8 @@
 /**
  * The Graph API client against the fake Graph API over loopback. Time is a `ManualClock`: the
  * tests move it to release backoff, pacing and timeouts, and wait for real I/O normally.
+ *
+ * @module
  */
 
 import assert from "node:assert/strict";

@@ -1,3 +1,9 @@
+/**
+ * The webhook over a real loopback server: the handshake, signed and unsigned deliveries, bounded
+ * bodies, the router's 404, 405 and HEAD answers, and the access log.
+ *
+ * @module
+ */
 import assert from "node:assert/strict";
 import {
   openTempKv,
