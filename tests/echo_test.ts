@@ -2,6 +2,8 @@
  * The echo handler end to end: signed deliveries to the app on a real loopback server, the worker,
  * the Graph API client and the fake Graph API. Time is a `ManualClock` shared by the worker and the
  * client; the tests move it to release backoff, pacing and timeouts.
+ *
+ * @module
  */
 import assert from "node:assert/strict";
 import { ManualClock } from "../src/clock.ts";
@@ -131,9 +133,27 @@ function retriesLogged(t: Harness): Record<string, unknown>[] {
   return t.server.logs.lines.filter((line) => line.msg === "graph call will be retried");
 }
 
-/** Lets real I/O run for a moment, to show that nothing more is sent. */
-async function letIoRun(): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, 30));
+/**
+ * Waits until the worker has gone once round its claim loop at the clock's time, to the end: what
+ * was due by then is claimed and its run started. (A round ends unseen, so this waits for the next
+ * one to start, a millisecond later by the clock.)
+ */
+async function untilWorkerCaughtUp(t: Harness): Promise<void> {
+  const { worker } = t.server.app;
+  for (let round = 0; round < 2; round++) {
+    if (round > 0) await t.clock.advance(1);
+    worker.wake();
+    await waitFor(() => worker.lastLoopAt() === t.clock.now(), "a claim round at the clock's time");
+  }
+}
+
+/**
+ * Asserts what the app's Graph API client sent so far: `count` calls, each seen by the fake. Call
+ * it once nothing can send any more: the runs that send are finished, or waiting on the clock.
+ */
+function assertSent(t: Harness, count: number, message?: string): void {
+  assert.equal(t.sent.length, count, message);
+  assert.equal(t.fake.requests.length, count, message);
 }
 
 Deno.test("a text message is marked read with the typing indicator and answered once, quoting it", async () => {
@@ -170,11 +190,12 @@ Deno.test("a text message is marked read with the typing indicator and answered 
   });
   assert.ok(t.server.logs.lines.some((l) => l.msg === "echo reply sent"));
 
-  // Meta redelivers the same delivery: intake drops it, nothing more is sent.
+  // Meta redelivers the same delivery: intake drops it before answering, so no run can send.
   await post(t, body);
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 2);
-  assert.ok(t.server.logs.lines.some((l) => l.msg === "delivery recorded" && l.duplicates === 1));
+  const recorded = t.server.logs.lines.filter((l) => l.msg === "delivery recorded");
+  assert.deepEqual(recorded.map((l) => [l.recorded, l.duplicates]), [[1, 0], [0, 1]]);
+  assert.equal(t.server.app.worker.running(), 0);
+  assertSent(t, 2);
   assert.equal(
     t.server.logs.text().includes("Oi, tudo bem?"),
     false,
@@ -200,8 +221,8 @@ Deno.test("an admin replay of an answered message sends nothing: the reply recor
     return replayed?.state === "done" && replayed.history.length === 2;
   }, "the replayed run done");
 
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 2, "no second mark-as-read, no second reply");
+  // The replayed run is over: whatever it sent, it sent before it was done.
+  assertSent(t, 2, "no second mark-as-read, no second reply");
   const skipped = t.server.logs.lines.filter((l) => l.msg === "echo already sent");
   assert.equal(skipped.length, 1);
   assert.equal(skipped[0]!.level, "debug");
@@ -215,8 +236,7 @@ Deno.test("a reply recorded by a run that died before finishing is not sent agai
   await t.server.kv.set(replyKey("wamid.CRASH1", "echo"), earlier);
   await post(t, delivery({ [PHONE_ID]: [text("wamid.CRASH1", "hello")] }));
   await untilState(t, "wamid.CRASH1", "done");
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 0);
+  assertSent(t, 0);
 });
 
 Deno.test("a sender known only by a BSUID is answered through recipient, not to", async () => {
@@ -242,8 +262,7 @@ Deno.test("non-text messages and group messages are not echoed", async () => {
   await post(t, delivery({ [PHONE_ID]: [image, group] }));
   await untilState(t, "wamid.IMAGE1", "done");
   await untilState(t, "wamid.GROUP1", "done");
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 0);
+  assertSent(t, 0);
   assert.ok(t.server.logs.lines.some((l) => l.msg === "message received" && l.type === "image"));
   assert.ok(t.server.logs.lines.some((l) => l.msg === "echo skipped: group message"));
 });
@@ -258,8 +277,9 @@ Deno.test("130429 twice then success: the reply goes out after the client's back
   await waitFor(() => retriesLogged(t).length === 1, "the first retry planned");
   assert.equal(retriesLogged(t)[0]!.delayMs, 250);
   await t.clock.advance(249);
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 2, "not sent a millisecond early");
+  // The client still sleeps its backoff, a millisecond from the end: nothing can have been sent.
+  assert.ok(t.clock.pendingSleeps().includes(1), `sleeps: ${t.clock.pendingSleeps()}`);
+  assertSent(t, 2, "not sent a millisecond early");
   await t.clock.advance(1);
   await waitFor(() => retriesLogged(t).length === 2, "the second retry planned");
   assert.equal(retriesLogged(t)[1]!.delayMs, 500);
@@ -289,8 +309,8 @@ Deno.test("429 with Retry-After: 2 makes the next try wait exactly 2 s", async (
 
   await waitFor(() => retriesLogged(t).length === 1, "the retry planned");
   await t.clock.advance(1_999);
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 2);
+  assert.ok(t.clock.pendingSleeps().includes(1), `sleeps: ${t.clock.pendingSleeps()}`);
+  assertSent(t, 2);
   await t.clock.advance(1);
   await untilState(t, "wamid.RETRYAFTER1", "done");
   assert.deepEqual(t.sent.map((s) => s.at - start), [0, 0, 2_000]);
@@ -310,8 +330,11 @@ Deno.test("a throttle that outlasts the client's retries is rescheduled by the w
   assert.equal(await replyRecord(t, "wamid.LATER1"), null);
 
   await t.clock.advance(119_000);
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 2, "nothing sent before Retry-After");
+  await untilWorkerCaughtUp(t);
+  // Not due yet, so not claimed by the round at this time: no run has sent anything.
+  assert.equal((await record(t, "wamid.LATER1"))?.state, "retrying");
+  assert.equal(t.server.app.worker.running(), 0);
+  assertSent(t, 2, "nothing sent before Retry-After");
   await advanceUntil(
     t.clock,
     async () => (await record(t, "wamid.LATER1"))?.state === "done",
@@ -334,8 +357,7 @@ Deno.test("131047 (outside the 24-hour window) is not retried: the event is dead
     dead?.lastError ?? "",
     /^echo: Cannot send the echo reply \(recipient, not retried\): .*131047.*More than 24 hours/,
   );
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 2);
+  assertSent(t, 2);
   assert.equal(await replyRecord(t, "wamid.WINDOW1"), null);
 });
 
@@ -348,8 +370,7 @@ Deno.test("190 (bad token) is not retried: one refused call, an error line, no t
   const dead = await record(t, "wamid.AUTH1");
   assert.equal(dead?.attempts, 1);
   assert.match(dead?.lastError ?? "", /\(auth, not retried\).*190/);
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 1, "the mark-as-read was refused; no reply was tried");
+  assertSent(t, 1, "the mark-as-read was refused; no reply was tried");
   const refused = t.server.logs.lines.filter((l) =>
     l.level === "error" && l.msg === "graph call refused: access token or permission"
   );
@@ -396,7 +417,7 @@ Deno.test("several numbers behind one callback: each reply uses its number's tok
   await untilState(t, "wamid.OTHER1", "done");
   await untilState(t, "wamid.NOTOKEN1", "dead");
 
-  await letIoRun();
+  assertSent(t, 2);
   assert.deepEqual(
     t.fake.requests.map((r) => [r.path, r.headers.authorization]),
     [
@@ -424,8 +445,12 @@ Deno.test("GRAPH_MESSAGES_PER_SECOND paces the calls of one number by the clock"
     }),
   );
   await t.fake.waitForRequests(2);
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 2, "a burst of 2, then one call every 500 ms");
+  // The two replies wait for the pacer's next tokens, 500 ms and 1 s away by the clock.
+  await waitFor(
+    () => [500, 1_000].every((ms) => t.clock.pendingSleeps().includes(ms)),
+    "the replies waiting for tokens",
+  );
+  assertSent(t, 2, "a burst of 2, then one call every 500 ms");
   await advanceUntil(
     t.clock,
     async () => {

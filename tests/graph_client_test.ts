@@ -1,6 +1,8 @@
 /**
  * The Graph API client against the fake Graph API over loopback. Time is a `ManualClock`: the
  * tests move it to release backoff, pacing and timeouts, and wait for real I/O normally.
+ *
+ * @module
  */
 
 import assert from "node:assert/strict";
@@ -84,9 +86,13 @@ async function untilSleeping(clock: ManualClock, delaysMs: number[]): Promise<vo
   );
 }
 
-/** Lets real I/O run for a moment, to show that nothing more is sent. */
-async function letIoRun(): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, 20));
+/**
+ * Asserts what the client sent so far: `count` calls, each seen by the fake. Call it once the
+ * client can send no more: it sleeps on the clock, or its calls have settled.
+ */
+function assertSent(t: Harness, count: number, message?: string): void {
+  assert.equal(t.sent.length, count, message);
+  assert.equal(t.fake.requests.length, count, message);
 }
 
 async function rejection(promise: Promise<unknown>): Promise<GraphApiError> {
@@ -234,16 +240,15 @@ Deno.test("130429 twice then success: delivered after two backoffs, nothing sent
   const sending = t.client.sendText(PHONE_NUMBER_ID, { to: USER_PHONE, text: "Hello" });
 
   await untilSleeping(t.clock, [FIRST_BACKOFF_MS]);
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 1);
+  assertSent(t, 1);
   await t.clock.advance(FIRST_BACKOFF_MS - 1);
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 1, "not sent a millisecond early");
+  // Still the same backoff, a millisecond from its end: the retry cannot have gone.
+  assert.deepEqual(t.clock.pendingSleeps(), [1]);
+  assertSent(t, 1, "not sent a millisecond early");
   await t.clock.advance(1);
 
   await untilSleeping(t.clock, [SECOND_BACKOFF_MS]);
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 2);
+  assertSent(t, 2);
   await t.clock.advance(SECOND_BACKOFF_MS);
 
   const result = await sending;
@@ -268,8 +273,8 @@ Deno.test("429 with Retry-After: 2 waits exactly 2 s before the next try", async
 
   await untilSleeping(t.clock, [2000]);
   await t.clock.advance(1999);
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 1);
+  assert.deepEqual(t.clock.pendingSleeps(), [1]);
+  assertSent(t, 1);
   await t.clock.advance(1);
   await sending;
   assert.deepEqual(t.sent.map((s) => s.at - start), [0, 2000]);
@@ -304,9 +309,9 @@ Deno.test("131047 (outside the 24-hour window) fails at once as a recipient erro
   assert.equal(error.details, "More than 24 hours have passed");
   assert.match(error.fbtraceId ?? "", /^Fake/);
   assert.match(error.message, /131047/);
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 1);
+  // The call has failed and nothing waits on the clock: there is no retry to come.
   assert.deepEqual(t.clock.pendingSleeps(), []);
+  assertSent(t, 1);
 });
 
 Deno.test("190 (bad token) fails at once as auth with one error line that does not hold the token", async () => {
@@ -388,9 +393,8 @@ Deno.test("retries stop at maxAttempts and fail with the last error", async () =
   assert.equal(error.category, "transient");
   assert.equal(error.httpStatus, 500);
   assert.match(error.message, /empty body/);
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 3);
   assert.deepEqual(t.clock.pendingSleeps(), []);
+  assertSent(t, 3);
 });
 
 Deno.test("retries stop when the next wait would pass maxTotalMs", async () => {
@@ -425,9 +429,9 @@ Deno.test("a burst of 300 sends on one number is paced at 80 per second by the c
   );
 
   await t.fake.waitForRequests(80);
+  // Every other send waits for a token on the clock.
   await until(() => t.clock.pendingSleeps().length === burst - 80, "the first 80 are answered");
-  await letIoRun();
-  assert.equal(t.fake.requests.length, 80, "the first 80 go at once, the rest wait");
+  assertSent(t, 80, "the first 80 go at once, the rest wait");
   await t.clock.advance(1000);
   await t.fake.waitForRequests(160);
   await t.clock.advance(1000);

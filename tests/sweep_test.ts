@@ -1,3 +1,9 @@
+/**
+ * The sweep job: registered with `Deno.cron` (a fake here), it waits for the service to start,
+ * wakes the worker and waits, bounded, until nothing is due or running.
+ *
+ * @module
+ */
 import assert from "node:assert/strict";
 import { ManualClock, systemClock } from "../src/clock.ts";
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
@@ -14,7 +20,7 @@ import { silentLogger } from "../src/log.ts";
 import { recordEvents } from "../src/store/inbox.ts";
 import { eventKey, type EventRecord } from "../src/store/keys.ts";
 import { textDelivery } from "./signed_deliveries.ts";
-import { captureLogs, openTempKv, waitFor } from "./support.ts";
+import { advanceUntil, captureLogs, openTempKv, waitFor } from "./support.ts";
 
 /** A stand-in for `Deno.cron` that keeps what it was given; `fire()` runs the job like a tick. */
 function fakeCron() {
@@ -35,6 +41,28 @@ function fakeCron() {
   };
 }
 
+/**
+ * How long a test waits for a tick that must end, in real time: far above the waits the tests
+ * configure (200 ms at most), and far below the minute a tick would otherwise wait.
+ */
+const TEST_BOUND_MS = 10_000;
+
+/** `promise`, failing the test when it has not settled within {@linkcode TEST_BOUND_MS}. */
+async function withinTestBound<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`Timed out after ${TEST_BOUND_MS} ms waiting for ${what}`)),
+      TEST_BOUND_MS,
+    );
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Records text messages without waking any worker: as intake did while the isolate slept. */
 async function recordWhileAsleep(kv: Deno.Kv, n: number, now: number): Promise<string[]> {
   const ids: string[] = [];
@@ -51,16 +79,29 @@ async function stateOf(kv: Deno.Kv, id: string): Promise<string | undefined> {
   return (await kv.get<EventRecord>(eventKey(id))).value?.state;
 }
 
-Deno.test("registerSweepCron() registers nothing where Deno.cron is missing", () => {
-  const sweep = registerSweepCron(undefined);
+Deno.test("registerSweepCron() registers nothing where Deno.cron is missing", async () => {
+  const sweep = registerSweepCron(undefined, { checkEveryMs: 1, maxMs: 10 });
   assert.equal(sweep.isRegistered, false);
+  // A target that records every use: with no job, connect() hands it to nothing that sweeps.
+  const used: string[] = [];
+  const kv = new Proxy({}, {
+    get: (_, name) => {
+      used.push(`kv.${String(name)}`);
+      return undefined;
+    },
+  }) as Deno.Kv;
   sweep.connect({
-    kv: {} as Deno.Kv,
-    worker: { wake: () => {}, running: () => 0 },
+    kv,
+    worker: { wake: () => void used.push("wake"), running: () => (used.push("running"), 0) },
     clock: systemClock,
     logger: silentLogger,
   });
+  // A turn of the event loop: a sweep that connect() had started would have read KV by then.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepEqual(used, []);
   sweep.stop();
+  sweep.stop(); // stopping twice is harmless
+  assert.equal(sweep.isRegistered, false);
 });
 
 Deno.test("registerSweepCron() registers one job every minute, unregistered by stop()", () => {
@@ -79,6 +120,7 @@ Deno.test("registerSweepCron() registers one job every minute, unregistered by s
 
 Deno.test("a cron tick runs the events recorded while the worker slept", async () => {
   await using temp = await openTempKv();
+  const clock = new ManualClock();
   const runs = new Map<string, number>();
   const worker = createWorker({
     kv: temp.kv,
@@ -86,7 +128,7 @@ Deno.test("a cron tick runs the events recorded while the worker slept", async (
       runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
     }, { name: "count" }),
     logger: silentLogger,
-    clock: systemClock,
+    clock,
     // An isolate that sleeps: its own poll never comes round during the test.
     pollIntervalMs: 3_600_000,
   });
@@ -94,18 +136,26 @@ Deno.test("a cron tick runs the events recorded while the worker slept", async (
   const fake = fakeCron();
   const logs = captureLogs();
   const sweep = registerSweepCron(fake.cron, { checkEveryMs: 10, maxMs: 5_000 });
-  sweep.connect({ kv: temp.kv, worker, clock: systemClock, logger: logs.logger });
-  // Let the worker's first round find nothing and go to sleep.
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  const ids = await recordWhileAsleep(temp.kv, 3, Date.now());
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  sweep.connect({ kv: temp.kv, worker, clock, logger: logs.logger });
+  // The worker's first round found nothing: it sleeps for its poll interval.
+  await waitFor(
+    () => clock.pendingSleeps().includes(3_600_000),
+    "the worker asleep for its poll interval",
+  );
+  const ids = await recordWhileAsleep(temp.kv, 3, clock.now());
+  // Time stands still, so nothing but a wake can end that sleep: the events wait.
   assert.deepEqual(await Promise.all(ids.map((id) => stateOf(temp.kv, id))), [
     "pending",
     "pending",
     "pending",
   ]);
+  assert.deepEqual([...runs.values()], []);
 
-  await fake.fire();
+  let isSwept = false;
+  const tick = fake.fire().then(() => void (isSwept = true));
+  // The sweep checks every 10 ms of the manual clock until it has seen the worker idle twice.
+  await advanceUntil(clock, () => Promise.resolve(isSwept), "the tick to return", 10);
+  await tick;
 
   // The tick returned once the worker had caught up: every event ran once.
   assert.deepEqual(await Promise.all(ids.map((id) => stateOf(temp.kv, id))), [
@@ -125,28 +175,54 @@ Deno.test("a cron tick runs the events recorded while the worker slept", async (
 Deno.test("a cron tick before the service started waits for it, then sweeps", async () => {
   await using temp = await openTempKv();
   const fake = fakeCron();
+  const logs = captureLogs();
   const sweep = registerSweepCron(fake.cron, { checkEveryMs: 10, maxMs: 5_000 });
+  let isSwept = false;
+  // The platform started the isolate for this tick, before the service was up.
+  const tick = fake.fire().then(() => void (isSwept = true));
+  // A turn of the event loop: a tick that did not wait would have returned by then.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(isSwept, false, "the tick waits for the service");
+  assert.deepEqual(logs.lines, []);
+
   let wakes = 0;
-  const tick = fake.fire(); // the platform started the isolate for this tick
-  await new Promise((resolve) => setTimeout(resolve, 30));
-  assert.equal(wakes, 0);
   sweep.connect({
     kv: temp.kv,
     worker: { wake: () => void wakes++, running: () => 0 },
     clock: systemClock,
-    logger: silentLogger,
+    logger: logs.logger,
   });
   await tick;
   assert.ok(wakes >= 1, "the worker was woken");
+  // Nothing was due and nothing ran: the sweep says so at debug level.
+  assert.deepEqual(
+    logs.lines.map(({ level, msg, due, isIdle }) => ({ level, msg, due, isIdle })),
+    [{ level: "debug", msg: "sweep", due: 0, isIdle: true }],
+  );
   sweep.stop();
 });
 
-Deno.test("a cron tick gives up waiting for a service that never starts", async () => {
+Deno.test("a cron tick gives up waiting for a service that never starts, after maxMs", async () => {
+  const maxMs = 200;
   const fake = fakeCron();
-  const sweep = registerSweepCron(fake.cron, { maxMs: 20 });
-  await fake.fire(); // returns: nothing to sweep with
+  const sweep = registerSweepCron(fake.cron, { maxMs });
+  const started = performance.now();
+  await withinTestBound(fake.fire(), "the tick to give up");
+  const ms = performance.now() - started;
+  // Timers may fire a millisecond early by this clock; a noisy machine may make them late.
+  assert.ok(ms >= maxMs - 2, `the tick waited its ${maxMs} ms (${ms} ms)`);
+  assert.ok(ms < TEST_BOUND_MS, `the tick gave up in ${ms} ms`);
   sweep.stop();
-  await fake.fire(); // after stop() it returns at once
+});
+
+Deno.test("stop() ends a cron tick waiting for the service, and later ticks return at once", async () => {
+  const fake = fakeCron();
+  // A tick that would wait a minute for the service.
+  const sweep = registerSweepCron(fake.cron, { maxMs: 60_000 });
+  const waiting = fake.fire();
+  sweep.stop();
+  await withinTestBound(waiting, "the waiting tick to end");
+  await withinTestBound(fake.fire(), "a tick after stop() to return");
 });
 
 Deno.test("sweepDueEvents() stops waiting after maxMs while an event keeps running", async () => {

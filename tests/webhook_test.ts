@@ -1,3 +1,9 @@
+/**
+ * The webhook over a real loopback server: the handshake, signed and unsigned deliveries, bounded
+ * bodies, the router's 404, 405 and HEAD answers, and the access log.
+ *
+ * @module
+ */
 import assert from "node:assert/strict";
 import {
   openTempKv,
@@ -196,10 +202,33 @@ Deno.test("the router answers 404, 405 with Allow, and HEAD on the real server",
   assert.equal(wrongMethod.status, 405);
   assert.equal(wrongMethod.headers.get("allow"), "GET, HEAD, POST");
   await wrongMethod.body?.cancel();
+  // HEAD answers as GET does, with the same headers and no body.
+  const health = await fetch(`${server.origin}/healthz`);
   const head = await fetch(`${server.origin}/healthz`, { method: "HEAD" });
   assert.equal(head.status, 200);
-  const health = await fetch(`${server.origin}/healthz`);
+  assert.equal(await head.text(), "");
   assert.deepEqual(await health.json(), { status: "ok" });
+  // Every header but those that differ per answer, and the length the server writes from the body.
+  const comparable = (response: Response): [string, string][] =>
+    [...response.headers].filter(([name]) =>
+      !["date", "x-request-id", "content-length"].includes(name)
+    );
+  assert.deepEqual(comparable(head), comparable(health));
+  assert.equal(head.headers.get("cache-control"), "no-store");
+  assert.match(head.headers.get("content-type") ?? "", /^application\/json/);
+  assert.match(head.headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
+  // The server drops a HEAD answer's body on the wire whatever the app returns: the app's own
+  // answer must have none.
+  const direct = await server.app.fetch(
+    new Request(`${server.origin}/healthz`, { method: "HEAD" }),
+  );
+  assert.equal(direct.status, 200);
+  assert.equal(direct.body, null);
+  // HEAD is GET's: on a path without GET it is refused like any other method.
+  const headOnPost = await fetch(`${server.origin}/admin/events/x/replay`, { method: "HEAD" });
+  assert.equal(headOnPost.status, 405);
+  assert.equal(headOnPost.headers.get("allow"), "POST");
+  await headOnPost.body?.cancel();
 });
 
 Deno.test("every request gets one access line with its id, status and duration", async () => {
