@@ -1,8 +1,9 @@
 /**
  * A small URLPattern router whose routes are a plain data table.
  *
- * Path parameters reach handlers percent-decoded once. HEAD follows GET (same handler, no body); a known path with another method answers 405 with an
- * `Allow` header; an unknown path 404. Handlers throw {@linkcode HttpError} for expected failures.
+ * Path parameters reach handlers percent-decoded once. HEAD follows GET (same handler and headers,
+ * GET's `Content-Length`, no body); a known path with another method answers 405 with an `Allow`
+ * header; an unknown path 404. Handlers throw {@linkcode HttpError} for expected failures.
  *
  * @module
  */
@@ -74,8 +75,11 @@ export function createRouter(routes: readonly Route[]): Router {
     nameRequestSpan(request.method, found.route.path);
     const response = await found.route.handler(request, { ...context, params: found.params });
     if (request.method !== "HEAD") return response;
-    await response.body?.cancel();
-    return new Response(null, { status: response.status, headers: response.headers });
+    // RFC 9110 8.6: a HEAD response's Content-Length is the one GET would send, not 0.
+    const bytes = (await response.arrayBuffer()).byteLength;
+    const headers = new Headers(response.headers);
+    headers.set("Content-Length", String(bytes));
+    return new Response(null, { status: response.status, headers });
   };
 }
 
