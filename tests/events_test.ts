@@ -410,9 +410,12 @@ Deno.test("parseDeliveryText() reads a text nested exactly MAX_JSON_DEPTH deep, 
     parseDeliveryText(textNested(MAX_JSON_DEPTH - 8)).events.map((event) => event.kind),
     ["message"],
   );
+  const tooDeep = textNested(MAX_JSON_DEPTH - 7);
   deepStrictEqual(
-    parseDeliveryText(textNested(MAX_JSON_DEPTH - 7)).events.map((event) => event.kind),
-    ["unknown"],
+    parseDeliveryText(tooDeep).events.map((event) => [event.kind, "raw" in event && event.raw]),
+    [
+      ["unknown", tooDeep],
+    ],
   );
 });
 

@@ -636,19 +636,34 @@ function _addDrift(
  */
 function _overLimitReason(payload: unknown): string | undefined {
   let elements = 0;
-  const pending: { value: unknown; depth: number }[] = [{ value: payload, depth: 1 }];
-  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
-    const { value, depth } = next;
-    if (typeof value !== "object" || value === null) continue;
+  // Containers still to read and their depths, as two stacks: no allocation per value.
+  const pending: object[] = [];
+  const depths: number[] = [];
+  if (typeof payload === "object" && payload !== null) {
+    pending.push(payload);
+    depths.push(1);
+  }
+  for (let value = pending.pop(); value !== undefined; value = pending.pop()) {
+    const depth = depths.pop() as number;
     if (depth > MAX_JSON_DEPTH) return `Delivery nests deeper than ${MAX_JSON_DEPTH} levels`;
-    const members = Array.isArray(value) ? value : Object.values(value);
-    if (Array.isArray(value)) elements += value.length;
-    if (elements > MAX_DELIVERY_ARRAY_ELEMENTS) {
-      return `Delivery has more than ${MAX_DELIVERY_ARRAY_ELEMENTS} array elements; kept whole`;
-    }
-    for (const member of members) {
-      if (typeof member === "object" && member !== null) {
-        pending.push({ value: member, depth: depth + 1 });
+    if (Array.isArray(value)) {
+      elements += value.length;
+      if (elements > MAX_DELIVERY_ARRAY_ELEMENTS) {
+        return `Delivery has more than ${MAX_DELIVERY_ARRAY_ELEMENTS} array elements; kept whole`;
+      }
+      for (const member of value) {
+        if (typeof member === "object" && member !== null) {
+          pending.push(member);
+          depths.push(depth + 1);
+        }
+      }
+    } else {
+      for (const key in value) {
+        const member = (value as Record<string, unknown>)[key];
+        if (typeof member === "object" && member !== null) {
+          pending.push(member);
+          depths.push(depth + 1);
+        }
       }
     }
   }
