@@ -631,8 +631,8 @@ function _addDrift(
 }
 
 /**
- * Why a delivery is too large to walk part by part, or `undefined` when it is not. Reads at most
- * about {@linkcode MAX_DELIVERY_ARRAY_ELEMENTS} values, without recursion.
+ * Why a delivery is too large or too deep to walk part by part, or `undefined` when it is not.
+ * Visits each array and object once, without recursion, and stops at the first limit passed.
  */
 function _overLimitReason(payload: unknown): string | undefined {
   let elements = 0;
