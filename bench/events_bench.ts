@@ -1,18 +1,35 @@
 /**
  * Benchmarks of turning a verified body into events (`JSON.parse` + `parseDelivery`), against
  * `JSON.parse` alone as the baseline, for a typical 2 KB delivery and a batch of 100 events.
- * Target: under 25 µs for the 2 KB delivery. Run with `deno bench --allow-read bench/`.
+ * Target: under 25 µs for the 2 KB delivery. Then `parseDeliveryText` on signed deliveries built
+ * to hurt (issue 13): 1.5 million zeros in `contacts` (3 MB) and 100,000 empty entries, each kept
+ * whole as one event; before the limits they took 13 s and 0.4 s of parsing alone.
+ * Run with `deno bench --allow-read bench/`.
  *
  * @module
  */
 
-import { parseDelivery } from "../src/events/events.ts";
+import { parseDelivery, parseDeliveryText } from "../src/events/events.ts";
 
 /** Events in the batch benchmark: half messages, half statuses. */
 const BATCH_EVENTS = 100;
 
 const TYPICAL_BODY = await _typicalDeliveryBody();
 const BATCH_BODY = _batchBody(BATCH_EVENTS);
+const ZEROS_BODY = _asMetaSendsIt({
+  object: "whatsapp_business_account",
+  entry: [{
+    id: "102290000000001",
+    changes: [{
+      field: "messages",
+      value: { metadata: { phone_number_id: "106540000000002" }, contacts: [] },
+    }],
+  }],
+}).replace(`"contacts":[]`, `"contacts":[${new Array(1_500_000).fill(0)}]`);
+const EMPTY_ENTRIES_BODY = JSON.stringify({
+  object: "whatsapp_business_account",
+  entry: new Array(100_000).fill({}),
+});
 
 Deno.bench({
   name: `JSON.parse, ${TYPICAL_BODY.length} B delivery`,
@@ -45,6 +62,22 @@ Deno.bench({
   group: "batch",
   fn: () => {
     parseDelivery(JSON.parse(BATCH_BODY));
+  },
+});
+
+Deno.bench({
+  name: `parseDeliveryText, 1.5 million zeros in contacts (${ZEROS_BODY.length} B)`,
+  group: "pathological",
+  fn: () => {
+    parseDeliveryText(ZEROS_BODY);
+  },
+});
+
+Deno.bench({
+  name: `parseDeliveryText, 100,000 empty entries (${EMPTY_ENTRIES_BODY.length} B)`,
+  group: "pathological",
+  fn: () => {
+    parseDeliveryText(EMPTY_ENTRIES_BODY);
   },
 });
 

@@ -285,6 +285,51 @@ export class Histogram<L extends string = never> extends _Metric<L> {
   }
 }
 
+/** Options for {@linkcode BoundedLabelValues}. */
+export interface BoundedLabelValuesOptions {
+  /** Values always kept as they are, not counted against `maxDistinct` (a closed set). */
+  known?: Iterable<string>;
+  /** Other values kept, the first ones seen; later ones become `fallback`. */
+  maxDistinct: number;
+  /** What a value becomes once `maxDistinct` are kept, or when it is not safe; `other` by default. */
+  fallback?: string;
+}
+
+/**
+ * Label values taken from outside (a payload's message type): each is kept as it is when it is
+ * safe (letters, digits and `_`, at most {@linkcode MAX_OUTSIDE_LABEL_CHARS}) and among the first
+ * `maxDistinct` such values seen, else it becomes the fallback. So a sender cannot grow a metric
+ * past `known` + `maxDistinct` + 1 series per label, nor put odd text in a scrape.
+ */
+export class BoundedLabelValues {
+  #known: ReadonlySet<string>;
+  #kept = new Set<string>();
+  #maxDistinct: number;
+  #fallback: string;
+
+  /** See {@linkcode BoundedLabelValuesOptions}. */
+  constructor(options: BoundedLabelValuesOptions) {
+    this.#known = new Set(options.known ?? []);
+    this.#maxDistinct = options.maxDistinct;
+    this.#fallback = options.fallback ?? "other";
+  }
+
+  /** `value` when it is known, or safe and kept (now or before); the fallback otherwise. */
+  valueOf(value: string): string {
+    if (this.#known.has(value) || this.#kept.has(value)) return value;
+    if (!_SAFE_OUTSIDE_LABEL.test(value) || this.#kept.size >= this.#maxDistinct) {
+      return this.#fallback;
+    }
+    this.#kept.add(value);
+    return value;
+  }
+}
+
+/** Longest label value taken from outside; Meta's names (`interactive`, …) are far shorter. */
+export const MAX_OUTSIDE_LABEL_CHARS = 32;
+
+const _SAFE_OUTSIDE_LABEL = new RegExp(`^[A-Za-z0-9_]{1,${MAX_OUTSIDE_LABEL_CHARS}}$`);
+
 /** Series sorted by their label values, for a stable output. */
 function _sorted<T extends { values: string[] }>(series: Map<string, T>): T[] {
   return [...series.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, s]) => s);

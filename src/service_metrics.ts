@@ -6,18 +6,28 @@
  *
  * Gauges that describe state rather than count things (ready-queue depth, age of the oldest ready
  * event, seconds since the last delivery) are filled by {@linkcode ServiceMetrics.collect} at
- * scrape time. Every label takes values from a closed set (outcomes, kinds, message types, known
- * status values, handler names, Meta's error codes), so the number of series stays bounded.
+ * scrape time. Every label takes values from a closed set (outcomes, kinds, known status values,
+ * handler names, Meta's error codes), or from a payload through a {@linkcode BoundedLabelValues}
+ * (message types Meta sends that this service does not know), so the number of series stays
+ * bounded.
  *
  * @module
  */
 import { type Clock, systemClock } from "./clock.ts";
-import type { SchemaDrift, WebhookEvent } from "./events/events.ts";
+import type { WebhookEvent } from "./events/events.ts";
+import { CHANGE_VALUE_SCHEMAS } from "./events/field_schemas.ts";
+import { MESSAGE_SCHEMAS } from "./events/message_schemas.ts";
 import { KNOWN_STATUS_VALUES } from "./events/status_schemas.ts";
 import type { GraphCallOutcome } from "./graph/client.ts";
 import { HttpError } from "./http/errors.ts";
 import type { RouteHandler } from "./http/router.ts";
-import { type Counter, type Gauge, type Histogram, Registry } from "./metrics.ts";
+import {
+  BoundedLabelValues,
+  type Counter,
+  type Gauge,
+  type Histogram,
+  Registry,
+} from "./metrics.ts";
 import { idsOfEntry, READY_PREFIX } from "./store/keys.ts";
 import type { SignatureFailure, SignatureVerifier } from "./webhook/signature.ts";
 
@@ -88,8 +98,21 @@ export const GRAPH_CALL_BUCKETS_SECONDS: readonly number[] = [
  */
 export const READY_SCAN_LIMIT = 100_000;
 
-/** Label values from a payload longer than this are cut: one odd value cannot bloat a scrape. */
-const MAX_LABEL_CHARS = 64;
+/**
+ * Message types not known to this service kept as their own `type` label of
+ * `wa_webhook_events_total`, the first ones seen; later ones count as `other`. Meta adds a type
+ * or two a year, so this is room for years, and a sender cannot grow the scrape past it.
+ */
+export const MAX_UNKNOWN_MESSAGE_TYPE_LABELS = 20;
+
+/**
+ * Values of each label of `wa_webhook_schema_drift_total` besides the known fields and types;
+ * drift is only found in parts of a known type, so this is a guard, never reached in practice.
+ */
+const MAX_OTHER_DRIFT_LABELS = 20;
+
+/** The types of a drift that are not message types. */
+const DRIFT_PART_TYPES = ["status", "contact", "value"];
 
 /** Options for {@linkcode createServiceMetrics}. */
 export interface ServiceMetricsOptions {
@@ -152,6 +175,18 @@ export class ServiceMetrics {
 
   #startedAt: number;
   #lastDeliveryAt: number | undefined;
+  #unknownMessageTypes = new BoundedLabelValues({
+    known: Object.keys(MESSAGE_SCHEMAS),
+    maxDistinct: MAX_UNKNOWN_MESSAGE_TYPE_LABELS,
+  });
+  #driftFields = new BoundedLabelValues({
+    known: ["messages", ...Object.keys(CHANGE_VALUE_SCHEMAS)],
+    maxDistinct: MAX_OTHER_DRIFT_LABELS,
+  });
+  #driftTypes = new BoundedLabelValues({
+    known: [...Object.keys(MESSAGE_SCHEMAS), ...DRIFT_PART_TYPES],
+    maxDistinct: MAX_OTHER_DRIFT_LABELS,
+  });
   #readyScanLimit: number;
 
   /** Prefer {@linkcode createServiceMetrics}. */
@@ -238,13 +273,14 @@ export class ServiceMetrics {
   /**
    * Counts a delivery whose events are recorded (`accepted`, or `duplicate_only` when none was
    * new), its new events by kind and type, and its duplicates; remembers `now` as the time of the
-   * last delivery.
+   * last delivery. A message of a type this service does not know is counted under the type Meta
+   * sent, within {@linkcode MAX_UNKNOWN_MESSAGE_TYPE_LABELS} (see {@linkcode BoundedLabelValues}).
    */
   observeRecorded(events: readonly WebhookEvent[], outcome: RecordedDelivery, now: number): void {
     const recorded = new Set(outcome.recorded);
     this.deliveries.inc({ outcome: recorded.size > 0 ? "accepted" : "duplicate_only" });
     for (const event of events) {
-      if (recorded.has(event.id)) this.events.inc({ kind: event.kind, type: eventTypeOf(event) });
+      if (recorded.has(event.id)) this.events.inc({ kind: event.kind, type: this.#typeOf(event) });
     }
     if (outcome.duplicates.length > 0) this.duplicates.inc({}, outcome.duplicates.length);
     this.#lastDeliveryAt = now;
@@ -260,9 +296,15 @@ export class ServiceMetrics {
     this.signatureFailures.inc({ reason });
   }
 
-  /** Counts one schema drift by field and type (use as intake's `onDrift`). */
-  observeDrift(drift: SchemaDrift): void {
-    this.schemaDrift.inc({ field: _clip(drift.field), type: _clip(drift.type) });
+  /**
+   * Counts schema drift by field and type, `count` problems (default 1); use as intake's
+   * `onDrift`. Field and type are known names; any other becomes a bounded label value.
+   */
+  observeDrift(drift: { field: string; type: string; count?: number }): void {
+    this.schemaDrift.inc({
+      field: this.#driftFields.valueOf(drift.field),
+      type: this.#driftTypes.valueOf(drift.type),
+    }, drift.count ?? 1);
   }
 
   /** Counts one run of one handler. */
@@ -281,6 +323,15 @@ export class ServiceMetrics {
     const code = call.code === undefined ? "none" : String(call.code);
     this.graphCalls.inc({ outcome: call.outcome, code });
     this.graphCallDuration.observe({ outcome: call.outcome }, call.durationMs / 1_000);
+  }
+
+  /** The `type` label of a new event: {@linkcode eventTypeOf}, or an unknown message's own type. */
+  #typeOf(event: WebhookEvent): string {
+    if (event.kind === "message" && event.message.type === "unknown") {
+      const { originalType } = event.message;
+      if (originalType !== undefined) return this.#unknownMessageTypes.valueOf(originalType);
+    }
+    return eventTypeOf(event);
   }
 
   /** When the last accepted delivery was recorded, ms since the epoch; `undefined` before one. */
@@ -422,8 +473,4 @@ export function refusedDeliveryOutcome(error: unknown): DeliveryOutcome {
   if (status === 413) return "too_large";
   if (status === 400) return "bad_json";
   return "unavailable";
-}
-
-function _clip(value: string): string {
-  return value.length > MAX_LABEL_CHARS ? value.slice(0, MAX_LABEL_CHARS) : value;
 }

@@ -117,3 +117,19 @@ Deno.test("canonicalJson() sorts keys, drops what JSON drops and never throws", 
   ];
   for (const [value, expected] of cases) equal(canonicalJson(value), expected);
 });
+
+Deno.test("canonicalJson() writes a value nested 100,000 deep without overflowing the stack", () => {
+  let deep: unknown = { b: 1, a: [] };
+  for (let i = 0; i < 100_000; i++) deep = i % 2 === 0 ? [deep, 2] : { z: deep, y: 3 };
+  const text = canonicalJson(deep);
+  // 50,000 objects `{"y":3,"z":…}` and 50,000 arrays `[…,2]` around the innermost object.
+  equal(text, `{"y":3,"z":[`.repeat(50_000) + `{"a":[],"b":1}` + ",2]}".repeat(50_000));
+});
+
+Deno.test("canonicalJson() writes shared (not cyclic) values each time and cycles as null", () => {
+  const shared = { k: [1, "x"] };
+  const cyclic: unknown[] = [1];
+  cyclic.push([cyclic]);
+  equal(canonicalJson([shared, { s: shared }]), `[{"k":[1,"x"]},{"s":{"k":[1,"x"]}}]`);
+  equal(canonicalJson(cyclic), "[1,[null]]");
+});

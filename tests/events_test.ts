@@ -7,9 +7,16 @@
 
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import {
+  countDrift,
   type InboundMessage,
+  InvalidJsonError,
   type KnownChangeEvent,
+  MAX_DELIVERY_ARRAY_ELEMENTS,
+  MAX_DELIVERY_PARTS,
+  MAX_DRIFT_SAMPLES,
+  MAX_JSON_DEPTH,
   parseDelivery,
+  parseDeliveryText,
   type WebhookEvent,
 } from "../src/events/events.ts";
 import { FIXTURES, readExpectedParse, readFixtureBytes } from "./fixtures/catalog.ts";
@@ -273,6 +280,162 @@ Deno.test("WebhookEvent narrows on kind, message type and field without casts", 
 function _textBody(message: Extract<InboundMessage, { type: "text" }>): string {
   return message.text.body;
 }
+
+Deno.test("parseDelivery() keeps a delivery of more than MAX_DELIVERY_PARTS entries whole, as one unknown event", () => {
+  const entry = Array.from({ length: MAX_DELIVERY_PARTS + 1 }, (_, i) => ({ n: i }));
+  const payload = { object: "whatsapp_business_account", entry };
+  const { events, drift } = parseDelivery(payload);
+  equal(events.length, 1);
+  const event = events[0];
+  ok(event?.kind === "unknown");
+  equal(
+    event.reason,
+    `Delivery has more than ${MAX_DELIVERY_PARTS} entries, changes, contacts, messages and ` +
+      "statuses; kept whole",
+  );
+  equal(event.raw, payload, "the whole delivery, nothing lost");
+  deepStrictEqual(drift, []);
+});
+
+Deno.test("parseDelivery() walks a delivery of exactly MAX_DELIVERY_PARTS parts part by part", () => {
+  // 1 entry + 1 change + the contacts and one message.
+  const contacts = new Array(MAX_DELIVERY_PARTS - 3).fill({ wa_id: "5511999990000" });
+  const message = { from: "5511999990000", id: "wamid.A", timestamp: "1767225600", type: "text" };
+  const { events } = parseDelivery(_messagesDelivery({
+    contacts,
+    messages: [{ ...message, text: { body: "hi" } }],
+  }));
+  deepStrictEqual(events.map((event) => event.id), ["message:wamid.A"]);
+});
+
+Deno.test("parseDelivery() keeps a delivery with too many array elements whole, as one unknown event", () => {
+  // One status whose errors[] alone would cost a validation issue per element.
+  const status = {
+    id: "wamid.S",
+    status: "failed",
+    timestamp: "1767225600",
+    recipient_id: "5511999990000",
+    errors: new Array(MAX_DELIVERY_ARRAY_ELEMENTS).fill(0),
+  };
+  const { events, drift } = parseDelivery(_messagesDelivery({ statuses: [status] }));
+  equal(events.length, 1);
+  ok(events[0]?.kind === "unknown");
+  equal(
+    events[0].reason,
+    `Delivery has more than ${MAX_DELIVERY_ARRAY_ELEMENTS} array elements; kept whole`,
+  );
+  deepStrictEqual(drift, []);
+});
+
+Deno.test("parseDelivery() records the first MAX_DRIFT_SAMPLES drift in full and counts the rest", () => {
+  const image = {
+    from: "5511999990000",
+    id: "wamid.A",
+    timestamp: "1767225600",
+    type: "image",
+    image: { id: 1 },
+  };
+  const imageDrift = parseDelivery(_messagesDelivery({ messages: [image] })).drift.length;
+  ok(imageDrift >= 1);
+  const parsed = parseDelivery(_messagesDelivery({
+    contacts: new Array(20).fill(0),
+    messages: [image],
+  }));
+  equal(parsed.events.length, 1);
+  equal(parsed.drift.length, MAX_DRIFT_SAMPLES);
+  deepStrictEqual(parsed.drift[0], {
+    field: "messages",
+    type: "contact",
+    path: "entry[0].changes[0].value.contacts[0]",
+    reason: "Invalid input: expected object, received number",
+  });
+  deepStrictEqual(parsed.moreDrift, [
+    { field: "messages", type: "contact", count: 20 - MAX_DRIFT_SAMPLES },
+    { field: "messages", type: "image", count: imageDrift },
+  ]);
+  deepStrictEqual(countDrift(parsed), [
+    { field: "messages", type: "contact", count: 20 },
+    { field: "messages", type: "image", count: imageDrift },
+  ]);
+});
+
+Deno.test("parseDelivery() keeps a value nested deeper than MAX_JSON_DEPTH whole without overflowing the stack", () => {
+  let deep: unknown = 1;
+  for (let i = 0; i < 10_000; i++) deep = [deep];
+  const { events } = parseDelivery(deep);
+  equal(events.length, 1);
+  ok(events[0]?.kind === "unknown");
+  equal(events[0].reason, `Delivery nests deeper than ${MAX_JSON_DEPTH} levels`);
+});
+
+Deno.test("parseDeliveryText() keeps a text nested deeper than MAX_JSON_DEPTH as text, unparsed", () => {
+  const deepField = `{"a":`.repeat(6_000) + "1" + "}".repeat(6_000);
+  const deepMessage = JSON.stringify(_messagesDelivery({
+    messages: [{ from: "5511999990000", id: "wamid.A", timestamp: "1767225600", type: "text" }],
+  })).replace(`"type":"text"`, `"type":"text","deep":${deepField}`);
+  for (const text of ["[".repeat(10_000) + "]".repeat(10_000), deepMessage]) {
+    const { events, drift } = parseDeliveryText(text);
+    equal(events.length, 1);
+    const event = events[0];
+    ok(event?.kind === "unknown");
+    equal(
+      event.reason,
+      `Delivery nests deeper than ${MAX_JSON_DEPTH} levels; kept as text, unparsed`,
+    );
+    equal(event.raw, text);
+    equal(parseDeliveryText(text).events[0]?.id, event.id, "the same id for Meta's retry");
+    deepStrictEqual(drift, []);
+  }
+});
+
+Deno.test("parseDeliveryText() reads a text nested exactly MAX_JSON_DEPTH deep, brackets in strings aside", () => {
+  const tricky = String.raw`a \" quote, [[[ and {{{ in a string`;
+  const textNested = (levels: number): string => {
+    let deep: unknown = tricky;
+    for (let i = 0; i < levels; i++) deep = [deep];
+    // The message object is 8 levels deep: object, entry[], entry, changes[], change, value,
+    // messages[], message; its field `deep` adds `levels` more.
+    return JSON.stringify(_messagesDelivery({
+      messages: [{
+        from: "5511999990000",
+        id: "wamid.A",
+        timestamp: "1767225600",
+        type: "text",
+        text: { body: tricky },
+        deep,
+      }],
+    }));
+  };
+  deepStrictEqual(
+    parseDeliveryText(textNested(MAX_JSON_DEPTH - 8)).events.map((event) => event.kind),
+    ["message"],
+  );
+  const tooDeep = textNested(MAX_JSON_DEPTH - 7);
+  deepStrictEqual(
+    parseDeliveryText(tooDeep).events.map((event) => [event.kind, "raw" in event && event.raw]),
+    [
+      ["unknown", tooDeep],
+    ],
+  );
+});
+
+Deno.test("parseDeliveryText() throws InvalidJsonError naming the problem and byte, never the text", () => {
+  const cases: [string, string][] = [
+    ["TOPSECRET4 is not json", "Body is not valid JSON: unexpected character"],
+    [`{"é":1 "TOPSECRET"}`, "Body is not valid JSON: expected ',' or '}' (at byte 8)"],
+    [`{"TOPSECRET":`, "Body is not valid JSON: unexpected end of input"],
+    [`["TOPSECRET`, "Body is not valid JSON: unterminated string (at byte 11)"],
+  ];
+  for (const [text, message] of cases) {
+    try {
+      parseDeliveryText(text);
+      ok(false, `${text} parsed`);
+    } catch (error) {
+      ok(error instanceof InvalidJsonError);
+      equal(error.message, message);
+    }
+  }
+});
 
 function _accountEvent(change: Extract<KnownChangeEvent, { field: "account_update" }>): string {
   return change.value.event;

@@ -1,6 +1,6 @@
 /**
  * Every fixture posted signed, byte for byte, through the real server: the events recorded in
- * Deno KV are exactly the expected ones, and every schema drift gets its warning line.
+ * Deno KV are exactly the expected ones, and a delivery's schema drift gets one warning line.
  */
 import assert from "node:assert/strict";
 import { readEvent } from "../src/store/inbox.ts";
@@ -31,8 +31,8 @@ Deno.test("every fixture posted through the server records exactly its expected 
       }
       const driftLines = server.logs.lines.filter((line) => line.msg === "schema drift");
       assert.deepEqual(
-        driftLines.map(({ field, type, path, reason }) => ({ field, type, path, reason })),
-        expected.drift,
+        driftLines.map((line) => line.samples),
+        expected.drift.length === 0 ? [] : [expected.drift],
       );
     });
   }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Registry } from "../src/metrics.ts";
+import { BoundedLabelValues, Registry } from "../src/metrics.ts";
 import { parseExposition, samplesOf, valueOf } from "./prometheus_text.ts";
 
 Deno.test("render() writes HELP and TYPE once per metric, then its series", () => {
@@ -176,4 +176,25 @@ Deno.test("collect() runs every collector and returns the errors of those that t
   assert.equal(errors.length, 1);
   assert.match(String(errors[0]), /first failed/);
   assert.equal(valueOf(parseExposition(registry.render()), "g"), 42);
+});
+
+Deno.test("BoundedLabelValues keeps known values, then the first safe ones, then the fallback", () => {
+  const labels = new BoundedLabelValues({ known: ["text"], maxDistinct: 2 });
+  const seen = ["text", "poll", "a b", 'x"}', "é", "", "y".repeat(33), "vote", "later", "poll"]
+    .map((value) => labels.valueOf(value));
+  assert.deepEqual(seen, [
+    "text",
+    "poll",
+    "other",
+    "other",
+    "other",
+    "other",
+    "other",
+    "vote",
+    "other",
+    "poll",
+  ]);
+  assert.equal(labels.valueOf("text"), "text", "known values never run out");
+  const custom = new BoundedLabelValues({ maxDistinct: 0, fallback: "rest" });
+  assert.equal(custom.valueOf("poll"), "rest");
 });

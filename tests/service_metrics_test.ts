@@ -9,6 +9,7 @@ import {
   DELIVERY_OUTCOMES,
   instrumentIntake,
   instrumentVerifier,
+  MAX_UNKNOWN_MESSAGE_TYPE_LABELS,
   readReadyQueue,
   refusedDeliveryOutcome,
   type ServiceMetrics,
@@ -321,4 +322,55 @@ Deno.test("collect() returns the KV error and sets the queue gauges to NaN", asy
   assert.ok(Number.isNaN(valueOf(exposition, "wa_webhook_ready_queue_depth", { due: "now" })));
   assert.ok(Number.isNaN(valueOf(exposition, "wa_webhook_ready_queue_oldest_age_seconds")));
   assert.equal(samplesOf(exposition, "wa_webhook_ready_queue_depth").length, 2);
+});
+
+Deno.test("a message of a type not known is counted under the type Meta sent, in bounded labels", () => {
+  const metrics = createServiceMetrics();
+  const message = (n: number, type: string) => ({
+    from: "5511999990000",
+    id: `wamid.T${n}`,
+    timestamp: "1767225600",
+    type,
+  });
+  const types = [
+    "poll",
+    "poll",
+    "image", // a known type whose payload failed its schema keeps its name
+    "a type with spaces",
+    "x".repeat(33),
+    ...Array.from({ length: MAX_UNKNOWN_MESSAGE_TYPE_LABELS + 5 }, (_, i) => `new_type_${i}`),
+  ];
+  const { events } = parseDelivery(
+    messagesDelivery({ messages: types.map((t, i) => message(i, t)) }),
+  );
+  assert.ok(events.every((event) => event.kind === "message" && event.message.type === "unknown"));
+  metrics.observeRecorded(events, { recorded: events.map((e) => e.id), duplicates: [] }, T0);
+
+  const exposition = scrape(metrics);
+  const count = (type: string) =>
+    valueOf(exposition, "wa_webhook_events_total", { kind: "message", type });
+  assert.equal(count("poll"), 2);
+  assert.equal(count("image"), 1);
+  assert.equal(count("new_type_0"), 1);
+  // "poll" took one label; the new types fill the rest, then count as other with the unsafe ones.
+  assert.equal(count(`new_type_${MAX_UNKNOWN_MESSAGE_TYPE_LABELS - 2}`), 1);
+  assert.equal(count("other"), 2 + 6);
+  const series = samplesOf(exposition, "wa_webhook_events_total");
+  assert.equal(series.length, MAX_UNKNOWN_MESSAGE_TYPE_LABELS + 2); // + image + other
+  assert.ok(!series.some((sample) => sample.labels.type === "unknown"));
+});
+
+Deno.test("observeDrift() counts a delivery's drift by field and type at once, in bounded labels", () => {
+  const metrics = createServiceMetrics();
+  metrics.observeDrift({ field: "messages", type: "contact", count: 1_500 });
+  metrics.observeDrift({ field: "messages", type: "status" });
+  for (let i = 0; i < 1_000; i++) metrics.observeDrift({ field: `field_${i}`, type: `type_${i}` });
+
+  const exposition = scrape(metrics);
+  const count = (field: string, type: string) =>
+    valueOf(exposition, "wa_webhook_schema_drift_total", { field, type });
+  assert.equal(count("messages", "contact"), 1_500);
+  assert.equal(count("messages", "status"), 1);
+  assert.ok(count("other", "other") > 900);
+  assert.ok(samplesOf(exposition, "wa_webhook_schema_drift_total").length <= 25);
 });

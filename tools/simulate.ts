@@ -14,7 +14,7 @@
  * - `--url`: the webhook, by default `http://127.0.0.1:$PORT/webhook/whatsapp` (`PORT` 3001).
  * - The body is signed with the first secret of `APP_SECRET` (comma-separated to rotate), or with
  *   the development placeholder of `.env.example` when it is unset.
- * - The events are the ones `parseDelivery` computes locally from the body; each is fetched from
+ * - The events are the ones `parseDeliveryText` computes locally from the body; each is fetched from
  *   the admin API (`GET /admin/events/:id` on the webhook's origin) with `ADMIN_TOKEN`, or the
  *   development placeholder when it is unset.
  *
@@ -25,7 +25,7 @@
  * @module
  */
 import { DEVELOPMENT_PLACEHOLDERS } from "../src/config.ts";
-import { parseDelivery, type WebhookEvent } from "../src/events/events.ts";
+import { parseDeliveryText, type WebhookEvent } from "../src/events/events.ts";
 import { signBody } from "../src/webhook/signature.ts";
 
 /** The built-in samples. */
@@ -320,8 +320,8 @@ function _describe(event: WebhookEvent): string {
 
 function _eventsOf(body: Uint8Array): WebhookEvent[] | undefined {
   try {
-    return parseDelivery(JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body)))
-      .events;
+    // As intake reads it, so that a delivery kept whole has the id the service gave it.
+    return parseDeliveryText(new TextDecoder("utf-8", { fatal: true }).decode(body)).events;
   } catch {
     return undefined;
   }

@@ -8,6 +8,8 @@
  * - `status:<wamid>:<status>:<unix seconds>`
  * - `change:<field>:<hash of [wabaId, field, entry time or null, value]>`
  * - `unknown:<hash of [wabaId or null, raw]>`
+ * - `unknown:<hash of the delivery's text>`, for a delivery kept whole because it is too large or
+ *   too deep to walk
  *
  * @module
  */
@@ -68,6 +70,15 @@ export function unknownEventId(raw: unknown, wabaId: string | undefined): string
   return `unknown:${hashCanonicalJson([wabaId ?? null, raw])}`;
 }
 
+/**
+ * The id of the one unknown event that keeps a whole delivery: a hash of its text as received,
+ * which Meta's retries repeat byte for byte. Cheaper than {@linkcode unknownEventId} on a value
+ * of a million elements, which is what such a delivery may hold.
+ */
+export function deliveryTextEventId(text: string): string {
+  return `unknown:${_sha256Hex(text).slice(0, HASH_HEX_CHARS)}`;
+}
+
 /** The first 128 bits, in hex, of the SHA-256 of the canonical JSON of `value`. */
 export function hashCanonicalJson(value: unknown): string {
   return _sha256Hex(canonicalJson(value)).slice(0, HASH_HEX_CHARS);
@@ -77,7 +88,7 @@ export function hashCanonicalJson(value: unknown): string {
  * JSON text with object keys sorted (by UTF-16 code units) and no spaces, so that two payloads
  * that differ only in key order serialise alike. Never throws: values JSON cannot hold (undefined,
  * functions, symbols, non-finite numbers) become `null`, bigints become strings and a cycle
- * becomes `null`.
+ * becomes `null`. Iterative, so that no nesting depth can overflow the call stack.
  *
  * Matches Python's `json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` for
  * what Meta sends (strings, integers up to 2^53, everyday decimals). It differs on numbers, which
@@ -86,10 +97,77 @@ export function hashCanonicalJson(value: unknown): string {
  * here, unencodable there) and on keys beyond U+FFFF, sorted by UTF-16 code units here.
  */
 export function canonicalJson(value: unknown): string {
-  return _canonicalJson(value, new Set());
+  let text = "";
+  // The arrays and objects being written, innermost last; also the ancestors, to spot a cycle.
+  const open: _OpenContainer[] = [];
+  const ancestors = new Set<object>();
+  let next: unknown = value;
+  for (;;) {
+    if (typeof next !== "object" || next === null) {
+      text += _scalarJson(next);
+    } else if (ancestors.has(next)) {
+      text += "null";
+    } else {
+      ancestors.add(next);
+      const isArray = Array.isArray(next);
+      text += isArray ? "[" : "{";
+      const keys = isArray ? undefined : _jsonKeys(next as Record<string, unknown>);
+      open.push({ container: next, keys, index: 0 });
+    }
+    // Find the next value to write: the next member of the innermost open container, closing
+    // the finished ones. Scalars of an array are written on the way, without a round trip.
+    let hasNext = false;
+    while (!hasNext && open.length > 0) {
+      const current = open[open.length - 1] as _OpenContainer;
+      if (current.keys === undefined) {
+        const array = current.container as unknown[];
+        while (current.index < array.length) {
+          const member = array[current.index];
+          if (current.index++ > 0) text += ",";
+          if (typeof member === "object" && member !== null) {
+            next = member;
+            hasNext = true;
+            break;
+          }
+          text += _scalarJson(member);
+        }
+        if (hasNext) break;
+        text += "]";
+      } else if (current.index < current.keys.length) {
+        const key = current.keys[current.index] as string;
+        text += `${current.index++ > 0 ? "," : ""}${JSON.stringify(key)}:`;
+        next = (current.container as Record<string, unknown>)[key];
+        hasNext = true;
+        break;
+      } else {
+        text += "}";
+      }
+      ancestors.delete(current.container);
+      open.pop();
+    }
+    if (!hasNext) return text;
+  }
 }
 
-function _canonicalJson(value: unknown, ancestors: Set<object>): string {
+/** An array (`keys` undefined) or object being written by {@linkcode canonicalJson}. */
+interface _OpenContainer {
+  container: object;
+  /** The object's keys to write, sorted. */
+  keys: string[] | undefined;
+  /** The next member to write. */
+  index: number;
+}
+
+/** The keys JSON.stringify writes (not those of undefined, functions, symbols), sorted. */
+function _jsonKeys(record: Record<string, unknown>): string[] {
+  return Object.keys(record).sort().filter((key) => {
+    const member = record[key];
+    return member !== undefined && typeof member !== "function" && typeof member !== "symbol";
+  });
+}
+
+/** The JSON text of a value that is not an object or an array. */
+function _scalarJson(value: unknown): string {
   switch (typeof value) {
     case "string":
       return JSON.stringify(value);
@@ -99,30 +177,9 @@ function _canonicalJson(value: unknown, ancestors: Set<object>): string {
       return value ? "true" : "false";
     case "bigint":
       return JSON.stringify(value.toString());
-    case "object":
-      break;
     default:
       return "null";
   }
-  if (value === null || ancestors.has(value)) return "null";
-  ancestors.add(value);
-  let text: string;
-  if (Array.isArray(value)) {
-    text = `[${value.map((item) => _canonicalJson(item, ancestors)).join(",")}]`;
-  } else {
-    const record = value as Record<string, unknown>;
-    const members: string[] = [];
-    for (const key of Object.keys(record).sort()) {
-      const member = record[key];
-      if (member === undefined || typeof member === "function" || typeof member === "symbol") {
-        continue; // JSON.stringify leaves these keys out too
-      }
-      members.push(`${JSON.stringify(key)}:${_canonicalJson(member, ancestors)}`);
-    }
-    text = `{${members.join(",")}}`;
-  }
-  ancestors.delete(value);
-  return text;
 }
 
 function _boundedIdPart(text: string): string {

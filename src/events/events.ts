@@ -17,13 +17,21 @@ import {
   UNIX_SECONDS_PATTERN,
   WHATSAPP_OBJECT,
 } from "./envelope.ts";
-import { changeEventId, messageEventId, statusEventId, unknownEventId } from "./event_ids.ts";
+import {
+  changeEventId,
+  deliveryTextEventId,
+  messageEventId,
+  statusEventId,
+  unknownEventId,
+} from "./event_ids.ts";
 import { type ChangeValue, changeValueSchemaFor, type KnownChangeField } from "./field_schemas.ts";
 import { type InboundMessage, messageSchemaFor, type UnknownMessage } from "./message_schemas.ts";
+import { InvalidJsonError, MAX_JSON_DEPTH, nestsDeeperThan, parseJsonText } from "./json_text.ts";
 import { type Status, statusSchema } from "./status_schemas.ts";
 
 // The payload types that events carry, so that handlers import the whole vocabulary from here.
 export type { Contact, WhatsAppError } from "./envelope.ts";
+export { InvalidJsonError, MAX_JSON_DEPTH };
 export type { ChangeValue, KnownChangeField } from "./field_schemas.ts";
 export type {
   InboundMessage,
@@ -147,9 +155,33 @@ export interface UnknownEvent {
 export type WebhookEvent = MessageEvent | StatusEvent | ChangeEvent | UnknownEvent;
 
 /**
+ * Parts of one delivery walked one by one at most: entries, changes, contacts, messages and
+ * statuses together. Meta batches at most 1000 updates per POST; ten times that leaves room for
+ * their contacts and for batches larger than documented, and still records in about a second. A
+ * delivery with more is kept whole as one `unknown` event instead of yielding more events than a
+ * sane delivery ever does (100,000 empty entries fit in 3 MB).
+ */
+export const MAX_DELIVERY_PARTS = 10_000;
+
+/**
+ * Array elements, at any depth, in one delivery at most. Each can cost a schema check and a
+ * validation issue (1.5 million of them fit in 3 MB); a real delivery of the largest size (a
+ * `history` chunk of thousands of messages) holds far fewer. A delivery with more is kept whole
+ * as one `unknown` event.
+ */
+export const MAX_DELIVERY_ARRAY_ELEMENTS = 50_000;
+
+/**
+ * Schema drift recorded in full per delivery, in delivery order; the rest is only counted by
+ * field and type (see {@linkcode ParsedDelivery.moreDrift}). A few samples say what changed; a
+ * delivery with a million bad items must not cost a million records and log lines.
+ */
+export const MAX_DRIFT_SAMPLES = 5;
+
+/**
  * One validation problem in a part of a delivery whose type is known (a message type, a status, a
  * contact, the value of a known field). The part still yields an event through the tolerant path;
- * the caller logs one warning per drift and counts them.
+ * the caller logs a summary per delivery and counts them (see {@linkcode countDrift}).
  */
 export interface SchemaDrift {
   /** The webhook field of the change: `messages`, `account_update`, … */
@@ -162,12 +194,27 @@ export interface SchemaDrift {
   reason: string;
 }
 
+/** How many validation problems a delivery had for one webhook field and type. */
+export interface DriftCount {
+  /** As {@linkcode SchemaDrift.field}. */
+  field: string;
+  /** As {@linkcode SchemaDrift.type}. */
+  type: string;
+  /** At least 1. */
+  count: number;
+}
+
 /** The events of a delivery, and the schema drift found on the way. */
 export interface ParsedDelivery {
   /** At least one event for any payload; see {@linkcode parseDelivery}. */
   events: WebhookEvent[];
-  /** One entry per validation problem in a part of a known type. */
+  /**
+   * The first {@linkcode MAX_DRIFT_SAMPLES} validation problems in parts of a known type, one
+   * entry per problem, in delivery order.
+   */
   drift: SchemaDrift[];
+  /** The problems found after those, counted by field and type; absent when there were none. */
+  moreDrift?: DriftCount[];
 }
 
 /**
@@ -175,19 +222,50 @@ export interface ParsedDelivery {
  * one per status, one per other change, and one `unknown` event per part that cannot be read
  * (a foreign `object`, no `entry`, an entry without changes, …), so that any payload yields at
  * least one event. Never throws.
+ *
+ * The work is bounded: a delivery of more than {@linkcode MAX_DELIVERY_PARTS} parts, more than
+ * {@linkcode MAX_DELIVERY_ARRAY_ELEMENTS} array elements or nested deeper than
+ * {@linkcode MAX_JSON_DEPTH} is not walked but kept whole as one `unknown` event whose `reason`
+ * says which limit it passed; drift past {@linkcode MAX_DRIFT_SAMPLES} is only counted.
  */
 export function parseDelivery(payload: unknown): ParsedDelivery {
-  const parsed: ParsedDelivery = { events: [], drift: [] };
-  try {
-    _collectDelivery(payload, parsed);
-  } catch (error) {
-    // Defence in depth: the walk reads JSON values only and is not expected to throw, but a
-    // verified delivery must be kept whatever happens.
-    const detail = error instanceof Error ? error.message : String(error);
-    const reason = `Cannot read delivery: ${detail}`;
-    return { events: [_unknownEvent(payload, reason, {})], drift: parsed.drift };
+  const tooLarge = _overLimitReason(payload);
+  if (tooLarge !== undefined) return { events: [_unknownEvent(payload, tooLarge, {})], drift: [] };
+  return _walkDelivery(payload);
+}
+
+/**
+ * Turns the text of a verified delivery into events: {@linkcode parseDelivery} of its JSON, except
+ * that a delivery kept whole gets its id from its text ({@linkcode deliveryTextEventId}), cheap
+ * however large it is. A text nested deeper than {@linkcode MAX_JSON_DEPTH} is not parsed
+ * (walking, hashing or storing the value could exhaust the call stack) but kept whole, as text,
+ * in one `unknown` event: it is signed, so it is Meta's, and refusing it would only make Meta
+ * retry it for a week.
+ *
+ * @throws {InvalidJsonError} when the text is not JSON; the error quotes no part of it.
+ */
+export function parseDeliveryText(text: string): ParsedDelivery {
+  if (nestsDeeperThan(text, MAX_JSON_DEPTH)) {
+    const reason = `Delivery nests deeper than ${MAX_JSON_DEPTH} levels; kept as text, unparsed`;
+    return _keptWhole(text, text, reason);
   }
-  return parsed;
+  const payload = parseJsonText(text);
+  const tooLarge = _overLimitReason(payload);
+  if (tooLarge !== undefined) return _keptWhole(payload, text, tooLarge);
+  return _walkDelivery(payload);
+}
+
+/**
+ * Every validation problem of a parsed delivery, the samples and the rest, counted by field and
+ * type, in the order each pair was first seen.
+ */
+export function countDrift(parsed: ParsedDelivery): DriftCount[] {
+  const counts = new Map<string, DriftCount>();
+  for (const { field, type } of parsed.drift) _addDrift(counts, field, type, 1);
+  for (const { field, type, count } of parsed.moreDrift ?? []) {
+    _addDrift(counts, field, type, count);
+  }
+  return [...counts.values()];
 }
 
 /**
@@ -214,6 +292,36 @@ interface Party {
   phone?: string;
 }
 
+function _walkDelivery(payload: unknown): ParsedDelivery {
+  const found: _Found = { events: [], drift: [], moreDrift: new Map() };
+  try {
+    _collectDelivery(payload, found);
+  } catch (error) {
+    // Defence in depth: the walk reads JSON values only and is not expected to throw, but a
+    // verified delivery must be kept whatever happens.
+    const detail = error instanceof Error ? error.message : String(error);
+    const reason = `Cannot read delivery: ${detail}`;
+    found.events = [_unknownEvent(payload, reason, {})];
+  }
+  const parsed: ParsedDelivery = { events: found.events, drift: found.drift };
+  if (found.moreDrift.size > 0) parsed.moreDrift = [...found.moreDrift.values()];
+  return parsed;
+}
+
+/** One unknown event holding a whole delivery, `raw` as parsed (or its text), id from `text`. */
+function _keptWhole(raw: unknown, text: string, reason: string): ParsedDelivery {
+  return { events: [{ kind: "unknown", id: deliveryTextEventId(text), reason, raw }], drift: [] };
+}
+
+/** What the walk has found so far. */
+interface _Found {
+  events: WebhookEvent[];
+  /** The first {@linkcode MAX_DRIFT_SAMPLES} problems. */
+  drift: SchemaDrift[];
+  /** The problems after those, by `field` and `type`. */
+  moreDrift: Map<string, DriftCount>;
+}
+
 /** The parts of an entry every event of it carries. */
 interface EntryContext {
   wabaId: string;
@@ -236,7 +344,7 @@ interface Whereabouts {
   field?: string;
 }
 
-function _collectDelivery(payload: unknown, parsed: ParsedDelivery): void {
+function _collectDelivery(payload: unknown, parsed: _Found): void {
   if (!_isRecord(payload)) {
     parsed.events.push(_unknownEvent(payload, "Delivery is not a JSON object", {}));
     return;
@@ -256,7 +364,7 @@ function _collectDelivery(payload: unknown, parsed: ParsedDelivery): void {
   for (let i = 0; i < entries.length; i++) _collectEntry(entries[i], `entry[${i}]`, parsed);
 }
 
-function _collectEntry(entry: unknown, path: string, parsed: ParsedDelivery): void {
+function _collectEntry(entry: unknown, path: string, parsed: _Found): void {
   if (!_isRecord(entry) || typeof entry.id !== "string" || entry.id === "") {
     parsed.events.push(_unknownEvent(entry, `Entry has no "id"`, {}));
     return;
@@ -285,7 +393,7 @@ function _collectMessagesChange(
   value: unknown,
   entry: EntryContext,
   changePath: string,
-  parsed: ParsedDelivery,
+  parsed: _Found,
 ): void {
   const envelope = messagesEnvelopeSchema.safeParse(value);
   if (!envelope.success) {
@@ -302,14 +410,14 @@ function _collectMessagesChange(
       displayPhoneNumber: metadata.display_phone_number,
     };
   const valuePath = `${changePath}.value`;
-  const knownContacts = _validContacts(contacts, `${valuePath}.contacts`, parsed.drift);
+  const knownContacts = _validContacts(contacts, `${valuePath}.contacts`, parsed);
   for (let k = 0; k < messages.length; k++) {
     const path = `${valuePath}.messages[${k}]`;
-    parsed.events.push(_messageEvent(messages[k], origin, knownContacts, path, parsed.drift));
+    parsed.events.push(_messageEvent(messages[k], origin, knownContacts, path, parsed));
   }
   for (let k = 0; k < statuses.length; k++) {
     const path = `${valuePath}.statuses[${k}]`;
-    parsed.events.push(_statusEvent(statuses[k], origin, knownContacts, path, parsed.drift));
+    parsed.events.push(_statusEvent(statuses[k], origin, knownContacts, path, parsed));
   }
   const hasErrors = Array.isArray(envelope.data.errors) && envelope.data.errors.length > 0;
   if ((messages.length === 0 && statuses.length === 0) || hasErrors) {
@@ -322,9 +430,9 @@ function _messageEvent(
   origin: Origin,
   contacts: readonly Contact[],
   path: string,
-  drift: SchemaDrift[],
+  found: _Found,
 ): MessageEvent | UnknownEvent {
-  const message = _parseMessage(raw, path, drift);
+  const message = _parseMessage(raw, path, found);
   const wamid = _isRecord(raw) && typeof raw.id === "string" && raw.id !== "" ? raw.id : undefined;
   const timestampMs = _isRecord(raw) ? _secondsToMs(raw.timestamp) : undefined;
   if (wamid === undefined || timestampMs === undefined) {
@@ -345,13 +453,13 @@ function _messageEvent(
   };
 }
 
-function _parseMessage(raw: unknown, path: string, drift: SchemaDrift[]): InboundMessage {
+function _parseMessage(raw: unknown, path: string, found: _Found): InboundMessage {
   const type = _isRecord(raw) && typeof raw.type === "string" ? raw.type : undefined;
   const schema = type === undefined ? undefined : messageSchemaFor(type);
   if (type === undefined || schema === undefined) return _unknownMessage(type, raw);
   const result = schema.safeParse(raw);
   if (result.success) return result.data;
-  _recordDrift(drift, result.error, { field: "messages", type, path });
+  _recordDrift(found, result.error, { field: "messages", type, path });
   return _unknownMessage(type, raw);
 }
 
@@ -366,11 +474,11 @@ function _statusEvent(
   origin: Origin,
   contacts: readonly Contact[],
   path: string,
-  drift: SchemaDrift[],
+  found: _Found,
 ): StatusEvent | UnknownEvent {
   const result = statusSchema.safeParse(raw);
   if (!result.success) {
-    _recordDrift(drift, result.error, { field: "messages", type: "status", path });
+    _recordDrift(found, result.error, { field: "messages", type: "status", path });
     return _unknownEvent(raw, "Status does not match its schema", {
       wabaId: origin.wabaId,
       phoneNumberId: origin.phoneNumberId,
@@ -395,7 +503,7 @@ function _changeEvent(
   value: unknown,
   entry: EntryContext,
   changePath: string,
-  parsed: ParsedDelivery,
+  parsed: _Found,
 ): ChangeEvent {
   const base: ChangeEventBase = {
     kind: "change",
@@ -410,7 +518,7 @@ function _changeEvent(
     // The cast restates what CHANGE_VALUE_SCHEMAS guarantees: `field` chose the schema that typed
     // `value`; TypeScript cannot follow that through a Map lookup.
     if (result.success) return { ...base, field, value: result.data } as KnownChangeEvent;
-    _recordDrift(parsed.drift, result.error, { field, type: "value", path: `${changePath}.value` });
+    _recordDrift(parsed, result.error, { field, type: "value", path: `${changePath}.value` });
   }
   return { ...base, field: "unknown", originalField: field, value };
 }
@@ -428,7 +536,7 @@ function _unknownEvent(raw: unknown, reason: string, whereabouts: Whereabouts): 
 function _validContacts(
   contacts: readonly unknown[],
   path: string,
-  drift: SchemaDrift[],
+  found: _Found,
 ): Contact[] {
   const valid: Contact[] = [];
   for (let c = 0; c < contacts.length; c++) {
@@ -436,7 +544,7 @@ function _validContacts(
     if (result.success) {
       valid.push(result.data);
     } else {
-      _recordDrift(drift, result.error, {
+      _recordDrift(found, result.error, {
         field: "messages",
         type: "contact",
         path: `${path}[${c}]`,
@@ -492,17 +600,96 @@ function _businessNumberOf(
 }
 
 function _recordDrift(
-  drift: SchemaDrift[],
+  found: _Found,
   error: z.ZodError,
   where: { field: string; type: string; path: string },
 ): void {
-  for (const issue of error.issues) {
+  const { issues } = error;
+  let i = 0;
+  for (; i < issues.length && found.drift.length < MAX_DRIFT_SAMPLES; i++) {
+    const issue = issues[i];
+    if (issue === undefined) break;
     let path = where.path;
     for (const segment of issue.path) {
       path += typeof segment === "number" ? `[${segment}]` : `.${String(segment)}`;
     }
-    drift.push({ field: where.field, type: where.type, path, reason: issue.message });
+    found.drift.push({ field: where.field, type: where.type, path, reason: issue.message });
   }
+  if (i < issues.length) _addDrift(found.moreDrift, where.field, where.type, issues.length - i);
+}
+
+function _addDrift(
+  counts: Map<string, DriftCount>,
+  field: string,
+  type: string,
+  count: number,
+): void {
+  const key = JSON.stringify([field, type]);
+  const known = counts.get(key);
+  if (known === undefined) counts.set(key, { field, type, count });
+  else known.count += count;
+}
+
+/**
+ * Why a delivery is too large or too deep to walk part by part, or `undefined` when it is not.
+ * Visits each array and object once, without recursion, and stops at the first limit passed.
+ */
+function _overLimitReason(payload: unknown): string | undefined {
+  let elements = 0;
+  // Containers still to read and their depths, as two stacks: no allocation per value.
+  const pending: object[] = [];
+  const depths: number[] = [];
+  if (typeof payload === "object" && payload !== null) {
+    pending.push(payload);
+    depths.push(1);
+  }
+  for (let value = pending.pop(); value !== undefined; value = pending.pop()) {
+    const depth = depths.pop() as number;
+    if (depth > MAX_JSON_DEPTH) return `Delivery nests deeper than ${MAX_JSON_DEPTH} levels`;
+    if (Array.isArray(value)) {
+      elements += value.length;
+      if (elements > MAX_DELIVERY_ARRAY_ELEMENTS) {
+        return `Delivery has more than ${MAX_DELIVERY_ARRAY_ELEMENTS} array elements; kept whole`;
+      }
+      for (const member of value) {
+        if (typeof member === "object" && member !== null) {
+          pending.push(member);
+          depths.push(depth + 1);
+        }
+      }
+    } else {
+      for (const key in value) {
+        const member = (value as Record<string, unknown>)[key];
+        if (typeof member === "object" && member !== null) {
+          pending.push(member);
+          depths.push(depth + 1);
+        }
+      }
+    }
+  }
+  if (_partCount(payload) > MAX_DELIVERY_PARTS) {
+    return `Delivery has more than ${MAX_DELIVERY_PARTS} entries, changes, contacts, messages ` +
+      "and statuses; kept whole";
+  }
+  return undefined;
+}
+
+/** Entries, changes, contacts, messages and statuses, counted without reading them. */
+function _partCount(payload: unknown): number {
+  if (!_isRecord(payload) || !Array.isArray(payload.entry)) return 0;
+  let parts = payload.entry.length;
+  for (const entry of payload.entry) {
+    if (!_isRecord(entry) || !Array.isArray(entry.changes)) continue;
+    parts += entry.changes.length;
+    for (const change of entry.changes) {
+      const value = _isRecord(change) ? change.value : undefined;
+      if (!_isRecord(value)) continue;
+      for (const list of [value.contacts, value.messages, value.statuses]) {
+        if (Array.isArray(list)) parts += list.length;
+      }
+    }
+  }
+  return parts;
 }
 
 /** Unix seconds (digits or an integer) to milliseconds; `undefined` for anything else. */

@@ -4,7 +4,14 @@
  *
  * @module
  */
-import { parseDelivery, type SchemaDrift, type WebhookEvent } from "../events/events.ts";
+import {
+  countDrift,
+  type DriftCount,
+  InvalidJsonError,
+  type ParsedDelivery,
+  parseDeliveryText,
+  type WebhookEvent,
+} from "../events/events.ts";
 import { HttpError } from "../http/errors.ts";
 import type { RouteHandler } from "../http/router.ts";
 import type { Logger } from "../log.ts";
@@ -23,12 +30,21 @@ export interface IntakeOptions {
   verifier: SignatureVerifier;
   maxBodyBytes: number;
   recordEvents: EventRecorder;
-  /** Called once per schema drift found, after its warning line (for metrics). */
-  onDrift?: (drift: SchemaDrift) => void;
+  /**
+   * Called once per webhook field and type of schema drift in a delivery, with how many problems
+   * it had, after the delivery's warning line (for metrics).
+   */
+  onDrift?: (drift: DriftCount) => void;
 }
 
 /** Event ids listed on the record span; a delivery rarely has more, and the count is there too. */
 const MAX_SPAN_EVENT_IDS = 100;
+
+/**
+ * Unknown events named in a delivery's one "unknown event kept" line; the line counts them all.
+ * A few say what went wrong; a delivery of thousands must not write thousands of lines.
+ */
+const MAX_LOGGED_UNKNOWN_EVENTS = 5;
 
 const _decoder = new TextDecoder("utf-8", { fatal: true });
 
@@ -43,24 +59,18 @@ export function createIntakeHandler(options: IntakeOptions): RouteHandler {
     }, { attributes: { "wa.body.bytes": body.byteLength } });
     if (!check.valid) throw new HttpError(401, check.reason);
 
-    const { events, drift } = withSpan("intake.parse", (span) => {
-      const parsed = parseDelivery(_parseJson(body));
+    const parsed = withSpan("intake.parse", (span) => {
+      const parsed = _parseBody(body);
       span.setAttributes({
         "wa.events.count": parsed.events.length,
         "wa.event.kinds": [...new Set(parsed.events.map((event) => event.kind))],
-        "wa.drift.count": parsed.drift.length,
+        "wa.drift.count": countDrift(parsed).reduce((sum, drift) => sum + drift.count, 0),
       });
       return parsed;
     });
-    for (const problem of drift) {
-      log.warn("schema drift", { ...problem });
-      options.onDrift?.(problem);
-    }
-    for (const event of events) {
-      if (event.kind === "unknown") {
-        log.warn("unknown event kept", { eventId: event.id, reason: event.reason });
-      }
-    }
+    const { events } = parsed;
+    _logDrift(parsed, log, options.onDrift);
+    _logUnknownEvents(events, log);
     try {
       await withSpan("intake.record", () => options.recordEvents(events, log), {
         attributes: {
@@ -76,7 +86,7 @@ export function createIntakeHandler(options: IntakeOptions): RouteHandler {
   };
 }
 
-function _parseJson(body: Uint8Array): unknown {
+function _parseBody(body: Uint8Array): ParsedDelivery {
   let text: string;
   try {
     text = _decoder.decode(body);
@@ -84,8 +94,39 @@ function _parseJson(body: Uint8Array): unknown {
     throw new HttpError(400, "Body is not valid UTF-8");
   }
   try {
-    return JSON.parse(text);
+    return parseDeliveryText(text);
   } catch (error) {
-    throw new HttpError(400, `Body is not valid JSON: ${(error as Error).message}`);
+    if (error instanceof InvalidJsonError) throw new HttpError(400, error.message);
+    throw error;
   }
+}
+
+/** One warning line for a delivery's schema drift: counts by field and type, and the samples. */
+function _logDrift(
+  parsed: ParsedDelivery,
+  log: Logger,
+  onDrift: ((drift: DriftCount) => void) | undefined,
+): void {
+  const counts = countDrift(parsed);
+  if (counts.length === 0) return;
+  log.warn("schema drift", {
+    count: counts.reduce((sum, drift) => sum + drift.count, 0),
+    byType: counts,
+    samples: parsed.drift,
+  });
+  for (const drift of counts) onDrift?.(drift);
+}
+
+/** One warning line for a delivery's unknown events: how many, and the first few with reasons. */
+function _logUnknownEvents(events: readonly WebhookEvent[], log: Logger): void {
+  const samples: { eventId: string; reason: string }[] = [];
+  let count = 0;
+  for (const event of events) {
+    if (event.kind !== "unknown") continue;
+    count++;
+    if (samples.length < MAX_LOGGED_UNKNOWN_EVENTS) {
+      samples.push({ eventId: event.id, reason: event.reason });
+    }
+  }
+  if (count > 0) log.warn("unknown event kept", { count, samples });
 }
