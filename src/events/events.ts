@@ -9,7 +9,6 @@
  * @module
  */
 
-import type { z } from "zod";
 import {
   type Contact,
   contactSchema,
@@ -28,10 +27,20 @@ import { type ChangeValue, changeValueSchemaFor, type KnownChangeField } from ".
 import { type InboundMessage, messageSchemaFor, type UnknownMessage } from "./message_schemas.ts";
 import { InvalidJsonError, MAX_JSON_DEPTH, nestsDeeperThan, parseJsonText } from "./json_text.ts";
 import { type Status, statusSchema } from "./status_schemas.ts";
+import { overLimitReason } from "./delivery_limits.ts";
+import { type DriftFound, type DriftSummary, recordDrift } from "./drift.ts";
 
 // The payload types that events carry, so that handlers import the whole vocabulary from here.
 export type { Contact, WhatsAppError } from "./envelope.ts";
 export { InvalidJsonError, MAX_JSON_DEPTH };
+export { MAX_DELIVERY_ARRAY_ELEMENTS, MAX_DELIVERY_PARTS } from "./delivery_limits.ts";
+export {
+  countDrift,
+  type DriftCount,
+  type DriftSummary,
+  MAX_DRIFT_SAMPLES,
+  type SchemaDrift,
+} from "./drift.ts";
 export type { ChangeValue, KnownChangeField } from "./field_schemas.ts";
 export type {
   InboundMessage,
@@ -154,67 +163,10 @@ export interface UnknownEvent {
 /** Every event a delivery yields, discriminated on `kind`. Plain JSON: stored and logged as is. */
 export type WebhookEvent = MessageEvent | StatusEvent | ChangeEvent | UnknownEvent;
 
-/**
- * Parts of one delivery walked one by one at most: entries, changes, contacts, messages and
- * statuses together. Meta batches at most 1000 updates per POST; ten times that leaves room for
- * their contacts and for batches larger than documented, and still records in about a second. A
- * delivery with more is kept whole as one `unknown` event instead of yielding more events than a
- * sane delivery ever does (100,000 empty entries fit in 3 MB).
- */
-export const MAX_DELIVERY_PARTS = 10_000;
-
-/**
- * Array elements, at any depth, in one delivery at most. Each can cost a schema check and a
- * validation issue (1.5 million of them fit in 3 MB); a real delivery of the largest size (a
- * `history` chunk of thousands of messages) holds far fewer. A delivery with more is kept whole
- * as one `unknown` event.
- */
-export const MAX_DELIVERY_ARRAY_ELEMENTS = 50_000;
-
-/**
- * Schema drift recorded in full per delivery, in delivery order; the rest is only counted by
- * field and type (see {@linkcode ParsedDelivery.moreDrift}). A few samples say what changed; a
- * delivery with a million bad items must not cost a million records and log lines.
- */
-export const MAX_DRIFT_SAMPLES = 5;
-
-/**
- * One validation problem in a part of a delivery whose type is known (a message type, a status, a
- * contact, the value of a known field). The part still yields an event through the tolerant path;
- * the caller logs a summary per delivery and counts them (see {@linkcode countDrift}).
- */
-export interface SchemaDrift {
-  /** The webhook field of the change: `messages`, `account_update`, … */
-  field: string;
-  /** What failed: a message type (`image`), `status`, `contact`, or `value` for a change value. */
-  type: string;
-  /** Where, from the root of the delivery: `entry[0].changes[1].value.messages[2].image.id`. */
-  path: string;
-  /** What was wrong, in zod's words: `Invalid input: expected string, received number`. */
-  reason: string;
-}
-
-/** How many validation problems a delivery had for one webhook field and type. */
-export interface DriftCount {
-  /** As {@linkcode SchemaDrift.field}. */
-  field: string;
-  /** As {@linkcode SchemaDrift.type}. */
-  type: string;
-  /** At least 1. */
-  count: number;
-}
-
 /** The events of a delivery, and the schema drift found on the way. */
-export interface ParsedDelivery {
+export interface ParsedDelivery extends DriftSummary {
   /** At least one event for any payload; see {@linkcode parseDelivery}. */
   events: WebhookEvent[];
-  /**
-   * The first {@linkcode MAX_DRIFT_SAMPLES} validation problems in parts of a known type, one
-   * entry per problem, in delivery order.
-   */
-  drift: SchemaDrift[];
-  /** The problems found after those, counted by field and type; absent when there were none. */
-  moreDrift?: DriftCount[];
 }
 
 /**
@@ -229,7 +181,7 @@ export interface ParsedDelivery {
  * says which limit it passed; drift past {@linkcode MAX_DRIFT_SAMPLES} is only counted.
  */
 export function parseDelivery(payload: unknown): ParsedDelivery {
-  const tooLarge = _overLimitReason(payload);
+  const tooLarge = overLimitReason(payload);
   if (tooLarge !== undefined) return { events: [_unknownEvent(payload, tooLarge, {})], drift: [] };
   return _walkDelivery(payload);
 }
@@ -250,22 +202,9 @@ export function parseDeliveryText(text: string): ParsedDelivery {
     return _keptWhole(text, text, reason);
   }
   const payload = parseJsonText(text);
-  const tooLarge = _overLimitReason(payload);
+  const tooLarge = overLimitReason(payload);
   if (tooLarge !== undefined) return _keptWhole(payload, text, tooLarge);
   return _walkDelivery(payload);
-}
-
-/**
- * Every validation problem of a parsed delivery, the samples and the rest, counted by field and
- * type, in the order each pair was first seen.
- */
-export function countDrift(parsed: ParsedDelivery): DriftCount[] {
-  const counts = new Map<string, DriftCount>();
-  for (const { field, type } of parsed.drift) _addDrift(counts, field, type, 1);
-  for (const { field, type, count } of parsed.moreDrift ?? []) {
-    _addDrift(counts, field, type, count);
-  }
-  return [...counts.values()];
 }
 
 /**
@@ -314,12 +253,8 @@ function _keptWhole(raw: unknown, text: string, reason: string): ParsedDelivery 
 }
 
 /** What the walk has found so far. */
-interface _Found {
+interface _Found extends DriftFound {
   events: WebhookEvent[];
-  /** The first {@linkcode MAX_DRIFT_SAMPLES} problems. */
-  drift: SchemaDrift[];
-  /** The problems after those, by `field` and `type`. */
-  moreDrift: Map<string, DriftCount>;
 }
 
 /** The parts of an entry every event of it carries. */
@@ -459,7 +394,7 @@ function _parseMessage(raw: unknown, path: string, found: _Found): InboundMessag
   if (type === undefined || schema === undefined) return _unknownMessage(type, raw);
   const result = schema.safeParse(raw);
   if (result.success) return result.data;
-  _recordDrift(found, result.error, { field: "messages", type, path });
+  recordDrift(found, result.error, { field: "messages", type, path });
   return _unknownMessage(type, raw);
 }
 
@@ -478,7 +413,7 @@ function _statusEvent(
 ): StatusEvent | UnknownEvent {
   const result = statusSchema.safeParse(raw);
   if (!result.success) {
-    _recordDrift(found, result.error, { field: "messages", type: "status", path });
+    recordDrift(found, result.error, { field: "messages", type: "status", path });
     return _unknownEvent(raw, "Status does not match its schema", {
       wabaId: origin.wabaId,
       phoneNumberId: origin.phoneNumberId,
@@ -518,7 +453,7 @@ function _changeEvent(
     // The cast restates what CHANGE_VALUE_SCHEMAS guarantees: `field` chose the schema that typed
     // `value`; TypeScript cannot follow that through a Map lookup.
     if (result.success) return { ...base, field, value: result.data } as KnownChangeEvent;
-    _recordDrift(parsed, result.error, { field, type: "value", path: `${changePath}.value` });
+    recordDrift(parsed, result.error, { field, type: "value", path: `${changePath}.value` });
   }
   return { ...base, field: "unknown", originalField: field, value };
 }
@@ -544,7 +479,7 @@ function _validContacts(
     if (result.success) {
       valid.push(result.data);
     } else {
-      _recordDrift(found, result.error, {
+      recordDrift(found, result.error, {
         field: "messages",
         type: "contact",
         path: `${path}[${c}]`,
@@ -597,99 +532,6 @@ function _businessNumberOf(
     ...(phoneNumberId === undefined ? {} : { phoneNumberId }),
     ...(displayPhoneNumber === undefined ? {} : { displayPhoneNumber }),
   };
-}
-
-function _recordDrift(
-  found: _Found,
-  error: z.ZodError,
-  where: { field: string; type: string; path: string },
-): void {
-  const { issues } = error;
-  let i = 0;
-  for (; i < issues.length && found.drift.length < MAX_DRIFT_SAMPLES; i++) {
-    const issue = issues[i];
-    if (issue === undefined) break;
-    let path = where.path;
-    for (const segment of issue.path) {
-      path += typeof segment === "number" ? `[${segment}]` : `.${String(segment)}`;
-    }
-    found.drift.push({ field: where.field, type: where.type, path, reason: issue.message });
-  }
-  if (i < issues.length) _addDrift(found.moreDrift, where.field, where.type, issues.length - i);
-}
-
-function _addDrift(
-  counts: Map<string, DriftCount>,
-  field: string,
-  type: string,
-  count: number,
-): void {
-  const key = JSON.stringify([field, type]);
-  const known = counts.get(key);
-  if (known === undefined) counts.set(key, { field, type, count });
-  else known.count += count;
-}
-
-/**
- * Why a delivery is too large or too deep to walk part by part, or `undefined` when it is not.
- * Visits each array and object once, without recursion, and stops at the first limit passed.
- */
-function _overLimitReason(payload: unknown): string | undefined {
-  let elements = 0;
-  // Containers still to read and their depths, as two stacks: no allocation per value.
-  const pending: object[] = [];
-  const depths: number[] = [];
-  if (typeof payload === "object" && payload !== null) {
-    pending.push(payload);
-    depths.push(1);
-  }
-  for (let value = pending.pop(); value !== undefined; value = pending.pop()) {
-    const depth = depths.pop() as number;
-    if (depth > MAX_JSON_DEPTH) return `Delivery nests deeper than ${MAX_JSON_DEPTH} levels`;
-    if (Array.isArray(value)) {
-      elements += value.length;
-      if (elements > MAX_DELIVERY_ARRAY_ELEMENTS) {
-        return `Delivery has more than ${MAX_DELIVERY_ARRAY_ELEMENTS} array elements; kept whole`;
-      }
-      for (const member of value) {
-        if (typeof member === "object" && member !== null) {
-          pending.push(member);
-          depths.push(depth + 1);
-        }
-      }
-    } else {
-      for (const key in value) {
-        const member = (value as Record<string, unknown>)[key];
-        if (typeof member === "object" && member !== null) {
-          pending.push(member);
-          depths.push(depth + 1);
-        }
-      }
-    }
-  }
-  if (_partCount(payload) > MAX_DELIVERY_PARTS) {
-    return `Delivery has more than ${MAX_DELIVERY_PARTS} entries, changes, contacts, messages ` +
-      "and statuses; kept whole";
-  }
-  return undefined;
-}
-
-/** Entries, changes, contacts, messages and statuses, counted without reading them. */
-function _partCount(payload: unknown): number {
-  if (!_isRecord(payload) || !Array.isArray(payload.entry)) return 0;
-  let parts = payload.entry.length;
-  for (const entry of payload.entry) {
-    if (!_isRecord(entry) || !Array.isArray(entry.changes)) continue;
-    parts += entry.changes.length;
-    for (const change of entry.changes) {
-      const value = _isRecord(change) ? change.value : undefined;
-      if (!_isRecord(value)) continue;
-      for (const list of [value.contacts, value.messages, value.statuses]) {
-        if (Array.isArray(list)) parts += list.length;
-      }
-    }
-  }
-  return parts;
 }
 
 /** Unix seconds (digits or an integer) to milliseconds; `undefined` for anything else. */
