@@ -27,6 +27,9 @@ export const DEVELOPMENT_PLACEHOLDERS = {
   ADMIN_TOKEN: "dev-admin-token-change-me",
 } as const;
 
+/** Where Deno KV lives when `KV_PATH` is unset: the only directory the tasks may write. */
+export const DEFAULT_KV_PATH = "./data/wa-webhook.kv";
+
 /** Admin tokens shorter than this are refused: they could be guessed. */
 const MIN_ADMIN_TOKEN_LENGTH = 16;
 
@@ -109,7 +112,7 @@ const _envSchema = z.object({
    * A file, `:memory:`, or a KV Connect URL (`https://…`, a `denokv` server or a Deno Deploy
    * database, authenticated by `DENO_KV_ACCESS_TOKEN`). Unset on Deno Deploy: the app's database.
    */
-  KV_PATH: z.string().trim().min(1).default("./data/wa-webhook.kv"),
+  KV_PATH: z.string().trim().min(1).default(DEFAULT_KV_PATH),
   APP_SECRET: _required("the app secret from Meta's App Dashboard (comma-separated to rotate)")
     .transform((raw, ctx) => {
       const secrets = raw.split(",").map((s) => s.trim());
