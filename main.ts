@@ -17,7 +17,7 @@ import { type Config, CONFIG_NAMES, ConfigError, hasWorker, loadConfig } from ".
 import { isDenoDeploy } from "./src/deno_deploy.ts";
 import type { Dispatcher } from "./src/dispatch/dispatcher.ts";
 import { type CronFunction, registerSweepCron } from "./src/dispatch/sweep.ts";
-import { describeKvLocation, type KvLocation, selectKvLocation } from "./src/kv_location.ts";
+import { type KvLocation, kvOpenFailureReason, selectKvLocation } from "./src/kv_location.ts";
 import { createLogger, type Logger } from "./src/log.ts";
 import { retryWhileLocked } from "./src/store/commit.ts";
 import { redactSpanUrls } from "./src/telemetry.ts";
@@ -26,6 +26,8 @@ import { redactSpanUrls } from "./src/telemetry.ts";
 const SHUTDOWN_GRACE_MS = 4_500;
 /** Running handlers get this long to finish; the rest is aborted and retried after its lease. */
 const HANDLER_GRACE_MS = 3_000;
+/** How Deno's error for a `HOST` that does not resolve begins (it has no error class of its own). */
+const LOOKUP_FAILED = "failed to lookup address information";
 
 /** Options for {@linkcode runService}, {@linkcode startService} and {@linkcode startServeEntry}. */
 export interface ServiceOptions {
@@ -41,6 +43,11 @@ export interface Service {
   logger: Logger;
   kv: Deno.Kv;
   app: App;
+  /**
+   * Logs the "started" line, once: call it when the port is bound, so that nothing says started
+   * before the service can be reached.
+   */
+  logStarted(): void;
   /**
    * Stops the worker (running handlers get a grace period), unregisters the sweep job and closes
    * Deno KV. Call it after `app.drain()`.
@@ -58,11 +65,15 @@ export async function runService(options: ServiceOptions): Promise<void> {
   const service = await startService(options);
   const { config, logger, app } = service;
   // On Deno Deploy the platform chooses the address; `hostname` and `port` are ignored there.
-  const server = Deno.serve({
+  const server = _listen(logger, {
     hostname: config.HOST,
     port: config.PORT,
-    onListen: ({ hostname, port }) => logger.info("listening", { hostname, port }),
+    onListen: ({ hostname, port }) => {
+      service.logStarted();
+      logger.info("listening", { hostname, port });
+    },
   }, app.fetch);
+  service.logStarted(); // where the runtime does not call `onListen`
   _onStopSignal(logger, {
     stop: async () => {
       await app.drain();
@@ -77,11 +88,13 @@ export async function runService(options: ServiceOptions): Promise<void> {
  * The default export for `deno serve` (`serve.ts`): starts the service in this isolate and returns
  * its `fetch`. With `--parallel` every isolate runs its own app and worker on the same Deno KV;
  * the worker's leases keep two isolates from running one event. The address comes from
- * `deno serve`'s `--host` and `--port`, not from `HOST` and `PORT`.
+ * `deno serve`'s `--host` and `--port` (the serve task passes `HOST` and `PORT`); `deno serve`
+ * binds it after this module has loaded, and the isolate that binds it logs "started" then.
  */
 export async function startServeEntry(options: ServiceOptions): Promise<Deno.ServeDefaultExport> {
   const service = await startService(options);
   const { logger, app } = service;
+  _exitOnServeListenError(logger);
   // `deno serve` stops accepting connections by itself; the process exits once every isolate has
   // let go of its worker, its sweep job and Deno KV, so no isolate cuts another's drain short.
   _onStopSignal(logger, {
@@ -97,6 +110,7 @@ export async function startServeEntry(options: ServiceOptions): Promise<Deno.Ser
     // Only the first isolate is told; the others share its socket.
     onListen: (address) => {
       const { hostname, port } = address as Deno.NetAddr;
+      service.logStarted();
       logger.info("listening", { hostname, port });
     },
   };
@@ -106,6 +120,7 @@ export async function startServeEntry(options: ServiceOptions): Promise<Deno.Ser
  * Starts everything but the HTTP server: registers the sweep job (first, before any `await`, as
  * Deno Deploy requires), reads the environment, opens Deno KV and starts the worker. Exits the
  * process with one log line per reason when the configuration is invalid or KV cannot be opened.
+ * Logs nothing as started: the caller calls `logStarted()` once the port is bound.
  */
 export async function startService(options: ServiceOptions): Promise<Service> {
   const sweep = registerSweepCron(_cronFunction());
@@ -137,10 +152,8 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   try {
     kv = await _openKv(location);
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    logger.error("cannot start", {
-      reason: `Cannot open Deno KV at ${describeKvLocation(location)}: ${message}`,
-    });
+    const isDirectory = await _isDirectory(location);
+    logger.error("cannot start", { reason: kvOpenFailureReason(location, { error, isDirectory }) });
     Deno.exit(1);
   }
   const app = await createApp({
@@ -158,23 +171,100 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     sweep.stop(); // nothing here runs handlers: processes with a worker sweep for themselves
     sweepKind = "none";
   }
-  logger.info("started", {
-    kv: location.kind,
-    worker: hasWorker(config) ? config.WORKER_CONCURRENCY : "none (WORKER_CONCURRENCY=0)",
-    sweep: sweepKind,
-    ...(isDeploy ? { platform: "deno-deploy" } : {}),
-  });
+  let isStartLogged = false;
   return {
     config,
     logger,
     kv,
     app,
+    logStarted() {
+      if (isStartLogged) return;
+      isStartLogged = true;
+      logger.info("started", {
+        kv: location.kind,
+        worker: hasWorker(config) ? config.WORKER_CONCURRENCY : "none (WORKER_CONCURRENCY=0)",
+        sweep: sweepKind,
+        ...(isDeploy ? { platform: "deno-deploy" } : {}),
+      });
+    },
     async close() {
       sweep.stop();
       await app.worker.stop(HANDLER_GRACE_MS);
       kv.close();
     },
   };
+}
+
+/** The address the service listens on, as configured, for a "cannot start" line. */
+interface ListenAddress {
+  host: string | undefined;
+  port: string | undefined;
+}
+
+/**
+ * `Deno.serve`, which binds the port before it returns; when it cannot, logs one "cannot start"
+ * line naming `PORT` or `HOST` and the cause, and exits with 1.
+ */
+function _listen(
+  logger: Logger,
+  options: Deno.ServeTcpOptions,
+  handler: Deno.ServeHandler<Deno.NetAddr>,
+): Deno.HttpServer<Deno.NetAddr> {
+  try {
+    return Deno.serve(options, handler);
+  } catch (error) {
+    const address = { host: options.hostname, port: String(options.port) };
+    logger.error("cannot start", { reason: _listenFailureReason(error, address) });
+    Deno.exit(1);
+  }
+}
+
+/**
+ * `deno serve` binds the port itself, after `serve.ts` has loaded: its failure surfaces as an
+ * unhandled rejection, which this turns into one "cannot start" line and exit code 1. `HOST` and
+ * `PORT` are named because the serve task passes them as `--host` and `--port`.
+ */
+function _exitOnServeListenError(logger: Logger): void {
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    if (!_isListenError(event.reason)) return;
+    event.preventDefault();
+    const address = { host: _readEnvIfAllowed("HOST"), port: _readEnvIfAllowed("PORT") };
+    logger.error("cannot start", { reason: _listenFailureReason(event.reason, address) });
+    Deno.exit(1);
+  });
+}
+
+/** Binding a port fails with these: taken, not an address of this machine, or no such host. */
+function _isListenError(error: unknown): error is Error {
+  return error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.AddrNotAvailable ||
+    (error instanceof Error && error.message.startsWith(LOOKUP_FAILED));
+}
+
+/** Why the port could not be bound, as one line naming the setting to change. */
+function _listenFailureReason(error: unknown, { host, port }: ListenAddress): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const quoted = (value: string | undefined) => (value === undefined ? "" : ` "${value}"`);
+  if (error instanceof Deno.errors.AddrInUse) {
+    return `PORT${
+      quoted(port)
+    } is in use by another process (${message}): stop that process or set PORT to a free port`;
+  }
+  if (error instanceof Deno.errors.AddrNotAvailable) {
+    return `HOST${
+      quoted(host)
+    } is not an address of this machine (${message}): set HOST to one of its addresses, or "0.0.0.0" for all of them`;
+  }
+  if (message.startsWith(LOOKUP_FAILED)) {
+    return `HOST${
+      quoted(host)
+    } does not resolve (${message}): set HOST to an address of this machine, or "0.0.0.0" for all of them`;
+  }
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return `PORT${
+      quoted(port)
+    } needs privileges this process does not have (${message}): set PORT to 1024 or above`;
+  }
+  return `Cannot listen on${quoted(host)} port${quoted(port)}: ${message}; check HOST and PORT`;
 }
 
 /**
@@ -220,6 +310,17 @@ function _readEnvIfAllowed(name: string): string | undefined {
     return state === "granted" ? Deno.env.get(name) : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** Whether a file location is a directory (or names one, ending in a separator). */
+async function _isDirectory(location: KvLocation): Promise<boolean> {
+  if (location.kind !== "file" || location.path === undefined) return false;
+  if (/[\\/]$/.test(location.path)) return true;
+  try {
+    return (await Deno.stat(location.path)).isDirectory;
+  } catch {
+    return false; // absent, or not readable: the open error says the rest
   }
 }
 

@@ -4,7 +4,9 @@
  * The service fails closed: without `APP_SECRET` or `VERIFY_TOKEN`, with the placeholder values
  * of `.env.example`, or with `ECHO_REPLIES=true` and no access token, outside development,
  * {@linkcode loadConfig} throws a {@linkcode ConfigError} whose message names the variable and the
- * reason. In development the last two are warnings (and echo stays off).
+ * reason. In development the last two are warnings (and echo stays off). Settings that cannot work
+ * together are refused too (a retry base delay above the maximum delay); an app secret too short
+ * to be Meta's is a warning.
  *
  * @module
  */
@@ -25,8 +27,17 @@ export const DEVELOPMENT_PLACEHOLDERS = {
   ADMIN_TOKEN: "dev-admin-token-change-me",
 } as const;
 
+/** Where Deno KV lives when `KV_PATH` is unset: the only directory the tasks may write. */
+export const DEFAULT_KV_PATH = "./data/wa-webhook.kv";
+
 /** Admin tokens shorter than this are refused: they could be guessed. */
 const MIN_ADMIN_TOKEN_LENGTH = 16;
+
+/**
+ * Meta's app secrets are 32 hex characters; a secret shorter than this cannot be one (a typo, or a
+ * value copied from the wrong field) and gets a warning: no delivery from Meta would verify.
+ */
+const MIN_APP_SECRET_LENGTH = 16;
 
 /** Meta's highest throughput tier: more than this per number is never allowed. */
 const MAX_MESSAGES_PER_SECOND = 1_000;
@@ -101,7 +112,7 @@ const _envSchema = z.object({
    * A file, `:memory:`, or a KV Connect URL (`https://…`, a `denokv` server or a Deno Deploy
    * database, authenticated by `DENO_KV_ACCESS_TOKEN`). Unset on Deno Deploy: the app's database.
    */
-  KV_PATH: z.string().trim().min(1).default("./data/wa-webhook.kv"),
+  KV_PATH: z.string().trim().min(1).default(DEFAULT_KV_PATH),
   APP_SECRET: _required("the app secret from Meta's App Dashboard (comma-separated to rotate)")
     .transform((raw, ctx) => {
       const secrets = raw.split(",").map((s) => s.trim());
@@ -222,6 +233,20 @@ export function loadConfig(
         ),
       );
     }
+  }
+  const shortSecrets = config.APP_SECRET.filter((secret) => secret.length < MIN_APP_SECRET_LENGTH);
+  for (const secret of shortSecrets) {
+    // Only its length is quoted: the secret itself never reaches a log line.
+    warnings.push(
+      `APP_SECRET has a secret of ${secret.length} character${
+        secret.length === 1 ? "" : "s"
+      }, but Meta's app secrets are 32 hex characters: copy it from the App Dashboard (App settings > Basic), or no delivery will verify`,
+    );
+  }
+  if (config.RETRY_BASE_DELAY_MS > config.RETRY_MAX_DELAY_MS) {
+    problems.push(
+      `Invalid configuration: RETRY_BASE_DELAY_MS is "${config.RETRY_BASE_DELAY_MS}", above RETRY_MAX_DELAY_MS "${config.RETRY_MAX_DELAY_MS}": lower RETRY_BASE_DELAY_MS or raise RETRY_MAX_DELAY_MS`,
+    );
   }
   if (config.ECHO_REPLIES && !hasGraphToken(config)) {
     if (options.isDevelopment) {

@@ -4,8 +4,11 @@
  * Deno Deploy with `KV_PATH` unset, the database assigned to the app (`Deno.openKv()` without a
  * path).
  *
+ * When opening fails, {@linkcode kvOpenFailureReason} says in one line what to change.
+ *
  * @module
  */
+import { DEFAULT_KV_PATH } from "./config.ts";
 
 /** The kinds of {@linkcode KvLocation}. */
 export type KvLocationKind = "file" | "memory" | "kv-connect" | "deploy";
@@ -67,4 +70,50 @@ export function describeKvLocation(location: KvLocation): string {
   } catch {
     return "a KV Connect URL that does not parse";
   }
+}
+
+/** What `main.ts` found out about a location that Deno KV could not be opened at. */
+export interface KvOpenFailure {
+  /** What `Deno.openKv` (or creating the file's directory) threw. */
+  error: unknown;
+  /** Whether the location is an existing directory, or a path ending in a separator. */
+  isDirectory: boolean;
+}
+
+/**
+ * Why Deno KV could not be opened at `location`, as one line that names `KV_PATH` and says what to
+ * change: a directory instead of a file, or a file outside what the process may read and write
+ * (the tasks and the compiled binary allow `./data` only, and Deno's own advice to "run again with
+ * the --allow-write flag" is not something a task user can do). Other errors keep their message.
+ */
+export function kvOpenFailureReason(location: KvLocation, failure: KvOpenFailure): string {
+  const { error, isDirectory } = failure;
+  if (location.kind === "file" && location.path !== undefined) {
+    const path = location.path;
+    // `./data` itself, before its first use creates it, is meant as the directory too.
+    if (isDirectory || _normalized(path) === _normalized(_directoryOf(DEFAULT_KV_PATH))) {
+      const file = `${path.replace(/[\\/]+$/, "")}/${_fileName(DEFAULT_KV_PATH)}`;
+      return `KV_PATH "${path}" is a directory: set it to a file inside it, such as "${file}"`;
+    }
+    if (error instanceof Deno.errors.NotCapable) {
+      return `KV_PATH "${path}" is outside the directories this process may write (the tasks and the compiled binary allow "${
+        _directoryOf(DEFAULT_KV_PATH)
+      }" only): set KV_PATH to a file in it, such as "${DEFAULT_KV_PATH}"`;
+    }
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return `Cannot open Deno KV at ${describeKvLocation(location)}: ${message}`;
+}
+
+/** A relative path without its leading `./` and trailing separators. */
+function _normalized(path: string): string {
+  return path.replace(/^(\.[\\/])+/, "").replace(/[\\/]+$/, "");
+}
+
+function _fileName(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
+
+function _directoryOf(path: string): string {
+  return path.slice(0, path.lastIndexOf("/"));
 }

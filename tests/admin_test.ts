@@ -10,7 +10,17 @@ import {
   READY_PREFIX,
   readyKey,
 } from "../src/store/keys.ts";
-import { captureLogs, openTempKv, TEST_ADMIN_TOKEN } from "./support.ts";
+import {
+  advanceUntil,
+  captureLogs,
+  openTempKv,
+  postDelivery,
+  startTestServer,
+  TEST_ADMIN_TOKEN,
+  textsDelivery,
+  waitFor,
+} from "./support.ts";
+import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import { recordAll, RETENTION, setRecordState } from "./kv_records.ts";
 import { fixtureEvents, textMessageEvent } from "./fixtures/catalog.ts";
 import { serveRoutes } from "./route_server.ts";
@@ -220,6 +230,76 @@ Deno.test("GET /admin/events pages by cursor with no duplicates or gaps, filtere
     );
     assert.deepEqual(seen, expected, query);
   }
+});
+
+Deno.test("GET /admin/events gives no cursor on the last page, nor on an empty one", async () => {
+  await using server = await startAdminServer(TEST_ADMIN_TOKEN);
+  const { kv } = server;
+  const events = Array.from({ length: 30 }, (_, n) => messageEvent(n));
+  for (const [i, event] of events.entries()) await recordAll(kv, [event], T0 + i);
+  // The two newest are dead: after them, 28 events that do not match.
+  for (const n of [29, 28]) await setState(kv, events[n]!.id, "dead", { lastError: "x: y" });
+
+  const dead = await call(server, "GET", "/admin/events?state=dead&limit=2");
+  assert.deepEqual(
+    (dead.body.events as { id: string }[]).map((e) => e.id),
+    [events[29]!.id, events[28]!.id],
+  );
+  assert.equal(dead.body.cursor, undefined, "the last page");
+  const none = await call(server, "GET", "/admin/events?state=retrying&limit=1");
+  assert.deepEqual(none.body, { events: [] }, "an empty page");
+  // A full page followed by a match has one, and the page after it is the last.
+  const first = await call(server, "GET", "/admin/events?state=dead&limit=1");
+  assert.equal(typeof first.body.cursor, "string");
+  const second = await call(
+    server,
+    "GET",
+    `/admin/events?state=dead&limit=1&cursor=${first.body.cursor}`,
+  );
+  assert.deepEqual((second.body.events as { id: string }[]).map((e) => e.id), [events[28]!.id]);
+  assert.equal(second.body.cursor, undefined);
+});
+
+Deno.test("a dead event replayed and then handled is done, with every run counted and no lastError", async () => {
+  const clock = new ManualClock(T0);
+  let isBroken = true;
+  const dispatcher = new Dispatcher().on("message", () => {
+    if (isBroken) throw new Error("boom");
+  }, { name: "flaky" });
+  await using server = await startTestServer({
+    clock,
+    dispatcher,
+    random: () => 0,
+    env: { RETRY_MAX_ATTEMPTS: "2", RETRY_BASE_DELAY_MS: "100" },
+  });
+  const id = "message:wamid.REPLAYED1";
+  const response = await postDelivery(server.origin, textsDelivery(["wamid.REPLAYED1"]));
+  await response.body?.cancel();
+  const path = `/admin/events/${encodeURIComponent(id)}`;
+  const get = async (url: string) =>
+    await (await fetch(`${server.origin}${url}`, { headers: AUTH })).json();
+  await advanceUntil(clock, async () => (await get(path)).state === "dead", "dead");
+  const dead = await get(path);
+  assert.equal(dead.attempts, 2);
+  assert.equal(dead.lastError, "flaky: boom");
+
+  isBroken = false;
+  const replay = await fetch(`${server.origin}${path}/replay`, { method: "POST", headers: AUTH });
+  assert.equal(replay.status, 202);
+  await replay.body?.cancel();
+  await waitFor(async () => (await get(path)).state === "done", "the replayed event done");
+
+  const done = await get(path);
+  assert.equal(done.attempts, 3);
+  assert.equal("lastError" in done, false, JSON.stringify(done));
+  assert.deepEqual(
+    done.history.map((attempt: { error?: string }) => attempt.error ?? null),
+    ["flaky: boom", "flaky: boom", null],
+  );
+  const listed = (await get("/admin/events?state=done")).events;
+  assert.deepEqual(listed.map((e: { id: string }) => e.id), [id]);
+  assert.equal(listed[0].attempts, 3);
+  assert.equal("lastError" in listed[0], false);
 });
 
 Deno.test("GET /admin/events checks limit (1 to 1000, default 100), state, kind and cursor", async () => {

@@ -8,7 +8,7 @@ import {
   RUNTIME_ENV_NAMES,
 } from "../src/config.ts";
 
-const REQUIRED = { APP_SECRET: "a-real-secret", VERIFY_TOKEN: "a-real-token" };
+const REQUIRED = { APP_SECRET: "0123456789abcdef0123456789abcdef", VERIFY_TOKEN: "a-real-token" };
 
 Deno.test("loadConfig() applies the documented defaults", () => {
   const { config, warnings } = loadConfig(REQUIRED);
@@ -20,7 +20,7 @@ Deno.test("loadConfig() applies the documented defaults", () => {
   assert.equal(config.LOG_LEVEL, "info");
   assert.equal(config.MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES);
   assert.equal(config.MAX_BODY_BYTES, 3 * 1024 * 1024);
-  assert.deepEqual(config.APP_SECRET, ["a-real-secret"]);
+  assert.deepEqual(config.APP_SECRET, [REQUIRED.APP_SECRET]);
   assert.equal(config.ADMIN_TOKEN, undefined);
   assert.deepEqual(warnings, []);
 });
@@ -77,6 +77,55 @@ Deno.test("loadConfig() names the variable and the reason for a bad value", () =
   for (const [overrides, expected] of cases) {
     assert.throws(() => loadConfig({ ...REQUIRED, ...overrides }), expected);
   }
+});
+
+Deno.test("loadConfig() warns about an app secret too short to be Meta's, never quoting it", () => {
+  for (const isDevelopment of [false, true]) {
+    const { config, warnings } = loadConfig({ ...REQUIRED, APP_SECRET: "x" }, { isDevelopment });
+    assert.deepEqual(config.APP_SECRET, ["x"]);
+    assert.equal(warnings.length, 1, warnings.join("\n"));
+    assert.match(
+      warnings[0] ?? "",
+      /^APP_SECRET has a secret of 1 character, but Meta's app secrets are 32 hex characters: copy it from the App Dashboard/,
+    );
+  }
+  // In a rotation list, each short secret is named by its length only.
+  const rotating = loadConfig({ ...REQUIRED, APP_SECRET: `${REQUIRED.APP_SECRET},secret-0123` });
+  assert.equal(rotating.warnings.length, 1);
+  assert.match(rotating.warnings[0] ?? "", /a secret of 11 characters/);
+  assert.ok(!rotating.warnings[0]?.includes("secret-0123"));
+  // Meta's form, and the tests' longer made-up secrets, are accepted silently.
+  assert.deepEqual(loadConfig(REQUIRED).warnings, []);
+  assert.deepEqual(
+    loadConfig({ ...REQUIRED, APP_SECRET: "test-app-secret-0123456789" }).warnings,
+    [],
+  );
+});
+
+Deno.test("loadConfig() refuses a retry base delay above the maximum delay, naming both", () => {
+  assert.throws(
+    () => loadConfig({ ...REQUIRED, RETRY_BASE_DELAY_MS: "60000", RETRY_MAX_DELAY_MS: "30000" }),
+    (error) =>
+      error instanceof ConfigError &&
+      error.message ===
+        'Invalid configuration: RETRY_BASE_DELAY_MS is "60000", above RETRY_MAX_DELAY_MS "30000": lower RETRY_BASE_DELAY_MS or raise RETRY_MAX_DELAY_MS',
+  );
+  // Against the other's default: 15 minutes.
+  assert.throws(
+    () => loadConfig({ ...REQUIRED, RETRY_BASE_DELAY_MS: "900001" }),
+    /RETRY_BASE_DELAY_MS is "900001", above RETRY_MAX_DELAY_MS "900000"/,
+  );
+  assert.throws(
+    () => loadConfig({ ...REQUIRED, RETRY_MAX_DELAY_MS: "999" }),
+    /RETRY_BASE_DELAY_MS is "1000", above RETRY_MAX_DELAY_MS "999"/,
+  );
+  // Equal delays are a constant backoff: allowed.
+  const { config } = loadConfig({
+    ...REQUIRED,
+    RETRY_BASE_DELAY_MS: "5000",
+    RETRY_MAX_DELAY_MS: "5000",
+  });
+  assert.equal(config.RETRY_BASE_DELAY_MS, config.RETRY_MAX_DELAY_MS);
 });
 
 Deno.test("loadConfig() treats an empty value as unset", () => {

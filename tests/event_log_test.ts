@@ -5,6 +5,7 @@ import {
   InvalidCursorError,
   listEvents,
   type ListEventsOptions,
+  MAX_SCAN_EVENTS,
   replayDeadLetters,
   replayEvent,
 } from "../src/store/event_log.ts";
@@ -136,7 +137,7 @@ Deno.test("listEvents() pages by cursor through every event once, newest first, 
   }
 });
 
-Deno.test("listEvents() with a rare filter scans a bounded slice per call and still finds every match", async () => {
+Deno.test("listEvents() with a rare filter gives a cursor exactly when another match follows", async () => {
   await using temp = await openTempKv();
   const { kv } = temp;
   const events = Array.from({ length: 60 }, (_, n) => messageEvent(n));
@@ -148,13 +149,59 @@ Deno.test("listEvents() with a rare filter scans a bounded slice per call and st
   const first = await listEvents(kv, { state: "dead", limit: 2 });
   assert.deepEqual(first.events.map((e) => e.id), deadIds.slice(0, 2));
   assert.ok(first.cursor);
-  // Limit 2 scans at most 20 entries: the next call walks 20 pending events and finds none.
+  // 55 pending events lie between: the next page walks past them instead of coming back empty.
   const second = await listEvents(kv, { state: "dead", limit: 2, cursor: first.cursor });
-  assert.deepEqual(second.events, []);
-  assert.ok(second.cursor, "an empty page still says that more may follow");
+  assert.deepEqual(second.events.map((e) => e.id), deadIds.slice(2, 4));
+  assert.ok(second.cursor);
+  const last = await listEvents(kv, { state: "dead", limit: 2, cursor: second.cursor });
+  assert.deepEqual(last.events.map((e) => e.id), deadIds.slice(4));
+  assert.equal(last.cursor, undefined, "the last page");
+  // Exactly full last page: no cursor either.
+  const full = await listEvents(kv, { state: "dead", limit: 3, cursor: first.cursor });
+  assert.deepEqual(full.events.map((e) => e.id), deadIds.slice(2));
+  assert.equal(full.cursor, undefined);
+  // Nothing matches: an empty page, no cursor.
+  assert.deepEqual(await listEvents(kv, { state: "retrying", limit: 1 }), { events: [] });
 
-  const { ids } = await allPages(kv, { state: "dead", limit: 2 });
+  const { ids, pages } = await allPages(kv, { state: "dead", limit: 2 });
   assert.deepEqual(ids, deadIds);
+  assert.equal(pages, 3);
+});
+
+Deno.test("listEvents() reads at most MAX_SCAN_EVENTS events per call, then resumes after them", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  // One intake commit per 500 events keeps recording quick; the newest event is dead.
+  const count = MAX_SCAN_EVENTS + 20;
+  const events = Array.from({ length: count }, (_, n) => messageEvent(n));
+  for (let i = 0; i < count; i += 500) await recordAll(kv, events.slice(i, i + 500), T0 + i);
+  const oldest = events[0]!.id;
+  await setRecordState(kv, oldest, "dead", { now: T0, lastError: "x: y" });
+
+  const first = await listEvents(kv, { state: "dead", limit: 1 });
+  assert.deepEqual(first.events, [], "the budget ran out before the match");
+  assert.ok(first.cursor, "more may follow: the one exception to an empty page's no cursor");
+  const second = await listEvents(kv, { state: "dead", limit: 1, cursor: first.cursor });
+  assert.deepEqual(second.events.map((e) => e.id), [oldest]);
+  assert.equal(second.cursor, undefined);
+});
+
+Deno.test("listEvents() shows no lastError once a run succeeded, and counts every run", async () => {
+  await using temp = await openTempKv();
+  const { kv } = temp;
+  const event = messageEvent(1);
+  await recordAll(kv, [event], T0);
+  // A retry that succeeded: the worker keeps the failed run's error in the record.
+  await setRecordState(kv, event.id, "done", {
+    now: T0,
+    attempts: 2,
+    replayedAttempts: 3,
+    lastError: "echo: timeout",
+  });
+  const [summary] = (await listEvents(kv, { limit: 10 })).events;
+  assert.equal(summary?.state, "done");
+  assert.equal(summary?.attempts, 5);
+  assert.equal(summary && "lastError" in summary, false);
 });
 
 Deno.test("listEvents() skips timeline entries whose record has expired", async () => {
@@ -253,6 +300,7 @@ Deno.test("replayEvent() puts a done event back to pending, due now, with every 
     state: "pending",
     dueAt: now,
     attempts: 0,
+    replayedAttempts: 1,
     completedHandlers: [],
   };
   assert.deepEqual(result, { status: "replayed", record: expected });
@@ -283,11 +331,21 @@ Deno.test("replayEvent() of a dead event removes its dead letter, keeps its erro
     state: "pending",
     dueAt: now,
     attempts: 0,
+    replayedAttempts: 8,
     completedHandlers: [],
   });
   assert.equal(replayed.lastError, "echo: Graph API answered 500");
   assert.equal((await kv.get(deadLetterKey(event.id))).versionstamp, null);
   assert.deepEqual(await readyIds(kv), [readyKey(now, event.id)]);
+  // The listing counts the 8 runs; a second replay adds the runs since the first.
+  const [listed] = (await listEvents(kv, { limit: 1 })).events;
+  assert.equal(listed?.attempts, 8);
+  assert.equal(listed?.lastError, "echo: Graph API answered 500", "not done: the error stands");
+  await setRecordState(kv, event.id, "dead", { now, attempts: 2, lastError: "echo: again" });
+  await replayEvent(kv, event.id, now + 1);
+  const again = await readRecord(kv, event.id);
+  assert.equal(again.attempts, 0, "a fresh retry schedule");
+  assert.equal(again.replayedAttempts, 10);
 });
 
 Deno.test("events recorded together share a ready entry; one taken out of it is processing", async () => {

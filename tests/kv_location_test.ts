@@ -5,13 +5,15 @@ import {
   describeKvLocation,
   isKvConnectUrl,
   type KvLocation,
+  kvOpenFailureReason,
   selectKvLocation,
 } from "../src/kv_location.ts";
 
 const LOCAL = { isKvPathSet: true, isDeploy: false };
 
 Deno.test("selectKvLocation() opens the app's database on Deno Deploy when KV_PATH is unset", () => {
-  const defaulted = loadConfig({ APP_SECRET: "s", VERIFY_TOKEN: "t" }).config.KV_PATH;
+  const defaulted =
+    loadConfig({ APP_SECRET: "test-app-secret-0123456789", VERIFY_TOKEN: "t" }).config.KV_PATH;
   assert.deepEqual(selectKvLocation(defaulted, { isKvPathSet: false, isDeploy: true }), {
     kind: "deploy",
     path: undefined,
@@ -66,6 +68,51 @@ Deno.test("describeKvLocation() never shows a URL's credentials or query", () =>
   assert.equal(
     describeKvLocation({ kind: "deploy", path: undefined }),
     "the Deno Deploy app's database",
+  );
+});
+
+Deno.test("kvOpenFailureReason() says which KV_PATH to set instead of Deno's --allow-write advice", () => {
+  const file = (path: string): KvLocation => ({ kind: "file", path });
+  const denied = new Deno.errors.NotCapable(
+    'Requires write access to "/tmp/kv", run again with the --allow-write flag',
+  );
+  assert.equal(
+    kvOpenFailureReason(file("/tmp/kv/wa.kv"), { error: denied, isDirectory: false }),
+    'KV_PATH "/tmp/kv/wa.kv" is outside the directories this process may write (the tasks and the compiled binary allow "./data" only): set KV_PATH to a file in it, such as "./data/wa-webhook.kv"',
+  );
+  const notAFile = new Error("unable to open database file: /srv/data/sub");
+  for (const path of ["./data/sub", "./data/sub/"]) {
+    assert.equal(
+      kvOpenFailureReason(file(path), { error: notAFile, isDirectory: true }),
+      'KV_PATH "' + path +
+        '" is a directory: set it to a file inside it, such as "./data/sub/wa-webhook.kv"',
+    );
+  }
+  // ./data before it exists: Deno asks for write access to "." to create it as a file.
+  const parent = new Deno.errors.NotCapable(
+    'Requires write access to ".", run again with the --allow-write flag',
+  );
+  for (const path of ["./data", "data", "data/"]) {
+    assert.match(
+      kvOpenFailureReason(file(path), { error: parent, isDirectory: false }),
+      /^KV_PATH "[^"]+" is a directory: set it to a file inside it, such as "(\.\/)?data\/wa-webhook\.kv"$/,
+      path,
+    );
+  }
+  // Other failures keep their own message, and a URL loses its credentials.
+  assert.equal(
+    kvOpenFailureReason(file("./data/wa.kv"), {
+      error: new Error("database is locked"),
+      isDirectory: false,
+    }),
+    "Cannot open Deno KV at ./data/wa.kv: database is locked",
+  );
+  assert.equal(
+    kvOpenFailureReason(
+      { kind: "kv-connect", path: "https://u:p@kv.example.com/x?token=t" },
+      { error: new Error("Invalid access token"), isDirectory: false },
+    ),
+    "Cannot open Deno KV at https://kv.example.com/x: Invalid access token",
   );
 });
 

@@ -10,10 +10,12 @@ import {
   startService,
   startTaskArgs,
   withDataDir,
+  withoutIsolatePrefix,
 } from "./service_process.ts";
 import { readCounts } from "./counting_dispatcher.ts";
 import { postSigned, textDelivery } from "./signed_deliveries.ts";
 import { waitFor } from "./support.ts";
+import { loadConfig } from "../src/config.ts";
 
 /** The isolates that wrote a line containing `text`. */
 function isolatesWriting(output: string[], text: string): Set<number> {
@@ -81,5 +83,32 @@ Deno.test("deno serve --parallel: two isolates on one KV file handle every event
       `serve --parallel test: 200 posts answered by ${served.size} isolates, 100 events ` +
         `handled by ${new Set(effects.values()).size} isolate(s), none twice`,
     );
+  });
+});
+
+Deno.test("deno task serve listens on HOST and PORT, with the configuration's defaults when unset", async () => {
+  const { tasks } = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
+  const serve = tasks.serve as string;
+  // Unset or empty, they default as the configuration does.
+  const defaults = loadConfig({ APP_SECRET: "test-app-secret-0123456789", VERIFY_TOKEN: "t" })
+    .config;
+  assert.match(serve, new RegExp(`test -n "\\$PORT" \\|\\| export PORT=${defaults.PORT};`));
+  assert.match(serve, new RegExp(`test -n "\\$HOST" \\|\\| export HOST=${defaults.HOST};`));
+  assert.match(serve, / deno serve --parallel --host "\$HOST" --port "\$PORT" /);
+
+  await withDataDir(async (kvPath) => {
+    const env = { ...serviceEnv(kvPath), DENO_JOBS: "1" }; // HOST 127.0.0.1, PORT 0
+    await using service = await startService(env, ["task", "serve"]);
+    const listening = service.output.map(withoutIsolatePrefix).find((line) =>
+      line.includes('"msg":"listening"')
+    );
+    const { hostname, port } = JSON.parse(listening!);
+    assert.equal(hostname, "127.0.0.1");
+    assert.notEqual(port, defaults.PORT);
+    const health = await fetch(`${service.origin}/healthz`);
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+    const { code } = await service.stop("SIGTERM");
+    assert.equal(code, 0, service.output.join("\n"));
   });
 });

@@ -38,14 +38,18 @@ export interface RunningService extends AsyncDisposable {
   stop(signal: Deno.Signal): Promise<{ code: number; ms: number }>;
 }
 
-/** Starts the service with `args` (default: the start task's) and waits until it listens. */
+/**
+ * Starts the service with `args` (default: the start task's) in `cwd` (default: the project root)
+ * and waits until it listens.
+ */
 export async function startService(
   env: Record<string, string>,
   args?: string[],
+  cwd: string | URL = ROOT,
 ): Promise<RunningService> {
   const process = new Deno.Command(Deno.execPath(), {
     args: args ?? await startTaskArgs(),
-    cwd: ROOT,
+    cwd,
     env: { NO_COLOR: "1", ...env },
     stdout: "piped",
     stderr: "piped",

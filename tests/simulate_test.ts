@@ -3,6 +3,7 @@ import { parseDelivery } from "../src/events/events.ts";
 import { eventKey, type EventRecord } from "../src/store/keys.ts";
 import { buildSample, SAMPLE_KINDS } from "../tools/simulate.ts";
 import { startTestServer, TEST_ADMIN_TOKEN, TEST_SECRET } from "./support.ts";
+import { freshCheckout } from "./fresh_checkout.ts";
 
 const SIMULATOR = new URL("../tools/simulate.ts", import.meta.url).pathname;
 const REPO = new URL("..", import.meta.url).pathname;
@@ -152,6 +153,44 @@ Deno.test("simulate with neither a sample nor a file: a usage error, exit 2", as
   assert.match(result.stdout, /^Cannot read "no-such-sample": it is neither a sample/m);
   assert.equal((await simulate([])).code, 2);
   assert.equal((await simulate(["text", "--verbose"])).code, 2);
+});
+
+/** Runs `deno task simulate` in `cwd` with `args`. */
+async function simulateTask(cwd: string, args: string[]): Promise<{ code: number; text: string }> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "simulate", ...args],
+    cwd,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: output.code, text: decoder.decode(output.stdout) + decoder.decode(output.stderr) };
+}
+
+Deno.test("deno task simulate on a checkout without .env: usage without a warning; a .env is read", async () => {
+  await using checkout = await freshCheckout();
+  const bare = await simulateTask(checkout.path, []);
+  assert.equal(bare.code, 2, bare.text);
+  assert.doesNotMatch(bare.text, /^Warning|was not found/m);
+  assert.match(bare.text, /^Missing what to post: a sample or a file$/m);
+  assert.match(
+    bare.text,
+    /^Usage: deno task simulate <text\|image\|status\|batch\|unknown\|file\.json>/m,
+  );
+
+  // The port and secrets of .env win over .env.example's: the delivery reaches this server.
+  await using server = await startTestServer();
+  const port = new URL(server.origin).port;
+  await Deno.writeTextFile(
+    `${checkout.path}/.env`,
+    `PORT=${port}\nAPP_SECRET=${TEST_SECRET}\nADMIN_TOKEN=${TEST_ADMIN_TOKEN}\n`,
+  );
+  const posted = await simulateTask(checkout.path, ["text"]);
+  assert.equal(posted.code, 0, posted.text);
+  assert.match(posted.text, /^200 OK$/m);
+  assert.match(posted.text, /message text {2}recorded, state/);
+  assert.doesNotMatch(posted.text, /^Warning/m);
 });
 
 for (const kind of SAMPLE_KINDS) {

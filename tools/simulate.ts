@@ -43,11 +43,14 @@ const DISPLAY_PHONE_NUMBER = "15550000000";
 const USER_WA_ID = "15551230000";
 const OTHER_USER_WA_ID = "15551230001";
 
-const _USAGE = `Usage: simulate.ts <${SAMPLE_KINDS.join("|")}|file.json> [--url URL]
+const _USAGE = `Usage: deno task simulate <${SAMPLE_KINDS.join("|")}|file.json> [--url URL]
 
-Posts a signed delivery to a running wa-webhook and prints the events it produced.
+Posts a signed delivery to a running wa-webhook (deno task dev) and prints the events it produced.
+  text, image, status, batch, unknown   a built-in sample, with fresh message ids each run
+  file.json                             any file, posted byte for byte
   --url URL   the webhook (default http://127.0.0.1:$PORT/webhook/whatsapp, PORT 3001)
-Environment: APP_SECRET (signing; first of the list), ADMIN_TOKEN (admin API), PORT.`;
+Environment (.env.example, then .env): APP_SECRET (signing; first of the list),
+ADMIN_TOKEN (admin API), PORT.`;
 
 /** Options for {@linkcode buildSample}. */
 export interface SampleOptions {
@@ -251,7 +254,12 @@ function _parseArgs(
       targets.push(arg);
     }
   }
-  if (targets.length !== 1) return _USAGE;
+  if (targets.length === 0) return `Missing what to post: a sample or a file\n\n${_USAGE}`;
+  if (targets.length > 1) {
+    return `Expected one sample or file, got ${targets.length}: ${
+      targets.map((target) => `"${target}"`).join(", ")
+    }\n\n${_USAGE}`;
+  }
   try {
     new URL(url);
   } catch {

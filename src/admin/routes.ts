@@ -14,6 +14,7 @@ import { clipForReason, HttpError } from "../http/errors.ts";
 import type { Route, RouteHandler } from "../http/router.ts";
 import { requireAdmin } from "./auth.ts";
 import {
+  currentError,
   EVENT_KINDS,
   getEventRecord,
   InvalidCursorError,
@@ -21,6 +22,7 @@ import {
   type ListEventsOptions,
   replayDeadLetters,
   replayEvent,
+  totalAttempts,
 } from "../store/event_log.ts";
 import { EVENT_STATES, type EventRecord } from "../store/keys.ts";
 
@@ -129,18 +131,22 @@ function _listOptions(query: URLSearchParams): ListEventsOptions {
   return options;
 }
 
-/** A record as the API shows it: times as ISO strings, the event whole, no storage details. */
+/**
+ * A record as the API shows it: times as ISO strings, the event whole, no storage details;
+ * `attempts` counts every run, replayed ones included, and `lastError` is gone once one succeeded.
+ */
 function _recordView(record: EventRecord, event: WebhookEvent): Record<string, unknown> {
+  const lastError = currentError(record);
   return {
     id: record.id,
     kind: record.kind,
     state: record.state,
-    attempts: record.attempts,
+    attempts: totalAttempts(record),
     receivedAt: _iso(record.receivedAt),
     dueAt: record.dueAt === null ? null : _iso(record.dueAt),
     expiresAt: _iso(record.expiresAt),
     completedHandlers: record.completedHandlers,
-    ...(record.lastError === undefined ? {} : { lastError: record.lastError }),
+    ...(lastError === undefined ? {} : { lastError }),
     history: record.history.map((attempt) => ({
       at: _iso(attempt.at),
       ms: attempt.ms,

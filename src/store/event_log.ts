@@ -4,7 +4,8 @@
  *
  * Listing walks the `["timeline", receivedAt, firstId]` index in reverse (each entry lists the
  * events of one intake commit) and reads the records beside it, so a page costs one list and a
- * `getMany` per ten events. Events whose record has expired are skipped.
+ * `getMany` per ten events. Events whose record has expired are skipped. A page has a cursor
+ * exactly when another matching event follows it (within one call's scan budget).
  *
  * @module
  */
@@ -42,11 +43,14 @@ export interface EventSummary {
   id: string;
   kind: EventKind;
   state: EventState;
-  /** Handler runs so far. */
+  /** Every run of its handlers so far, replayed ones included. */
   attempts: number;
   /** When intake recorded the event, as an ISO 8601 string (UTC). */
   receivedAt: string;
-  /** The last handler error, as `handler: message`. */
+  /**
+   * The error of its last failed run, as `handler: message`; absent once a run has succeeded
+   * (`done`), and before any run failed.
+   */
   lastError?: string;
 }
 
@@ -67,8 +71,10 @@ export interface EventPage {
   /** Newest first. */
   events: EventSummary[];
   /**
-   * Present when more events may follow: pass it back to continue exactly after this page. A page
-   * may be short, even empty, with a cursor when filters skipped many events.
+   * Present exactly when another matching event follows this page: pass it back to continue after
+   * it. The last page, and an empty one, have none. (One exception, to bound each call: when
+   * {@linkcode MAX_SCAN_EVENTS} events in a row do not match, the page stops there with a cursor,
+   * even if empty; the next call goes on from there.)
    */
   cursor?: string;
 }
@@ -78,11 +84,14 @@ export class InvalidCursorError extends Error {
   override name = "InvalidCursorError";
 }
 
-/** Timeline entries scanned per call for each event asked for, bounding filtered listings. */
-export const SCAN_FACTOR = 10;
+/**
+ * Events one call reads at most, bounding a filter that matches little: 10 per event of the
+ * largest page (1000), as before a page had to end where the matches do.
+ */
+export const MAX_SCAN_EVENTS = 10_000;
 /** `kv.getMany` reads at most 10 keys per call. */
 const GET_MANY_MAX_KEYS = 10;
-/** Entries fetched per round trip while listing the timeline. */
+/** Most entries fetched per round trip while listing the timeline. */
 const LIST_BATCH_SIZE = 500;
 /** Attempts of a replay whose record keeps changing under it before giving up. */
 const REPLAY_ATTEMPTS = 10;
@@ -100,27 +109,31 @@ interface TimelineEvent extends TimelinePosition {
 }
 
 /**
- * Lists events newest first, filtered by state and kind, at most `limit` of them.
+ * Lists events newest first, filtered by state and kind, at most `limit` of them, with a cursor
+ * exactly when another match follows (it reads one match ahead to know).
  *
- * Scans at most {@linkcode SCAN_FACTOR} x `limit` events of the timeline per call and returns a
- * cursor whenever events remain, so a rare filter answers a short page quickly instead of walking
- * the whole log. Throws {@linkcode InvalidCursorError} for a cursor it cannot read.
+ * Reads at most {@linkcode MAX_SCAN_EVENTS} events of the timeline per call; when they run out
+ * before the page is settled, the cursor resumes after the last one read. Throws
+ * {@linkcode InvalidCursorError} for a cursor it cannot read.
  */
 export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promise<EventPage> {
   const limit = Math.max(1, Math.floor(options.limit));
-  const maxScan = limit * SCAN_FACTOR;
   const after = options.cursor === undefined ? undefined : _decodeCursor(options.cursor);
-  // One more than the budget, to learn whether anything remains after it.
-  const timeline = _newestFirst(kv, after, maxScan + 1);
+  // Each entry holds at least one event: this many entries cover the budget and one more.
+  const timeline = _newestFirst(kv, after, {
+    maxEntries: MAX_SCAN_EVENTS + 1,
+    batchSize: Math.min(LIST_BATCH_SIZE, limit + GET_MANY_MAX_KEYS),
+  });
 
   const events: EventSummary[] = [];
   let scanned = 0;
-  let last: TimelinePosition | undefined;
-  let isPageCut = false;
+  let lastReturned: TimelinePosition | undefined;
+  let lastScanned: TimelinePosition | undefined;
+  let hasMoreMatches = false;
   let isExhausted = false;
-  while (events.length < limit && scanned < maxScan && !isExhausted) {
+  while (!hasMoreMatches && !isExhausted && scanned < MAX_SCAN_EVENTS) {
     const batch: TimelineEvent[] = [];
-    while (batch.length < GET_MANY_MAX_KEYS && scanned < maxScan) {
+    while (batch.length < GET_MANY_MAX_KEYS && scanned < MAX_SCAN_EVENTS) {
       const next = await timeline.next();
       if (next.done) {
         isExhausted = true;
@@ -133,27 +146,34 @@ export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promi
     const stored = await kv.getMany<EventRecord[]>(batch.map((p) => eventKey(p.id)));
     const records = await withCurrentState(kv, stored.map((entry) => entry.value));
     for (let i = 0; i < batch.length; i++) {
-      last = batch[i];
       const record = records[i];
-      if (record && _matches(record, options)) events.push(_summary(record));
-      if (events.length === limit) {
-        isPageCut = i < batch.length - 1;
-        break;
+      if (record && _matches(record, options)) {
+        if (events.length === limit) {
+          hasMoreMatches = true; // read ahead only: the next page starts with it
+          break;
+        }
+        events.push(_summary(record));
+        lastReturned = batch[i];
       }
+      lastScanned = batch[i];
     }
   }
-  const hasMore = isPageCut || (!isExhausted && !(await timeline.next()).done);
-  return hasMore && last ? { events, cursor: _encodeCursor(last) } : { events };
+  if (hasMoreMatches) return { events, cursor: _encodeCursor(lastReturned!) };
+  // Out of budget with events left: resume after the last one read, all of which were seen.
+  if (!isExhausted && lastScanned && !(await timeline.next()).done) {
+    return { events, cursor: _encodeCursor(lastScanned) };
+  }
+  return { events };
 }
 
 /**
  * The timeline's events newest first, after `after` when given: the rest of its entry first, then
- * the older entries, reading at most `maxEntries` of them.
+ * the older entries, reading at most `maxEntries` of them, `batchSize` per round trip.
  */
 async function* _newestFirst(
   kv: Deno.Kv,
   after: TimelinePosition | undefined,
-  maxEntries: number,
+  { maxEntries, batchSize }: { maxEntries: number; batchSize: number },
 ): AsyncGenerator<TimelineEvent> {
   if (after) {
     const entry = await kv.get(timelineKey(after.receivedAt, after.entryId));
@@ -165,11 +185,7 @@ async function* _newestFirst(
   const selector: Deno.KvListSelector = after
     ? { prefix: TIMELINE_PREFIX, end: timelineKey(after.receivedAt, after.entryId) }
     : { prefix: TIMELINE_PREFIX };
-  const entries = kv.list(selector, {
-    reverse: true,
-    limit: maxEntries,
-    batchSize: Math.min(maxEntries, LIST_BATCH_SIZE),
-  });
+  const entries = kv.list(selector, { reverse: true, limit: maxEntries, batchSize });
   for await (const entry of entries) {
     const [, receivedAt, entryId] = entry.key;
     if (typeof receivedAt !== "number" || typeof entryId !== "string") continue;
@@ -233,8 +249,9 @@ export type ReplayResult =
 
 /**
  * Puts event `id` back to `pending`, due at `now`, with no handler counted as done, so the worker
- * runs all its handlers again with a fresh retry schedule (`attempts` restarts at 0); `history`
- * and `lastError` are kept, and so is the record's expiry. One atomic checks the record's
+ * runs all its handlers again with a fresh retry schedule (`attempts` restarts at 0, the runs so
+ * far move to `replayedAttempts`); `history` and `lastError` are kept, and so is the record's
+ * expiry. One atomic checks the record's
  * versionstamp, takes the event out of its ready entry (which other events may share) into one of
  * its own at `now`, and removes its dead letter; when the record changed meanwhile, the replay
  * reads it again and retries.
@@ -254,6 +271,7 @@ export async function replayEvent(kv: Deno.Kv, id: string, now: number): Promise
       state: "pending",
       dueAt: now,
       attempts: 0,
+      replayedAttempts: totalAttempts(record),
       completedHandlers: [],
     };
     const result = await commitWithRetry(() => {
@@ -298,15 +316,29 @@ function _matches(record: EventRecord, options: ListEventsOptions): boolean {
     (options.kind === undefined || record.kind === options.kind);
 }
 
+/** Every run of the event's handlers: those before its last replay and those since. */
+export function totalAttempts(record: EventRecord): number {
+  return (record.replayedAttempts ?? 0) + record.attempts;
+}
+
+/**
+ * The error of the event's last failed run, or `undefined` once a run succeeded: the worker
+ * keeps the record's `lastError` when a retry or a replay ends `done`.
+ */
+export function currentError(record: EventRecord): string | undefined {
+  return record.state === "done" ? undefined : record.lastError;
+}
+
 function _summary(record: EventRecord): EventSummary {
   const summary: EventSummary = {
     id: record.id,
     kind: record.kind,
     state: record.state,
-    attempts: record.attempts,
+    attempts: totalAttempts(record),
     receivedAt: new Date(record.receivedAt).toISOString(),
   };
-  if (record.lastError !== undefined) summary.lastError = record.lastError;
+  const lastError = currentError(record);
+  if (lastError !== undefined) summary.lastError = lastError;
   return summary;
 }
 

@@ -39,8 +39,13 @@ export interface EventRecord {
   id: string;
   kind: WebhookEvent["kind"];
   state: EventState;
-  /** Handler runs so far (each run of the event's handlers counts once). */
+  /**
+   * Handler runs since intake or the last replay (each run of the event's handlers counts once):
+   * the retry schedule's count.
+   */
   attempts: number;
+  /** Runs before the last replay: with `attempts`, every run the event has had. */
+  replayedAttempts?: number;
   /** When intake recorded it, ms since the epoch. */
   receivedAt: number;
   /** The time of this event's `["ready", …]` entry; `null` when it has none (done, dead). */
