@@ -124,7 +124,8 @@ Deno.test("a handler failing twice then succeeding runs three times with growing
   assert.ok(second!.at >= afterFirst!.dueAt!, `second attempt at +${second!.at - start} ms`);
   assert.ok(third!.at >= afterSecond!.dueAt!, `third attempt at +${third!.at - start} ms`);
   assert.deepEqual(done?.history.map((h) => h.error !== undefined), [true, true, false]);
-  assert.equal(done?.lastError, "count: boom on attempt 2");
+  assert.equal(afterSecond?.lastError, "count: boom on attempt 2");
+  assert.equal(done?.lastError, undefined, "the run that succeeded cleared the last error");
 });
 
 Deno.test("a handler that always fails is dead-lettered with its error and can be replayed", async () => {

@@ -615,8 +615,9 @@ export function createWorker(options: WorkerOptions): Worker {
         ...(failures.length ? { error: failures.join("; ") } : {}),
       },
     ].slice(-MAX_HISTORY);
-    // A retry waits in an entry of its own: the record no longer names a shared one.
-    const { readyId: _shared, ...record } = claim.record;
+    // A retry waits in an entry of its own: the record no longer names a shared one. The last
+    // error is this run's: a run that succeeds clears an earlier one.
+    const { readyId: _shared, lastError: _earlier, ...record } = claim.record;
     const base = { ...record, attempts: attempt, completedHandlers: [...completed], history };
     const lastError = failures.join("; ");
     let next: EventRecord;

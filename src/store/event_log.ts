@@ -322,8 +322,8 @@ export function totalAttempts(record: EventRecord): number {
 }
 
 /**
- * The error of the event's last failed run, or `undefined` once a run succeeded: the worker
- * keeps the record's `lastError` when a retry or a replay ends `done`.
+ * The error of the event's last failed run, or `undefined` once a run succeeded: the worker clears
+ * it then, but records stored by earlier versions kept it.
  */
 export function currentError(record: EventRecord): string | undefined {
   return record.state === "done" ? undefined : record.lastError;
