@@ -157,7 +157,7 @@ async function _echo(context: _TextContext, settings: _EchoSettings): Promise<vo
   } catch (error) {
     if (error instanceof GraphApiError && error.category !== "unknown_outcome") {
       // Meta said no, or no connection was made: nothing reached the user, so the count goes back.
-      await _takeCountBack(context, countedEntry, previous, settings.replyTtlMs);
+      await _takeCountBack(context, { counted: countedEntry, previous, ...settings });
       throw _forWorker(error, "send the echo reply");
     }
     // Meta may have the reply (or the run was aborted during the send): the count stays.
@@ -199,11 +199,14 @@ async function _echo(context: _TextContext, settings: _EchoSettings): Promise<vo
  */
 async function _takeCountBack(
   context: _TextContext,
-  counted: { key: Deno.KvKey; versionstamp: string },
-  previous: ReplyRecord | null,
-  replyTtlMs: number,
+  options: {
+    counted: { key: Deno.KvKey; versionstamp: string };
+    previous: ReplyRecord | null;
+    replyTtlMs: number;
+  },
 ): Promise<void> {
   const { kv, log } = context;
+  const { counted, previous, replyTtlMs } = options;
   try {
     await commitWithRetry(() => {
       const atomic = kv.atomic().check(counted);
