@@ -158,7 +158,13 @@ export async function createApp(options: AppOptions): Promise<App> {
       metrics,
     }),
     ...metricsRoutes({ metrics, adminToken: config.ADMIN_TOKEN, kv, clock }),
-    ...adminRoutes({ kv, adminToken: config.ADMIN_TOKEN, clock, onReplay: () => worker.wake() }),
+    ...adminRoutes({
+      kv,
+      adminToken: config.ADMIN_TOKEN,
+      clock,
+      onReplay: () => worker.wake(),
+      handlersFor: (event) => dispatcher.handlersFor(event).map((handler) => handler.name),
+    }),
     ...statusRoutes({ kv, adminToken: config.ADMIN_TOKEN }),
   ];
   const route = createRouter(routes);

@@ -8,7 +8,12 @@
 import assert from "node:assert/strict";
 import { ManualClock } from "../src/clock.ts";
 import { eventKey, type EventRecord, replyKey, type ReplyRecord } from "../src/store/keys.ts";
-import { FAKE_TOKEN, type FakeGraphApi, startFakeGraphApi } from "./fake_graph_api.ts";
+import {
+  FAKE_TOKEN,
+  type FakeGraphApi,
+  startDroppingGraphApi,
+  startFakeGraphApi,
+} from "./fake_graph_api.ts";
 import {
   advanceUntil,
   postDelivery,
@@ -124,7 +129,10 @@ async function untilState(t: Harness, wamid: string, state: EventRecord["state"]
   await waitFor(async () => (await record(t, wamid))?.state === state, `${wamid} ${state}`);
 }
 
-async function replyRecord(t: Harness, wamid: string): Promise<ReplyRecord | null> {
+async function replyRecord(
+  t: Harness,
+  wamid: string,
+): Promise<(ReplyRecord & { messageId?: string }) | null> {
   return (await t.server.kv.get<ReplyRecord>(replyKey(wamid, "echo"))).value;
 }
 
@@ -355,7 +363,7 @@ Deno.test("131047 (outside the 24-hour window) is not retried: the event is dead
   assert.equal(dead?.attempts, 1);
   assert.match(
     dead?.lastError ?? "",
-    /^echo: Cannot send the echo reply \(recipient, not retried\): .*131047.*More than 24 hours/,
+    /^echo: Cannot send the echo reply \(recipient, not retried\): .*131047.*Re-engagement message/,
   );
   assertSent(t, 2);
   assert.equal(await replyRecord(t, "wamid.WINDOW1"), null);
@@ -380,7 +388,7 @@ Deno.test("190 (bad token) is not retried: one refused call, an error line, no t
   assert.equal(t.server.logs.text().includes("Very private words"), false);
 });
 
-Deno.test("a reply that times out is retried, and answered once Meta answers", async () => {
+Deno.test("a reply that times out is sent once more by the worker, and its record keeps the unknown send", async () => {
   await using t = await setup({ env: { GRAPH_TIMEOUT_MS: "1000" } });
   t.fake.script(READ_OK, { delayMs: Infinity });
   const start = t.clock.now();
@@ -388,17 +396,35 @@ Deno.test("a reply that times out is retried, and answered once Meta answers", a
 
   await t.fake.waitForRequests(2);
   await t.clock.advance(1_000);
-  await waitFor(() => retriesLogged(t).length === 1, "the retry planned");
-  assert.equal(retriesLogged(t)[0]!.delayMs, 250);
-  await t.clock.advance(250);
-  await untilState(t, "wamid.SLOW1", "done");
+  await untilState(t, "wamid.SLOW1", "retrying");
+  assert.equal(retriesLogged(t).length, 0, "the client does not send it again by itself");
+  assert.deepEqual(await replyRecord(t, "wamid.SLOW1"), {
+    outcome: "unknown",
+    phoneNumberId: PHONE_ID,
+    unknownSends: 1,
+  });
+  assert.match(
+    (await record(t, "wamid.SLOW1"))?.lastError ?? "",
+    /^echo: Cannot send the echo reply \(unknown_outcome, sent again 1 more time\(s\) at most\)/,
+  );
+  await advanceUntil(
+    t.clock,
+    async () => (await record(t, "wamid.SLOW1"))?.state === "done",
+    "done",
+  );
 
-  assert.deepEqual(t.sent.map((s) => [s.at - start, s.body.type ?? s.body.status]), [
-    [0, "read"],
-    [0, "text"],
-    [1_250, "text"],
+  assert.deepEqual(t.sent.map((s) => s.body.type ?? s.body.status), [
+    "read",
+    "text",
+    "read",
+    "text",
   ]);
-  assert.equal((await replyRecord(t, "wamid.SLOW1"))?.messageId, "wamid.FAKE000001");
+  assert.ok(t.sent[3]!.at - start > 1_000, "sent again by the worker's retry");
+  assert.deepEqual(await replyRecord(t, "wamid.SLOW1"), {
+    messageId: "wamid.FAKE000001",
+    phoneNumberId: PHONE_ID,
+    unknownSends: 1,
+  });
 });
 
 Deno.test("several numbers behind one callback: each reply uses its number's token", async () => {
@@ -462,4 +488,215 @@ Deno.test("GRAPH_MESSAGES_PER_SECOND paces the calls of one number by the clock"
   );
   // Two mark-as-reads and two replies: two calls at once, then the third and fourth tokens.
   assert.deepEqual(t.sent.map((s) => s.at - start).sort((a, b) => a - b), [0, 0, 500, 1_000]);
+});
+
+// ---- Sends whose outcome is unknown: a slow or dropping Graph API ----
+
+/** A server standing in for Graph: the late-answering fake, or one that drops connections. */
+interface GraphStandIn {
+  url: string;
+  /** Requests that reached it; `undefined` for an address nothing listens on. */
+  requests?: unknown[];
+  accepted: string[];
+  close(): Promise<void>;
+}
+
+interface UnknownOutcomeHarness extends AsyncDisposable {
+  graph: GraphStandIn;
+  server: TestServer;
+  clock: ManualClock;
+  /** How many requests the app's Graph API client started. */
+  started: () => number;
+}
+
+async function setupWith(
+  graph: GraphStandIn,
+  env: Record<string, string> = {},
+): Promise<UnknownOutcomeHarness> {
+  const clock = new ManualClock();
+  let started = 0;
+  const server = await startTestServer({
+    clock,
+    random: () => 0.5,
+    env: {
+      ECHO_REPLIES: "true",
+      WHATSAPP_TOKEN: FAKE_TOKEN,
+      GRAPH_API_BASE_URL: graph.url,
+      GRAPH_TIMEOUT_MS: "1000",
+      ...env,
+    },
+    fetch: (input, init) => {
+      started += 1;
+      return fetch(input, init);
+    },
+  });
+  return {
+    graph,
+    server,
+    clock,
+    started: () => started,
+    async [Symbol.asyncDispose]() {
+      await server[Symbol.asyncDispose]();
+      await graph.close();
+    },
+  };
+}
+
+/**
+ * Runs the clock forward, one pending sleep at a time, until event `wamid` is done or dead. Before
+ * each step every request the client started has reached the stand-in, so that no timeout fires
+ * on a request still on its way (it would then never count as accepted).
+ */
+async function runUntilSettled(t: UnknownOutcomeHarness, wamid: string): Promise<EventRecord> {
+  const { requests } = t.graph;
+  const haveArrived = (): boolean => requests === undefined || requests.length === t.started();
+  for (;;) {
+    const current = (await t.server.kv.get<EventRecord>(eventKey(`message:${wamid}`))).value;
+    if (current?.state === "done" || current?.state === "dead") return current;
+    await waitFor(haveArrived, "requests reach the Graph API");
+    // Checked again with no await between it and the step: nothing can start in between.
+    if (!haveArrived()) continue;
+    await t.clock.advance(t.clock.pendingSleeps()[0] ?? 0);
+  }
+}
+
+async function postText(t: UnknownOutcomeHarness, wamid: string, body = "hello"): Promise<void> {
+  const response = await postDelivery(
+    t.server.origin,
+    delivery({ [PHONE_ID]: [text(wamid, body)] }),
+  );
+  assert.equal(response.status, 200);
+  await response.body?.cancel();
+}
+
+/** `GET /admin/events/{id}` of the message's event. */
+async function adminView(
+  t: UnknownOutcomeHarness,
+  wamid: string,
+): Promise<{ lastError?: string; replies?: Record<string, unknown> }> {
+  const id = encodeURIComponent(`message:${wamid}`);
+  const response = await fetch(`${t.server.origin}/admin/events/${id}`, {
+    headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+  });
+  assert.equal(response.status, 200);
+  return await response.json();
+}
+
+const UNKNOWN_AFTER_TWO = {
+  outcome: "unknown",
+  phoneNumberId: PHONE_ID,
+  unknownSends: 2,
+};
+
+for (
+  const [label, env] of [
+    ["the defaults", {}],
+    ["RETRY_MAX_ATTEMPTS=3", { RETRY_MAX_ATTEMPTS: "3" }],
+  ] as const
+) {
+  Deno.test(`a Graph API that accepts each send but answers after GRAPH_TIMEOUT_MS gets 2 replies, not more (${label})`, async () => {
+    const fake = startFakeGraphApi();
+    fake.answerLate(Infinity);
+    await using t = await setupWith(fake, env);
+    await postText(t, "wamid.LATE1");
+
+    const settled = await runUntilSettled(t, "wamid.LATE1");
+    assert.equal(fake.accepted.length, 2, "the first send and once more");
+    assert.equal(settled.state, "dead");
+    assert.equal(settled.attempts, 2);
+    assert.match(
+      settled.lastError ?? "",
+      /^echo: Cannot send the echo reply: 2 send\(s\) ended with an unknown outcome .*not sent again/,
+    );
+    const stored = await t.server.kv.get(replyKey("wamid.LATE1", "echo"));
+    assert.deepEqual(stored.value, UNKNOWN_AFTER_TWO);
+    const view = await adminView(t, "wamid.LATE1");
+    assert.deepEqual(view.replies, { echo: UNKNOWN_AFTER_TWO });
+
+    // A replay finds the limit reached: nothing more is sent, and the reason stays.
+    const replay = await fetch(
+      `${t.server.origin}/admin/events/${encodeURIComponent("message:wamid.LATE1")}/replay`,
+      { method: "POST", headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` } },
+    );
+    assert.equal(replay.status, 202);
+    await replay.body?.cancel();
+    const replayed = await runUntilSettled(t, "wamid.LATE1");
+    assert.equal(replayed.state, "dead");
+    assert.equal(fake.accepted.length, 2);
+  });
+
+  Deno.test(`a connection lost after each request was written gets 2 replies, not more (${label})`, async () => {
+    const dropping = startDroppingGraphApi();
+    await using t = await setupWith(dropping, env);
+    await postText(t, "wamid.DROP1");
+
+    const settled = await runUntilSettled(t, "wamid.DROP1");
+    assert.equal(dropping.accepted.length, 2, "the first send and once more");
+    assert.equal(settled.state, "dead");
+    const stored = await t.server.kv.get(replyKey("wamid.DROP1", "echo"));
+    assert.deepEqual(stored.value, UNKNOWN_AFTER_TWO);
+  });
+}
+
+Deno.test("a refused connection sent nothing: the client and the worker keep retrying, the count goes back", async () => {
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const url = `http://127.0.0.1:${(closed.addr as Deno.NetAddr).port}`;
+  closed.close();
+  await using t = await setupWith(
+    { url, accepted: [], close: () => Promise.resolve() },
+    { RETRY_MAX_ATTEMPTS: "2" },
+  );
+  await postText(t, "wamid.REFUSED1");
+
+  const settled = await runUntilSettled(t, "wamid.REFUSED1");
+  assert.equal(settled.state, "dead");
+  assert.equal(settled.attempts, 2);
+  // Per run: the read receipt and the reply, each tried 5 times by the client.
+  assert.equal(t.started(), 2 * (5 + 5));
+  assert.match(settled.lastError ?? "", /^echo: Cannot connect to the Graph API: fetch failed/);
+  assert.equal((await t.server.kv.get(replyKey("wamid.REFUSED1", "echo"))).value, null);
+});
+
+Deno.test("a run that finds 2 unknown sends (a process died during the last) sends nothing and ends dead", async () => {
+  const fake = startFakeGraphApi();
+  await using t = await setupWith(fake);
+  await t.server.kv.set(replyKey("wamid.DIED1", "echo"), UNKNOWN_AFTER_TWO);
+  await postText(t, "wamid.DIED1");
+
+  const settled = await runUntilSettled(t, "wamid.DIED1");
+  assert.equal(settled.state, "dead");
+  assert.equal(settled.attempts, 1);
+  assert.equal(fake.requests.length, 0, "no read receipt, no reply");
+  assert.match(settled.lastError ?? "", /2 send\(s\) ended with an unknown outcome/);
+});
+
+Deno.test("a Graph error quoting the message text puts it in no log line and not in lastError", async () => {
+  const secret = "my PIN is 4711 and my secret words";
+  const fake = startFakeGraphApi();
+  fake.script(
+    READ_OK,
+    { error: 131000, message: `(#131000) Something went wrong with "${secret}"`, details: secret },
+    {
+      error: 131026,
+      message: `(#131026) Cannot deliver "${secret}"`,
+      details: `Message "${secret}" is undeliverable`,
+    },
+  );
+  await using t = await setupWith(fake);
+  await postText(t, "wamid.LEAK1", secret);
+
+  const settled = await runUntilSettled(t, "wamid.LEAK1");
+  assert.equal(settled.state, "dead");
+  assert.equal(fake.requests.length, 3, "read, the 131000 retried by the client, the 131026");
+  assert.match(
+    settled.lastError ?? "",
+    /^echo: Cannot send the echo reply \(recipient, not retried\): Graph API answered HTTP 400 with error 131026 \(recipient\): Message undeliverable$/,
+  );
+  const warned = t.server.logs.lines.filter((l) => l.msg === "graph call will be retried");
+  assert.equal(warned.length, 1, "the 131000 was logged at warn");
+  assert.equal(warned[0]!.code, 131000);
+  assert.equal(t.server.logs.text().includes(secret), false, "the text is in no log line");
+  for (const entry of settled.history) assert.equal(entry.error?.includes(secret), false);
+  const view = await adminView(t, "wamid.LEAK1");
+  assert.equal(view.lastError?.includes(secret), false);
 });

@@ -3,7 +3,11 @@
  * `POST /{version}/{phoneNumberId}/messages` the way Meta does. It checks the bearer token (190,
  * HTTP 401), the path and the body shape (100, HTTP 400), answers Meta's success shapes, records
  * every request, and can be scripted to answer the next requests with Meta's errors (130429,
- * 131056, 131047, …), `Retry-After`, bare 5xx or slow answers.
+ * 131056, 131047, …), `Retry-After`, bare 5xx or slow answers, or told to accept every request at
+ * once but answer it late (a slow Graph API that still sends every message it was given).
+ *
+ * {@linkcode startDroppingGraphApi} is the other misbehaviour: a server that reads each request
+ * whole and closes the connection without a word (a reset after the request was written).
  *
  * @module
  */
@@ -119,8 +123,20 @@ export interface FakeGraphApi extends AsyncDisposable {
   url: string;
   /** Every request received, in order. */
   requests: RecordedRequest[];
+  /**
+   * The ids of the messages the fake accepted (not read receipts), in order: a message answered
+   * late counts from the moment it arrived, as at Meta, which sends it whether or not the caller
+   * is still waiting for the answer.
+   */
+  accepted: string[];
   /** Queues answers for the next requests, one each, before the fake's normal behaviour. */
   script(...answers: FakeAnswer[]): void;
+  /**
+   * From now on, accepts every unscripted request at once (as Meta would answer it) but sends
+   * the answer only after `delayMs` of real time (`Infinity`: when the fake closes); `0` answers
+   * at once again.
+   */
+  answerLate(delayMs: number): void;
   /** Resolves once `count` requests have arrived; fails after 5 s of real time. */
   waitForRequests(count: number): Promise<void>;
   /** Ends slow answers and stops the server. */
@@ -134,7 +150,8 @@ export function startFakeGraphApi(options: FakeGraphApiOptions = {}): FakeGraphA
   const scripted: FakeAnswer[] = [];
   const waiters = new Set<() => void>();
   const closing = new AbortController();
-  let messageCount = 0;
+  const accepted: string[] = [];
+  let lateAnswerMs = 0;
 
   async function handle(request: Request): Promise<Response> {
     const text = await request.text();
@@ -153,7 +170,10 @@ export function startFakeGraphApi(options: FakeGraphApiOptions = {}): FakeGraphA
       await _delay(answer.delayMs, closing.signal);
       return answer.then ? _answer(answer.then) : answerAsMeta(request, path, body);
     }
-    return answer ? _answer(answer) : answerAsMeta(request, path, body);
+    if (answer) return _answer(answer);
+    const response = answerAsMeta(request, path, body);
+    if (lateAnswerMs > 0) await _delay(lateAnswerMs, closing.signal);
+    return response;
   }
 
   function answerAsMeta(request: Request, path: string, body: unknown): Response {
@@ -171,12 +191,13 @@ export function startFakeGraphApi(options: FakeGraphApiOptions = {}): FakeGraphA
     if (problem) return _metaError({ error: 100, details: problem });
     const message = body as Record<string, unknown>;
     if (message.status === "read") return Response.json({ success: true });
-    messageCount += 1;
+    const id = `wamid.FAKE${String(accepted.length + 1).padStart(6, "0")}`;
+    accepted.push(id);
     const input = String(message.to ?? message.recipient);
     return Response.json({
       messaging_product: "whatsapp",
       contacts: [message.to === undefined ? { input, user_id: input } : { input, wa_id: input }],
-      messages: [{ id: `wamid.FAKE${String(messageCount).padStart(6, "0")}` }],
+      messages: [{ id }],
     });
   }
 
@@ -190,11 +211,125 @@ export function startFakeGraphApi(options: FakeGraphApiOptions = {}): FakeGraphA
   return {
     url: `http://127.0.0.1:${server.addr.port}`,
     requests,
+    accepted,
     script: (...answers) => void scripted.push(...answers),
+    answerLate: (delayMs) => void (lateAnswerMs = delayMs),
     waitForRequests: (count) => _waitUntil(() => requests.length >= count, waiters),
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/** A running {@linkcode startDroppingGraphApi}; close it before the test ends. */
+export interface DroppingGraphApi extends AsyncDisposable {
+  /** The base URL to give the client. */
+  url: string;
+  /** Every request read whole before its connection was closed, in order. */
+  requests: RecordedRequest[];
+  /**
+   * The messages (not read receipts) among them: each counts as accepted, since a reset after the
+   * request was written cannot tell the caller whether Meta took it.
+   */
+  accepted: string[];
+  /** Resolves once `count` requests have been read; fails after 5 s of real time. */
+  waitForRequests(count: number): Promise<void>;
+  /** Stops listening and closes the connections still open. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a server on 127.0.0.1 that reads each HTTP request whole (headers, then
+ * `Content-Length` bytes of body), records it, and closes the connection without answering: the
+ * client sees its connection lost after writing the request.
+ */
+export function startDroppingGraphApi(): DroppingGraphApi {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const requests: RecordedRequest[] = [];
+  const accepted: string[] = [];
+  const waiters = new Set<() => void>();
+  const open = new Set<Deno.Conn>();
+
+  async function drop(conn: Deno.Conn): Promise<void> {
+    open.add(conn);
+    try {
+      const request = await _readRequest(conn);
+      if (request) {
+        requests.push(request);
+        const body = request.body as Record<string, unknown> | undefined;
+        if (body?.status !== "read") accepted.push(`wamid.DROPPED${accepted.length + 1}`);
+        for (const wake of waiters) wake();
+      }
+    } catch {
+      // The client gave up first: nothing to record.
+    } finally {
+      open.delete(conn);
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    }
+  }
+
+  const serving = (async () => {
+    try {
+      for await (const conn of listener) void drop(conn);
+    } catch {
+      // The listener was closed.
+    }
+  })();
+
+  async function close(): Promise<void> {
+    listener.close();
+    for (const conn of open) {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    await serving;
+  }
+
+  return {
+    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    requests,
+    accepted,
+    waitForRequests: (count) => _waitUntil(() => requests.length >= count, waiters),
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/** Reads one HTTP/1.1 request with a `Content-Length` body; `undefined` if the peer closed first. */
+async function _readRequest(conn: Deno.Conn): Promise<RecordedRequest | undefined> {
+  const decoder = new TextDecoder();
+  let bytes = new Uint8Array(0);
+  const chunk = new Uint8Array(16 * 1024);
+  for (;;) {
+    const text = decoder.decode(bytes);
+    const headerEnd = text.indexOf("\r\n\r\n");
+    if (headerEnd >= 0) {
+      const [requestLine = "", ...headerLines] = text.slice(0, headerEnd).split("\r\n");
+      const headers = Object.fromEntries(headerLines.map((line) => {
+        const colon = line.indexOf(":");
+        return [line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()];
+      }));
+      const length = Number(headers["content-length"] ?? 0);
+      const headerBytes = new TextEncoder().encode(text.slice(0, headerEnd + 4)).length;
+      if (bytes.length >= headerBytes + length) {
+        const bodyText = decoder.decode(bytes.slice(headerBytes, headerBytes + length));
+        const [method = "", path = ""] = requestLine.split(" ");
+        return { method, path, headers, body: _parseJson(bodyText) ?? bodyText };
+      }
+    }
+    const read = await conn.read(chunk);
+    if (read === null) return undefined;
+    const joined = new Uint8Array(bytes.length + read);
+    joined.set(bytes);
+    joined.set(chunk.subarray(0, read), bytes.length);
+    bytes = joined;
+  }
 }
 
 /** Why Meta would refuse this body with error 100, or `undefined` if it would accept it. */

@@ -16,7 +16,12 @@ import {
   recipientFields,
 } from "../src/graph/client.ts";
 import { GraphApiError } from "../src/graph/errors.ts";
-import { FAKE_TOKEN, type FakeGraphApi, startFakeGraphApi } from "./fake_graph_api.ts";
+import {
+  FAKE_TOKEN,
+  type FakeGraphApi,
+  startDroppingGraphApi,
+  startFakeGraphApi,
+} from "./fake_graph_api.ts";
 
 const PHONE_NUMBER_ID = "106540352242922";
 const USER_PHONE = "5511999990000";
@@ -336,26 +341,109 @@ Deno.test("190 (bad token) fails at once as auth with one error line that does n
   }
 });
 
-Deno.test("a slow answer times out by the client's clock and is retried", async () => {
+/**
+ * Awaits `promise`, failing the test instead of hanging when it has not settled within
+ * `UNTIL_LIMIT_MS` of real time (a client that retries would wait for the clock forever).
+ */
+async function settled<T>(promise: Promise<T>, what: string): Promise<T> {
+  let isSettled = false;
+  promise.then(() => isSettled = true, () => isSettled = true);
+  await until(() => isSettled, what);
+  return await promise;
+}
+
+Deno.test("a message whose answer times out fails as unknown_outcome, not sent again by the client", async () => {
+  await using t = setup();
+  t.fake.answerLate(Infinity);
+
+  const sending = rejection(t.client.sendText(PHONE_NUMBER_ID, { to: USER_PHONE, text: "Hello" }));
+
+  await t.fake.waitForRequests(1);
+  await untilSleeping(t.clock, [TIMEOUT_MS]);
+  await t.clock.advance(TIMEOUT_MS);
+  const error = await settled(sending, "the call fails without a retry");
+  assert.equal(error.category, "unknown_outcome");
+  assert.equal(error.retryable, false);
+  assert.match(error.message, /did not answer within 10000 ms: the request may have been accepted/);
+  assert.deepEqual(t.fake.accepted, ["wamid.FAKE000001"], "Meta took it nonetheless");
+  assert.equal(t.fake.requests.length, 1);
+  assert.deepEqual(t.clock.pendingSleeps(), []);
+  assert.deepEqual(t.outcomes.map((o) => o.outcome), ["unknown_outcome"]);
+  assert.ok(
+    t.logs.some((l) => l.level === "warn" && l.line.includes("graph call outcome unknown")),
+  );
+});
+
+Deno.test("a read receipt whose answer times out is retried: marking read twice changes nothing", async () => {
   await using t = setup();
   t.fake.script({ delayMs: Infinity });
   const start = t.clock.now();
 
-  const sending = t.client.sendText(PHONE_NUMBER_ID, { to: USER_PHONE, text: "Hello" });
+  const marking = t.client.markAsRead(PHONE_NUMBER_ID, "wamid.INBOUND=");
 
   await t.fake.waitForRequests(1);
   await untilSleeping(t.clock, [TIMEOUT_MS]);
   await t.clock.advance(TIMEOUT_MS);
   await untilSleeping(t.clock, [FIRST_BACKOFF_MS]);
   await t.clock.advance(FIRST_BACKOFF_MS);
-
-  const result = await sending;
-  assert.equal(result.messageId, "wamid.FAKE000001");
+  await marking;
   assert.deepEqual(t.sent.map((s) => s.at - start), [0, TIMEOUT_MS + FIRST_BACKOFF_MS]);
-  assert.deepEqual(t.outcomes.map((o) => [o.outcome, o.httpStatus]), [
-    ["transient", undefined],
-    ["ok", undefined],
-  ]);
+  assert.deepEqual(t.outcomes.map((o) => o.outcome), ["unknown_outcome", "ok"]);
+});
+
+Deno.test("a connection lost after the request was written fails as unknown_outcome, not retried", async () => {
+  await using dropping = startDroppingGraphApi();
+  await using t = setup({ baseUrl: dropping.url });
+
+  const error = await settled(
+    rejection(t.client.sendText(PHONE_NUMBER_ID, { to: USER_PHONE, text: "Hello" })),
+    "the call fails without a retry",
+  );
+  assert.equal(error.category, "unknown_outcome");
+  assert.match(error.message, /^Lost the connection to the Graph API: .*may have been accepted$/);
+  assert.equal(dropping.requests.length, 1);
+  assert.deepEqual(t.clock.pendingSleeps(), []);
+});
+
+Deno.test("a refused connection sent nothing: it is retried as transient", async () => {
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (closed.addr as Deno.NetAddr).port;
+  closed.close();
+  await using t = setup({
+    baseUrl: `http://127.0.0.1:${port}`,
+    retry: { maxAttempts: 2, baseDelayMs: 500, maxDelayMs: 30_000, maxTotalMs: 60_000 },
+  });
+
+  const sending = rejection(t.client.sendText(PHONE_NUMBER_ID, { to: USER_PHONE, text: "Hi" }));
+  await untilSleeping(t.clock, [FIRST_BACKOFF_MS]);
+  await t.clock.advance(FIRST_BACKOFF_MS);
+  const error = await sending;
+  assert.equal(error.category, "transient");
+  assert.equal(error.retryable, true);
+  assert.match(error.message, /^Cannot connect to the Graph API: fetch failed: .*\(Connect\)/);
+  assert.equal(t.sent.length, 2);
+});
+
+Deno.test("a Graph error quoting the message text keeps it out of the error's message and every log line", async () => {
+  await using t = setup();
+  const secret = "the words only the user may see";
+  t.fake.script(
+    { error: 131000, message: `(#131000) Failed on "${secret}"`, details: secret },
+    { error: 131026, message: `(#131026) Undeliverable: "${secret}"`, details: secret },
+  );
+
+  const sending = rejection(t.client.sendText(PHONE_NUMBER_ID, { to: USER_PHONE, text: secret }));
+  await untilSleeping(t.clock, [FIRST_BACKOFF_MS]);
+  await t.clock.advance(FIRST_BACKOFF_MS);
+  const error = await sending;
+  assert.equal(error.code, 131026);
+  assert.equal(
+    error.message,
+    "Graph API answered HTTP 400 with error 131026 (recipient): Message undeliverable",
+  );
+  assert.equal(error.details, secret, "kept on the error for code that needs it");
+  assert.ok(t.logs.some((l) => l.level === "warn" && l.line.includes('"code":131000')));
+  for (const { line } of t.logs) assert.equal(line.includes(secret), false, `text in ${line}`);
 });
 
 Deno.test("500 with Meta's body and a bare 502 are transient and retried", async () => {

@@ -3,6 +3,8 @@
 import assert from "node:assert/strict";
 import {
   classifyGraphError,
+  GRAPH_ERROR_CODES,
+  GRAPH_ERROR_TITLES,
   GraphApiError,
   type GraphErrorCategory,
   readGraphError,
@@ -64,7 +66,9 @@ Deno.test("GraphApiError is retryable only when throttled or transient, unless t
     new GraphApiError({ message: "x", category }).retryable;
   assert.equal(retryable("throttled"), true);
   assert.equal(retryable("transient"), true);
-  for (const category of ["recipient", "policy", "auth", "invalid_request"] as const) {
+  for (
+    const category of ["recipient", "policy", "auth", "invalid_request", "unknown_outcome"] as const
+  ) {
     assert.equal(retryable(category), false, category);
   }
   assert.equal(
@@ -98,7 +102,7 @@ Deno.test("readGraphError() keeps every field of Meta's error body", () => {
   assert.equal(error.retryAfterMs, 4000);
   assert.equal(
     error.message,
-    "Graph API answered HTTP 400 with error 131056 (throttled): Too many messages to this user",
+    "Graph API answered HTTP 400 with error 131056 (throttled): Pair rate limit hit",
   );
 });
 
@@ -128,8 +132,39 @@ Deno.test("readGraphError() drops fields of the wrong type instead of failing", 
   assert.equal(error.code, undefined);
   assert.equal(error.fbtraceId, undefined);
   assert.equal(error.category, "invalid_request");
-  assert.equal(
-    error.message,
-    "Graph API answered HTTP 400 with an error (invalid_request): Re-engagement message",
+  assert.equal(error.message, "Graph API answered HTTP 400 with an error (invalid_request)");
+});
+
+Deno.test("readGraphError() never quotes Meta's message or details, which may hold the text sent", () => {
+  const secret = "Meet me at 10, the code is 4711";
+  for (const code of [131026, 131000, 123456]) {
+    const error = readGraphError(
+      400,
+      JSON.stringify({
+        error: {
+          message: `(#${code}) Could not send "${secret}"`,
+          code,
+          error_data: { details: `The message "${secret}" failed` },
+        },
+      }),
+    );
+    assert.equal(error.message.includes(secret), false, error.message);
+    assert.match(error.message, new RegExp(`^Graph API answered HTTP 400 with error ${code} `));
+    assert.equal(error.details, `The message "${secret}" failed`);
+  }
+});
+
+Deno.test("every code GRAPH_ERROR_CODES classifies has a title for error messages", () => {
+  const missing = Object.values(GRAPH_ERROR_CODES).flat().filter((code) =>
+    !GRAPH_ERROR_TITLES.has(code)
   );
+  assert.deepEqual(missing, []);
+});
+
+Deno.test("readGraphError() takes a bare 504 as unknown_outcome: the server behind it may have sent", () => {
+  const gateway = readGraphError(504, "<html>Gateway Timeout</html>");
+  assert.equal(gateway.category, "unknown_outcome");
+  assert.equal(gateway.retryable, false);
+  const meta = readGraphError(504, JSON.stringify({ error: { code: 2, message: "Service" } }));
+  assert.equal(meta.category, "transient", "Meta's own error body says it failed");
 });

@@ -1,7 +1,7 @@
 /** The fake Graph API answers like Meta: token and shape checks, Meta's error and success shapes. */
 
 import assert from "node:assert/strict";
-import { FAKE_TOKEN, startFakeGraphApi } from "./fake_graph_api.ts";
+import { FAKE_TOKEN, startDroppingGraphApi, startFakeGraphApi } from "./fake_graph_api.ts";
 
 const PATH = "/v26.0/1234/messages";
 const TEXT = {
@@ -83,4 +83,36 @@ Deno.test("the fake Graph API answers scripted errors with Meta's status and Ret
   assert.equal(gateway.status, 502);
   assert.equal(await gateway.text(), "");
   assert.equal((await post(fake.url + PATH, TEXT)).status, 200);
+});
+
+Deno.test("the fake Graph API told to answer late accepts a message at once and answers later", async () => {
+  await using fake = startFakeGraphApi();
+  fake.answerLate(Infinity);
+  const caller = new AbortController();
+  const answer = fetch(fake.url + PATH, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${FAKE_TOKEN}` },
+    body: JSON.stringify(TEXT),
+    signal: caller.signal,
+  });
+  await fake.waitForRequests(1);
+  assert.deepEqual(fake.accepted, ["wamid.FAKE000001"], "accepted before any answer");
+  caller.abort();
+  await assert.rejects(answer);
+
+  fake.answerLate(0);
+  assert.equal((await post(fake.url + PATH, TEXT)).status, 200);
+  assert.deepEqual(fake.accepted, ["wamid.FAKE000001", "wamid.FAKE000002"]);
+});
+
+Deno.test("the dropping Graph API reads the request whole, then closes without answering", async () => {
+  await using dropping = startDroppingGraphApi();
+  await assert.rejects(
+    fetch(dropping.url + PATH, { method: "POST", body: JSON.stringify(TEXT) }),
+    TypeError,
+  );
+  assert.equal(dropping.requests.length, 1);
+  assert.equal(dropping.requests[0]!.path, PATH);
+  assert.deepEqual(dropping.requests[0]!.body, TEXT);
+  assert.equal(dropping.accepted.length, 1);
 });

@@ -24,7 +24,13 @@ import {
   replayEvent,
   totalAttempts,
 } from "../store/event_log.ts";
-import { EVENT_STATES, type EventRecord } from "../store/keys.ts";
+import {
+  EVENT_STATES,
+  type EventRecord,
+  isReplySent,
+  replyKey,
+  type ReplyRecord,
+} from "../store/keys.ts";
 
 /** What {@linkcode adminRoutes} needs. */
 export interface AdminOptions {
@@ -34,7 +40,15 @@ export interface AdminOptions {
   clock: Clock;
   /** Called after a replay made events ready, so the app can wake the worker at once. */
   onReplay?: () => void;
+  /**
+   * The names of the handlers of an event (the dispatcher's), to show the reply records they keep
+   * for a message (`replies` in `GET /admin/events/:id`); without it no replies are shown.
+   */
+  handlersFor?: (event: WebhookEvent) => string[];
 }
+
+/** Deno KV reads at most this many keys in one `getMany`. */
+const KV_GET_MANY_LIMIT = 10;
 
 /** Events listed when the query has no `limit`. */
 export const DEFAULT_LIST_LIMIT = 100;
@@ -42,7 +56,8 @@ export const DEFAULT_LIST_LIMIT = 100;
 export const MAX_LIST_LIMIT = 1000;
 
 /**
- * The admin routes: `GET /admin/events`, `GET /admin/events/:id`,
+ * The admin routes: `GET /admin/events`, `GET /admin/events/:id` (with the reply records of a
+ * message, see {@linkcode AdminOptions.handlersFor}),
  * `POST /admin/events/:id/replay` and `POST /admin/dead-letters/replay`. Returns no routes when
  * `adminToken` is undefined. Handlers throw {@linkcode HttpError}: 400 for a bad query, 401
  * (with `WWW-Authenticate`) for a missing or wrong token, 404 for an unknown event, 409 for an
@@ -73,7 +88,8 @@ export function adminRoutes(options: AdminOptions): Route[] {
         const id = params.id ?? "";
         const stored = await getEventRecord(kv, id);
         if (!stored) throw new HttpError(404, `Event "${id}" is unknown or has expired`);
-        return Response.json(_recordView(stored.record, stored.event));
+        const replies = await _repliesOf(kv, stored.event, options.handlersFor);
+        return Response.json({ ..._recordView(stored.record, stored.event), ...replies });
       }),
     },
     {
@@ -154,6 +170,35 @@ function _recordView(record: EventRecord, event: WebhookEvent): Record<string, u
     })),
     event,
   };
+}
+
+/**
+ * `{ replies: { [handler]: … } }` for a message whose handlers keep reply records: whether each
+ * reply was sent (with Meta's id) or its outcome is unknown (with how many sends may have reached
+ * the user). Empty for other events.
+ */
+async function _repliesOf(
+  kv: Deno.Kv,
+  event: WebhookEvent,
+  handlersFor: ((event: WebhookEvent) => string[]) | undefined,
+): Promise<{ replies?: Record<string, unknown> }> {
+  if (event.kind !== "message" || handlersFor === undefined) return {};
+  const message = event.message;
+  if (!("id" in message)) return {}; // a message Meta sent without an id has no replies
+  const names = handlersFor(event);
+  const replies: Record<string, unknown> = {};
+  for (let i = 0; i < names.length; i += KV_GET_MANY_LIMIT) {
+    const batch = names.slice(i, i + KV_GET_MANY_LIMIT);
+    const entries = await kv.getMany<ReplyRecord[]>(
+      batch.map((name) => replyKey(message.id, name)),
+    );
+    entries.forEach((entry, n) => {
+      const record = entry.value;
+      if (record === null) return;
+      replies[batch[n]!] = isReplySent(record) ? { ...record, outcome: "sent" } : record;
+    });
+  }
+  return { replies };
 }
 
 /**

@@ -8,8 +8,13 @@
  * category tells the caller what to do next. Messages to one recipient go one at a time, in call
  * order, retries included, so a user receives them in the order they were sent.
  *
- * A timed-out request is retried although Meta may have accepted it: the Cloud API has no
- * idempotency key, so a timeout is the one case where a retry can deliver a message twice.
+ * A message whose outcome is unknown is not retried: a timeout, or the connection lost after the
+ * request was written, may follow Meta's acceptance, and the Cloud API has no idempotency key, so
+ * a retry could deliver the message twice. The call fails with category `unknown_outcome` and the
+ * caller decides (the echo handler sends once more at most, and remembers it durably). Only a
+ * failure that certainly sent nothing (the connection refused, a DNS failure: Deno reports both as
+ * a connect error) or an answer from Meta is retried here. Read receipts are idempotent, so their
+ * unknown outcomes are retried like transient errors.
  *
  * @module
  */
@@ -41,6 +46,12 @@ import {
 export const DEFAULT_GRAPH_API_BASE_URL = "https://graph.facebook.com";
 /** How long one request may take, answer body included. */
 export const DEFAULT_TIMEOUT_MS = 10_000;
+
+/**
+ * What Deno's fetch says when no connection was made (refused, DNS, TLS handshake: hyper's
+ * `Connect` phase; a port fetch blocks): the request was certainly not sent.
+ */
+const CONNECT_FAILURE_PATTERN = /client error \(Connect\)|Requests to port \d+ are blocked/;
 
 /** A business-scoped user id: country code, optional `ENT` (parent BSUID), alphanumerics. */
 const BSUID_PATTERN = /^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$/;
@@ -278,6 +289,7 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
     const request = new AbortController();
     const stopTimer = new AbortController();
     let hasTimedOut = false;
+    let answeredStatus: number | undefined; // set once the answer's status line arrived
     const onCallerAbort = (): void => request.abort(signal?.reason);
     signal?.addEventListener("abort", onCallerAbort, { once: true });
     clock.sleep(timeoutMs, stopTimer.signal).then(() => {
@@ -291,6 +303,7 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
         body: JSON.stringify(body),
         signal: request.signal,
       });
+      answeredStatus = response.status;
       const text = _redact(await response.text(), token);
       if (response.ok) return _parseJsonOrUndefined(text);
       const retryAfterMs = parseRetryAfter(response.headers.get("Retry-After"), clock.now());
@@ -298,16 +311,45 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
     } catch (error) {
       if (error instanceof GraphApiError) throw error;
       if (signal?.aborted) throw signal.reason;
+      const reason = _redact(_describe(error), token);
+      const what = hasTimedOut ? `did not finish within ${timeoutMs} ms` : `failed: ${reason}`;
+      if (answeredStatus !== undefined && answeredStatus >= 300) {
+        // Meta said no before the body was lost: nothing was sent.
+        throw new GraphApiError({
+          message: `Graph API answered HTTP ${answeredStatus}, but reading its body ${what}`,
+          category: "transient",
+          httpStatus: answeredStatus,
+          cause: error,
+        });
+      }
+      if (answeredStatus !== undefined) {
+        throw new GraphApiError({
+          message:
+            `Graph API answered HTTP ${answeredStatus}, but reading its body ${what}: the request may have been accepted`,
+          category: "unknown_outcome",
+          httpStatus: answeredStatus,
+          cause: error,
+        });
+      }
       if (hasTimedOut) {
         throw new GraphApiError({
-          message: `Graph API did not answer within ${timeoutMs} ms`,
+          message:
+            `Graph API did not answer within ${timeoutMs} ms: the request may have been accepted`,
+          category: "unknown_outcome",
+          cause: error,
+        });
+      }
+      if (_isConnectFailure(error)) {
+        throw new GraphApiError({
+          message: `Cannot connect to the Graph API: ${reason}`,
           category: "transient",
           cause: error,
         });
       }
       throw new GraphApiError({
-        message: `Cannot reach the Graph API: ${_redact(_describe(error), token)}`,
-        category: "transient",
+        message:
+          `Lost the connection to the Graph API: ${reason}; the request may have been accepted`,
+        category: "unknown_outcome",
         cause: error,
       });
     } finally {
@@ -316,12 +358,16 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
     }
   }
 
-  /** Paces, sends and retries one call; `recipient` is set for messages to a user. */
+  /**
+   * Paces, sends and retries one call; `recipient` is set for messages to a user. `isIdempotent`
+   * (a read receipt) lets an unknown outcome be retried: sending it twice changes nothing.
+   */
   async function call(
     phoneNumberId: string,
     body: Record<string, unknown>,
     recipient: string | undefined,
     signal: AbortSignal | undefined,
+    isIdempotent = false,
   ): Promise<unknown> {
     const operation = String(body.type ?? body.status);
     return await withSpan("graph.call", async (span) => {
@@ -329,7 +375,7 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
         ? undefined
         : await limiter.takeTurn(phoneNumberId, recipient, signal);
       try {
-        const result = await callInTurn(phoneNumberId, body, turn, signal);
+        const result = await callInTurn(phoneNumberId, body, turn, signal, isIdempotent);
         span.setAttribute("wa.graph.outcome", "ok");
         return result;
       } catch (error) {
@@ -351,6 +397,7 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
     body: Record<string, unknown>,
     turn: RecipientTurn | undefined,
     signal: AbortSignal | undefined,
+    isIdempotent: boolean,
   ): Promise<unknown> {
     const log = logger.child({ phoneNumberId, type: body.type ?? body.status });
     let firstTryAt: number | undefined;
@@ -380,7 +427,12 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
           log.error("graph call refused: access token or permission", fields);
           throw error;
         }
-        if (!error.retryable) {
+        const isUnknownOutcome = error.category === "unknown_outcome";
+        if (isUnknownOutcome && !isIdempotent) {
+          log.warn("graph call outcome unknown: not retried, Meta may have accepted it", fields);
+          throw error;
+        }
+        if (!error.retryable && !isUnknownOutcome) {
           log.debug("graph call failed", fields);
           throw error;
         }
@@ -474,7 +526,7 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
       message_id: messageId,
       ...(readOptions.typingIndicator ? { typing_indicator: { type: "text" } } : {}),
     };
-    const answer = await call(phoneNumberId, body, undefined, readOptions.signal);
+    const answer = await call(phoneNumberId, body, undefined, readOptions.signal, true);
     if (!MarkAsReadResponseSchema.safeParse(answer).success) throw _unreadableSuccess();
   }
 
@@ -501,14 +553,31 @@ function _toSendResult(response: _SendResponse): SendMessageResult {
 
 /**
  * A 2xx answer without the expected shape. Meta may have accepted the message, so sending it
- * again could deliver it twice: not retryable.
+ * again could deliver it twice: its outcome is unknown.
  */
 function _unreadableSuccess(): GraphApiError {
   return new GraphApiError({
     message: "Cannot read the Graph API's success answer: the message may have been sent",
-    category: "transient",
-    retryable: false,
+    category: "unknown_outcome",
   });
+}
+
+/**
+ * Whether a fetch failure certainly sent nothing: the connection was never made. Deno's fetch
+ * rejects with `TypeError("fetch failed")` both for a refused connection or a failed DNS lookup
+ * and for a connection lost after the request was written; only its cause tells them apart
+ * (`client error (Connect)` for the first). Anything not recognised counts as possibly sent: the
+ * safe side, since it is then sent again once at most rather than up to the retry limit.
+ */
+function _isConnectFailure(error: unknown): boolean {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 5; depth++) {
+    if (cause instanceof Deno.errors.NotCapable || cause instanceof Deno.errors.PermissionDenied) {
+      return true; // refused by Deno's permissions before any connection
+    }
+    if (CONNECT_FAILURE_PATTERN.test(cause.message)) return true;
+    cause = cause.cause;
+  }
+  return false;
 }
 
 function _errorFields(error: GraphApiError, attempt: number): Record<string, unknown> {
@@ -531,8 +600,14 @@ function _parseJsonOrUndefined(text: string): unknown {
   }
 }
 
+/** An error's message and its causes' (Deno's `fetch failed` hides the reason in its cause). */
 function _describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  const parts: string[] = [];
+  for (let cause = error, depth = 0; cause !== undefined && depth < 3; depth++) {
+    parts.push(cause instanceof Error ? cause.message : String(cause));
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
+  return parts.join(": ");
 }
 
 /** Removes the token from text that may be logged, in case an answer or an error echoes it. */

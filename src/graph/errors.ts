@@ -7,6 +7,11 @@
  * throttling codes (4, 80007, 130429, 131056, …) with HTTP 400, so a status-only rule would treat
  * them as permanent, and a rule that retries every 4xx would hammer Meta.
  *
+ * An error's `message` goes into logs and event records, so it never quotes Meta's `message` or
+ * `error_data.details`: those may quote the text that was sent. It holds the HTTP status, Meta's
+ * code, the category and the code's title from {@linkcode GRAPH_ERROR_TITLES}; the details stay
+ * in the error's `details` field for code that needs them.
+ *
  * @module
  */
 
@@ -23,6 +28,11 @@ import { z } from "zod";
  *   limits, blocks, billing, registration); never retry as is.
  * - `auth`: the token is invalid or lacks permission; never retry; an operator must act.
  * - `invalid_request`: the request itself is wrong (bad parameter, unknown template); never retry.
+ * - `unknown_outcome`: the request was sent but no answer says what became of it (a timeout, the
+ *   connection lost after the request was written, a gateway timeout, an unreadable success):
+ *   Meta may have accepted it, and the Cloud API has no idempotency key, so sending it again may
+ *   deliver it twice. The client retries it only for idempotent calls (mark-as-read); for a
+ *   message the caller decides (the echo handler sends it once more at most).
  */
 export type GraphErrorCategory =
   | "throttled"
@@ -30,7 +40,8 @@ export type GraphErrorCategory =
   | "recipient"
   | "policy"
   | "auth"
-  | "invalid_request";
+  | "invalid_request"
+  | "unknown_outcome";
 
 /** The categories the client retries by itself. */
 export const RETRYABLE_CATEGORIES: ReadonlySet<GraphErrorCategory> = new Set([
@@ -42,7 +53,9 @@ export const RETRYABLE_CATEGORIES: ReadonlySet<GraphErrorCategory> = new Set([
  * Meta's error codes by category (reference §9.3). A code missing here is classified by its HTTP
  * status instead.
  */
-export const GRAPH_ERROR_CODES: Readonly<Record<GraphErrorCategory, readonly number[]>> = {
+export const GRAPH_ERROR_CODES: Readonly<
+  Record<Exclude<GraphErrorCategory, "unknown_outcome">, readonly number[]>
+> = {
   throttled: [4, 17, 341, 80007, 130429, 131048, 131056, 132069],
   transient: [1, 2, 131000, 131016, 131057, 133004],
   recipient: [131021, 131026, 131030, 131047, 137000],
@@ -86,6 +99,71 @@ export const GRAPH_ERROR_CODES: Readonly<Record<GraphErrorCategory, readonly num
   ],
 };
 
+/**
+ * Meta's title of each code it documents (reference §9.3), written here rather than read from the
+ * answer: Meta's `message` and `details` may quote the text that was sent, and error messages end
+ * up in logs and event records.
+ */
+export const GRAPH_ERROR_TITLES: ReadonlyMap<number, string> = new Map([
+  [0, "AuthException"],
+  [1, "API Unknown"],
+  [2, "API Service"],
+  [3, "API Method"],
+  [4, "API Too Many Calls"],
+  [10, "Permission denied"],
+  [17, "API User Too Many Calls"],
+  [33, "Parameter value is not valid"],
+  [100, "Invalid parameter"],
+  [190, "Access token has expired"],
+  [341, "Application limit reached"],
+  [368, "Temporarily blocked for policies violations"],
+  [80007, "Rate limit issues"],
+  [130429, "Rate limit hit"],
+  [130472, "User's number is part of an experiment"],
+  [130497, "Business account is restricted from messaging users in this country"],
+  [131000, "Something went wrong"],
+  [131005, "Access denied"],
+  [131008, "Required parameter is missing"],
+  [131009, "Parameter value is not valid"],
+  [131016, "Service unavailable"],
+  [131021, "Recipient cannot be sender"],
+  [131026, "Message undeliverable"],
+  [131030, "Recipient phone number not in allowed list"],
+  [131031, "Business account locked"],
+  [131037, "Display name approval needed"],
+  [131042, "Business eligibility payment issue"],
+  [131045, "Incorrect certificate"],
+  [131047, "Re-engagement message"],
+  [131048, "Spam rate limit hit"],
+  [131049, "Not delivered to maintain healthy ecosystem engagement"],
+  [131050, "User stopped marketing messages"],
+  [131051, "Unsupported message type"],
+  [131052, "Media download error"],
+  [131053, "Media upload error"],
+  [131056, "Pair rate limit hit"],
+  [131057, "Account in maintenance mode"],
+  [131062, "Business-scoped user id recipients not supported"],
+  [131063, "Marketing templates disabled on Cloud API"],
+  [131064, "Messaging limit after template category violations"],
+  [132000, "Template parameter count mismatch"],
+  [132001, "Template does not exist"],
+  [132005, "Template hydrated text too long"],
+  [132007, "Template format character policy violated"],
+  [132008, "Template parameter format mismatch"],
+  [132012, "Template parameter format mismatch"],
+  [132015, "Template is paused"],
+  [132016, "Template is disabled"],
+  [132068, "Flow is blocked"],
+  [132069, "Flow is throttled"],
+  [133000, "Incomplete deregistration"],
+  [133004, "Server temporarily unavailable"],
+  [133005, "Two-step verification PIN mismatch"],
+  [133006, "Phone number re-verification needed"],
+  [133010, "Phone number not registered"],
+  [135000, "Generic user error"],
+  [137000, "Identity key mismatch"],
+]);
+
 /** Meta's pair rate limit: too many messages to one recipient. */
 export const PAIR_RATE_LIMIT_CODE = 131056;
 
@@ -97,6 +175,11 @@ const FLOWS_CODE_MIN = 139000;
 const FLOWS_CODE_MAX = 139004;
 /** How much of an unreadable body goes into an error message: enough to recognise a proxy page. */
 const BODY_EXCERPT_CHARS = 200;
+/**
+ * A gateway's "timed out waiting for the server behind me": that server may have taken the
+ * message, so a bare 504 (without Meta's error body) leaves the outcome unknown.
+ */
+const GATEWAY_TIMEOUT_STATUS = 504;
 
 const _CATEGORY_BY_CODE: ReadonlyMap<number, GraphErrorCategory> = new Map(
   Object.entries(GRAPH_ERROR_CODES).flatMap(([category, codes]) =>
@@ -141,7 +224,10 @@ export interface GraphApiErrorInit {
   subcode?: number | undefined;
   /** Meta's `error.type`, e.g. `OAuthException`. */
   type?: string | undefined;
-  /** Meta's `error.error_data.details`: the most specific explanation. */
+  /**
+   * Meta's `error.error_data.details`: the most specific explanation. It may quote the text that
+   * was sent: never put it in a log line or a message.
+   */
   details?: string | undefined;
   /** Meta's `error.fbtrace_id`, to quote to Meta support. */
   fbtraceId?: string | undefined;
@@ -166,7 +252,7 @@ export class GraphApiError extends Error {
   readonly subcode: number | undefined;
   /** Meta's `error.type`. */
   readonly type: string | undefined;
-  /** Meta's `error.error_data.details`. */
+  /** Meta's `error.error_data.details`; may quote the text that was sent, so never logged. */
   readonly details: string | undefined;
   /** Meta's `error.fbtrace_id`. */
   readonly fbtraceId: string | undefined;
@@ -222,20 +308,23 @@ export function readGraphError(
   const parsed = GraphErrorBodySchema.safeParse(_parseJson(bodyText));
   if (!parsed.success) {
     const excerpt = bodyText.trim().slice(0, BODY_EXCERPT_CHARS);
+    const isGatewayTimeout = httpStatus === GATEWAY_TIMEOUT_STATUS;
     return new GraphApiError({
       message: excerpt === ""
         ? `Graph API answered HTTP ${httpStatus} with an empty body`
         : `Graph API answered HTTP ${httpStatus} with a body that is not a Graph error: "${excerpt}"`,
       httpStatus,
       retryAfterMs,
+      ...(isGatewayTimeout ? { category: "unknown_outcome" as const } : {}),
     });
   }
   const { error } = parsed.data;
   const category = classifyGraphError(error.code, httpStatus);
   const codeText = error.code === undefined ? "an error" : `error ${error.code}`;
-  const reason = error.error_data?.details ?? error.message ?? "no message";
+  const title = error.code === undefined ? undefined : GRAPH_ERROR_TITLES.get(error.code);
   return new GraphApiError({
-    message: `Graph API answered HTTP ${httpStatus} with ${codeText} (${category}): ${reason}`,
+    message: `Graph API answered HTTP ${httpStatus} with ${codeText} (${category})` +
+      (title === undefined ? "" : `: ${title}`),
     category,
     code: error.code,
     subcode: error.error_subcode,

@@ -19,8 +19,9 @@
  *
  * Per reply a handler sent:
  * - `["replies", handler, inboundWamid]`: the {@linkcode ReplyRecord} of the reply that handler
- *   sent to an inbound message. A handler that finds it does not send again, which makes its
- *   reply exactly once across Meta's redeliveries, worker retries and admin replays.
+ *   sent to an inbound message. A handler that finds it sent does not send again, which makes its
+ *   reply exactly once across Meta's redeliveries, worker retries and admin replays; one that
+ *   finds it `unknown` knows how many sends may have reached the user already.
  *
  * Per outbound message (status tracking, `status/tracker.ts`):
  * - `["message_status", wamid]`: the furthest status of a message the business sent, applied
@@ -160,12 +161,41 @@ export function eventPartKey(id: string, n: number): Deno.KvKey {
   return ["event_parts", id, n];
 }
 
-/** What a handler keeps after Meta accepted its reply to an inbound message. */
-export interface ReplyRecord {
+/**
+ * What a handler keeps about its reply to an inbound message: the reply Meta accepted, or, while
+ * no send got an answer, that its outcome is unknown and how many sends that makes.
+ */
+export type ReplyRecord = SentReplyRecord | UnknownReplyRecord;
+
+/** A reply Meta accepted. Records written before `outcome` existed have none and are this kind. */
+export interface SentReplyRecord {
+  outcome?: "sent";
   /** The `wamid` Meta gave the reply; its status webhooks refer to it. */
   messageId: string;
   /** The business number the reply was sent from. */
   phoneNumberId: string;
+  /**
+   * Earlier sends whose outcome stayed unknown (a timeout, a lost connection): the user may have
+   * received that many more copies. Absent when there were none.
+   */
+  unknownSends?: number;
+}
+
+/**
+ * A reply sent without an answer: written before each send (so that a process that dies during
+ * it leaves the count behind) and kept when the send ends without a verdict from Meta.
+ */
+export interface UnknownReplyRecord {
+  outcome: "unknown";
+  /** The business number the reply is sent from. */
+  phoneNumberId: string;
+  /** Sends that may have reached the user, the one in flight included; at least 1. */
+  unknownSends: number;
+}
+
+/** Whether a reply record says Meta accepted the reply (records without `outcome` did). */
+export function isReplySent(record: ReplyRecord): record is SentReplyRecord {
+  return record.outcome !== "unknown";
 }
 
 /**
