@@ -101,6 +101,7 @@ async function instrumentedIntake(kv: Deno.Kv, metrics: ServiceMetrics, options:
     createIntakeHandler({
       verifier,
       maxBodyBytes: 64 * 1024,
+      bodyTimeoutMs: 10_000,
       onDrift: (drift) => metrics.observeDrift(drift),
       recordEvents: async (events) => {
         if (options.failRecording) throw new Error("KV is down");

@@ -38,13 +38,18 @@ export interface RunningService extends AsyncDisposable {
   stop(signal: Deno.Signal): Promise<{ code: number; ms: number }>;
 }
 
-/** Starts the service with `args` (default: the start task's) and waits until it listens. */
+/**
+ * Starts the service with `args` (default: the start task's) and waits until it listens; with
+ * `wrapper`, through that command (e.g. `["prlimit", "--nofile=256:256"]`).
+ */
 export async function startService(
   env: Record<string, string>,
   args?: string[],
+  wrapper: string[] = [],
 ): Promise<RunningService> {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: args ?? await startTaskArgs(),
+  const [program, ...programArgs] = [...wrapper, Deno.execPath()];
+  const process = new Deno.Command(program!, {
+    args: [...programArgs, ...(args ?? await startTaskArgs())],
     cwd: ROOT,
     env: { NO_COLOR: "1", ...env },
     stdout: "piped",
