@@ -20,8 +20,8 @@ interface RawClient {
   conn: Deno.Conn;
   /** Everything the service sent until it closed the connection, or `undefined` by `timeoutMs`. */
   readUntilClosed(timeoutMs: number): Promise<string | undefined>;
-  /** Reads until `text` has arrived. */
-  readUntil(text: string): Promise<void>;
+  /** Reads until `text` has arrived; fails after `timeoutMs`. */
+  readUntil(text: string, timeoutMs?: number): Promise<void>;
 }
 
 async function connect(origin: string, prelude = ""): Promise<RawClient> {
@@ -51,12 +51,22 @@ async function connect(origin: string, prelude = ""): Promise<RawClient> {
       clearTimeout(timer);
       return isClosed ? received : undefined;
     },
-    async readUntil(text) {
+    async readUntil(text, timeoutMs = 5_000) {
       const buffer = new Uint8Array(4096);
-      while (!received.includes(text)) {
-        const n = await conn.read(buffer);
-        if (n === null) throw new Error(`Connection closed before "${text}" arrived`);
-        received += decoder.decode(buffer.subarray(0, n), { stream: true });
+      let isLate = false;
+      const timer = setTimeout(() => {
+        isLate = true;
+        conn.close(); // ends the pending read
+      }, timeoutMs);
+      try {
+        while (!received.includes(text)) {
+          const n = await conn.read(buffer).catch(() => null);
+          if (isLate) throw new Error(`"${text}" did not arrive within ${timeoutMs} ms`);
+          if (n === null) throw new Error(`Connection closed before "${text}" arrived`);
+          received += decoder.decode(buffer.subarray(0, n), { stream: true });
+        }
+      } finally {
+        clearTimeout(timer);
       }
       received = "";
     },
