@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { IncompleteBodyError } from "../http/errors.ts";
+import { HttpError, IncompleteBodyError } from "../http/errors.ts";
 
 /** The bounds of one body read. */
 export interface ReadBodyOptions {
@@ -25,9 +25,10 @@ export interface ReadBodyOptions {
  * A `Content-Length` over the bound is refused without reading; any other body is counted while
  * it streams, and the stream is cancelled the moment the count passes a bound.
  *
- * @throws {IncompleteBodyError} 413 when the body is larger than `maxBytes`, 408 when it has not
- * arrived within `timeoutMs`, 503 when `signal` is aborted first, and 499 when the client closed
- * the connection before sending all of it
+ * @throws {HttpError} 413 when the declared `Content-Length` passes `maxBytes`
+ * @throws {IncompleteBodyError} 413 when the body passes `maxBytes` as it streams, 408 when it has
+ * not arrived within `timeoutMs`, 503 when `signal` is aborted first, and 499 when the client
+ * closed the connection before sending all of it
  */
 export async function readBoundedBody(
   request: Request,
@@ -65,7 +66,9 @@ export async function readBoundedBody(
  */
 export async function discardBody(request: Request, options: ReadBodyOptions): Promise<void> {
   if (request.bodyUsed || !request.body) return;
-  _refuseDeclaredOver(request, options.maxBytes);
+  // A declared length over the bound was refused unread: the server drops that much after the
+  // answer, and its client gets the whole answer.
+  if (_isDeclaredOver(request, options.maxBytes)) return;
   const deadline = _startDeadline(options);
   try {
     await _readChunks(request.body, options.maxBytes, deadline, () => {});
@@ -87,10 +90,15 @@ export function hasHiddenBody(request: Request): boolean {
 
 /** Throws 413 when the declared `Content-Length` passes `maxBytes`. */
 function _refuseDeclaredOver(request: Request, maxBytes: number): void {
-  const declared = request.headers.get("content-length");
-  if (declared !== null && Number(declared) > maxBytes) {
-    throw _tooLarge(maxBytes, `Content-Length is ${declared}`);
+  if (_isDeclaredOver(request, maxBytes)) {
+    const declared = request.headers.get("content-length");
+    throw new HttpError(413, _tooLargeReason(maxBytes, `Content-Length is ${declared}`));
   }
+}
+
+function _isDeclaredOver(request: Request, maxBytes: number): boolean {
+  const declared = request.headers.get("content-length");
+  return declared !== null && Number(declared) > maxBytes;
 }
 
 /** Reads every chunk into `keep`, cancelling the stream when a bound is passed; returns the total. */
@@ -158,8 +166,9 @@ function _startDeadline({ timeoutMs, signal }: ReadBodyOptions): _Deadline {
 }
 
 function _tooLarge(maxBytes: number, detail: string): IncompleteBodyError {
-  return new IncompleteBodyError(
-    413,
-    `Body is larger than the limit of ${maxBytes} bytes (${detail})`,
-  );
+  return new IncompleteBodyError(413, _tooLargeReason(maxBytes, detail));
+}
+
+function _tooLargeReason(maxBytes: number, detail: string): string {
+  return `Body is larger than the limit of ${maxBytes} bytes (${detail})`;
 }
