@@ -14,7 +14,8 @@ import { createWorker, type Worker } from "./dispatch/worker.ts";
 import { createGraphClient, type GraphClient } from "./graph/client.ts";
 import { registerEchoHandler } from "./handlers/echo.ts";
 import { healthRoutes } from "./health.ts";
-import { errorResponse, HttpError, toHttpError } from "./http/errors.ts";
+import { closingConnection } from "./http/connection.ts";
+import { errorResponse, HttpError, IncompleteBodyError, toHttpError } from "./http/errors.ts";
 import { createRouter, pathnameOf, type Route } from "./http/router.ts";
 import type { Logger } from "./log.ts";
 import { metricsRoutes } from "./metrics_routes.ts";
@@ -28,6 +29,7 @@ import { statusRoutes } from "./status/routes.ts";
 import { registerStatusTracking } from "./status/tracker.ts";
 import { createInbox, recordLifeMs, type RecordOutcome } from "./store/inbox.ts";
 import { annotateSpan } from "./telemetry.ts";
+import { discardBody, hasHiddenBody, type ReadBodyOptions } from "./webhook/body.ts";
 import { answerHandshake } from "./webhook/handshake.ts";
 import { createIntakeHandler } from "./webhook/intake.ts";
 import { createSignatureVerifier } from "./webhook/signature.ts";
@@ -59,11 +61,18 @@ export interface App {
   fetch(request: Request): Promise<Response>;
   /**
    * Starts shutting down: new requests are answered 503 (Meta retries them later) and the promise
-   * resolves once the requests already in flight have been answered.
+   * resolves once the requests already in flight have been answered. Bodies still arriving after
+   * `bodyGraceMs` are cut off: their requests are answered 503 and their connections closed.
    */
-  drain(): Promise<void>;
+  drain(options?: DrainOptions): Promise<void>;
   /** Runs the handlers of recorded events; `main.ts` starts and stops it. */
   worker: Worker;
+}
+
+/** Options for {@linkcode App.drain}. */
+export interface DrainOptions {
+  /** How long bodies still arriving may take before they are cut off; defaults to 0. */
+  bodyGraceMs?: number;
 }
 
 /**
@@ -102,6 +111,13 @@ export async function createApp(options: AppOptions): Promise<App> {
   });
 
   let isDraining = false;
+  // Aborted during the drain: every body read still waiting then ends with 503.
+  const bodyCutOff = new AbortController();
+  const bodyLimits: ReadBodyOptions = {
+    maxBytes: config.MAX_BODY_BYTES,
+    timeoutMs: config.BODY_TIMEOUT_MS,
+    signal: bodyCutOff.signal,
+  };
   const inbox = createInbox(kv, retention);
 
   const routes: Route[] = [
@@ -117,6 +133,8 @@ export async function createApp(options: AppOptions): Promise<App> {
         createIntakeHandler({
           verifier,
           maxBodyBytes: config.MAX_BODY_BYTES,
+          bodyTimeoutMs: config.BODY_TIMEOUT_MS,
+          bodySignal: bodyCutOff.signal,
           onDrift: (drift) => metrics.observeDrift(drift),
           recordEvents: async (events, log) => {
             // Events this process can run at once are recorded leased to its worker, so they
@@ -179,6 +197,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       const path = pathnameOf(request.url);
       let response: Response;
       let reason: string | undefined;
+      let isClosing = false;
       inFlight++;
       try {
         if (isDraining) {
@@ -194,7 +213,25 @@ export async function createApp(options: AppOptions): Promise<App> {
           log.error("request failed", { error });
         }
         reason = httpError.reason;
+        isClosing = httpError instanceof IncompleteBodyError;
         response = errorResponse(httpError);
+      }
+      // Answer once the body has arrived, or close the connection: after the answer, Deno.serve
+      // would read the rest of a stalled body without any limit.
+      if (!isClosing && hasHiddenBody(request)) {
+        response = closingConnection(response);
+      } else if (!isClosing) {
+        try {
+          await discardBody(request, bodyLimits);
+        } catch (error) {
+          if (error instanceof IncompleteBodyError) {
+            reason = error.reason;
+            response = errorResponse(error);
+          } else {
+            log.error("request failed", { error });
+            response = closingConnection(response);
+          }
+        }
       }
       response.headers.set("X-Request-Id", requestId);
       // The query is never logged: the handshake carries the verify token in it.
@@ -212,10 +249,21 @@ export async function createApp(options: AppOptions): Promise<App> {
       if (inFlight === 0) onIdle?.();
       return response;
     },
-    drain(): Promise<void> {
+    drain(options: DrainOptions = {}): Promise<void> {
       isDraining = true;
-      if (inFlight === 0) return Promise.resolve();
-      return new Promise((resolve) => (onIdle = resolve));
+      const cutOff = setTimeout(() => bodyCutOff.abort(), options.bodyGraceMs ?? 0);
+      if (inFlight === 0) {
+        clearTimeout(cutOff);
+        bodyCutOff.abort(); // for requests arriving until the server stops accepting them
+        return Promise.resolve();
+      }
+      return new Promise((resolve) => {
+        onIdle = () => {
+          clearTimeout(cutOff);
+          bodyCutOff.abort();
+          resolve();
+        };
+      });
     },
     worker,
   };

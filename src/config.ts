@@ -139,6 +139,11 @@ const _envSchema = z.object({
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(", ")}` })
     .default("info"),
   MAX_BODY_BYTES: _integer(1024, 64 * 1024 * 1024, DEFAULT_MAX_BODY_BYTES),
+  /**
+   * A request's whole body must arrive this long after its headers, or it is answered 408 and its
+   * connection closed: Meta sends at most 3 MB at once; a client that trickles holds a connection.
+   */
+  BODY_TIMEOUT_MS: _integer(100, 120_000, 10_000),
   /** Longer than Meta's 7-day retry window, so a late retry is still recognised. */
   DEDUP_TTL_HOURS: _integer(1, 24 * 365, 8 * 24),
   EVENT_RETENTION_HOURS: _integer(1, 24 * 365, 7 * 24),

@@ -43,6 +43,10 @@ export type DeliveryOutcome =
   | "too_large"
   /** The verified body was not UTF-8 JSON: 400. */
   | "bad_json"
+  /** The body had not arrived within `BODY_TIMEOUT_MS`: 408, connection closed. */
+  | "timed_out"
+  /** The client closed the connection before sending the whole body: nobody to answer. */
+  | "aborted"
   /** The events could not be recorded, or the service was shutting down: 503, Meta retries. */
   | "unavailable";
 
@@ -53,6 +57,8 @@ export const DELIVERY_OUTCOMES: readonly DeliveryOutcome[] = [
   "rejected_signature",
   "too_large",
   "bad_json",
+  "timed_out",
+  "aborted",
   "unavailable",
 ];
 
@@ -442,8 +448,8 @@ export interface InstrumentIntakeOptions {
 /**
  * Wraps the intake handler: observes the acknowledgement latency of each delivery it answers
  * with 200, and counts each delivery it refuses by outcome, from the {@linkcode HttpError} it
- * throws (401 `rejected_signature`, 413 `too_large`, 400 `bad_json`, any other
- * `unavailable`). The `accepted` and `duplicate_only` outcomes are counted by
+ * throws (401 `rejected_signature`, 413 `too_large`, 400 `bad_json`, 408 `timed_out`, 499
+ * `aborted`, any other `unavailable`). The `accepted` and `duplicate_only` outcomes are counted by
  * {@linkcode ServiceMetrics.observeRecorded}, which knows whether any event was new.
  */
 export function instrumentIntake(
@@ -472,5 +478,7 @@ export function refusedDeliveryOutcome(error: unknown): DeliveryOutcome {
   if (status === 401) return "rejected_signature";
   if (status === 413) return "too_large";
   if (status === 400) return "bad_json";
+  if (status === 408) return "timed_out";
+  if (status === 499) return "aborted";
   return "unavailable";
 }

@@ -102,6 +102,7 @@ async function instrumentedIntake(kv: Deno.Kv, metrics: ServiceMetrics, options:
     createIntakeHandler({
       verifier,
       maxBodyBytes: 64 * 1024,
+      bodyTimeoutMs: 10_000,
       onDrift: (drift) => metrics.observeDrift(drift),
       recordEvents: async (events) => {
         if (options.failRecording) throw new Error("KV is down");
@@ -192,6 +193,8 @@ Deno.test("refusedDeliveryOutcome() maps statuses, and anything unexpected to un
   assert.equal(refusedDeliveryOutcome(new HttpError(401, "x")), "rejected_signature");
   assert.equal(refusedDeliveryOutcome(new HttpError(413, "x")), "too_large");
   assert.equal(refusedDeliveryOutcome(new HttpError(400, "x")), "bad_json");
+  assert.equal(refusedDeliveryOutcome(new HttpError(408, "x")), "timed_out");
+  assert.equal(refusedDeliveryOutcome(new HttpError(499, "x")), "aborted");
   assert.equal(refusedDeliveryOutcome(new HttpError(503, "x")), "unavailable");
   assert.equal(refusedDeliveryOutcome(new TypeError("bug")), "unavailable");
 });

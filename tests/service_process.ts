@@ -28,6 +28,14 @@ export async function startTaskArgsFor(entry: string, extra: string[] = []): Pro
   return [...args.slice(0, -1), entry, ...extra];
 }
 
+/** Options for {@linkcode startService}. */
+export interface StartServiceOptions {
+  /** Where to run it; the project root by default (a fresh checkout's copy, say). */
+  cwd?: string | URL;
+  /** A command to run it through, e.g. `["prlimit", "--nofile=256:256"]`. */
+  wrapper?: string[];
+}
+
 /** A service subprocess that is listening. */
 export interface RunningService extends AsyncDisposable {
   process: Deno.ChildProcess;
@@ -39,16 +47,17 @@ export interface RunningService extends AsyncDisposable {
 }
 
 /**
- * Starts the service with `args` (default: the start task's) in `cwd` (default: the project root)
- * and waits until it listens.
+ * Starts the service with `args` (default: the start task's) and waits until it listens; see
+ * {@linkcode StartServiceOptions}.
  */
 export async function startService(
   env: Record<string, string>,
   args?: string[],
-  cwd: string | URL = ROOT,
+  { cwd = ROOT, wrapper = [] }: StartServiceOptions = {},
 ): Promise<RunningService> {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: args ?? await startTaskArgs(),
+  const [program, ...programArgs] = [...wrapper, Deno.execPath()];
+  const process = new Deno.Command(program!, {
+    args: [...programArgs, ...(args ?? await startTaskArgs())],
     cwd,
     env: { NO_COLOR: "1", ...env },
     stdout: "piped",

@@ -142,7 +142,7 @@ async function stopDevTask(service: RunningService): Promise<void> {
 Deno.test("deno task dev on a checkout without .env: no env-file warning; a .env is still read", async () => {
   await using checkout = await freshCheckout();
   const env = { PORT: "0", HOST: "127.0.0.1", KV_PATH: "./data/wa-webhook.kv", LOG_LEVEL: "info" };
-  const fresh = await startService(env, ["task", "dev"], checkout.path);
+  const fresh = await startService(env, ["task", "dev"], { cwd: checkout.path });
   await stopDevTask(fresh);
   const text = fresh.output.join("\n");
   assert.doesNotMatch(text, /^Warning|was not found/m);
@@ -151,7 +151,7 @@ Deno.test("deno task dev on a checkout without .env: no env-file warning; a .env
   // A .env overrides .env.example: its verify token is the one the handshake accepts.
   const verifyToken = `${TEST_VERIFY_TOKEN}-from-dot-env`;
   await Deno.writeTextFile(`${checkout.path}/.env`, `VERIFY_TOKEN=${verifyToken}\n`);
-  const service = await startService(env, ["task", "dev"], checkout.path);
+  const service = await startService(env, ["task", "dev"], { cwd: checkout.path });
   try {
     const handshake = await fetch(
       `${service.origin}/webhook/whatsapp?hub.mode=subscribe&hub.verify_token=${verifyToken}&hub.challenge=c`,

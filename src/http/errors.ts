@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { closingConnection } from "./connection.ts";
 
 /** Reason phrases for the statuses this service answers with (instead of `@std/http`). */
 export const STATUS_TEXT: Readonly<Record<number, string>> = {
@@ -14,9 +15,12 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
   403: "Forbidden",
   404: "Not Found",
   405: "Method Not Allowed",
+  408: "Request Timeout",
   409: "Conflict",
   413: "Content Too Large",
   415: "Unsupported Media Type",
+  /** nginx's status for a client that went away before its request was complete: never sent. */
+  499: "Client Closed Request",
   500: "Internal Server Error",
   503: "Service Unavailable",
 };
@@ -39,13 +43,26 @@ export class HttpError extends Error {
   }
 }
 
-/** A JSON response `{ "error": reason }` for a failed request. */
+/**
+ * A failure that leaves the request's body unread to its end (too large, too slow, cut off at
+ * shutdown, or the client went away): its answer closes the connection, so the server does not go
+ * on reading the rest.
+ */
+export class IncompleteBodyError extends HttpError {
+  override name = "IncompleteBodyError";
+}
+
+/**
+ * A JSON response `{ "error": reason }` for a failed request; for an
+ * {@linkcode IncompleteBodyError}, one that closes the connection after it.
+ */
 export function errorResponse(error: HttpError): Response {
-  return Response.json({ error: error.reason }, {
+  const response = Response.json({ error: error.reason }, {
     status: error.status,
     statusText: STATUS_TEXT[error.status] ?? "",
     headers: error.headers,
   });
+  return error instanceof IncompleteBodyError ? closingConnection(response) : response;
 }
 
 /** Cuts a value echoed in a reason (an id, a query value) so that the reason stays one line. */

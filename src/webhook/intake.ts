@@ -29,6 +29,10 @@ export type EventRecorder = (events: WebhookEvent[], log: Logger) => Promise<voi
 export interface IntakeOptions {
   verifier: SignatureVerifier;
   maxBodyBytes: number;
+  /** The body must arrive within this long (`BODY_TIMEOUT_MS`), or the answer is 408. */
+  bodyTimeoutMs: number;
+  /** Aborted at shutdown: a body still arriving is cut off with 503. */
+  bodySignal?: AbortSignal;
   recordEvents: EventRecorder;
   /**
    * Called once per webhook field and type of schema drift in a delivery, with how many problems
@@ -51,7 +55,11 @@ const _decoder = new TextDecoder("utf-8", { fatal: true });
 /** Handles `POST /webhook/whatsapp`. */
 export function createIntakeHandler(options: IntakeOptions): RouteHandler {
   return async (request, { log }) => {
-    const body = await readBoundedBody(request, options.maxBodyBytes);
+    const body = await readBoundedBody(request, {
+      maxBytes: options.maxBodyBytes,
+      timeoutMs: options.bodyTimeoutMs,
+      ...(options.bodySignal ? { signal: options.bodySignal } : {}),
+    });
     const check = await withSpan("intake.verify", async (span) => {
       const check = await options.verifier.verify(request.headers.get(SIGNATURE_HEADER), body);
       span.setAttribute("wa.signature.outcome", check.valid ? "valid" : check.failure);
