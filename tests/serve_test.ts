@@ -64,7 +64,9 @@ Deno.test("deno serve --parallel: two isolates on one KV file handle every event
     );
     const { code, ms } = await service.stop("SIGTERM");
     assert.equal(code, 0, service.output.slice(-20).join("\n"));
-    assert.ok(ms < 5_000, `stopped in ${ms} ms`);
+    // The exit code tells a clean stop from the forced one (exit 1 at 4.5 s); the bound in real
+    // time leaves a busy machine room.
+    assert.ok(ms < 10_000, `stopped in ${ms} ms`);
     assert.equal(
       isolatesWriting(service.output, '"msg":"stopped"').size,
       2,
