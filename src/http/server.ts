@@ -7,9 +7,10 @@
  * cannot close any of them, but aborting the `signal` given to `Deno.serve` closes every
  * connection of that server at once. So connections are recycled by rotating servers: every
  * server listens with `reusePort`, and a rotation starts a new server on the same port, then
- * retires the old one — `shutdown()` (it stops accepting, closes idle connections, lets requests
- * in flight finish), then, once its requests are answered or a grace has passed, aborts it, which
- * closes what is left. Servers rotate on an interval (the bound on an idle or half-sent
+ * retires the old one: once its requests in flight are answered (or a grace has passed), it is
+ * shut down (it stops accepting and closes its idle connections) and then aborted, which closes
+ * what is left: half-sent headers, bodies still arriving after their answer. It is not shut down
+ * earlier because `shutdown()` ends the bodies still arriving. Servers rotate on an interval (the bound on an idle or half-sent
  * connection's life) and soon after an answer that asked for its connection to be closed
  * (`Connection: close`, as a 408 or 413 mid-body does), at most once per
  * {@linkcode CLOSING_ROTATION_MIN_MS}.
@@ -162,8 +163,10 @@ export function keepServing(options: KeepServingOptions): Servers {
 
   /** Closes a server's connections once its requests are answered, or after `graceMs`. */
   const retire = async (entry: Serving, graceMs: number): Promise<void> => {
-    entry.server.shutdown().catch(() => {});
+    // `shutdown()` ends the bodies still arriving (the requests end as if their clients had gone):
+    // it waits for the requests in flight, while the server still accepts its share of connections.
     const isAnswered = await _within(entry.answered().then(() => true), graceMs, false);
+    entry.server.shutdown().catch(() => {});
     if (!isAnswered) {
       logger.warn("requests still in flight were cut off", { inFlight: entry.inFlight, graceMs });
     }
