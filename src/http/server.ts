@@ -10,14 +10,17 @@
  * retires the old one: once its requests in flight are answered (or a grace has passed), it is
  * shut down (it stops accepting and closes its idle connections) and then aborted, which closes
  * what is left: half-sent headers, bodies still arriving after their answer. It is not shut down
- * earlier because `shutdown()` ends the bodies still arriving. Servers rotate on an interval (the bound on an idle or half-sent
- * connection's life) and soon after an answer that asked for its connection to be closed
- * (`Connection: close`, as a 408 or 413 mid-body does), at most once per
- * {@linkcode CLOSING_ROTATION_MIN_MS}.
+ * earlier because `shutdown()` ends the bodies still arriving.
+ *
+ * Servers rotate on an interval (the bound on an idle or half-sent connection's life) and soon
+ * after an answer that asked for its connection to be closed (`Connection: close`, as a 408 or 413
+ * mid-body does), at most once per {@linkcode CLOSING_ROTATION_MIN_MS}.
  *
  * On Linux a connection that completed its handshake but was not yet accepted when the old
  * listener closes is reset (`net.ipv4.tcp_migrate_req` is off by default): a rotation can, rarely,
- * reset a connection that was just opening. Meta retries any delivery that fails.
+ * reset a connection that was just opening. Measured with 8 loops opening connections as fast as
+ * they can and a rotation every 100 ms: about 3 requests failed per rotation (0.5% of 58,000 in
+ * 10 s), reset at connect or closed before their answer. Meta retries any delivery that fails.
  *
  * It also keeps the service listening when the process runs out of file descriptors: the
  * runtime's accept loop then ends ("Too many open files") and its listener closes. The stopped
