@@ -15,7 +15,12 @@ import { type App, createApp } from "./src/app.ts";
 import { systemClock } from "./src/clock.ts";
 import { type Config, CONFIG_NAMES, ConfigError, hasWorker, loadConfig } from "./src/config.ts";
 import { isDenoDeploy } from "./src/deno_deploy.ts";
-import { isConnectionCloseRequest } from "./src/http/connection.ts";
+import {
+  keepServing,
+  type KeepServingOptions,
+  onResponseError,
+  type Servers,
+} from "./src/http/server.ts";
 import type { Dispatcher } from "./src/dispatch/dispatcher.ts";
 import { type CronFunction, registerSweepCron } from "./src/dispatch/sweep.ts";
 import { type KvLocation, kvOpenFailureReason, selectKvLocation } from "./src/kv_location.ts";
@@ -32,18 +37,10 @@ const LOOKUP_FAILED = "failed to lookup address information";
 /** Bodies still arriving at shutdown get this long, then are cut off with 503 (Meta retries). */
 const BODY_GRACE_MS = 1_000;
 /**
- * Once every request is answered, closing the server waits this long at most for connections
- * still sending an answer; the process exit closes what is left.
+ * A server retired by a rotation lets requests in flight finish for the body deadline plus this,
+ * so that a body still arriving ends in its own 408 rather than a cut connection.
  */
-const SERVER_CLOSE_MS = 250;
-/**
- * A server that stopped accepting connections (out of file descriptors) is started again on the
- * same port after this delay, doubled on each failure in a row up to the maximum.
- */
-const RESTART_DELAY_MS = 50;
-const RESTART_MAX_DELAY_MS = 2_000;
-/** A restarted server that lasted this long starts the delay from the beginning again. */
-const RESTART_RESET_MS = 10_000;
+const RETIRE_MARGIN_MS = 1_000;
 
 /** Options for {@linkcode runService}, {@linkcode startService} and {@linkcode startServeEntry}. */
 export interface ServiceOptions {
@@ -80,32 +77,28 @@ if (import.meta.main) await runService({ args: Deno.args });
 export async function runService(options: ServiceOptions): Promise<void> {
   const service = await startService(options);
   const { config, logger, app } = service;
-  const onError = _onResponseError(logger);
-  // On Deno Deploy the platform chooses the address; `hostname` and `port` are ignored there.
-  const server = _listen(logger, {
+  // On Deno Deploy the platform chooses the address and owns the connections: no rotation there.
+  const isDeploy = isDenoDeploy(_readEnvIfAllowed);
+  const servers = _listen(logger, {
+    serve: Deno.serve,
+    logger,
+    handler: app.fetch,
     hostname: config.HOST,
     port: config.PORT,
     onListen: ({ hostname, port }) => {
       service.logStarted();
       logger.info("listening", { hostname, port });
     },
-    onError,
-  }, app.fetch);
-  service.logStarted(); // where the runtime does not call `onListen`
-  const servers = _keepServing(server, {
-    logger,
-    serveAgain: () =>
-      Deno.serve({
-        hostname: config.HOST,
-        port: server.addr.port,
-        onListen: ({ hostname, port }) => logger.info("listening again", { hostname, port }),
-        onError,
-      }, app.fetch),
+    onError: onResponseError(logger),
+    ...(isDeploy ? {} : { rotateEveryMs: config.IDLE_CONNECTION_MS }),
+    retireGraceMs: config.BODY_TIMEOUT_MS + RETIRE_MARGIN_MS,
   });
+  service.logStarted(); // where the runtime does not call `onListen`
   _onStopSignal(logger, {
     stop: async () => {
       await app.drain({ bodyGraceMs: BODY_GRACE_MS });
-      await servers.shutdown();
+      // Every request is answered by now: the servers close their connections once written.
+      await servers.shutdown(0);
       await service.close();
     },
     whenStopped: () => Deno.exit(0),
@@ -230,16 +223,12 @@ interface ListenAddress {
 }
 
 /**
- * `Deno.serve`, which binds the port before it returns; when it cannot, logs one "cannot start"
- * line naming `PORT` or `HOST` and the cause, and exits with 1.
+ * {@linkcode keepServing}, whose first server binds the port before it returns; when it cannot,
+ * logs one "cannot start" line naming `PORT` or `HOST` and the cause, and exits with 1.
  */
-function _listen(
-  logger: Logger,
-  options: Deno.ServeTcpOptions,
-  handler: Deno.ServeHandler<Deno.NetAddr>,
-): Deno.HttpServer<Deno.NetAddr> {
+function _listen(logger: Logger, options: KeepServingOptions): Servers {
   try {
-    return Deno.serve(options, handler);
+    return keepServing(options);
   } catch (error) {
     const address = { host: options.hostname, port: String(options.port) };
     logger.error("cannot start", { reason: _listenFailureReason(error, address) });
@@ -293,82 +282,6 @@ function _listenFailureReason(error: unknown, { host, port }: ListenAddress): st
     } needs privileges this process does not have (${message}): set PORT to 1024 or above`;
   }
   return `Cannot listen on${quoted(host)} port${quoted(port)}: ${message}; check HOST and PORT`;
-}
-
-/** The HTTP servers of a process: the first one, and those started after one stopped accepting. */
-interface Servers {
-  /**
-   * Stops accepting connections, closes the idle ones, and waits for answers still being sent,
-   * at most {@linkcode SERVER_CLOSE_MS}.
-   */
-  shutdown(): Promise<void>;
-}
-
-/**
- * Keeps a server accepting connections. When the process runs out of file descriptors, the
- * runtime's accept loop ends ("Too many open files") and its listener closes; unhandled, that
- * error ends the process. Here the stopped server is shut down, which closes its idle and
- * half-received connections and lets requests in flight finish, and `serveAgain` listens on the
- * same port again, retried with a growing delay while descriptors are still short.
- */
-function _keepServing(
-  first: Deno.HttpServer<Deno.NetAddr>,
-  { logger, serveAgain }: { logger: Logger; serveAgain: () => Deno.HttpServer<Deno.NetAddr> },
-): Servers {
-  const servers = new Set<Deno.HttpServer>();
-  let isStopping = false;
-  let delayMs = RESTART_DELAY_MS;
-  let retry: ReturnType<typeof setTimeout> | undefined;
-  const watch = (server: Deno.HttpServer): void => {
-    const startedAt = performance.now();
-    servers.add(server);
-    server.finished.then(() => servers.delete(server), (error) => {
-      logger.error("server stopped accepting connections", { error });
-      server.shutdown().catch(() => {}).finally(() => servers.delete(server));
-      if (performance.now() - startedAt > RESTART_RESET_MS) delayMs = RESTART_DELAY_MS;
-      restart();
-    });
-  };
-  const restart = (): void => {
-    if (isStopping) return;
-    retry = setTimeout(() => {
-      try {
-        watch(serveAgain());
-      } catch (error) {
-        logger.warn("cannot listen again yet", { error, retryInMs: delayMs });
-        restart();
-      }
-    }, delayMs);
-    delayMs = Math.min(delayMs * 2, RESTART_MAX_DELAY_MS);
-  };
-  watch(first);
-  return {
-    async shutdown() {
-      isStopping = true;
-      clearTimeout(retry);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const closed = Promise.all([...servers].map((server) => server.shutdown().catch(() => {})));
-      const isClosed = await Promise.race([
-        closed.then(() => true),
-        new Promise<boolean>((
-          resolve,
-        ) => (timer = setTimeout(() => resolve(false), SERVER_CLOSE_MS))),
-      ]);
-      clearTimeout(timer);
-      if (!isClosed) logger.warn("connections still open at exit", { waitedMs: SERVER_CLOSE_MS });
-    },
-  };
-}
-
-/**
- * `Deno.serve`'s `onError`: the app never throws, so what arrives here is a response body that
- * failed. A body that fails on purpose to close its connection is not logged.
- */
-function _onResponseError(logger: Logger): (error: unknown) => Response {
-  return (error) => {
-    if (!isConnectionCloseRequest(error)) logger.error("response failed", { error });
-    return new Response(null, { status: 500 });
-  };
 }
 
 /**

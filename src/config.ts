@@ -144,6 +144,13 @@ const _envSchema = z.object({
    * connection closed: Meta sends at most 3 MB at once; a client that trickles holds a connection.
    */
   BODY_TIMEOUT_MS: _integer(100, 120_000, 10_000),
+  /**
+   * Connections are recycled this often, so an idle keep-alive or half-sent connection lives at
+   * most about this long: longer than clients keep an idle connection for reuse (Go 90 s, nginx
+   * 75 s), rare enough that the listener handover (which can reset a connection being opened)
+   * happens 30 times an hour.
+   */
+  IDLE_CONNECTION_MS: _integer(1_000, 3_600_000, 120_000),
   /** Longer than Meta's 7-day retry window, so a late retry is still recognised. */
   DEDUP_TTL_HOURS: _integer(1, 24 * 365, 8 * 24),
   EVENT_RETENTION_HOURS: _integer(1, 24 * 365, 7 * 24),

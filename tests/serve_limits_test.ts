@@ -171,6 +171,55 @@ Deno.test("a body that stalls is answered 408 after BODY_TIMEOUT_MS, on any rout
   });
 });
 
+Deno.test("a stalled body's connection is closed soon after its 408, not when the client lets go", async () => {
+  await withDataDir(async (kvPath) => {
+    await using service = await startService(serviceEnv(kvPath, { BODY_TIMEOUT_MS: "300" }));
+    const client = await stalledDelivery(service.origin);
+    await client.readUntil('{"error":"Body not received within 300 ms"}');
+    const answered = performance.now();
+    // The server goes on reading the stalled body: only retiring that server closes the socket.
+    const rest = await client.readUntilClosed(5_000);
+    const closedAfterMs = performance.now() - answered;
+    assert.ok(rest !== undefined, "the connection was still open 5 s after its 408");
+    assert.ok(closedAfterMs < 3_000, `closed ${closedAfterMs} ms after the 408`);
+    assert.equal(await postSigned(service.origin, await textDelivery(1, "AFTER-408")), 200);
+    assert.equal((await service.stop("SIGTERM")).code, 0);
+    closeQuietly(client);
+  });
+});
+
+Deno.test("idle and half-sent connections are closed after IDLE_CONNECTION_MS, and deliveries still get 200", async () => {
+  await withDataDir(async (kvPath) => {
+    await using service = await startService(
+      serviceEnv(kvPath, { IDLE_CONNECTION_MS: "1000", LOG_LEVEL: "debug" }),
+    );
+    const opened = performance.now();
+    const idle = await connect(service.origin);
+    const halfHeaders = await connect(service.origin, "POST /webhook/whatsapp HTTP/1.1\r\nHost: s");
+    // A keep-alive connection after one answered request.
+    const keptAlive = await connect(
+      service.origin,
+      "GET /healthz HTTP/1.1\r\nHost: service\r\n\r\n",
+    );
+    await keptAlive.readUntil("200 OK");
+    for (const [name, client] of Object.entries({ idle, halfHeaders, keptAlive })) {
+      const closed = await client.readUntilClosed(5_000);
+      assert.ok(closed !== undefined, `the ${name} connection was still open after 5 s`);
+    }
+    const lifeMs = performance.now() - opened;
+    assert.ok(lifeMs < 3_000, `connections lived ${lifeMs} ms`);
+    await waitFor(
+      () => service.output.filter((line) => line.includes('"msg":"server rotated"')).length >= 3,
+      "three rotations",
+    );
+    assert.equal(await postSigned(service.origin, await textDelivery(1, "ROTATED")), 200);
+    const { code } = await service.stop("SIGTERM");
+    assert.equal(code, 0, service.output.join("\n"));
+    assert.deepEqual(logLines(service.output).filter((line) => line.level === "error"), []);
+    for (const client of [idle, halfHeaders, keptAlive]) closeQuietly(client);
+  });
+});
+
 Deno.test("a client that closes mid-body is counted as aborted and logged as a warning, not a 500", async () => {
   await withDataDir(async (kvPath) => {
     await using service = await startService(serviceEnv(kvPath));
