@@ -79,7 +79,19 @@ export async function runService(options: ServiceOptions): Promise<void> {
   const { config, logger, app } = service;
   // On Deno Deploy the platform chooses the address and owns the connections: no rotation there.
   const isDeploy = isDenoDeploy(_readEnvIfAllowed);
-  const servers = _listen(logger, {
+  // Listening for signals before the port is bound: a SIGTERM that came once the service said
+  // "listening" but before a listener was added would end the process without a drain.
+  let servers: Servers | undefined;
+  _onStopSignal(logger, {
+    stop: async () => {
+      await app.drain({ bodyGraceMs: BODY_GRACE_MS });
+      // Every request is answered by now: the servers close their connections once written.
+      await servers?.shutdown(0);
+      await service.close();
+    },
+    whenStopped: () => Deno.exit(0),
+  });
+  servers = _listen(logger, {
     serve: Deno.serve,
     logger,
     handler: app.fetch,
@@ -94,15 +106,6 @@ export async function runService(options: ServiceOptions): Promise<void> {
     retireGraceMs: config.BODY_TIMEOUT_MS + RETIRE_MARGIN_MS,
   });
   service.logStarted(); // where the runtime does not call `onListen`
-  _onStopSignal(logger, {
-    stop: async () => {
-      await app.drain({ bodyGraceMs: BODY_GRACE_MS });
-      // Every request is answered by now: the servers close their connections once written.
-      await servers.shutdown(0);
-      await service.close();
-    },
-    whenStopped: () => Deno.exit(0),
-  });
 }
 
 /**

@@ -135,7 +135,9 @@ async function stopDevTask(service: RunningService): Promise<void> {
     () => service.output.some((line) => line.includes("Process finished")),
     "the watcher to report the service stopped",
     10_000,
-  );
+  ).catch((error) => {
+    throw new Error(`${error.message}; output:\n${service.output.join("\n")}`);
+  });
   await service.stop("SIGTERM"); // the watcher ends with the signal's code
 }
 
