@@ -80,18 +80,18 @@ export async function runService(options: ServiceOptions): Promise<void> {
   // On Deno Deploy the platform chooses the address and owns the connections: no rotation there.
   const isDeploy = isDenoDeploy(_readEnvIfAllowed);
   // Listening for signals before the port is bound: a SIGTERM that came once the service said
-  // "listening" but before a listener was added would end the process without a drain.
-  let servers: Servers | undefined;
+  // "listening" but before a listener was added would end the process without a drain. A signal
+  // is handled on a later turn of the event loop, once `servers` below is set.
   _onStopSignal(logger, {
     stop: async () => {
       await app.drain({ bodyGraceMs: BODY_GRACE_MS });
       // Every request is answered by now: the servers close their connections once written.
-      await servers?.shutdown(0);
+      await servers.shutdown(0);
       await service.close();
     },
     whenStopped: () => Deno.exit(0),
   });
-  servers = _listen(logger, {
+  const servers = _listen(logger, {
     serve: Deno.serve,
     logger,
     handler: app.fetch,

@@ -22,8 +22,9 @@ export interface ReadBodyOptions {
 /**
  * Reads the whole body, or throws as soon as it cannot be read within its bounds.
  *
- * A `Content-Length` over the bound is refused without reading; any other body is counted while
- * it streams, and the stream is cancelled the moment the count passes a bound.
+ * A `Content-Length` over the bound is refused without reading, one within it read at once; any
+ * other body is counted while it streams, and the stream is cancelled the moment the count passes
+ * a bound.
  *
  * @throws {HttpError} 413 when the declared `Content-Length` passes `maxBytes`
  * @throws {IncompleteBodyError} 413 when the body passes `maxBytes` as it streams, 408 when it has
@@ -35,10 +36,19 @@ export async function readBoundedBody(
   options: ReadBodyOptions,
 ): Promise<Uint8Array<ArrayBuffer>> {
   _refuseDeclaredOver(request, options.maxBytes);
+  // With a Content-Length within the bound, the server already limits the body to it: read it at
+  // once, without touching `request.body`. That getter turns the body into a stream, which cost
+  // about 30 MB of RSS under load and a few µs a request. A stalled read left behind ends with its
+  // connection (the answer asks for that, and the server rotation closes it).
+  if (request.headers.has("content-length")) {
+    const deadline = _startDeadline(options);
+    try {
+      return new Uint8Array(await deadline.race(request.arrayBuffer()));
+    } finally {
+      deadline.clear();
+    }
+  }
   if (!request.body) return new Uint8Array(0);
-  // Read through the stream even with a Content-Length (`arrayBuffer()` would be about 4 µs
-  // cheaper): only a reader can be cancelled, and until its read is cancelled the server keeps the
-  // connection of a stalled body open, whatever the answer.
   const deadline = _startDeadline(options);
   try {
     const chunks: Uint8Array<ArrayBuffer>[] = [];
@@ -83,7 +93,8 @@ export async function discardBody(request: Request, options: ReadBodyOptions): P
  * so such an answer has to close the connection.
  */
 export function hasHiddenBody(request: Request): boolean {
-  if (request.body !== null) return false;
+  // `bodyUsed` first: the `body` getter of a body read whole would make a stream of it.
+  if (request.bodyUsed || request.body !== null) return false;
   const length = request.headers.get("content-length");
   return (length !== null && length !== "0") || request.headers.has("transfer-encoding");
 }
