@@ -23,6 +23,9 @@ export const MAX_DELIVERY_PARTS = 10_000;
  */
 export const MAX_DELIVERY_ARRAY_ELEMENTS = 50_000;
 
+/** The reason {@linkcode overLimitReason} gives for a delivery nested deeper than the limit. */
+export const TOO_DEEP_REASON = `Delivery nests deeper than ${MAX_JSON_DEPTH} levels`;
+
 /**
  * Why a delivery is too large or too deep to walk part by part, or `undefined` when it is not.
  * Visits each array and object once, without recursion, and stops at the first limit passed.
@@ -38,7 +41,7 @@ export function overLimitReason(payload: unknown): string | undefined {
   }
   for (let value = pending.pop(); value !== undefined; value = pending.pop()) {
     const depth = depths.pop() as number;
-    if (depth > MAX_JSON_DEPTH) return `Delivery nests deeper than ${MAX_JSON_DEPTH} levels`;
+    if (depth > MAX_JSON_DEPTH) return TOO_DEEP_REASON;
     if (Array.isArray(value)) {
       elements += value.length;
       if (elements > MAX_DELIVERY_ARRAY_ELEMENTS) {
