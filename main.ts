@@ -12,9 +12,9 @@
  */
 import { dirname } from "node:path";
 import { type App, createApp } from "./src/app.ts";
-import { systemClock } from "./src/clock.ts";
+import { systemClock } from "./src/ops/clock.ts";
 import { type Config, CONFIG_NAMES, ConfigError, hasWorker, loadConfig } from "./src/config.ts";
-import { isDenoDeploy } from "./src/deno_deploy.ts";
+import { isDenoDeploy } from "./src/ops/deno_deploy.ts";
 import {
   keepServing,
   type KeepServingOptions,
@@ -23,10 +23,10 @@ import {
 } from "./src/http/server.ts";
 import type { Dispatcher } from "./src/dispatch/dispatcher.ts";
 import { type CronFunction, registerSweepCron } from "./src/dispatch/sweep.ts";
-import { type KvLocation, kvOpenFailureReason, selectKvLocation } from "./src/kv_location.ts";
-import { createLogger, type Logger } from "./src/log.ts";
+import { type KvLocation, kvOpenFailureReason, selectKvLocation } from "./src/store/kv_location.ts";
+import { createLogger, type Logger } from "./src/ops/log.ts";
 import { retryWhileLocked } from "./src/store/commit.ts";
-import { redactSpanUrls } from "./src/telemetry.ts";
+import { redactSpanUrls } from "./src/ops/telemetry.ts";
 
 /** After SIGINT/SIGTERM, the process exits within this bound whatever is still running. */
 const SHUTDOWN_GRACE_MS = 4_500;

@@ -6,11 +6,11 @@
  *
  * @module
  */
-import { systemClock } from "../src/clock.ts";
+import { systemClock } from "../src/ops/clock.ts";
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import { createWorker } from "../src/dispatch/worker.ts";
 import { parseDelivery } from "../src/events/events.ts";
-import { createLogger } from "../src/log.ts";
+import { createLogger } from "../src/ops/log.ts";
 import { recordEvents } from "../src/store/inbox.ts";
 import { createSignatureVerifier } from "../src/webhook/signature.ts";
 

@@ -7,28 +7,28 @@
  * @module
  */
 import { adminRoutes } from "./admin/routes.ts";
-import type { Clock } from "./clock.ts";
+import type { Clock } from "./ops/clock.ts";
 import { type Config, hasGraphToken, hasWorker } from "./config.ts";
 import { Dispatcher, registerLoggingHandlers } from "./dispatch/dispatcher.ts";
 import { createWorker, type Worker } from "./dispatch/worker.ts";
 import { createGraphClient, type GraphClient } from "./graph/client.ts";
 import { registerEchoHandler } from "./handlers/echo.ts";
-import { healthRoutes } from "./health.ts";
+import { healthRoutes } from "./ops/health.ts";
 import { closingConnection } from "./http/connection.ts";
 import { errorResponse, HttpError, IncompleteBodyError, toHttpError } from "./http/errors.ts";
 import { createRouter, pathnameOf, type Route } from "./http/router.ts";
-import type { Logger } from "./log.ts";
-import { metricsRoutes } from "./metrics_routes.ts";
+import type { Logger } from "./ops/log.ts";
+import { metricsRoutes } from "./ops/metrics_routes.ts";
 import {
   createServiceMetrics,
   instrumentIntake,
   instrumentVerifier,
   type ServiceMetrics,
-} from "./service_metrics.ts";
-import { statusRoutes } from "./status/routes.ts";
-import { registerStatusTracking } from "./status/tracker.ts";
+} from "./ops/service_metrics.ts";
+import { statusRoutes } from "./admin/status_routes.ts";
+import { registerStatusTracking } from "./handlers/status_tracker.ts";
 import { createInbox, recordLifeMs, type RecordOutcome } from "./store/inbox.ts";
-import { annotateSpan } from "./telemetry.ts";
+import { annotateSpan } from "./ops/telemetry.ts";
 import { discardBody, hasHiddenBody, type ReadBodyOptions } from "./webhook/body.ts";
 import { answerHandshake } from "./webhook/handshake.ts";
 import { createIntakeHandler } from "./webhook/intake.ts";

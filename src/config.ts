@@ -12,7 +12,7 @@
  */
 import { z } from "zod";
 import { DEFAULT_MESSAGES_PER_SECOND } from "./graph/rate_limit.ts";
-import { LOG_LEVELS } from "./log.ts";
+import { LOG_LEVELS } from "./ops/log.ts";
 
 /** Meta's documented maximum webhook payload (3 MB), read as 3 MiB. */
 export const DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ADMIN_BEARER_REALM, authenticateAdmin, requireAdmin } from "../src/admin/auth.ts";
 import { HttpError } from "../src/http/errors.ts";
-import { silentLogger } from "../src/log.ts";
+import { silentLogger } from "../src/ops/log.ts";
 import { TEST_ADMIN_TOKEN } from "./support.ts";
 
 function requestWith(authorization?: string): Request {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { adminRoutes } from "../src/admin/routes.ts";
-import { ManualClock } from "../src/clock.ts";
+import { ManualClock } from "../src/ops/clock.ts";
 import type { MessageEvent } from "../src/events/events.ts";
 import {
   deadLetterKey,

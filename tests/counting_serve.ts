@@ -6,7 +6,7 @@
  * @module
  */
 import { startServeEntry } from "../main.ts";
-import { createLogger } from "../src/log.ts";
+import { createLogger } from "../src/ops/log.ts";
 import { countingDispatcher } from "./counting_dispatcher.ts";
 
 const isolateId = crypto.randomUUID();

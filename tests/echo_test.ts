@@ -6,7 +6,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ManualClock } from "../src/clock.ts";
+import { ManualClock } from "../src/ops/clock.ts";
 import { eventKey, type EventRecord, replyKey, type ReplyRecord } from "../src/store/keys.ts";
 import {
   FAKE_TOKEN,

@@ -6,8 +6,8 @@
  */
 
 import assert from "node:assert/strict";
-import { ManualClock } from "../src/clock.ts";
-import { createLogger, type LogLevel } from "../src/log.ts";
+import { ManualClock } from "../src/ops/clock.ts";
+import { createLogger, type LogLevel } from "../src/ops/log.ts";
 import {
   createGraphClient,
   type GraphCallOutcome,

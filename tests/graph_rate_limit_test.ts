@@ -1,7 +1,7 @@
 /** The token bucket per phone number id and the per-recipient turns and spacing. */
 
 import assert from "node:assert/strict";
-import { ManualClock } from "../src/clock.ts";
+import { ManualClock } from "../src/ops/clock.ts";
 import { createRateLimiter, pairSpacingMs } from "../src/graph/rate_limit.ts";
 
 Deno.test("pairSpacingMs() follows Meta's 4^X seconds advice, capped at 64 s", () => {

@@ -3,12 +3,12 @@
  * event at once, a `RetryLaterError` sets the least wait before the retry.
  */
 import assert from "node:assert/strict";
-import { ManualClock } from "../src/clock.ts";
+import { ManualClock } from "../src/ops/clock.ts";
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import { PermanentError, RetryLaterError } from "../src/dispatch/handler_errors.ts";
 import { createWorker } from "../src/dispatch/worker.ts";
 import { parseDelivery } from "../src/events/events.ts";
-import { silentLogger } from "../src/log.ts";
+import { silentLogger } from "../src/ops/log.ts";
 import { recordEvents } from "../src/store/inbox.ts";
 import { deadLetterKey, eventKey, type EventRecord } from "../src/store/keys.ts";
 import { advanceUntil, openTempKv, textsDelivery, waitFor } from "./support.ts";

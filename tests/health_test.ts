@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { ManualClock } from "../src/clock.ts";
+import { ManualClock } from "../src/ops/clock.ts";
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import { createWorker } from "../src/dispatch/worker.ts";
-import { type HealthOptions, healthRoutes, probeKv } from "../src/health.ts";
-import { metricsRoutes } from "../src/metrics_routes.ts";
-import { createServiceMetrics } from "../src/service_metrics.ts";
+import { type HealthOptions, healthRoutes, probeKv } from "../src/ops/health.ts";
+import { metricsRoutes } from "../src/ops/metrics_routes.ts";
+import { createServiceMetrics } from "../src/ops/service_metrics.ts";
 import { healthProbeKey } from "../src/store/keys.ts";
 import { parseExposition, valueOf } from "./prometheus_text.ts";
 import { get, serveRoutes } from "./route_server.ts";

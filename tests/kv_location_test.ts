@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { loadConfig } from "../src/config.ts";
-import { DEPLOYMENT_ID_VARIABLE, isDenoDeploy } from "../src/deno_deploy.ts";
+import { DEPLOYMENT_ID_VARIABLE, isDenoDeploy } from "../src/ops/deno_deploy.ts";
 import {
   describeKvLocation,
   isKvConnectUrl,
   type KvLocation,
   kvOpenFailureReason,
   selectKvLocation,
-} from "../src/kv_location.ts";
+} from "../src/store/kv_location.ts";
 
 const LOCAL = { isKvPathSet: true, isDeploy: false };
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { ManualClock } from "../src/clock.ts";
-import { PROMETHEUS_CONTENT_TYPE } from "../src/metrics.ts";
-import { metricsRoutes } from "../src/metrics_routes.ts";
-import { createServiceMetrics } from "../src/service_metrics.ts";
+import { ManualClock } from "../src/ops/clock.ts";
+import { PROMETHEUS_CONTENT_TYPE } from "../src/ops/metrics.ts";
+import { metricsRoutes } from "../src/ops/metrics_routes.ts";
+import { createServiceMetrics } from "../src/ops/service_metrics.ts";
 import { readyKey } from "../src/store/keys.ts";
 import { parseExposition, valueOf } from "./prometheus_text.ts";
 import { get, serveRoutes } from "./route_server.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BoundedLabelValues, Registry } from "../src/metrics.ts";
+import { BoundedLabelValues, Registry } from "../src/ops/metrics.ts";
 import { parseExposition, samplesOf, valueOf } from "./prometheus_text.ts";
 
 Deno.test("render() writes HELP and TYPE once per metric, then its series", () => {

@@ -4,12 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { ManualClock, systemClock } from "../src/clock.ts";
+import { ManualClock, systemClock } from "../src/ops/clock.ts";
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import { RetryLaterError } from "../src/dispatch/handler_errors.ts";
 import { createWorker, type Reservation } from "../src/dispatch/worker.ts";
 import { parseDelivery, type WebhookEvent } from "../src/events/events.ts";
-import { silentLogger } from "../src/log.ts";
+import { silentLogger } from "../src/ops/log.ts";
 import { createInbox, recordEvents, type RecordOutcome } from "../src/store/inbox.ts";
 import { eventKey, type EventRecord, idsOfEntry, READY_PREFIX } from "../src/store/keys.ts";
 import { FAKE_TOKEN, startFakeGraphApi } from "./fake_graph_api.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { HttpError } from "../src/http/errors.ts";
 import { createRouter } from "../src/http/router.ts";
-import { silentLogger } from "../src/log.ts";
+import { silentLogger } from "../src/ops/log.ts";
 
 const router = createRouter([
   { method: "GET", path: "/items/:id", handler: (_req, { params }) => Response.json(params) },

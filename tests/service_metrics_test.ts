@@ -3,7 +3,7 @@ import { parseDelivery } from "../src/events/events.ts";
 import { HttpError } from "../src/http/errors.ts";
 import { recordEvents } from "../src/store/inbox.ts";
 import { READY_PREFIX, readyKey } from "../src/store/keys.ts";
-import { ManualClock } from "../src/clock.ts";
+import { ManualClock } from "../src/ops/clock.ts";
 import {
   createServiceMetrics,
   DELIVERY_OUTCOMES,
@@ -13,7 +13,7 @@ import {
   readReadyQueue,
   refusedDeliveryOutcome,
   type ServiceMetrics,
-} from "../src/service_metrics.ts";
+} from "../src/ops/service_metrics.ts";
 import { createIntakeHandler } from "../src/webhook/intake.ts";
 import { createSignatureVerifier, signBody } from "../src/webhook/signature.ts";
 import { type Exposition, parseExposition, samplesOf, valueOf } from "./prometheus_text.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { StatusEvent } from "../src/events/events.ts";
-import { statusRoutes } from "../src/status/routes.ts";
-import { applyStatus } from "../src/status/tracker.ts";
+import { statusRoutes } from "../src/admin/status_routes.ts";
+import { applyStatus } from "../src/handlers/status_tracker.ts";
 import { get, serveRoutes } from "./route_server.ts";
 import { openTempKv, TEST_ADMIN_TOKEN } from "./support.ts";
 

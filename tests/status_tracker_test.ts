@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { ManualClock } from "../src/clock.ts";
+import { ManualClock } from "../src/ops/clock.ts";
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import type { StatusEvent, WhatsAppError } from "../src/events/events.ts";
-import { silentLogger } from "../src/log.ts";
+import { silentLogger } from "../src/ops/log.ts";
 import {
   applyStatus,
   getMessageStatus,
@@ -10,7 +10,7 @@ import {
   registerStatusTracking,
   STATUS_TRACKING_HANDLER,
   type TrackedStatus,
-} from "../src/status/tracker.ts";
+} from "../src/handlers/status_tracker.ts";
 import { openTempKv } from "./support.ts";
 import { expirationMs } from "./kv_records.ts";
 

@@ -5,9 +5,9 @@
  * @module
  */
 import { type App, type AppOptions, createApp } from "../src/app.ts";
-import { type Clock, type ManualClock, systemClock } from "../src/clock.ts";
+import { type Clock, type ManualClock, systemClock } from "../src/ops/clock.ts";
 import { type Config, loadConfig } from "../src/config.ts";
-import { createLogger, type Logger, type LogLevel } from "../src/log.ts";
+import { createLogger, type Logger, type LogLevel } from "../src/ops/log.ts";
 import { signBody } from "../src/webhook/signature.ts";
 
 /** The app secret tests sign with. */

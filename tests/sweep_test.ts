@@ -5,7 +5,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ManualClock, systemClock } from "../src/clock.ts";
+import { ManualClock, systemClock } from "../src/ops/clock.ts";
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import {
   type CronFunction,
@@ -16,7 +16,7 @@ import {
 } from "../src/dispatch/sweep.ts";
 import { createWorker } from "../src/dispatch/worker.ts";
 import { parseDelivery } from "../src/events/events.ts";
-import { silentLogger } from "../src/log.ts";
+import { silentLogger } from "../src/ops/log.ts";
 import { recordEvents } from "../src/store/inbox.ts";
 import { eventKey, type EventRecord } from "../src/store/keys.ts";
 import { textDelivery } from "./signed_deliveries.ts";

@@ -1,12 +1,12 @@
 /**
- * Tracing with Deno's built-in OpenTelemetry: the helpers of `src/telemetry.ts`, and the real
+ * Tracing with Deno's built-in OpenTelemetry: the helpers of `src/ops/telemetry.ts`, and the real
  * service, started with the start task's exact flags and `OTEL_DENO=true`, exporting to a local
  * OTLP receiver that keeps every body it gets.
  */
 import assert from "node:assert/strict";
 import { messageEventId } from "../src/events/event_ids.ts";
 import { ECHO_HANDLER_NAME } from "../src/handlers/echo.ts";
-import { redactUrlQuery, withSpan } from "../src/telemetry.ts";
+import { redactUrlQuery, withSpan } from "../src/ops/telemetry.ts";
 import { signBody } from "../src/webhook/signature.ts";
 import { startFakeGraphApi } from "./fake_graph_api.ts";
 import { serviceEnv, startService, withDataDir } from "./service_process.ts";

@@ -9,7 +9,7 @@
  */
 import { HttpError } from "../http/errors.ts";
 import type { RouteHandler } from "../http/router.ts";
-import { timingSafeEqual } from "../secure_compare.ts";
+import { timingSafeEqual } from "../http/secure_compare.ts";
 
 /** The challenge sent with every 401 (RFC 6750). */
 export const ADMIN_BEARER_REALM = 'Bearer realm="wa-webhook admin"';

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { Clock } from "../clock.ts";
+import type { Clock } from "../ops/clock.ts";
 import type { WebhookEvent } from "../events/events.ts";
 import { clipForReason, HttpError } from "../http/errors.ts";
 import type { Route, RouteHandler } from "../http/router.ts";

@@ -8,7 +8,7 @@
  */
 import type { ChangeEvent, InboundMessage, MessageEvent, WebhookEvent } from "../events/events.ts";
 import type { GraphClient } from "../graph/client.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../ops/log.ts";
 
 /** The kinds of {@linkcode WebhookEvent}. */
 export type EventKind = WebhookEvent["kind"];

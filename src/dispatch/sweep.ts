@@ -11,8 +11,8 @@
  *
  * @module
  */
-import type { Clock } from "../clock.ts";
-import type { Logger } from "../log.ts";
+import type { Clock } from "../ops/clock.ts";
+import type { Logger } from "../ops/log.ts";
 import { idsOfEntry, READY_PREFIX, readyKey } from "../store/keys.ts";
 import type { Worker } from "./worker.ts";
 

@@ -22,9 +22,9 @@
  *
  * @module
  */
-import type { Clock } from "../clock.ts";
+import type { Clock } from "../ops/clock.ts";
 import type { WebhookEvent } from "../events/events.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../ops/log.ts";
 import { commitWithRetry } from "../store/commit.ts";
 import { createGroupCommitter } from "../store/group_commit.ts";
 import { type Lease, type LeasedEvent, readEvent, renewParts } from "../store/inbox.ts";
@@ -40,7 +40,7 @@ import {
   readyKey,
   renewedExpiresAt,
 } from "../store/keys.ts";
-import { annotateSpan, withSpan } from "../telemetry.ts";
+import { annotateSpan, withSpan } from "../ops/telemetry.ts";
 import type { Dispatcher, HandlerServices } from "./dispatcher.ts";
 import { PermanentError, RetryLaterError } from "./handler_errors.ts";
 

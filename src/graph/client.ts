@@ -20,10 +20,10 @@
  */
 
 import { z } from "zod";
-import { type Clock, systemClock } from "../clock.ts";
+import { type Clock, systemClock } from "../ops/clock.ts";
 import { DEFAULT_GRAPH_API_VERSION } from "../config.ts";
-import { type Logger, silentLogger } from "../log.ts";
-import { addSpanEvent, withSpan } from "../telemetry.ts";
+import { type Logger, silentLogger } from "../ops/log.ts";
+import { addSpanEvent, withSpan } from "../ops/telemetry.ts";
 import {
   GraphApiError,
   type GraphErrorCategory,

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Clock } from "../clock.ts";
+import type { Clock } from "../ops/clock.ts";
 
 /** Meta's default throughput per business phone number (reference §9.5). */
 export const DEFAULT_MESSAGES_PER_SECOND = 80;

@@ -8,8 +8,8 @@
  * @module
  */
 import { clipForReason, HttpError } from "./errors.ts";
-import type { Logger } from "../log.ts";
-import { nameRequestSpan } from "../telemetry.ts";
+import type { Logger } from "../ops/log.ts";
+import { nameRequestSpan } from "../ops/telemetry.ts";
 
 /** What a handler gets beside the request. */
 export interface RouteContext {

@@ -28,7 +28,7 @@
  *
  * @module
  */
-import type { Logger } from "../log.ts";
+import type { Logger } from "../ops/log.ts";
 import { isConnectionCloseRequest } from "./connection.ts";
 
 /**

@@ -23,7 +23,7 @@
  *   reply exactly once across Meta's redeliveries, worker retries and admin replays; one that
  *   finds it `unknown` knows how many sends may have reached the user already.
  *
- * Per outbound message (status tracking, `status/tracker.ts`):
+ * Per outbound message (status tracking, `handlers/status_tracker.ts`):
  * - `["message_status", wamid]`: the furthest status of a message the business sent, applied
  *   monotonically; it expires after the status retention.
  *
@@ -206,7 +206,7 @@ export function replyKey(inboundWamid: string, handler: string): Deno.KvKey {
   return ["replies", handler, inboundWamid];
 }
 
-/** The tracked status of the outbound message `wamid` (see `status/tracker.ts`). */
+/** The tracked status of the outbound message `wamid` (see `handlers/status_tracker.ts`). */
 export function messageStatusKey(wamid: string): Deno.KvKey {
   return ["message_status", wamid];
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { HttpError } from "../http/errors.ts";
-import { timingSafeEqual } from "../secure_compare.ts";
+import { timingSafeEqual } from "../http/secure_compare.ts";
 
 /** Longer challenges are refused: Meta's are short numbers, and we echo the value back. */
 const MAX_CHALLENGE_LENGTH = 1024;

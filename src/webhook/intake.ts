@@ -14,8 +14,8 @@ import {
 } from "../events/events.ts";
 import { HttpError } from "../http/errors.ts";
 import type { RouteHandler } from "../http/router.ts";
-import type { Logger } from "../log.ts";
-import { withSpan } from "../telemetry.ts";
+import type { Logger } from "../ops/log.ts";
+import { withSpan } from "../ops/telemetry.ts";
 import { readBoundedBody } from "./body.ts";
 import { SIGNATURE_HEADER, type SignatureVerifier } from "./signature.ts";
 

@@ -16,10 +16,10 @@
  * @module
  */
 import type { Clock } from "./clock.ts";
-import type { Route } from "./http/router.ts";
+import type { Route } from "../http/router.ts";
 import type { Logger } from "./log.ts";
 import type { ServiceMetrics } from "./service_metrics.ts";
-import { healthProbeKey } from "./store/keys.ts";
+import { healthProbeKey } from "../store/keys.ts";
 
 /** The worker is taken for stuck when its loop has not gone round for this long (10 polls). */
 export const DEFAULT_WORKER_STALE_AFTER_MS = 10_000;

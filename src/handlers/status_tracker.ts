@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { type Clock, systemClock } from "../clock.ts";
+import { type Clock, systemClock } from "../ops/clock.ts";
 import type { Dispatcher } from "../dispatch/dispatcher.ts";
 import type { StatusEvent, WhatsAppError } from "../events/events.ts";
 import { commitWithRetry } from "../store/commit.ts";

@@ -14,13 +14,13 @@
  * @module
  */
 import { type Clock, systemClock } from "./clock.ts";
-import type { WebhookEvent } from "./events/events.ts";
-import { CHANGE_VALUE_SCHEMAS } from "./events/field_schemas.ts";
-import { MESSAGE_SCHEMAS } from "./events/message_schemas.ts";
-import { KNOWN_STATUS_VALUES } from "./events/status_schemas.ts";
-import type { GraphCallOutcome } from "./graph/client.ts";
-import { HttpError } from "./http/errors.ts";
-import type { RouteHandler } from "./http/router.ts";
+import type { WebhookEvent } from "../events/events.ts";
+import { CHANGE_VALUE_SCHEMAS } from "../events/field_schemas.ts";
+import { MESSAGE_SCHEMAS } from "../events/message_schemas.ts";
+import { KNOWN_STATUS_VALUES } from "../events/status_schemas.ts";
+import type { GraphCallOutcome } from "../graph/client.ts";
+import { HttpError } from "../http/errors.ts";
+import type { RouteHandler } from "../http/router.ts";
 import {
   BoundedLabelValues,
   type Counter,
@@ -28,8 +28,8 @@ import {
   type Histogram,
   Registry,
 } from "./metrics.ts";
-import { idsOfEntry, READY_PREFIX } from "./store/keys.ts";
-import type { SignatureFailure, SignatureVerifier } from "./webhook/signature.ts";
+import { idsOfEntry, READY_PREFIX } from "../store/keys.ts";
+import type { SignatureFailure, SignatureVerifier } from "../webhook/signature.ts";
 
 /** What became of one `POST /webhook/whatsapp`. */
 export type DeliveryOutcome =

@@ -8,10 +8,10 @@
  *
  * @module
  */
-import { requireAdmin } from "../admin/auth.ts";
+import { requireAdmin } from "./auth.ts";
 import { clipForReason, HttpError } from "../http/errors.ts";
 import type { Route } from "../http/router.ts";
-import { getMessageStatus } from "./tracker.ts";
+import { getMessageStatus } from "../handlers/status_tracker.ts";
 
 /** What {@linkcode statusRoutes} needs. */
 export interface StatusRoutesOptions {

@@ -8,9 +8,9 @@
  *
  * @module
  */
-import { requireAdmin } from "./admin/auth.ts";
+import { requireAdmin } from "../admin/auth.ts";
 import type { Clock } from "./clock.ts";
-import type { Route, RouteHandler } from "./http/router.ts";
+import type { Route, RouteHandler } from "../http/router.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
 import type { ServiceMetrics } from "./service_metrics.ts";
 
