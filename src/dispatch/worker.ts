@@ -23,6 +23,7 @@
  * @module
  */
 import { backoffMs } from "../ops/backoff.ts";
+import { within } from "../ops/timeout.ts";
 import type { Clock } from "../ops/clock.ts";
 import type { WebhookEvent } from "../events/events.ts";
 import type { Logger } from "../ops/log.ts";
@@ -867,12 +868,7 @@ export function createWorker(options: WorkerOptions): Worker {
       wake();
       await loop;
       const all = Promise.all([...runs.values()].map((run) => run.done));
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timedOut = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), graceMs);
-      });
-      const isLate = await Promise.race([all.then(() => false), timedOut]);
-      clearTimeout(timer);
+      const isLate = await within(all.then(() => false), graceMs, { otherwise: true });
       if (isLate) {
         logger.warn("handlers still running at shutdown; aborting them", { running: runs.size });
         for (const run of runs.values()) run.abort.abort(new Error("Shutting down"));
