@@ -3,9 +3,9 @@
  * a timer (and, if given, a signal). Shutdown graces, the health probe of Deno KV and the sweep's
  * wait for the service all bound their waits with it.
  *
- * The timer is real (`setTimeout`), not the injected `Clock` (`clock.ts`): these bounds guard against work that
- * hangs in I/O or in a handler, which a test's `ManualClock` would never time out unless a test
- * moved it, and a waiting caller has nothing to advance the clock with.
+ * The timer is real (`setTimeout`), not the injected `Clock` of `clock.ts`: these bounds guard
+ * against I/O or handlers that hang, and the worker's tests, run on a `ManualClock` that nobody
+ * moves while they stop it, rely on its grace passing in real time.
  *
  * @module
  */
