@@ -13,6 +13,7 @@
  */
 import type { Clock } from "../ops/clock.ts";
 import type { Logger } from "../ops/log.ts";
+import { within } from "../ops/timeout.ts";
 import { idsOfEntry, READY_PREFIX, readyKey } from "../store/keys.ts";
 import type { Worker } from "./worker.ts";
 
@@ -124,7 +125,7 @@ export function registerSweepCron(
   }
 
   const runSweep = async (): Promise<void> => {
-    const target = await _within(connected, maxMs, unregister.signal);
+    const target = await within(connected, maxMs, { signal: unregister.signal });
     if (target === undefined) return; // the service never started, or is stopping
     try {
       const result = await sweepDueEvents(target, options);
@@ -147,26 +148,4 @@ async function _countDue(kv: Deno.Kv, now: number, limit: number): Promise<numbe
   const due = kv.list({ start: READY_PREFIX, end: readyKey(now + 1, "") }, { limit });
   for await (const entry of due) count += idsOfEntry(entry.value).length;
   return count;
-}
-
-/** `promise`'s value, or `undefined` after `ms` or once `signal` aborts. */
-async function _within<T>(
-  promise: Promise<T>,
-  ms: number,
-  signal: AbortSignal,
-): Promise<T | undefined> {
-  if (signal.aborted) return undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let onAbort: () => void = () => {};
-  const gaveUp = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), ms);
-    onAbort = () => resolve(undefined);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-  try {
-    return await Promise.race([promise, gaveUp]);
-  } finally {
-    clearTimeout(timer);
-    signal.removeEventListener("abort", onAbort);
-  }
 }

@@ -22,6 +22,8 @@
  *
  * @module
  */
+import { backoffMs } from "../ops/backoff.ts";
+import { within } from "../ops/timeout.ts";
 import type { Clock } from "../ops/clock.ts";
 import type { WebhookEvent } from "../events/events.ts";
 import type { Logger } from "../ops/log.ts";
@@ -160,6 +162,11 @@ const DEFAULT_RECORD_LIFE_MS = 8 * 24 * 3_600_000;
 const DEFAULT_LEASE_MS = 15_000;
 /** Shortest sleep between two claim rounds, so an entry that cannot be claimed never spins. */
 const MIN_SLEEP_MS = 1;
+/**
+ * The share of a retry's delay drawn at random: half of it is fixed, so an event's delays keep
+ * growing (1 s, then 2 s, …) while the retries of events that failed together spread.
+ */
+const RETRY_JITTER = 0.5;
 /** Attempts kept in a record's history, to bound its size. */
 const MAX_HISTORY = 20;
 /** Ready entries per claim, and leases per result commit: one check each, KV Connect's limit. */
@@ -861,12 +868,7 @@ export function createWorker(options: WorkerOptions): Worker {
       wake();
       await loop;
       const all = Promise.all([...runs.values()].map((run) => run.done));
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timedOut = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), graceMs);
-      });
-      const isLate = await Promise.race([all.then(() => false), timedOut]);
-      clearTimeout(timer);
+      const isLate = await within(all.then(() => false), graceMs, { otherwise: true });
       if (isLate) {
         logger.warn("handlers still running at shutdown; aborting them", { running: runs.size });
         for (const run of runs.values()) run.abort.abort(new Error("Shutting down"));
@@ -918,7 +920,9 @@ function _retryDelayMs(
   random: () => number,
   retryAfterMs: number,
 ): number {
-  const delay = Math.max(_backoffMs(attempt, policy, random), retryAfterMs);
+  const { baseDelayMs, maxDelayMs } = policy;
+  const backoff = backoffMs(attempt - 1, { baseDelayMs, maxDelayMs, jitter: RETRY_JITTER, random });
+  const delay = Math.max(backoff, retryAfterMs);
   return Number.isNaN(delay) ? policy.maxDelayMs : Math.min(policy.maxDelayMs, Math.max(0, delay));
 }
 
@@ -929,12 +933,6 @@ function _retryDelayMs(
 function _waitAsked(error: RetryLaterError): number {
   const wait: unknown = error.retryAfterMs;
   return typeof wait === "number" && !Number.isNaN(wait) ? Math.max(0, wait) : 0;
-}
-
-/** Exponential backoff with jitter: half the delay fixed, half random, so delays keep growing. */
-function _backoffMs(attempt: number, policy: RetryPolicy, random: () => number): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
-  return Math.round(ceiling / 2 + random() * (ceiling / 2));
 }
 
 /** When a lease ends: the time in its ready entry's key. */

@@ -5,6 +5,11 @@
  * @module
  */
 
+import { backoffMs } from "../ops/backoff.ts";
+
+/** All of a delay drawn at random: spreading the callers that failed together matters most. */
+const FULL_JITTER = 1;
+
 /** Limits on retrying one call. */
 export interface RetryOptions {
   /** Tries in all, the first included. */
@@ -33,16 +38,17 @@ export const DEFAULT_RETRY_OPTIONS: Readonly<RetryOptions> = {
 
 /**
  * The wait before retry number `retry` (0 for the first retry), with full jitter:
- * `random() * min(maxDelayMs, baseDelayMs * 2 ** retry)`. Full jitter spreads the retries of
- * many callers that failed together across the whole window.
+ * `floor(random() * min(maxDelayMs, baseDelayMs * 2 ** retry))` ({@linkcode backoffMs} with
+ * `jitter` 1). Full jitter spreads the retries of many callers that failed together across the
+ * whole window.
  */
 export function backoffDelayMs(
   retry: number,
   options: Pick<RetryOptions, "baseDelayMs" | "maxDelayMs">,
   random: () => number,
 ): number {
-  const ceilingMs = Math.min(options.maxDelayMs, options.baseDelayMs * 2 ** retry);
-  return Math.floor(random() * ceilingMs);
+  const { baseDelayMs, maxDelayMs } = options;
+  return backoffMs(retry, { baseDelayMs, maxDelayMs, jitter: FULL_JITTER, random });
 }
 
 /**

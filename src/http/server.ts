@@ -29,6 +29,7 @@
  * @module
  */
 import type { Logger } from "../ops/log.ts";
+import { within } from "../ops/timeout.ts";
 import { isConnectionCloseRequest } from "./connection.ts";
 
 /**
@@ -168,14 +169,15 @@ export function keepServing(options: KeepServingOptions): Servers {
   const retire = async (entry: Serving, graceMs: number): Promise<void> => {
     // `shutdown()` ends the bodies still arriving (the requests end as if their clients had gone):
     // it waits for the requests in flight, while the server still accepts its share of connections.
-    const isAnswered = await _within(entry.answered().then(() => true), graceMs, false);
+    const answered = entry.answered().then(() => true);
+    const isAnswered = await within(answered, graceMs, { otherwise: false });
     entry.server.shutdown().catch(() => {});
     if (!isAnswered) {
       logger.warn("requests still in flight were cut off", { inFlight: entry.inFlight, graceMs });
     }
     const finished = entry.server.finished.then(() => true, () => true);
     // Aborting a server that has finished fails inside the runtime's listener, uncaught.
-    if (!await _within(finished, ANSWER_WRITE_MS, false)) entry.abort.abort();
+    if (!await within(finished, ANSWER_WRITE_MS, { otherwise: false })) entry.abort.abort();
     await finished;
     serving.delete(entry);
   };
@@ -265,17 +267,4 @@ export function onResponseError(logger: Logger): (error: unknown) => Response {
     if (!isConnectionCloseRequest(error)) logger.error("response failed", { error });
     return new Response(null, { status: 500 });
   };
-}
-
-/** `promise`'s value, or `otherwise` if it has not settled within `ms`. */
-async function _within<T>(promise: Promise<T>, ms: number, otherwise: T): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<T>((resolve) => (timer = setTimeout(() => resolve(otherwise), ms))),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -19,6 +19,7 @@ import type { Clock } from "./clock.ts";
 import type { Route } from "../http/router.ts";
 import type { Logger } from "./log.ts";
 import type { ServiceMetrics } from "./service_metrics.ts";
+import { within } from "./timeout.ts";
 import { healthProbeKey } from "../store/keys.ts";
 
 /** The worker is taken for stuck when its loop has not gone round for this long (10 polls). */
@@ -126,21 +127,15 @@ export async function probeKv(
     const read = await kv.get(healthProbeKey());
     if (read.versionstamp === null) throw new Error("the probe key just written reads as absent");
   })();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timedOut = new Promise<"timeout">((resolve) => {
-    timer = setTimeout(() => resolve("timeout"), timeoutMs);
-  });
   try {
-    const result = await Promise.race([work.then(() => "ok" as const), timedOut]);
-    if (result === "timeout") {
+    const isDone = await within(work.then(() => true), timeoutMs, { otherwise: false });
+    if (!isDone) {
       work.catch(() => {}); // it may still fail after the answer; nobody waits for it
       return `Cannot use Deno KV: a write and a read took longer than ${timeoutMs} ms`;
     }
     return undefined;
   } catch (error) {
     return `Cannot use Deno KV: ${error instanceof Error ? error.message : String(error)}`;
-  } finally {
-    clearTimeout(timer);
   }
 }
 
