@@ -431,9 +431,12 @@ interface ServiceRun {
   recorded: number;
 }
 
-/** The V8 flags of the start task, so the bench measures memory as production runs. */
+/**
+ * The V8 flags of the start task (`deno task run main.ts`: the run task's flags), so the bench
+ * measures memory as production runs.
+ */
 const START_V8_FLAGS =
-  (JSON.parse(Deno.readTextFileSync(new URL("deno.json", ROOT))).tasks.start as string)
+  (JSON.parse(Deno.readTextFileSync(new URL("deno.json", ROOT))).tasks.run as string)
     .split(/\s+/)
     .filter((arg) => arg.startsWith("--v8-flags="));
 

@@ -7,6 +7,7 @@ import {
   loadConfig,
   RUNTIME_ENV_NAMES,
 } from "../src/config.ts";
+import { taskCommand } from "./service_process.ts";
 
 const REQUIRED = { APP_SECRET: "0123456789abcdef0123456789abcdef", VERIFY_TOKEN: "a-real-token" };
 
@@ -220,18 +221,24 @@ Deno.test("loadConfig() turns echo off with one warning in development when no t
   assert.deepEqual(Object.keys(env).filter((name) => !CONFIG_NAMES.includes(name as never)), []);
 });
 
-Deno.test("the start, dev and compile tasks allow exactly the configuration's variables", async () => {
-  const { tasks } = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
-  const permissions = (task: string): string[] =>
-    task.split(" ").filter((part) => part.startsWith("--allow-")).sort();
-  const start = permissions(tasks.start);
-  assert.deepEqual(start, [
+Deno.test("every task that runs the service has the start task's flags, written once per subcommand", async () => {
+  const flags = (command: string): string[] =>
+    command.split(/\s+/).filter((part) => /^--(allow-|v8-flags=)/.test(part)).sort();
+  const start = await taskCommand("start");
+  assert.deepEqual(flags(start), [
     "--allow-env=" + [...CONFIG_NAMES, ...RUNTIME_ENV_NAMES].join(","),
     "--allow-net",
     "--allow-read=./data",
     "--allow-write=./data",
+    "--v8-flags=--max-semi-space-size=4",
   ]);
-  assert.deepEqual(permissions(tasks.compile), start);
-  assert.deepEqual(permissions(tasks.dev), start);
-  assert.doesNotMatch(tasks.start, /--env-file/);
+  for (const task of ["dev", "run", "compile", "compile-entry", "serve"]) {
+    assert.deepEqual(flags(await taskCommand(task)), flags(start), `the ${task} task's flags`);
+  }
+  // start, dev and compile call the run and compile-entry tasks rather than repeat the list.
+  const { tasks } = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  assert.equal(tasks.start, "deno task run main.ts");
+  assert.equal(tasks.compile, "deno task compile-entry main.ts");
+  assert.match(tasks.dev, /; deno task run --watch .* main\.ts --dev$/);
+  assert.doesNotMatch(start, /--env-file/);
 });

@@ -13,10 +13,29 @@ const START_TIMEOUT_MS = 15_000;
 /** The project root. */
 export const ROOT = new URL("..", import.meta.url);
 
+/** How deep one task may call another (`start` → `run` is one level) before the test gives up. */
+const _MAX_TASK_DEPTH = 4;
+
+/**
+ * The command of task `name` from deno.json, with each `deno task <other> args` it calls written
+ * out as `<other's command> args`, the way `deno task` appends arguments: `start` is
+ * `deno run --v8-flags=… --allow-net … main.ts`.
+ */
+export async function taskCommand(name: string): Promise<string> {
+  const { tasks } = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
+  const expand = (command: string, depth: number): string =>
+    command.replace(/deno task ([\w-]+)/g, (_, other: string) => {
+      assert.ok(depth < _MAX_TASK_DEPTH, `Task "${name}" calls tasks more than ${depth} deep`);
+      assert.equal(typeof tasks[other], "string", `Task "${other}" is not in deno.json`);
+      return expand(tasks[other], depth + 1);
+    });
+  assert.equal(typeof tasks[name], "string", `Task "${name}" is not in deno.json`);
+  return expand(tasks[name], 0);
+}
+
 /** The start task's arguments after `deno`, e.g. `["run", "--allow-net", …, "main.ts"]`. */
 export async function startTaskArgs(): Promise<string[]> {
-  const { tasks } = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
-  const [program, ...args] = (tasks.start as string).split(/\s+/);
+  const [program, ...args] = (await taskCommand("start")).split(/\s+/);
   assert.equal(program, "deno");
   return args;
 }
