@@ -23,6 +23,7 @@ import {
 } from "./src/http/server.ts";
 import type { Dispatcher } from "./src/dispatch/dispatcher.ts";
 import { type CronFunction, registerSweepCron } from "./src/dispatch/sweep.ts";
+import { isListenError, listenFailureReason } from "./src/http/listen_errors.ts";
 import { type KvLocation, kvOpenFailureReason, selectKvLocation } from "./src/store/kv_location.ts";
 import { createLogger, type Logger } from "./src/ops/log.ts";
 import { retryWhileLocked } from "./src/store/commit.ts";
@@ -32,8 +33,6 @@ import { redactSpanUrls } from "./src/ops/telemetry.ts";
 const SHUTDOWN_GRACE_MS = 4_500;
 /** Running handlers get this long to finish; the rest is aborted and retried after its lease. */
 const HANDLER_GRACE_MS = 3_000;
-/** How Deno's error for a `HOST` that does not resolve begins (it has no error class of its own). */
-const LOOKUP_FAILED = "failed to lookup address information";
 /** Bodies still arriving at shutdown get this long, then are cut off with 503 (Meta retries). */
 const BODY_GRACE_MS = 1_000;
 /**
@@ -219,12 +218,6 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   };
 }
 
-/** The address the service listens on, as configured, for a "cannot start" line. */
-interface ListenAddress {
-  host: string | undefined;
-  port: string | undefined;
-}
-
 /**
  * {@linkcode keepServing}, whose first server binds the port before it returns; when it cannot,
  * logs one "cannot start" line naming `PORT` or `HOST` and the cause, and exits with 1.
@@ -234,7 +227,7 @@ function _listen(logger: Logger, options: KeepServingOptions): Servers {
     return keepServing(options);
   } catch (error) {
     const address = { host: options.hostname, port: String(options.port) };
-    logger.error("cannot start", { reason: _listenFailureReason(error, address) });
+    logger.error("cannot start", { reason: listenFailureReason(error, address) });
     Deno.exit(1);
   }
 }
@@ -246,45 +239,12 @@ function _listen(logger: Logger, options: KeepServingOptions): Servers {
  */
 function _exitOnServeListenError(logger: Logger): void {
   globalThis.addEventListener("unhandledrejection", (event) => {
-    if (!_isListenError(event.reason)) return;
+    if (!isListenError(event.reason)) return;
     event.preventDefault();
     const address = { host: _readEnvIfAllowed("HOST"), port: _readEnvIfAllowed("PORT") };
-    logger.error("cannot start", { reason: _listenFailureReason(event.reason, address) });
+    logger.error("cannot start", { reason: listenFailureReason(event.reason, address) });
     Deno.exit(1);
   });
-}
-
-/** Binding a port fails with these: taken, not an address of this machine, or no such host. */
-function _isListenError(error: unknown): error is Error {
-  return error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.AddrNotAvailable ||
-    (error instanceof Error && error.message.startsWith(LOOKUP_FAILED));
-}
-
-/** Why the port could not be bound, as one line naming the setting to change. */
-function _listenFailureReason(error: unknown, { host, port }: ListenAddress): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const quoted = (value: string | undefined) => (value === undefined ? "" : ` "${value}"`);
-  if (error instanceof Deno.errors.AddrInUse) {
-    return `PORT${
-      quoted(port)
-    } is in use by another process (${message}): stop that process or set PORT to a free port`;
-  }
-  if (error instanceof Deno.errors.AddrNotAvailable) {
-    return `HOST${
-      quoted(host)
-    } is not an address of this machine (${message}): set HOST to one of its addresses, or "0.0.0.0" for all of them`;
-  }
-  if (message.startsWith(LOOKUP_FAILED)) {
-    return `HOST${
-      quoted(host)
-    } does not resolve (${message}): set HOST to an address of this machine, or "0.0.0.0" for all of them`;
-  }
-  if (error instanceof Deno.errors.PermissionDenied) {
-    return `PORT${
-      quoted(port)
-    } needs privileges this process does not have (${message}): set PORT to 1024 or above`;
-  }
-  return `Cannot listen on${quoted(host)} port${quoted(port)}: ${message}; check HOST and PORT`;
 }
 
 /**
