@@ -25,7 +25,7 @@ import type { Dispatcher } from "./src/dispatch/dispatcher.ts";
 import { type CronFunction, registerSweepCron } from "./src/dispatch/sweep.ts";
 import { isListenError, listenFailureReason } from "./src/http/listen_errors.ts";
 import { type KvLocation, kvOpenFailureReason, selectKvLocation } from "./src/store/kv_location.ts";
-import { createLogger, type Logger } from "./src/ops/log.ts";
+import { createLogger, LOG_FORMATS, type LogFormat, type Logger } from "./src/ops/log.ts";
 import { retryWhileLocked } from "./src/store/commit.ts";
 import { redactSpanUrls } from "./src/ops/telemetry.ts";
 
@@ -154,12 +154,14 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     loaded = loadConfig(environment, { isDevelopment });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    const logger = createLogger({ level: "info" });
+    // LOG_FORMAT is honoured when it alone is valid: the reasons reach a person readably.
+    const format = LOG_FORMATS.find((name) => name === environment.LOG_FORMAT?.trim()) ?? "auto";
+    const logger = createLogger({ level: "info", ..._logOutput(format) });
     for (const reason of error.message.split("\n")) logger.error("cannot start", { reason });
     Deno.exit(1);
   }
   const { config, warnings } = loaded;
-  const logger = createLogger({ level: config.LOG_LEVEL });
+  const logger = createLogger({ level: config.LOG_LEVEL, ..._logOutput(config.LOG_FORMAT) });
   for (const warning of warnings) logger.warn(warning);
 
   // With OTEL_DENO=true the runtime exports request URLs: keep the handshake's token out of them.
@@ -216,6 +218,14 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       kv.close();
     },
   };
+}
+
+/**
+ * How log lines are written: `format` as configured, coloured only when they go to a terminal
+ * and `NO_COLOR` is unset (`Deno.noColor`, which needs no permission).
+ */
+function _logOutput(format: LogFormat): { format: LogFormat; isColored: boolean } {
+  return { format, isColored: !Deno.noColor && Deno.stdout.isTerminal() };
 }
 
 /**

@@ -12,7 +12,7 @@
  */
 import { z } from "zod";
 import { DEFAULT_MESSAGES_PER_SECOND } from "./graph/rate_limit.ts";
-import { LOG_LEVELS } from "./ops/log.ts";
+import { LOG_FORMATS, LOG_LEVELS } from "./ops/log.ts";
 
 /** Meta's documented maximum webhook payload (3 MB), read as 3 MiB. */
 export const DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024;
@@ -138,6 +138,9 @@ const _envSchema = z.object({
   ).optional(),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(", ")}` })
     .default("info"),
+  /** `auto`: readable lines at a terminal, JSON lines in a pipe, a file or a log collector. */
+  LOG_FORMAT: z.enum(LOG_FORMATS, { error: `expected one of ${LOG_FORMATS.join(", ")}` })
+    .default("auto"),
   MAX_BODY_BYTES: _integer(1024, 64 * 1024 * 1024, DEFAULT_MAX_BODY_BYTES),
   /**
    * A request's whole body must arrive this long after its headers, or it is answered 408 and its

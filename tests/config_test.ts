@@ -19,6 +19,7 @@ Deno.test("loadConfig() applies the documented defaults", () => {
   assert.equal(config.GRAPH_API_BASE_URL, "https://graph.facebook.com");
   assert.equal(config.GRAPH_API_VERSION, "v26.0");
   assert.equal(config.LOG_LEVEL, "info");
+  assert.equal(config.LOG_FORMAT, "auto");
   assert.equal(config.MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES);
   assert.equal(config.MAX_BODY_BYTES, 3 * 1024 * 1024);
   assert.deepEqual(config.APP_SECRET, [REQUIRED.APP_SECRET]);
@@ -65,11 +66,18 @@ Deno.test("loadConfig() accepts the placeholders in development with one warning
   assert.match(warnings[0] ?? "", /Development secrets in use \(APP_SECRET, VERIFY_TOKEN\)/);
 });
 
+Deno.test("loadConfig() reads LOG_FORMAT: json, pretty or auto", () => {
+  for (const format of ["json", "pretty", "auto"]) {
+    assert.equal(loadConfig({ ...REQUIRED, LOG_FORMAT: format }).config.LOG_FORMAT, format);
+  }
+});
+
 Deno.test("loadConfig() names the variable and the reason for a bad value", () => {
   const cases: [Record<string, string>, RegExp][] = [
     [{ PORT: "abc" }, /PORT expected a whole number from 0 to 65535, got "abc"/],
     [{ PORT: "70000" }, /PORT expected a whole number/],
     [{ LOG_LEVEL: "loud" }, /LOG_LEVEL expected one of debug, info, warn, error/],
+    [{ LOG_FORMAT: "text" }, /LOG_FORMAT expected one of json, pretty, auto/],
     [{ MAX_BODY_BYTES: "-1" }, /MAX_BODY_BYTES expected a whole number/],
     [{ GRAPH_API_VERSION: "26" }, /GRAPH_API_VERSION expected a version like "v26.0"/],
     [{ GRAPH_API_BASE_URL: "ftp://x" }, /GRAPH_API_BASE_URL expected an http\(s\) URL/],
