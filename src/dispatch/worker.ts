@@ -17,19 +17,19 @@
  * lease: a result stores its record and takes its event out of the lease entry, which goes with
  * the last one. So the worker keeps up with the intake.
  *
- * Every retry is due within `maxDelayMs`, whatever a handler asked, and its record is renewed to
- * outlive that time. On start, the worker makes due now the events older versions parked later.
+ * Every retry is due within `maxDelayMs`, whatever a handler asked (`retry_delay.ts`), and its
+ * record is renewed to outlive that time (`record_life.ts`). On start, the worker makes due now
+ * the events older versions parked later (`unpark.ts`).
  *
  * @module
  */
-import { backoffMs } from "../ops/backoff.ts";
 import { within } from "../ops/timeout.ts";
 import type { Clock } from "../ops/clock.ts";
 import type { WebhookEvent } from "../events/events.ts";
 import type { Logger } from "../ops/log.ts";
 import { commitWithRetry } from "../store/commit.ts";
 import { createGroupCommitter } from "../store/group_commit.ts";
-import { type Lease, type LeasedEvent, readEvent, renewParts } from "../store/inbox.ts";
+import { type Lease, type LeasedEvent, readEvent } from "../store/inbox.ts";
 import {
   type AttemptRecord,
   deadLetterKey,
@@ -40,31 +40,13 @@ import {
   type ReadyEntryValue,
   readyEntryValue,
   readyKey,
-  renewedExpiresAt,
 } from "../store/keys.ts";
 import { annotateSpan, withSpan } from "../ops/telemetry.ts";
 import type { Dispatcher, HandlerServices } from "./dispatcher.ts";
 import { PermanentError, RetryLaterError } from "./handler_errors.ts";
-
-/** How handler failures are retried. */
-export interface RetryPolicy {
-  /** Runs of an event's handlers before it is dead-lettered (default 8). */
-  maxAttempts: number;
-  /** Delay before the first retry; doubled for each further one (default 1 s). */
-  baseDelayMs: number;
-  /**
-   * Longest delay between two attempts (default 15 min), whatever a `RetryLaterError` (a Graph
-   * API `Retry-After`, say) asked for: a longer wait is cut to this.
-   */
-  maxDelayMs: number;
-}
-
-/** Defaults of {@linkcode RetryPolicy}: 1 s, 2 s, 4 s, … up to 15 min, 8 attempts. */
-export const DEFAULT_RETRY_POLICY: RetryPolicy = {
-  maxAttempts: 8,
-  baseDelayMs: 1_000,
-  maxDelayMs: 15 * 60_000,
-};
+import { remainingLifeMs, renewRecordLife } from "./record_life.ts";
+import { DEFAULT_RETRY_POLICY, retryDelayMs, type RetryPolicy, waitAsked } from "./retry_delay.ts";
+import { unparkFarEvents } from "./unpark.ts";
 
 /** Options for {@linkcode createWorker}. */
 export interface WorkerOptions {
@@ -162,11 +144,6 @@ const DEFAULT_RECORD_LIFE_MS = 8 * 24 * 3_600_000;
 const DEFAULT_LEASE_MS = 15_000;
 /** Shortest sleep between two claim rounds, so an entry that cannot be claimed never spins. */
 const MIN_SLEEP_MS = 1;
-/**
- * The share of a retry's delay drawn at random: half of it is fixed, so an event's delays keep
- * growing (1 s, then 2 s, …) while the retries of events that failed together spread.
- */
-const RETRY_JITTER = 0.5;
 /** Attempts kept in a record's history, to bound its size. */
 const MAX_HISTORY = 20;
 /** Ready entries per claim, and leases per result commit: one check each, KV Connect's limit. */
@@ -184,8 +161,6 @@ const MAX_COMMIT_BYTES = 600 * 1024;
  * intake: 10-event deliveries at 32 connections were handled at 5.5k events/s instead of 18k.
  */
 const QUEUED_PER_SLOT = 4;
-/** Events parked by older versions that one start brings back at most; the next start does more. */
-const MAX_UNPARKED_PER_START = 1_000;
 
 /**
  * A claimed event: its record as read, its lease (shared with the other events of its entry, and
@@ -277,7 +252,13 @@ export function createWorker(options: WorkerOptions): Worker {
 
   async function runLoop(): Promise<void> {
     try {
-      const unparked = await unparkFarEvents(clock.now());
+      const unparked = await unparkFarEvents(kv, {
+        now: clock.now(),
+        maxDelayMs: retry.maxDelayMs,
+        leaseMs,
+        recordLifeMs,
+        logger,
+      });
       if (unparked > 0) {
         logger.warn("events parked beyond the longest retry delay are due now", {
           events: unparked,
@@ -382,45 +363,6 @@ export function createWorker(options: WorkerOptions): Worker {
       }
     }));
     return claimed;
-  }
-
-  /**
-   * Makes due now the waiting events due later than any delay this version sets (the longest
-   * retry delay and a lease): versions that did not cap delays parked events there, at `Infinity`
-   * for a `Retry-After` of 400 nines, where their records would expire before they ran. Each moves
-   * in an atomic that checks its entry and its record, renewing the record's life as a retry
-   * would. Returns how many moved.
-   */
-  async function unparkFarEvents(now: number): Promise<number> {
-    const far = kv.list<ReadyEntryValue>(
-      { prefix: READY_PREFIX, start: readyKey(now + retry.maxDelayMs + leaseMs + 1, "") },
-      { limit: MAX_UNPARKED_PER_START },
-    );
-    let moved = 0;
-    for await (const entry of far) {
-      const [id, ...others] = idsOfEntry(entry.value);
-      // Only such entries are an event's own (a retry's): shared ones are never due later.
-      if (id === undefined || others.length > 0) continue;
-      try {
-        const stored = await kv.get<EventRecord>(eventKey(id));
-        const record = stored.value;
-        // A lease entry's time is not its record's `dueAt`: only retries' own entries move.
-        if (record?.state !== "retrying" || !Object.is(record.dueAt, entry.key[1])) continue;
-        const event = await readEvent(kv, record);
-        const { readyId: _shared, ...own } = record;
-        const next = await renewLife({ ...own, dueAt: now }, event, now);
-        const result = await kv.atomic()
-          .check(entry, stored)
-          .delete(entry.key)
-          .set(readyKey(now, id), id)
-          .set(eventKey(id), next, { expireIn: _remaining(next, now) })
-          .commit();
-        if (result.ok) moved++;
-      } catch (error) {
-        logger.error("cannot bring back a parked event", { eventId: id, error });
-      }
-    }
-    return moved;
   }
 
   /**
@@ -601,7 +543,7 @@ export function createWorker(options: WorkerOptions): Worker {
         failures.push(`${handler.name}: ${message}`);
         if (error instanceof PermanentError) isPermanent = true;
         if (error instanceof RetryLaterError) {
-          retryAfterMs = Math.max(retryAfterMs, _waitAsked(error));
+          retryAfterMs = Math.max(retryAfterMs, waitAsked(error));
         }
         log.warn("handler failed", { handler: handler.name, attempt, error });
       }
@@ -631,7 +573,7 @@ export function createWorker(options: WorkerOptions): Worker {
     if (failures.length === 0) {
       next = { ...base, state: "done", dueAt: null };
     } else if (attempt < retry.maxAttempts && !isPermanent && !abort.signal.aborted) {
-      const delay = _retryDelayMs(attempt, retry, random, retryAfterMs);
+      const delay = retryDelayMs(attempt, retry, { random, retryAfterMs });
       next = { ...base, state: "retrying", dueAt: now + delay, lastError };
     } else if (attempt < retry.maxAttempts && !isPermanent) {
       // Aborted by shutdown: leave the lease to expire so another worker retries it soon.
@@ -640,7 +582,7 @@ export function createWorker(options: WorkerOptions): Worker {
     } else {
       next = { ...base, state: "dead", dueAt: null, lastError };
     }
-    next = await renewLife(next, event, now);
+    next = await renewRecordLife(kv, next, event, { now, leaseMs, recordLifeMs });
     const isStored = await withSpan("worker.result", async (span) => {
       const isStored = await changes.submit({ kind: "result", outcome: { claim, next, log } });
       span.setAttribute("wa.result.stored", isStored);
@@ -662,23 +604,6 @@ export function createWorker(options: WorkerOptions): Worker {
     } else {
       log.error("event dead-lettered", { attempt, lastError });
     }
-  }
-
-  /**
-   * The record to store, living long enough after its next run's first lease (its settling, when
-   * done or dead): see {@linkcode renewedExpiresAt}. A large event's parts are written again first,
-   * to live as long.
-   */
-  async function renewLife(
-    next: EventRecord,
-    event: WebhookEvent,
-    now: number,
-  ): Promise<EventRecord> {
-    const expiresAt = renewedExpiresAt(next.expiresAt, (next.dueAt ?? now) + leaseMs, recordLifeMs);
-    if (expiresAt === next.expiresAt) return next;
-    const renewed = { ...next, expiresAt };
-    if (next.parts !== undefined) renewed.parts = await renewParts(kv, event, expiresAt - now);
-    return renewed;
   }
 
   /** Calls an observer; one that throws must not break the worker. */
@@ -756,7 +681,7 @@ export function createWorker(options: WorkerOptions): Worker {
   /** Adds a run's result to an atomic: the record, and a retry's entry or a dead letter. */
   function writeResult(atomic: Deno.AtomicOperation, { claim, next }: Outcome, now: number): void {
     const id = claim.record.id;
-    const expireIn = _remaining(next, now);
+    const expireIn = remainingLifeMs(next, now);
     atomic.set(eventKey(id), next, { expireIn });
     if (next.state === "retrying" && next.dueAt !== null) atomic.set(readyKey(next.dueAt, id), id);
     if (next.state === "dead") atomic.set(deadLetterKey(id), id, { expireIn });
@@ -910,37 +835,7 @@ function _planClaims(
   return plans;
 }
 
-/**
- * The delay before the next attempt: the backoff, or the longest wait a `RetryLaterError` asked
- * for when that is longer, but never more than `maxDelayMs`, so it is always finite.
- */
-function _retryDelayMs(
-  attempt: number,
-  policy: RetryPolicy,
-  random: () => number,
-  retryAfterMs: number,
-): number {
-  const { baseDelayMs, maxDelayMs } = policy;
-  const backoff = backoffMs(attempt - 1, { baseDelayMs, maxDelayMs, jitter: RETRY_JITTER, random });
-  const delay = Math.max(backoff, retryAfterMs);
-  return Number.isNaN(delay) ? policy.maxDelayMs : Math.min(policy.maxDelayMs, Math.max(0, delay));
-}
-
-/**
- * The wait a `RetryLaterError` asks for, 0 or more; 0 when it is not a number (a subclass may
- * set its own `retryAfterMs`).
- */
-function _waitAsked(error: RetryLaterError): number {
-  const wait: unknown = error.retryAfterMs;
-  return typeof wait === "number" && !Number.isNaN(wait) ? Math.max(0, wait) : 0;
-}
-
 /** When a lease ends: the time in its ready entry's key. */
 function _leaseEnd(lease: Lease): number {
   return lease.key[1] as number;
-}
-
-/** What is left of a record's life, for `expireIn` (a `set` without it would drop the expiry). */
-function _remaining(record: EventRecord, now: number): number {
-  return Math.max(1, record.expiresAt - now);
 }
