@@ -24,6 +24,7 @@ import { type Clock, systemClock } from "../ops/clock.ts";
 import { DEFAULT_GRAPH_API_VERSION } from "../config.ts";
 import { type Logger, silentLogger } from "../ops/log.ts";
 import { addSpanEvent, withSpan } from "../ops/telemetry.ts";
+import { redactToken, transportError, unreadableSuccess } from "./transport_errors.ts";
 import {
   GraphApiError,
   type GraphErrorCategory,
@@ -46,12 +47,6 @@ import {
 export const DEFAULT_GRAPH_API_BASE_URL = "https://graph.facebook.com";
 /** How long one request may take, answer body included. */
 export const DEFAULT_TIMEOUT_MS = 10_000;
-
-/**
- * What Deno's fetch says when no connection was made (refused, DNS, TLS handshake: hyper's
- * `Connect` phase; a port fetch blocks): the request was certainly not sent.
- */
-const CONNECT_FAILURE_PATTERN = /client error \(Connect\)|Requests to port \d+ are blocked/;
 
 /** A business-scoped user id: country code, optional `ENT` (parent BSUID), alphanumerics. */
 const BSUID_PATTERN = /^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$/;
@@ -304,54 +299,14 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
         signal: request.signal,
       });
       answeredStatus = response.status;
-      const text = _redact(await response.text(), token);
+      const text = redactToken(await response.text(), token);
       if (response.ok) return _parseJsonOrUndefined(text);
       const retryAfterMs = parseRetryAfter(response.headers.get("Retry-After"), clock.now());
       throw readGraphError(response.status, text, retryAfterMs);
     } catch (error) {
       if (error instanceof GraphApiError) throw error;
       if (signal?.aborted) throw signal.reason;
-      const reason = _redact(_describe(error), token);
-      const what = hasTimedOut ? `did not finish within ${timeoutMs} ms` : `failed: ${reason}`;
-      if (answeredStatus !== undefined && answeredStatus >= 300) {
-        // Meta said no before the body was lost: nothing was sent.
-        throw new GraphApiError({
-          message: `Graph API answered HTTP ${answeredStatus}, but reading its body ${what}`,
-          category: "transient",
-          httpStatus: answeredStatus,
-          cause: error,
-        });
-      }
-      if (answeredStatus !== undefined) {
-        throw new GraphApiError({
-          message:
-            `Graph API answered HTTP ${answeredStatus}, but reading its body ${what}: the request may have been accepted`,
-          category: "unknown_outcome",
-          httpStatus: answeredStatus,
-          cause: error,
-        });
-      }
-      if (hasTimedOut) {
-        throw new GraphApiError({
-          message:
-            `Graph API did not answer within ${timeoutMs} ms: the request may have been accepted`,
-          category: "unknown_outcome",
-          cause: error,
-        });
-      }
-      if (_isConnectFailure(error)) {
-        throw new GraphApiError({
-          message: `Cannot connect to the Graph API: ${reason}`,
-          category: "transient",
-          cause: error,
-        });
-      }
-      throw new GraphApiError({
-        message:
-          `Lost the connection to the Graph API: ${reason}; the request may have been accepted`,
-        category: "unknown_outcome",
-        cause: error,
-      });
+      throw transportError(error, { token, timeoutMs, hasTimedOut, answeredStatus });
     } finally {
       stopTimer.abort();
       signal?.removeEventListener("abort", onCallerAbort);
@@ -485,7 +440,7 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
       callOptions.signal,
     );
     const parsed = SendResponseSchema.safeParse(answer);
-    if (!parsed.success) throw _unreadableSuccess();
+    if (!parsed.success) throw unreadableSuccess();
     return _toSendResult(parsed.data);
   }
 
@@ -527,7 +482,7 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
       ...(readOptions.typingIndicator ? { typing_indicator: { type: "text" } } : {}),
     };
     const answer = await call(phoneNumberId, body, undefined, readOptions.signal, true);
-    if (!MarkAsReadResponseSchema.safeParse(answer).success) throw _unreadableSuccess();
+    if (!MarkAsReadResponseSchema.safeParse(answer).success) throw unreadableSuccess();
   }
 
   return { sendMessage, sendText, markAsRead };
@@ -551,35 +506,6 @@ function _toSendResult(response: _SendResponse): SendMessageResult {
   };
 }
 
-/**
- * A 2xx answer without the expected shape. Meta may have accepted the message, so sending it
- * again could deliver it twice: its outcome is unknown.
- */
-function _unreadableSuccess(): GraphApiError {
-  return new GraphApiError({
-    message: "Cannot read the Graph API's success answer: the message may have been sent",
-    category: "unknown_outcome",
-  });
-}
-
-/**
- * Whether a fetch failure certainly sent nothing: the connection was never made. Deno's fetch
- * rejects with `TypeError("fetch failed")` both for a refused connection or a failed DNS lookup
- * and for a connection lost after the request was written; only its cause tells them apart
- * (`client error (Connect)` for the first). Anything not recognised counts as possibly sent: the
- * safe side, since it is then sent again once at most rather than up to the retry limit.
- */
-function _isConnectFailure(error: unknown): boolean {
-  for (let cause = error, depth = 0; cause instanceof Error && depth < 5; depth++) {
-    if (cause instanceof Deno.errors.NotCapable || cause instanceof Deno.errors.PermissionDenied) {
-      return true; // refused by Deno's permissions before any connection
-    }
-    if (CONNECT_FAILURE_PATTERN.test(cause.message)) return true;
-    cause = cause.cause;
-  }
-  return false;
-}
-
 function _errorFields(error: GraphApiError, attempt: number): Record<string, unknown> {
   return {
     attempt,
@@ -598,19 +524,4 @@ function _parseJsonOrUndefined(text: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-/** An error's message and its causes' (Deno's `fetch failed` hides the reason in its cause). */
-function _describe(error: unknown): string {
-  const parts: string[] = [];
-  for (let cause = error, depth = 0; cause !== undefined && depth < 3; depth++) {
-    parts.push(cause instanceof Error ? cause.message : String(cause));
-    cause = cause instanceof Error ? cause.cause : undefined;
-  }
-  return parts.join(": ");
-}
-
-/** Removes the token from text that may be logged, in case an answer or an error echoes it. */
-function _redact(text: string, token: string): string {
-  return token === "" ? text : text.replaceAll(token, "[redacted]");
 }
