@@ -19,12 +19,8 @@ import { errorResponse, HttpError, IncompleteBodyError, toHttpError } from "./ht
 import { createRouter, pathnameOf, type Route } from "./http/router.ts";
 import type { Logger } from "./ops/log.ts";
 import { metricsRoutes } from "./ops/metrics_routes.ts";
-import {
-  createServiceMetrics,
-  instrumentIntake,
-  instrumentVerifier,
-  type ServiceMetrics,
-} from "./ops/service_metrics.ts";
+import { instrumentIntake, instrumentVerifier } from "./ops/instrument.ts";
+import { createServiceMetrics, type ServiceMetrics } from "./ops/service_metrics.ts";
 import { statusRoutes } from "./admin/status_routes.ts";
 import { registerStatusTracking } from "./handlers/status_tracker.ts";
 import { createInbox, recordLifeMs, type RecordOutcome } from "./store/inbox.ts";

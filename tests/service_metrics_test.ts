@@ -5,15 +5,17 @@ import { recordEvents } from "../src/store/inbox.ts";
 import { READY_PREFIX, readyKey } from "../src/store/keys.ts";
 import { ManualClock } from "../src/ops/clock.ts";
 import {
-  createServiceMetrics,
-  DELIVERY_OUTCOMES,
   instrumentIntake,
   instrumentVerifier,
-  MAX_UNKNOWN_MESSAGE_TYPE_LABELS,
-  readReadyQueue,
   refusedDeliveryOutcome,
+} from "../src/ops/instrument.ts";
+import {
+  createServiceMetrics,
+  DELIVERY_OUTCOMES,
+  MAX_UNKNOWN_MESSAGE_TYPE_LABELS,
   type ServiceMetrics,
 } from "../src/ops/service_metrics.ts";
+import { readReadyQueue } from "../src/store/ready_queue.ts";
 import { createIntakeHandler } from "../src/webhook/intake.ts";
 import { createSignatureVerifier, signBody } from "../src/webhook/signature.ts";
 import { type Exposition, parseExposition, samplesOf, valueOf } from "./prometheus_text.ts";

@@ -19,8 +19,6 @@ import { CHANGE_VALUE_SCHEMAS } from "../events/field_schemas.ts";
 import { MESSAGE_SCHEMAS } from "../events/message_schemas.ts";
 import { KNOWN_STATUS_VALUES } from "../events/status_schemas.ts";
 import type { GraphCallOutcome } from "../graph/client.ts";
-import { HttpError } from "../http/errors.ts";
-import type { RouteHandler } from "../http/router.ts";
 import {
   BoundedLabelValues,
   type Counter,
@@ -28,8 +26,8 @@ import {
   type Histogram,
   Registry,
 } from "./metrics.ts";
-import { idsOfEntry, READY_PREFIX } from "../store/keys.ts";
-import type { SignatureFailure, SignatureVerifier } from "../webhook/signature.ts";
+import { readReadyQueue, READY_SCAN_LIMIT } from "../store/ready_queue.ts";
+import type { SignatureFailure } from "../webhook/signature.ts";
 
 /** What became of one `POST /webhook/whatsapp`. */
 export type DeliveryOutcome =
@@ -97,12 +95,6 @@ export const GRAPH_CALL_BUCKETS_SECONDS: readonly number[] = [
   10,
   30,
 ];
-
-/**
- * Ready-set entries counted per scrape at most. Counting reads every key, so the bound keeps a
- * scrape under a second on a large backlog; a depth equal to it means "at least this many".
- */
-export const READY_SCAN_LIMIT = 100_000;
 
 /**
  * Message types not known to this service kept as their own `type` label of
@@ -371,40 +363,6 @@ export class ServiceMetrics {
   }
 }
 
-/** The ready set as a scrape sees it. */
-export interface ReadyQueueSnapshot {
-  /** Entries due by now: the backlog. */
-  due: number;
-  /** Entries due later: leases of running events and scheduled retries. */
-  later: number;
-  /** How long the oldest due entry has waited, in ms; 0 when none is due. */
-  oldestDueAgeMs: number;
-}
-
-/**
- * Reads the ready set (`["ready", dueAt, entryId]`, ordered by `dueAt`): counts the events of at
- * most `limit` entries, split by whether they are due at `now`, and the age of the first (oldest)
- * one.
- */
-export async function readReadyQueue(
-  kv: Deno.Kv,
-  now: number,
-  limit: number = READY_SCAN_LIMIT,
-): Promise<ReadyQueueSnapshot> {
-  const snapshot: ReadyQueueSnapshot = { due: 0, later: 0, oldestDueAgeMs: 0 };
-  let isFirst = true;
-  for await (const entry of kv.list({ prefix: READY_PREFIX }, { limit, batchSize: 500 })) {
-    const dueAt = entry.key[1];
-    if (typeof dueAt !== "number") continue;
-    if (isFirst && dueAt <= now) snapshot.oldestDueAgeMs = now - dueAt;
-    isFirst = false;
-    const events = idsOfEntry(entry.value).length;
-    if (dueAt <= now) snapshot.due += events;
-    else snapshot.later += events;
-  }
-  return snapshot;
-}
-
 /**
  * The `type` label of an event: the message type (`text`, …, `unknown`), the status value (one of
  * the known ones, else `other`), the change's field (`unknown` for fields not known), or
@@ -423,62 +381,4 @@ export function eventTypeOf(event: WebhookEvent): string {
     case "unknown":
       return "unknown";
   }
-}
-
-/** Wraps a signature verifier so that each refusal is counted by its reason. */
-export function instrumentVerifier(
-  verifier: SignatureVerifier,
-  metrics: ServiceMetrics,
-): SignatureVerifier {
-  return {
-    async verify(header, body) {
-      const check = await verifier.verify(header, body);
-      if (!check.valid) metrics.observeSignatureFailure(check.failure);
-      return check;
-    },
-  };
-}
-
-/** Options for {@linkcode instrumentIntake}. */
-export interface InstrumentIntakeOptions {
-  /** A monotonic time in ms for the latency; defaults to `performance.now`. */
-  now?: () => number;
-}
-
-/**
- * Wraps the intake handler: observes the acknowledgement latency of each delivery it answers
- * with 200, and counts each delivery it refuses by outcome, from the {@linkcode HttpError} it
- * throws (401 `rejected_signature`, 413 `too_large`, 400 `bad_json`, 408 `timed_out`, 499
- * `aborted`, any other `unavailable`). The `accepted` and `duplicate_only` outcomes are counted by
- * {@linkcode ServiceMetrics.observeRecorded}, which knows whether any event was new.
- */
-export function instrumentIntake(
-  handler: RouteHandler,
-  metrics: ServiceMetrics,
-  options: InstrumentIntakeOptions = {},
-): RouteHandler {
-  const now = options.now ?? (() => performance.now());
-  return async (request, context) => {
-    const started = now();
-    let response: Response;
-    try {
-      response = await handler(request, context);
-    } catch (error) {
-      metrics.observeDelivery(refusedDeliveryOutcome(error));
-      throw error;
-    }
-    if (response.status === 200) metrics.intakeAck.observe({}, (now() - started) / 1_000);
-    return response;
-  };
-}
-
-/** The outcome of a delivery the intake handler refused with `error`. */
-export function refusedDeliveryOutcome(error: unknown): DeliveryOutcome {
-  const status = error instanceof HttpError ? error.status : 500;
-  if (status === 401) return "rejected_signature";
-  if (status === 413) return "too_large";
-  if (status === 400) return "bad_json";
-  if (status === 408) return "timed_out";
-  if (status === 499) return "aborted";
-  return "unavailable";
 }
