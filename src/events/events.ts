@@ -29,6 +29,14 @@ import { InvalidJsonError, MAX_JSON_DEPTH, nestsDeeperThan, parseJsonText } from
 import { type Status, statusSchema } from "./status_schemas.ts";
 import { overLimitReason, TOO_DEEP_REASON } from "./delivery_limits.ts";
 import { type DriftFound, type DriftSummary, recordDrift } from "./drift.ts";
+import {
+  findContact,
+  nonEmpty,
+  type Party,
+  phoneNumber,
+  recipientOf,
+  senderOf,
+} from "./parties.ts";
 
 /**
  * Texts at least this long are scanned for depth before `JSON.parse`: parsing the deepest text
@@ -227,17 +235,11 @@ export function parseDeliveryText(text: string): ParsedDelivery {
  */
 export function userIdOf(event: WebhookEvent): string | undefined {
   let party: Party;
-  if (event.kind === "message") party = _senderOf(event.message);
-  else if (event.kind === "status") party = _recipientOf(event.status);
+  if (event.kind === "message") party = senderOf(event.message);
+  else if (event.kind === "status") party = recipientOf(event.status);
   else return undefined;
-  return party.userId ?? _nonEmpty(event.contact?.user_id) ?? party.phone ??
-    _phoneNumber(event.contact?.wa_id);
-}
-
-/** Who a message or status is about, as far as it says: BSUID and phone number, both optional. */
-interface Party {
-  userId?: string;
-  phone?: string;
+  return party.userId ?? nonEmpty(event.contact?.user_id) ?? party.phone ??
+    phoneNumber(event.contact?.wa_id);
 }
 
 function _walkDelivery(payload: unknown): ParsedDelivery {
@@ -386,7 +388,7 @@ function _messageEvent(
       field: "messages",
     });
   }
-  const contact = _findContact(contacts, _senderOf(message));
+  const contact = findContact(contacts, senderOf(message));
   return {
     kind: "message",
     id: messageEventId(wamid),
@@ -431,7 +433,7 @@ function _statusEvent(
   }
   const status = result.data;
   const timestampSeconds = Number(status.timestamp);
-  const contact = _findContact(contacts, _recipientOf(status));
+  const contact = findContact(contacts, recipientOf(status));
   return {
     kind: "status",
     id: statusEventId(status.id, status.status, timestampSeconds),
@@ -498,45 +500,14 @@ function _validContacts(
   return valid;
 }
 
-function _findContact(contacts: readonly Contact[], party: Party): Contact | undefined {
-  const { userId, phone } = party;
-  if (userId !== undefined) {
-    const byUserId = contacts.find((contact) => contact.user_id === userId);
-    if (byUserId !== undefined) return byUserId;
-  }
-  if (phone !== undefined) return contacts.find((contact) => _phoneNumber(contact.wa_id) === phone);
-  return undefined;
-}
-
-function _senderOf(message: InboundMessage): Party {
-  const fields: unknown = message.type === "unknown" ? message.raw : message;
-  if (!_isRecord(fields)) return {};
-  return _party(fields.from_user_id, fields.from);
-}
-
-function _recipientOf(status: Status): Party {
-  return status.recipient_type === "group"
-    ? _party(status.recipient_participant_user_id, status.recipient_participant_id)
-    : _party(status.recipient_user_id, status.recipient_id);
-}
-
-function _party(userId: unknown, phone: unknown): Party {
-  const party: Party = {};
-  const bsuid = _nonEmpty(userId);
-  const phoneNumber = _phoneNumber(phone);
-  if (bsuid !== undefined) party.userId = bsuid;
-  if (phoneNumber !== undefined) party.phone = phoneNumber;
-  return party;
-}
-
 function _businessNumberOf(
   value: unknown,
 ): { phoneNumberId?: string; displayPhoneNumber?: string } {
   if (!_isRecord(value)) return {};
   const metadata = _isRecord(value.metadata) ? value.metadata : {};
-  const phoneNumberId = _nonEmpty(metadata.phone_number_id);
-  const displayPhoneNumber = _nonEmpty(metadata.display_phone_number) ??
-    _nonEmpty(value.display_phone_number);
+  const phoneNumberId = nonEmpty(metadata.phone_number_id);
+  const displayPhoneNumber = nonEmpty(metadata.display_phone_number) ??
+    nonEmpty(value.display_phone_number);
   return {
     ...(phoneNumberId === undefined ? {} : { phoneNumberId }),
     ...(displayPhoneNumber === undefined ? {} : { displayPhoneNumber }),
@@ -550,16 +521,6 @@ function _secondsToMs(value: unknown): number | undefined {
   }
   if (typeof value === "string" && UNIX_SECONDS_PATTERN.test(value)) return Number(value) * 1000;
   return undefined;
-}
-
-function _nonEmpty(value: unknown): string | undefined {
-  return typeof value === "string" && value !== "" ? value : undefined;
-}
-
-/** A phone number as digits: Meta's examples write it both with and without a leading `+`. */
-function _phoneNumber(value: unknown): string | undefined {
-  const text = _nonEmpty(value);
-  return text?.startsWith("+") ? _nonEmpty(text.slice(1)) : text;
 }
 
 function _isRecord(value: unknown): value is Record<string, unknown> {

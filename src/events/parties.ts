@@ -1,0 +1,66 @@
+/**
+ * Who a message or status is about, as far as it says: its business-scoped user id and phone
+ * number, read from the payload, and the contact of the change that matches them.
+ *
+ * @module
+ */
+import type { Contact } from "./envelope.ts";
+import type { InboundMessage } from "./message_schemas.ts";
+import type { Status } from "./status_schemas.ts";
+
+/** Who a message or status is about, as far as it says: BSUID and phone number, both optional. */
+export interface Party {
+  /** The business-scoped user id (BSUID). */
+  userId?: string;
+  /** The phone number, digits only. */
+  phone?: string;
+}
+
+/** The contact a party is: by BSUID first, else by phone number. */
+export function findContact(contacts: readonly Contact[], party: Party): Contact | undefined {
+  const { userId, phone } = party;
+  if (userId !== undefined) {
+    const byUserId = contacts.find((contact) => contact.user_id === userId);
+    if (byUserId !== undefined) return byUserId;
+  }
+  if (phone !== undefined) return contacts.find((contact) => phoneNumber(contact.wa_id) === phone);
+  return undefined;
+}
+
+/** Who sent a message, from its `from_user_id` and `from` (an unknown type's raw fields too). */
+export function senderOf(message: InboundMessage): Party {
+  const fields: unknown = message.type === "unknown" ? message.raw : message;
+  if (!_isRecord(fields)) return {};
+  return _party(fields.from_user_id, fields.from);
+}
+
+/** Who a status is about: the recipient, or the participant of a group send. */
+export function recipientOf(status: Status): Party {
+  return status.recipient_type === "group"
+    ? _party(status.recipient_participant_user_id, status.recipient_participant_id)
+    : _party(status.recipient_user_id, status.recipient_id);
+}
+
+function _party(userId: unknown, phone: unknown): Party {
+  const party: Party = {};
+  const bsuid = nonEmpty(userId);
+  const digits = phoneNumber(phone);
+  if (bsuid !== undefined) party.userId = bsuid;
+  if (digits !== undefined) party.phone = digits;
+  return party;
+}
+
+/** `value` when it is a non-empty string. */
+export function nonEmpty(value: unknown): string | undefined {
+  return typeof value === "string" && value !== "" ? value : undefined;
+}
+
+/** A phone number as digits: Meta's examples write it both with and without a leading `+`. */
+export function phoneNumber(value: unknown): string | undefined {
+  const text = nonEmpty(value);
+  return text?.startsWith("+") ? nonEmpty(text.slice(1)) : text;
+}
+
+function _isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
