@@ -128,9 +128,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       handler: instrumentIntake(
         createIntakeHandler({
           verifier,
-          maxBodyBytes: config.MAX_BODY_BYTES,
-          bodyTimeoutMs: config.BODY_TIMEOUT_MS,
-          bodySignal: bodyCutOff.signal,
+          bodyLimits,
           onDrift: (drift) => metrics.observeDrift(drift),
           recordEvents: async (events, log) => {
             // Events this process can run at once are recorded leased to its worker, so they

@@ -103,8 +103,7 @@ async function instrumentedIntake(kv: Deno.Kv, metrics: ServiceMetrics, options:
   const handler = instrumentIntake(
     createIntakeHandler({
       verifier,
-      maxBodyBytes: 64 * 1024,
-      bodyTimeoutMs: 10_000,
+      bodyLimits: { maxBytes: 64 * 1024, timeoutMs: 10_000 },
       onDrift: (drift) => metrics.observeDrift(drift),
       recordEvents: async (events) => {
         if (options.failRecording) throw new Error("KV is down");

@@ -16,7 +16,7 @@ import { HttpError } from "../http/errors.ts";
 import type { RouteHandler } from "../http/router.ts";
 import type { Logger } from "../ops/log.ts";
 import { withSpan } from "../ops/telemetry.ts";
-import { readBoundedBody } from "./body.ts";
+import { type ReadBodyOptions, readBoundedBody } from "./body.ts";
 import { SIGNATURE_HEADER, type SignatureVerifier } from "./signature.ts";
 
 /**
@@ -28,11 +28,11 @@ export type EventRecorder = (events: WebhookEvent[], log: Logger) => Promise<voi
 /** Options for {@linkcode createIntakeHandler}. */
 export interface IntakeOptions {
   verifier: SignatureVerifier;
-  maxBodyBytes: number;
-  /** The body must arrive within this long (`BODY_TIMEOUT_MS`), or the answer is 408. */
-  bodyTimeoutMs: number;
-  /** Aborted at shutdown: a body still arriving is cut off with 503. */
-  bodySignal?: AbortSignal;
+  /**
+   * The bounds of the body read: `MAX_BODY_BYTES`, `BODY_TIMEOUT_MS`, and the signal aborted at
+   * shutdown; the same object the app uses for bodies nobody reads.
+   */
+  bodyLimits: ReadBodyOptions;
   recordEvents: EventRecorder;
   /**
    * Called once per webhook field and type of schema drift in a delivery, with how many problems
@@ -55,11 +55,7 @@ const _decoder = new TextDecoder("utf-8", { fatal: true });
 /** Handles `POST /webhook/whatsapp`. */
 export function createIntakeHandler(options: IntakeOptions): RouteHandler {
   return async (request, { log }) => {
-    const body = await readBoundedBody(request, {
-      maxBytes: options.maxBodyBytes,
-      timeoutMs: options.bodyTimeoutMs,
-      ...(options.bodySignal ? { signal: options.bodySignal } : {}),
-    });
+    const body = await readBoundedBody(request, options.bodyLimits);
     const check = await withSpan("intake.verify", async (span) => {
       const check = await options.verifier.verify(request.headers.get(SIGNATURE_HEADER), body);
       span.setAttribute("wa.signature.outcome", check.valid ? "valid" : check.failure);
