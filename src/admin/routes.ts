@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { getManyInBatches } from "../store/get_many.ts";
 import type { Clock } from "../ops/clock.ts";
 import type { WebhookEvent } from "../events/events.ts";
 import { clipForReason, HttpError } from "../http/errors.ts";
@@ -46,9 +47,6 @@ export interface AdminOptions {
    */
   handlersFor?: (event: WebhookEvent) => string[];
 }
-
-/** Deno KV reads at most this many keys in one `getMany`. */
-const KV_GET_MANY_LIMIT = 10;
 
 /** Events listed when the query has no `limit`. */
 export const DEFAULT_LIST_LIMIT = 100;
@@ -186,18 +184,17 @@ async function _repliesOf(
   const message = event.message;
   if (!("id" in message)) return {}; // a message Meta sent without an id has no replies
   const names = handlersFor(event);
+  const entries = await getManyInBatches<ReplyRecord>(
+    kv,
+    names.map((name) => replyKey(message.id, name)),
+  );
   const replies: Record<string, unknown> = {};
-  for (let i = 0; i < names.length; i += KV_GET_MANY_LIMIT) {
-    const batch = names.slice(i, i + KV_GET_MANY_LIMIT);
-    const entries = await kv.getMany<ReplyRecord[]>(
-      batch.map((name) => replyKey(message.id, name)),
-    );
-    entries.forEach((entry, n) => {
-      const record = entry.value;
-      if (record === null) return;
-      replies[batch[n]!] = isReplySent(record) ? { ...record, outcome: "sent" } : record;
-    });
-  }
+  entries.forEach((entry, n) => {
+    const record = entry.value;
+    if (record !== null) {
+      replies[names[n]!] = isReplySent(record) ? { ...record, outcome: "sent" } : record;
+    }
+  });
   return { replies };
 }
 

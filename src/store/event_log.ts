@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { GET_MANY_MAX_KEYS } from "./get_many.ts";
 import type { WebhookEvent } from "../events/events.ts";
 import { commitWithRetry } from "./commit.ts";
 import { readEvent } from "./inbox.ts";
@@ -89,8 +90,6 @@ export class InvalidCursorError extends Error {
  * largest page (1000), as before a page had to end where the matches do.
  */
 export const MAX_SCAN_EVENTS = 10_000;
-/** `kv.getMany` reads at most 10 keys per call. */
-const GET_MANY_MAX_KEYS = 10;
 /** Most entries fetched per round trip while listing the timeline. */
 const LIST_BATCH_SIZE = 500;
 /** Attempts of a replay whose record keeps changing under it before giving up. */

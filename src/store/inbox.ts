@@ -6,6 +6,7 @@
  * @module
  */
 import type { WebhookEvent } from "../events/events.ts";
+import { getManyInBatches } from "./get_many.ts";
 import { commitWithRetry } from "./commit.ts";
 import { createGroupCommitter } from "./group_commit.ts";
 import {
@@ -329,16 +330,11 @@ export async function readEvent(kv: Deno.Kv, record: EventRecord): Promise<Webho
   if (record.event) return record.event;
   const keys = Array.from({ length: record.parts ?? 0 }, (_, n) => eventPartKey(record.id, n));
   const chunks: Uint8Array[] = [];
-  for (let i = 0; i < keys.length; i += 10) {
-    const entries = await kv.getMany<Uint8Array[]>(keys.slice(i, i + 10));
-    for (const entry of entries) {
-      if (entry.value === null) {
-        throw new Error(
-          `Cannot read event "${record.id}": part ${String(entry.key[2])} is missing`,
-        );
-      }
-      chunks.push(entry.value);
+  for (const entry of await getManyInBatches<Uint8Array>(kv, keys)) {
+    if (entry.value === null) {
+      throw new Error(`Cannot read event "${record.id}": part ${String(entry.key[2])} is missing`);
     }
+    chunks.push(entry.value);
   }
   const bytes = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0));
   let offset = 0;
@@ -383,9 +379,8 @@ export async function renewParts(
 
 async function _findRecorded(kv: Deno.Kv, ids: string[]): Promise<Set<string>> {
   const found = new Set<string>();
-  for (let i = 0; i < ids.length; i += 10) {
-    const entries = await kv.getMany(ids.slice(i, i + 10).map(eventKey));
-    for (const entry of entries) if (entry.versionstamp !== null) found.add(String(entry.key[1]));
+  for (const entry of await getManyInBatches(kv, ids.map(eventKey))) {
+    if (entry.versionstamp !== null) found.add(String(entry.key[1]));
   }
   return found;
 }
