@@ -6,9 +6,9 @@ import assert from "node:assert/strict";
 import {
   isolateOf,
   ROOT,
+  serveArgs,
   serviceEnv,
   startService,
-  startTaskArgs,
   withDataDir,
   withoutIsolatePrefix,
 } from "./service_process.ts";
@@ -29,17 +29,7 @@ function isolatesWriting(output: string[], text: string): Set<number> {
 
 Deno.test("deno serve --parallel: two isolates on one KV file handle every event once", async () => {
   await withDataDir(async (kvPath) => {
-    const permissions = (await startTaskArgs()).filter((arg) => arg.startsWith("--allow-"));
-    const args = [
-      "serve",
-      "--parallel",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      ...permissions,
-      "tests/counting_serve.ts",
-    ];
+    const args = await serveArgs({ entry: "tests/counting_serve.ts", port: 0, isParallel: true });
     await using service = await startService({ ...serviceEnv(kvPath), DENO_JOBS: "2" }, args);
     await waitFor(
       () => isolatesWriting(service.output, '"msg":"test isolate ready"').size === 2,

@@ -47,6 +47,31 @@ export async function startTaskArgsFor(entry: string, extra: string[] = []): Pro
   return [...args.slice(0, -1), entry, ...extra];
 }
 
+/** Options for {@linkcode serveArgs}. */
+export interface ServeArgsOptions {
+  /** The module `deno serve` runs, relative to the root. */
+  entry: string;
+  /** The port on 127.0.0.1; 0 picks a free one. */
+  port: number;
+  /** Adds `--parallel` (isolates from `DENO_JOBS`). */
+  isParallel?: boolean;
+}
+
+/** `deno serve` arguments on 127.0.0.1 with the start task's permission flags. */
+export async function serveArgs({ entry, port, isParallel }: ServeArgsOptions): Promise<string[]> {
+  const permissions = (await startTaskArgs()).filter((arg) => arg.startsWith("--allow-"));
+  return [
+    "serve",
+    ...(isParallel ? ["--parallel"] : []),
+    "--host",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    ...permissions,
+    entry,
+  ];
+}
+
 /** Options for {@linkcode startService}. */
 export interface StartServiceOptions {
   /** Where to run it; the project root by default (a fresh checkout's copy, say). */

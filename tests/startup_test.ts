@@ -9,9 +9,9 @@ import {
   ROOT,
   type RunningService,
   runToExit,
+  serveArgs,
   serviceEnv,
   startService,
-  startTaskArgs,
   withDataDir,
   withoutIsolatePrefix,
 } from "./service_process.ts";
@@ -73,16 +73,7 @@ Deno.test("start with a HOST that does not resolve: one line naming HOST, exit 1
 Deno.test("deno serve on a port in use: one line naming PORT, exit 1, nothing said started", async () => {
   using taken = takenPort();
   await withDataDir(async (kvPath) => {
-    const permissions = (await startTaskArgs()).filter((arg) => arg.startsWith("--allow-"));
-    const args = [
-      "serve",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(taken.port),
-      ...permissions,
-      "serve.ts",
-    ];
+    const args = await serveArgs({ entry: "serve.ts", port: taken.port });
     const { code, text } = await runToExit(
       serviceEnv(kvPath, { PORT: String(taken.port) }),
       args,
