@@ -28,7 +28,7 @@ export interface Store {
   /**
    * Records new events, each with its dedup mark, atomically per group of events committed
    * together; resolves once every event is recorded or known as a duplicate (never an error). With
-   * `lease`, the first `lease.count` new events are recorded already leased to the caller until
+   * `lease`, the first `lease.count` events (if new) are recorded already leased to the caller until
    * `lease.until` and returned in `leased`, to run without being claimed; the others are due now.
    * Throws when the store fails: events already recorded stay recorded and deduplicate later.
    */
@@ -137,7 +137,7 @@ export interface StoreOptions {
 export interface RecordOptions {
   /** The time of recording, ms since the epoch. */
   now: number;
-  /** Records the first `count` new events leased to the caller until `until`. */
+  /** Records the first `count` events (those that are new) leased to the caller until `until`. */
   lease?: { count: number; until: number };
 }
 

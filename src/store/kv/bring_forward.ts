@@ -5,27 +5,26 @@
  *
  * @module
  */
-import type { Logger } from "../ops/log.ts";
-import { readEvent } from "../store/inbox.ts";
+import type { Logger } from "../../ops/log.ts";
 import {
   eventKey,
-  type EventRecord,
   idsOfEntry,
+  type KvEventRecord,
   READY_PREFIX,
   type ReadyEntryValue,
   readyKey,
-} from "../store/keys.ts";
+} from "./keys.ts";
+import { readEvent } from "./parts.ts";
 import { remainingLifeMs, renewRecordLife } from "./record_life.ts";
 
-/** Events parked by older versions that one start brings back at most; the next start does more. */
-const MAX_UNPARKED_PER_START = 1_000;
-
-/** What {@linkcode unparkFarEvents} needs. */
-export interface UnparkOptions {
+/** What {@linkcode bringForward} needs. */
+export interface BringForwardOptions {
   /** The time of the start, ms since the epoch. */
   now: number;
-  /** The longest retry delay this version sets. */
-  maxDelayMs: number;
+  /** Events due later than this are made due now. */
+  latestDueAt: number;
+  /** Events moved at most. */
+  limit: number;
   /** How long a lease lasts. */
   leaseMs: number;
   /** How long records live: the longer of the dedup TTL and the retention. */
@@ -34,17 +33,17 @@ export interface UnparkOptions {
 }
 
 /**
- * Makes due now the waiting events due later than any delay this version sets (the longest
- * retry delay and a lease): versions that did not cap delays parked events there, at `Infinity`
+ * Makes due now the waiting events due later than `latestDueAt` (the caller passes the longest
+ * retry delay and a lease from now: later than any delay this version sets): versions that did not cap delays parked events there, at `Infinity`
  * for a `Retry-After` of 400 nines, where their records would expire before they ran. Each moves
  * in an atomic that checks its entry and its record, renewing the record's life as a retry
- * would. Returns how many moved.
+ * would. Returns how many moved, at most `limit` (the next start does more).
  */
-export async function unparkFarEvents(kv: Deno.Kv, options: UnparkOptions): Promise<number> {
-  const { now, maxDelayMs, leaseMs, recordLifeMs, logger } = options;
+export async function bringForward(kv: Deno.Kv, options: BringForwardOptions): Promise<number> {
+  const { now, latestDueAt, leaseMs, recordLifeMs, logger } = options;
   const far = kv.list<ReadyEntryValue>(
-    { prefix: READY_PREFIX, start: readyKey(now + maxDelayMs + leaseMs + 1, "") },
-    { limit: MAX_UNPARKED_PER_START },
+    { prefix: READY_PREFIX, start: readyKey(latestDueAt + 1, "") },
+    { limit: options.limit },
   );
   let moved = 0;
   for await (const entry of far) {
@@ -52,7 +51,7 @@ export async function unparkFarEvents(kv: Deno.Kv, options: UnparkOptions): Prom
     // Only such entries are an event's own (a retry's): shared ones are never due later.
     if (id === undefined || others.length > 0) continue;
     try {
-      const stored = await kv.get<EventRecord>(eventKey(id));
+      const stored = await kv.get<KvEventRecord>(eventKey(id));
       const record = stored.value;
       // A lease entry's time is not its record's `dueAt`: only retries' own entries move.
       if (record?.state !== "retrying" || !Object.is(record.dueAt, entry.key[1])) continue;

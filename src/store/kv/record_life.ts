@@ -4,9 +4,10 @@
  *
  * @module
  */
-import type { WebhookEvent } from "../events/events.ts";
-import { renewParts } from "../store/inbox.ts";
-import { type EventRecord, renewedExpiresAt } from "../store/keys.ts";
+import type { WebhookEvent } from "../../events/events.ts";
+import { renewedExpiresAt } from "../event_record.ts";
+import type { KvEventRecord } from "./keys.ts";
+import { renewParts } from "./parts.ts";
 
 /** What {@linkcode renewRecordLife} needs beside the record. */
 export interface RecordLifeOptions {
@@ -25,10 +26,10 @@ export interface RecordLifeOptions {
  */
 export async function renewRecordLife(
   kv: Deno.Kv,
-  next: EventRecord,
+  next: KvEventRecord,
   event: WebhookEvent,
   { now, leaseMs, recordLifeMs }: RecordLifeOptions,
-): Promise<EventRecord> {
+): Promise<KvEventRecord> {
   const expiresAt = renewedExpiresAt(next.expiresAt, (next.dueAt ?? now) + leaseMs, recordLifeMs);
   if (expiresAt === next.expiresAt) return next;
   const renewed = { ...next, expiresAt };
@@ -37,6 +38,6 @@ export async function renewRecordLife(
 }
 
 /** What is left of a record's life, for `expireIn` (a `set` without it would drop the expiry). */
-export function remainingLifeMs(record: EventRecord, now: number): number {
+export function remainingLifeMs(record: KvEventRecord, now: number): number {
   return Math.max(1, record.expiresAt - now);
 }

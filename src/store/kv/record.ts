@@ -1,52 +1,34 @@
 /**
- * The record step: each event is stored in Deno KV together with its dedup mark in one atomic
+ * Recording: each event is stored in Deno KV together with its dedup mark in one atomic
  * commit, and made ready for the worker. Events that were already recorded are skipped and
  * counted as duplicates, never errors.
  *
  * @module
  */
-import type { WebhookEvent } from "../events/events.ts";
-import { getManyInBatches } from "./get_many.ts";
+import type { WebhookEvent } from "../../events/events.ts";
+import { newRecord, recordLifeMs, type RetentionOptions } from "../event_record.ts";
+import { createGroupCommitter } from "../group_commit.ts";
+import type { RecordOptions } from "../store.ts";
 import { commitWithRetry } from "./commit.ts";
-import { createGroupCommitter } from "./group_commit.ts";
+import { getManyInBatches } from "./get_many.ts";
 import {
   eventKey,
   eventPartKey,
-  type EventRecord,
+  type KvEventRecord,
   readyEntryValue,
   readyKey,
   timelineKey,
 } from "./keys.ts";
+import { type KvClaim, KvLease } from "./lease.ts";
+import { chunkEvent, MAX_INLINE_EVENT_CHARS, writeParts } from "./parts.ts";
 
 /** The self-hosted KV Connect server allows at most 10 checks per atomic; one check per event. */
 export const MAX_EVENTS_PER_COMMIT = 10;
 /** Budget per commit, under Deno KV's 800 KiB limit with room for keys and metadata. */
 const MAX_COMMIT_BYTES = 600 * 1024;
-/** Events whose JSON is longer are stored in chunks: a KV value holds at most 64 KiB. */
-const MAX_INLINE_EVENT_CHARS = 24 * 1024;
-/** Size of one chunk of a large event's JSON (UTF-8 bytes). */
-const PART_BYTES = 60 * 1024;
-/** Chunks written per commit. */
-const PARTS_PER_COMMIT = 10;
 
-/** How long records and dedup marks live. */
-export interface RetentionOptions {
-  /** How long an event id is remembered, so Meta's retries are skipped (default 8 days). */
-  dedupTtlMs: number;
-  /** How long event records are kept for the admin API (default 7 days). */
-  retentionMs: number;
-}
-
-/**
- * How long a record lives from its due time: the longer of the dedup TTL and the retention, since
- * the record is the dedup mark.
- */
-export function recordLifeMs(retention: RetentionOptions): number {
-  return Math.max(retention.dedupTtlMs, retention.retentionMs);
-}
-
-/** Options for {@linkcode recordEvents} and {@linkcode prepareEvent}. */
-export interface RecordOptions extends RetentionOptions {
+/** Options for {@linkcode prepareEvent}. */
+export interface PrepareOptions extends RetentionOptions {
   /** The time of recording, ms since the epoch. */
   now: number;
   /** Records the event leased to the caller until then: its ready entry is put there. */
@@ -54,51 +36,18 @@ export interface RecordOptions extends RetentionOptions {
 }
 
 /** Which events were recorded now and which had been recorded before. */
-export interface RecordOutcome {
+export interface KvRecordOutcome {
   recorded: string[];
   duplicates: string[];
-  /** The recorded events written already leased to the caller (see {@linkcode LeaseOptions}). */
-  leased: LeasedEvent[];
-}
-
-/**
- * A lease on a ready entry: the entry's key and versionstamp, and the ids of the events it holds
- * whose results are not stored yet. The events of one entry share one lease object, which the
- * worker updates as it extends the lease and stores results.
- */
-export interface Lease {
-  key: Deno.KvKey;
-  versionstamp: string;
-  ids: string[];
-}
-
-/**
- * An event recorded with its ready entry at the end of a lease the recorder holds: it can run at
- * once, without being claimed. If the recorder dies, the lease runs out and any worker takes it.
- * The events of a commit recorded leased share one entry and one {@linkcode Lease}.
- */
-export interface LeasedEvent {
-  record: EventRecord;
-  event: WebhookEvent;
-  /** The lease, as a claim would hold it. */
-  lease: Lease;
-  /** The estimated size of the record as read or written, for commit budgets. */
-  bytes: number;
-}
-
-/** Options for {@linkcode Inbox.record}. */
-export interface LeaseOptions {
-  /** How many of the events (the first ones) to record leased to the caller. */
-  count: number;
-  /** When those leases end, ms since the epoch. */
-  until: number;
+  /** The recorded events written already leased to the caller. */
+  leased: KvClaim[];
 }
 
 /** An event ready to commit: its record and the keys and values to write. */
 export interface PreparedEvent {
   id: string;
   event: WebhookEvent;
-  record: EventRecord;
+  record: KvEventRecord;
   /** The end of the recorder's lease, when it is recorded leased to its recorder. */
   leaseUntil?: number;
   /** Estimated serialised size of the record, for commit budgets. */
@@ -112,36 +61,13 @@ export interface PreparedEvent {
   parts: Uint8Array[];
 }
 
-/**
- * Records events and their dedup marks, at most {@linkcode MAX_EVENTS_PER_COMMIT} per atomic,
- * without sharing commits with other callers (see {@linkcode createInbox} for that).
- *
- * Resolves once every event is either recorded or known to be a duplicate. Throws when Deno KV
- * fails: events already committed stay recorded and deduplicate when Meta retries.
- */
-export async function recordEvents(
-  kv: Deno.Kv,
-  events: readonly WebhookEvent[],
-  options: RecordOptions,
-): Promise<RecordOutcome> {
-  const prepared = events.map((event) => prepareEvent(event, options));
-  await Promise.all(prepared.map((event) => writeParts(kv, event)));
-  const groups = groupForCommit(prepared);
-  const results = await Promise.all(groups.map((group) => commitGroup(kv, group)));
-  return _outcome(groups.flat(), results.flat());
-}
-
 /** Records events, sharing atomic commits with the events of concurrent callers. */
 export interface Inbox {
   /**
    * Records the events of one delivery; resolves once all are recorded or known duplicates. With
    * `lease`, the first `lease.count` events are recorded already leased to the caller.
    */
-  record(
-    events: readonly WebhookEvent[],
-    now: number,
-    lease?: LeaseOptions,
-  ): Promise<RecordOutcome>;
+  record(events: readonly WebhookEvent[], options: RecordOptions): Promise<KvRecordOutcome>;
 }
 
 /**
@@ -157,7 +83,7 @@ export function createInbox(kv: Deno.Kv, retention: RetentionOptions): Inbox {
     commit: (group) => commitGroup(kv, group),
   });
   return {
-    async record(events, now, lease) {
+    async record(events, { now, lease }) {
       const prepared = events.map((event, i) =>
         prepareEvent(event, {
           ...retention,
@@ -176,31 +102,21 @@ export function createInbox(kv: Deno.Kv, retention: RetentionOptions): Inbox {
  * What became of one event in a commit: recorded by it (with the lease of the commit's leased
  * events, when it is one of them), or not.
  */
-export type CommitResult = { state: "recorded"; lease?: Lease } | { state: "duplicate" };
+export type CommitResult = { state: "recorded"; lease?: KvLease } | { state: "duplicate" };
 
 const _DUPLICATE: CommitResult = { state: "duplicate" };
 const _RECORDED: CommitResult = { state: "recorded" };
 
 /** Builds the record of a newly received event. */
-export function prepareEvent(event: WebhookEvent, options: RecordOptions): PreparedEvent {
+export function prepareEvent(event: WebhookEvent, options: PrepareOptions): PreparedEvent {
   // A record recorded leased is due when the lease ends: it lives a whole life after that.
   const expireInMs = recordLifeMs(options) +
     Math.max(0, (options.leaseUntil ?? options.now) - options.now);
   const json = JSON.stringify(event);
-  const record: EventRecord = {
-    id: event.id,
-    kind: event.kind,
-    state: "pending",
-    attempts: 0,
-    receivedAt: options.now,
-    dueAt: options.now,
-    expiresAt: options.now + expireInMs,
-    completedHandlers: [],
-    history: [],
-  };
+  const record: KvEventRecord = newRecord(event, options.now, expireInMs);
   let parts: Uint8Array[] = [];
   if (json.length > MAX_INLINE_EVENT_CHARS) {
-    parts = _chunk(new TextEncoder().encode(json), PART_BYTES);
+    parts = chunkEvent(json);
     record.parts = parts.length;
   } else {
     record.event = event;
@@ -273,11 +189,8 @@ export async function commitGroup(
       return addTimelineEntry(atomic, pending);
     });
     if (result.ok) {
-      const lease: Lease | undefined = leaseKey && {
-        key: leaseKey,
-        versionstamp: result.versionstamp,
-        ids: leased.map((event) => event.id),
-      };
+      const lease = leaseKey &&
+        new KvLease(leaseKey, result.versionstamp, leased.map((event) => event.id));
       for (const event of pending) {
         results.set(event.id, lease && event.leaseUntil ? { state: "recorded", lease } : _RECORDED);
       }
@@ -325,58 +238,6 @@ export function addTimelineEntry(
   });
 }
 
-/** Reads an event back whole, joining its chunks when it was stored in parts. */
-export async function readEvent(kv: Deno.Kv, record: EventRecord): Promise<WebhookEvent> {
-  if (record.event) return record.event;
-  const keys = Array.from({ length: record.parts ?? 0 }, (_, n) => eventPartKey(record.id, n));
-  const chunks: Uint8Array[] = [];
-  for (const entry of await getManyInBatches<Uint8Array>(kv, keys)) {
-    if (entry.value === null) {
-      throw new Error(`Cannot read event "${record.id}": part ${String(entry.key[2])} is missing`);
-    }
-    chunks.push(entry.value);
-  }
-  const bytes = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return JSON.parse(new TextDecoder().decode(bytes));
-}
-
-/** Writes the chunks of a large event (nothing for an inline one), before its record. */
-export async function writeParts(
-  kv: Deno.Kv,
-  event: Pick<PreparedEvent, "id" | "parts" | "expireInMs">,
-): Promise<void> {
-  for (let first = 0; first < event.parts.length; first += PARTS_PER_COMMIT) {
-    const result = await commitWithRetry(() => {
-      const atomic = kv.atomic();
-      event.parts.slice(first, first + PARTS_PER_COMMIT).forEach((part, i) => {
-        atomic.set(eventPartKey(event.id, first + i), part, { expireIn: event.expireInMs });
-      });
-      return atomic;
-    });
-    if (!result.ok) throw new Error(`Cannot store the parts of event "${event.id}"`);
-  }
-}
-
-/**
- * Writes the chunks of a large event again, to live `expireInMs` from now, before its record is
- * stored with a longer life: a record must never outlive its parts. Returns the number of chunks,
- * for the record's `parts`.
- */
-export async function renewParts(
-  kv: Deno.Kv,
-  event: WebhookEvent,
-  expireInMs: number,
-): Promise<number> {
-  const parts = _chunk(new TextEncoder().encode(JSON.stringify(event)), PART_BYTES);
-  await writeParts(kv, { id: event.id, parts, expireInMs });
-  return parts.length;
-}
-
 async function _findRecorded(kv: Deno.Kv, ids: string[]): Promise<Set<string>> {
   const found = new Set<string>();
   for (const entry of await getManyInBatches(kv, ids.map(eventKey))) {
@@ -388,8 +249,8 @@ async function _findRecorded(kv: Deno.Kv, ids: string[]): Promise<Set<string>> {
 function _outcome(
   events: readonly PreparedEvent[],
   results: readonly CommitResult[],
-): RecordOutcome {
-  const outcome: RecordOutcome = { recorded: [], duplicates: [], leased: [] };
+): KvRecordOutcome {
+  const outcome: KvRecordOutcome = { recorded: [], duplicates: [], leased: [] };
   events.forEach((event, i) => {
     const result = results[i];
     if (result?.state !== "recorded") return void outcome.duplicates.push(event.id);
@@ -404,10 +265,4 @@ function _outcome(
     }
   });
   return outcome;
-}
-
-function _chunk(bytes: Uint8Array, size: number): Uint8Array[] {
-  const chunks: Uint8Array[] = [];
-  for (let i = 0; i < bytes.length; i += size) chunks.push(bytes.slice(i, i + size));
-  return chunks;
 }

@@ -9,81 +9,31 @@
  *
  * @module
  */
-import { GET_MANY_MAX_KEYS } from "./get_many.ts";
-import type { WebhookEvent } from "../events/events.ts";
+import { currentError, replayedRecord, totalAttempts } from "../event_record.ts";
+import {
+  type EventPage,
+  type EventSummary,
+  InvalidCursorError,
+  type ListEventsOptions,
+  type ReplayResult,
+  type StoredEvent,
+} from "../store.ts";
 import { commitWithRetry } from "./commit.ts";
-import { readEvent } from "./inbox.ts";
+import { GET_MANY_MAX_KEYS } from "./get_many.ts";
 import {
   DEAD_LETTER_PREFIX,
   deadLetterKey,
+  domainRecord,
   eventKey,
-  type EventRecord,
-  type EventState,
   idsOfEntry,
+  type KvEventRecord,
   readyEntryValue,
   readyKey,
   readyKeyOf,
   TIMELINE_PREFIX,
   timelineKey,
 } from "./keys.ts";
-
-/** The kind of a {@linkcode WebhookEvent}. */
-export type EventKind = WebhookEvent["kind"];
-
-/** Every kind once; `satisfies` makes the compiler flag a kind added to the union but not here. */
-const _KINDS = { message: true, status: true, change: true, unknown: true } satisfies Record<
-  EventKind,
-  true
->;
-
-/** Every {@linkcode EventKind}, for validating query parameters. */
-export const EVENT_KINDS: readonly EventKind[] = Object.keys(_KINDS) as EventKind[];
-
-/** One line of the event log. */
-export interface EventSummary {
-  id: string;
-  kind: EventKind;
-  state: EventState;
-  /** Every run of its handlers so far, replayed ones included. */
-  attempts: number;
-  /** When intake recorded the event, as an ISO 8601 string (UTC). */
-  receivedAt: string;
-  /**
-   * The error of its last failed run, as `handler: message`; absent once a run has succeeded
-   * (`done`), and before any run failed.
-   */
-  lastError?: string;
-}
-
-/** Options for {@linkcode listEvents}. */
-export interface ListEventsOptions {
-  /** Only events in this state. */
-  state?: EventState;
-  /** Only events of this kind. */
-  kind?: EventKind;
-  /** Most events returned (at least 1). */
-  limit: number;
-  /** Where to resume: the `cursor` of the previous page. */
-  cursor?: string;
-}
-
-/** A page of the event log. */
-export interface EventPage {
-  /** Newest first. */
-  events: EventSummary[];
-  /**
-   * Present exactly when another matching event follows this page: pass it back to continue after
-   * it. The last page, and an empty one, have none. (One exception, to bound each call: when
-   * {@linkcode MAX_SCAN_EVENTS} events in a row do not match, the page stops there with a cursor,
-   * even if empty; the next call goes on from there.)
-   */
-  cursor?: string;
-}
-
-/** Raised for a cursor that {@linkcode listEvents} did not produce. */
-export class InvalidCursorError extends Error {
-  override name = "InvalidCursorError";
-}
+import { readEvent } from "./parts.ts";
 
 /**
  * Events one call reads at most, bounding a filter that matches little: 10 per event of the
@@ -142,7 +92,7 @@ export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promi
       batch.push(next.value);
     }
     if (batch.length === 0) continue;
-    const stored = await kv.getMany<EventRecord[]>(batch.map((p) => eventKey(p.id)));
+    const stored = await kv.getMany<KvEventRecord[]>(batch.map((p) => eventKey(p.id)));
     const records = await withCurrentState(kv, stored.map((entry) => entry.value));
     for (let i = 0; i < batch.length; i++) {
       const record = records[i];
@@ -195,18 +145,12 @@ async function* _newestFirst(
   }
 }
 
-/** An event's record and the event read back whole (joined from its parts when it was large). */
-export interface StoredEvent {
-  record: EventRecord;
-  event: WebhookEvent;
-}
-
 /** Reads event `id`'s record and the event; `null` when it is unknown or expired. */
-export async function getEventRecord(kv: Deno.Kv, id: string): Promise<StoredEvent | null> {
-  const entry = await kv.get<EventRecord>(eventKey(id));
+export async function getEvent(kv: Deno.Kv, id: string): Promise<StoredEvent | null> {
+  const entry = await kv.get<KvEventRecord>(eventKey(id));
   if (entry.value === null) return null;
   const [record] = await withCurrentState(kv, [entry.value]);
-  return { record: record!, event: await readEvent(kv, entry.value) };
+  return { record: domainRecord(record!), event: await readEvent(kv, entry.value) };
 }
 
 /**
@@ -216,8 +160,8 @@ export async function getEventRecord(kv: Deno.Kv, id: string): Promise<StoredEve
  */
 export async function withCurrentState(
   kv: Deno.Kv,
-  records: readonly (EventRecord | null)[],
-): Promise<(EventRecord | null)[]> {
+  records: readonly (KvEventRecord | null)[],
+): Promise<(KvEventRecord | null)[]> {
   const waiting = records.flatMap((record) =>
     record && (record.state === "pending" || record.state === "retrying") && record.dueAt !== null
       ? [record]
@@ -238,26 +182,13 @@ export async function withCurrentState(
 }
 
 /**
- * What {@linkcode replayEvent} did: `replayed` (the record as now stored), `not_found` (unknown
- * or expired), or `busy` (a worker holds its lease; replaying now could run a handler twice).
- */
-export type ReplayResult =
-  | { status: "replayed"; record: EventRecord }
-  | { status: "not_found" }
-  | { status: "busy" };
-
-/**
- * Puts event `id` back to `pending`, due at `now`, with no handler counted as done, so the worker
- * runs all its handlers again with a fresh retry schedule (`attempts` restarts at 0, the runs so
- * far move to `replayedAttempts`); `history` and `lastError` are kept, and so is the record's
- * expiry. One atomic checks the record's
- * versionstamp, takes the event out of its ready entry (which other events may share) into one of
+ * Puts event `id` back to `pending` (`replayedRecord`). One atomic checks the record's versionstamp, takes the event out of its ready entry (which other events may share) into one of
  * its own at `now`, and removes its dead letter; when the record changed meanwhile, the replay
  * reads it again and retries.
  */
 export async function replayEvent(kv: Deno.Kv, id: string, now: number): Promise<ReplayResult> {
   for (let attempt = 1; attempt <= REPLAY_ATTEMPTS; attempt++) {
-    const current = await kv.get<EventRecord>(eventKey(id));
+    const current = await kv.get<KvEventRecord>(eventKey(id));
     const record = current.value;
     if (record === null) return { status: "not_found" };
     // A waiting event must still be in its entry at `record.dueAt`: if a worker took it, it runs.
@@ -265,14 +196,7 @@ export async function replayEvent(kv: Deno.Kv, id: string, now: number): Promise
     const others = idsOfEntry(waiting?.value).filter((other) => other !== id);
     if (waiting && others.length === idsOfEntry(waiting.value).length) return { status: "busy" };
     const { readyId: _shared, ...rest } = record;
-    const replayed: EventRecord = {
-      ...rest,
-      state: "pending",
-      dueAt: now,
-      attempts: 0,
-      replayedAttempts: totalAttempts(record),
-      completedHandlers: [],
-    };
+    const replayed: KvEventRecord = replayedRecord(rest, now);
     const result = await commitWithRetry(() => {
       const atomic = kv.atomic().check(current);
       // It leaves its entry for one of its own; the others stay in theirs.
@@ -284,7 +208,7 @@ export async function replayEvent(kv: Deno.Kv, id: string, now: number): Promise
         .set(readyKey(now, id), id)
         .delete(deadLetterKey(id));
     });
-    if (result.ok) return { status: "replayed", record: replayed };
+    if (result.ok) return { status: "replayed", record: domainRecord(replayed) };
   }
   throw new Error(`Cannot replay event "${id}": its record keeps changing`);
 }
@@ -310,25 +234,12 @@ export async function replayDeadLetters(kv: Deno.Kv, now: number): Promise<numbe
   return replayed;
 }
 
-function _matches(record: EventRecord, options: ListEventsOptions): boolean {
+function _matches(record: KvEventRecord, options: ListEventsOptions): boolean {
   return (options.state === undefined || record.state === options.state) &&
     (options.kind === undefined || record.kind === options.kind);
 }
 
-/** Every run of the event's handlers: those before its last replay and those since. */
-export function totalAttempts(record: EventRecord): number {
-  return (record.replayedAttempts ?? 0) + record.attempts;
-}
-
-/**
- * The error of the event's last failed run, or `undefined` once a run succeeded: the worker clears
- * it then, but records stored by earlier versions kept it.
- */
-export function currentError(record: EventRecord): string | undefined {
-  return record.state === "done" ? undefined : record.lastError;
-}
-
-function _summary(record: EventRecord): EventSummary {
+function _summary(record: KvEventRecord): EventSummary {
   const summary: EventSummary = {
     id: record.id,
     kind: record.kind,

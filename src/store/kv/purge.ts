@@ -1,0 +1,54 @@
+/**
+ * Retention in Deno KV: every record is written with `expireIn`, but KV deletes expired entries
+ * lazily, so a purge removes the events whose records expired, oldest first, with what they leave
+ * behind (parts, a dead letter, their timeline entry once it lists no live event).
+ *
+ * @module
+ */
+import { commitWithRetry } from "./commit.ts";
+import { getManyInBatches } from "./get_many.ts";
+import {
+  deadLetterKey,
+  eventKey,
+  eventPartKey,
+  idsOfEntry,
+  type KvEventRecord,
+  TIMELINE_PREFIX,
+  timelineKey,
+} from "./keys.ts";
+
+/**
+ * Removes the events whose records expired by `now`, at most `limit`, walking the timeline from
+ * its oldest entry up to those received `lifeMs` before `now` (a record lives at least that long
+ * after it is received, so later entries hold no expired one). Returns how many were removed.
+ */
+export async function purgeExpired(
+  kv: Deno.Kv,
+  options: { now: number; lifeMs: number; limit: number },
+): Promise<number> {
+  const { now, limit } = options;
+  const end = timelineKey(now - options.lifeMs + 1, "");
+  let purged = 0;
+  for await (const entry of kv.list({ start: TIMELINE_PREFIX, end }, { limit, batchSize: 100 })) {
+    if (purged >= limit) break;
+    const ids = idsOfEntry(entry.value);
+    const records = await getManyInBatches<KvEventRecord>(kv, ids.map(eventKey));
+    const expired = records.flatMap((stored) =>
+      stored.value !== null && stored.value.expiresAt <= now ? [stored] : []
+    );
+    const live = records.filter((stored) => stored.value !== null).length - expired.length;
+    for (const stored of expired) {
+      const record = stored.value!;
+      const result = await commitWithRetry(() => {
+        const atomic = kv.atomic().check(stored).delete(stored.key).delete(
+          deadLetterKey(record.id),
+        );
+        for (let n = 0; n < (record.parts ?? 0); n++) atomic.delete(eventPartKey(record.id, n));
+        return atomic;
+      });
+      if (result.ok) purged++;
+    }
+    if (live === 0) await kv.atomic().check(entry).delete(entry.key).commit();
+  }
+  return purged;
+}
