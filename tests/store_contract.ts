@@ -26,7 +26,6 @@ import {
   type StoreOptions,
 } from "../src/store/store.ts";
 import { firstFixtureEvent, fixtureEvents } from "./fixtures/catalog.ts";
-import { messagesDelivery } from "./support.ts";
 
 /** Opens a fresh, empty store for one test; `close` lets go of it and of what it left behind. */
 export type OpenStore = (options: StoreOptions) => Promise<{
@@ -1112,10 +1111,23 @@ function _textEvents(
     type: "text",
     text: { body: bodyOf(n) },
   }));
-  const delivery = messagesDelivery({
-    contacts: [{ profile: { name: "Ana" }, wa_id: "5511999990000" }],
-    messages,
-  });
+  // The shape of `tests/support.ts`'s `messagesDelivery`, which this suite does not import: it
+  // would bring in the whole app, and the contract needs only the store.
+  const delivery = {
+    object: "whatsapp_business_account",
+    entry: [{
+      id: "102290000000001",
+      changes: [{
+        field: "messages",
+        value: {
+          messaging_product: "whatsapp",
+          metadata: { display_phone_number: "15550001111", phone_number_id: "106540000000002" },
+          contacts: [{ profile: { name: "Ana" }, wa_id: "5511999990000" }],
+          messages,
+        },
+      }],
+    }],
+  };
   const { events } = parseDelivery(delivery);
   assert.deepEqual(events.map((e) => e.kind), numbers.map(() => "message"));
   return events;
