@@ -937,6 +937,25 @@ export function storeContract(name: string, open: OpenStore): void {
     assert.deepEqual(await store.getReply(of), results[0] ? mine : theirs);
   });
 
+  test("swapReply from one expected record wins once for two runs racing to replace it", async (store) => {
+    const of: ReplyOf = { handler: "echo", inboundId: "wamid.INBOUND1" };
+    const unknown: ReplyRecord = {
+      outcome: "unknown",
+      phoneNumberId: "106540000000002",
+      unknownSends: 1,
+    };
+    assert.equal(await store.swapReply(of, null, unknown, DAY_MS), true);
+    const next = (unknownSends: number): ReplyRecord => ({ ...unknown, unknownSends });
+    const results = await Promise.all([
+      store.swapReply(of, unknown, next(2), DAY_MS),
+      store.swapReply(of, { ...unknown }, next(3), DAY_MS),
+      store.swapReply(of, unknown, null, DAY_MS),
+    ]);
+    assert.equal(results.filter((won) => won).length, 1, `results: ${results}`);
+    const winner = [next(2), next(3), null][results.indexOf(true)];
+    assert.deepEqual(await store.getReply(of), winner);
+  });
+
   test("swapReply replaces a record only while it is still the expected one", async (store) => {
     const of: ReplyOf = { handler: "echo", inboundId: "wamid.INBOUND1" };
     const unknown: ReplyRecord = {
