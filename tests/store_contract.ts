@@ -1,0 +1,1305 @@
+/**
+ * The contract suite every {@linkcode Store} passes unchanged: each promise of `src/store/store.ts`
+ * as a test, through the interface alone (no key, row or entry format), on logical time (the `now`
+ * values passed in, never the wall clock), with events parsed from real delivery payloads.
+ *
+ * A store's test file calls {@linkcode storeContract} once with a function that opens a fresh,
+ * empty store for one test and closes it after (`tests/kv_store_test.ts` does it for Deno KV).
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { parseDelivery, type WebhookEvent } from "../src/events/events.ts";
+import {
+  type ClaimedEvent,
+  type ClaimOptions,
+  type EventPage,
+  type EventRecord,
+  type EventSummary,
+  InvalidCursorError,
+  type ListEventsOptions,
+  type MessageStatusRecord,
+  type ReplyOf,
+  type ReplyRecord,
+  type RunOutcome,
+  type Store,
+  type StoreOptions,
+} from "../src/store/store.ts";
+import { firstFixtureEvent, fixtureEvents } from "./fixtures/catalog.ts";
+
+/** Opens a fresh, empty store for one test; `close` lets go of it and of what it left behind. */
+export type OpenStore = (options: StoreOptions) => Promise<{
+  store: Store;
+  close(): Promise<void>;
+}>;
+
+/** Logical time the tests start at, ms since the epoch: nothing depends on the wall clock. */
+const T0 = 1_000_000;
+const SECOND_MS = 1_000;
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+/** The lease the tests' claims take. */
+const LEASE_MS = 30 * SECOND_MS;
+/** The service's defaults: event ids remembered 8 days, records kept 7. */
+const DEFAULT_OPTIONS: StoreOptions = {
+  dedupTtlMs: 8 * DAY_MS,
+  retentionMs: 7 * DAY_MS,
+  leaseMs: LEASE_MS,
+};
+/** A short retention, for the expiry tests: records live an hour. */
+const SHORT_OPTIONS: StoreOptions = {
+  dedupTtlMs: HOUR_MS,
+  retentionMs: HOUR_MS,
+  leaseMs: LEASE_MS,
+};
+/** Larger than Deno KV's 64 KiB value limit, in UTF-16 and in UTF-8 alike. */
+const LARGE_TEXT_CHARS = 200_000;
+/** Pages followed at most by {@linkcode _listAll} before it calls the listing endless. */
+const MAX_PAGES = 100;
+
+/** How one contract test is set up. */
+interface ContractTestOptions {
+  /** The store's options, over {@linkcode DEFAULT_OPTIONS}. */
+  options?: Partial<StoreOptions>;
+  /** Set only with a `// <store> bug: …` comment saying what the store gets wrong. */
+  ignore?: boolean;
+}
+
+/**
+ * Registers the contract's tests, named `${name} store: <promise>`. Each test opens its own store
+ * with `open` and closes it when done, passed or failed.
+ */
+export function storeContract(name: string, open: OpenStore): void {
+  const test = (
+    promise: string,
+    fn: (store: Store) => Promise<void>,
+    setup: ContractTestOptions = {},
+  ): void => {
+    Deno.test({
+      name: `${name} store: ${promise}`,
+      ignore: setup.ignore ?? false,
+      fn: async () => {
+        const { store, close } = await open({ ...DEFAULT_OPTIONS, ...setup.options });
+        try {
+          await fn(store);
+        } finally {
+          await close();
+        }
+      },
+    });
+  };
+
+  // --- Recording ------------------------------------------------------------------------------
+
+  test("recordEvents records new events of every kind and getEvent reads each back whole", async (store) => {
+    const events = [
+      ...fixtureEvents("batched_mixed"),
+      ...fixtureEvents("field_account_update"),
+      ...fixtureEvents("foreign_object"),
+    ];
+    assert.deepEqual(
+      new Set(events.map((e) => e.kind)),
+      new Set(["message", "status", "change", "unknown"]),
+    );
+    const outcome = await store.recordEvents(events, { now: T0 });
+    assert.deepEqual(_sorted(outcome.recorded), _sorted(_ids(events)));
+    assert.deepEqual(outcome.duplicates, []);
+    assert.deepEqual(outcome.leased, []);
+    for (const event of events) {
+      const stored = await store.getEvent(event.id);
+      assert.ok(stored, `event "${event.id}" is stored`);
+      assert.deepEqual(stored.event, event);
+      const { record } = stored;
+      assert.equal(record.id, event.id);
+      assert.equal(record.kind, event.kind);
+      assert.equal(record.state, "pending");
+      assert.equal(record.attempts, 0);
+      assert.equal(record.receivedAt, T0);
+      assert.equal(record.dueAt, T0);
+      assert.ok(
+        record.expiresAt >= T0 + DEFAULT_OPTIONS.dedupTtlMs,
+        "kept as long as the dedup TTL",
+      );
+      assert.deepEqual(record.completedHandlers, []);
+      assert.deepEqual(record.history, []);
+      assert.equal(record.lastError, undefined);
+    }
+  });
+
+  test("getEvent returns null for an id never recorded", async (store) => {
+    await store.recordEvents(_textEvents([1]), { now: T0 });
+    assert.equal(await store.getEvent(_textEvent(2).id), null);
+  });
+
+  test("recordEvents reports an id recorded twice as a duplicate, keeping the first record", async (store) => {
+    const [a, b, c] = _textEvents([1, 2, 3]) as [WebhookEvent, WebhookEvent, WebhookEvent];
+    const first = await store.recordEvents([a, b], { now: T0 });
+    assert.deepEqual(_sorted(first.recorded), _sorted([a.id, b.id]));
+    const second = await store.recordEvents([b, c], { now: T0 + SECOND_MS });
+    assert.deepEqual(second.recorded, [c.id]);
+    assert.deepEqual(second.duplicates, [b.id]);
+    assert.equal((await _record(store, b.id)).receivedAt, T0, "the first recording stays");
+  });
+
+  test("recordEvents reports an id given twice in one call once as recorded, once as a duplicate", async (store) => {
+    const [a, b] = _textEvents([1, 2]) as [WebhookEvent, WebhookEvent];
+    const outcome = await store.recordEvents([a, b, a], { now: T0 });
+    assert.deepEqual(_sorted(outcome.recorded), _sorted([a.id, b.id]));
+    assert.deepEqual(outcome.duplicates, [a.id]);
+    const claims = await store.claimDue(_claimAt(T0));
+    assert.deepEqual(_sorted(_claimedIds(claims)), _sorted([a.id, b.id]), "each runs once");
+  });
+
+  test("concurrent recordEvents calls with overlapping ids record each id exactly once", async (store) => {
+    const calls = [
+      _textEvents(_range(1, 12)),
+      _textEvents(_range(6, 18)),
+      _textEvents([..._range(15, 25), 1, 12]),
+      _textEvents([3, 3, 20, 26]),
+    ];
+    const outcomes = await Promise.all(
+      calls.map((events) => store.recordEvents(events, { now: T0 })),
+    );
+    outcomes.forEach((outcome, i) => {
+      assert.deepEqual(
+        _sorted([...outcome.recorded, ...outcome.duplicates]),
+        _sorted(_ids(calls[i]!)),
+        `call ${i}: every event recorded or a duplicate`,
+      );
+    });
+    const recorded = outcomes.flatMap((outcome) => outcome.recorded);
+    assert.deepEqual(_sorted(recorded), _sorted(_ids(_textEvents(_range(1, 26)))));
+    const claims = await store.claimDue(_claimAt(T0, { limit: 100 }));
+    assert.equal(claims.length, 26, "each recorded event runs once");
+  });
+
+  test("recordEvents records a delivery of more than ten events, each read back whole", async (store) => {
+    const events = _textEvents(_range(1, 25));
+    assert.equal(events.length, 25);
+    const outcome = await store.recordEvents(events, { now: T0 });
+    assert.deepEqual(_sorted(outcome.recorded), _sorted(_ids(events)));
+    for (const event of events) assert.deepEqual((await store.getEvent(event.id))?.event, event);
+    const claims = await store.claimDue(_claimAt(T0, { limit: 100 }));
+    assert.deepEqual(_sorted(_claimedIds(claims)), _sorted(_ids(events)));
+  });
+
+  test("recordEvents records an event larger than 64 KiB, read back whole by getEvent and claimDue", async (store) => {
+    // Non-ASCII text: its UTF-8 bytes outnumber its characters, and a split may fall inside one.
+    const text = "Olá, ação 🎉 ".repeat(LARGE_TEXT_CHARS / 12).slice(0, LARGE_TEXT_CHARS);
+    const [large] = _textEvents([1], () => text);
+    assert.ok(large && JSON.stringify(large).length > LARGE_TEXT_CHARS);
+    const outcome = await store.recordEvents([large], { now: T0 });
+    assert.deepEqual(outcome.recorded, [large.id]);
+    assert.deepEqual((await store.getEvent(large.id))?.event, large);
+    const [claim] = await store.claimDue(_claimAt(T0));
+    assert.deepEqual(claim?.event, large);
+    assert.deepEqual((await store.recordEvents([large], { now: T0 + 1 })).duplicates, [large.id]);
+  });
+
+  test("recordEvents records a delivery of twelve 100 KB events, each read back whole", async (store) => {
+    const events = _textEvents(_range(1, 12), (n) => `${n} `.padEnd(100_000, "x"));
+    const outcome = await store.recordEvents(events, { now: T0 });
+    assert.deepEqual(_sorted(outcome.recorded), _sorted(_ids(events)));
+    for (const event of events) assert.deepEqual((await store.getEvent(event.id))?.event, event);
+  });
+
+  // --- Leased recording -----------------------------------------------------------------------
+
+  test("recordEvents with a lease returns the first lease.count events leased, unclaimable until lease.until; the rest are due now", async (store) => {
+    const events = _textEvents([1, 2, 3, 4, 5]);
+    const now = T0 + SECOND_MS;
+    const until = now + LEASE_MS;
+    const outcome = await store.recordEvents(events, { now, lease: { count: 2, until } });
+    assert.deepEqual(_sorted(outcome.recorded), _sorted(_ids(events)));
+    assert.deepEqual(outcome.duplicates, []);
+    assert.deepEqual(_claimedIds(outcome.leased), _ids(events.slice(0, 2)), "the first two");
+    for (const [i, leased] of outcome.leased.entries()) {
+      assert.deepEqual(leased.event, events[i]);
+      assert.equal(leased.record.id, leased.event.id);
+      assert.equal(leased.record.attempts, 0);
+      assert.equal(leased.lease.until, until);
+    }
+    const due = await store.claimDue(_claimAt(now, { leaseUntil: until + LEASE_MS }));
+    assert.deepEqual(_sorted(_claimedIds(due)), _sorted(_ids(events.slice(2))));
+    assert.deepEqual(await store.claimDue(_claimAt(until - 1)), [], "leased until lease.until");
+    const expired = await store.claimDue(_claimAt(until + 1));
+    assert.deepEqual(
+      _sorted(_claimedIds(expired)),
+      _sorted(_ids(events.slice(0, 2))),
+      "due once the lease ran out (the others' leases end later)",
+    );
+  });
+
+  test(
+    "recordEvents with a lease leases the first lease.count new events, passing over duplicates",
+    async (store) => {
+      const [e0, e1, e2, e3] = _textEvents([0, 1, 2, 3]) as [
+        WebhookEvent,
+        WebhookEvent,
+        WebhookEvent,
+        WebhookEvent,
+      ];
+      await store.recordEvents([e0], { now: T0 });
+      const now = T0 + SECOND_MS;
+      const until = now + LEASE_MS;
+      const outcome = await store.recordEvents([e0, e1, e2, e3], {
+        now,
+        lease: { count: 2, until },
+      });
+      assert.deepEqual(outcome.duplicates, [e0.id]);
+      assert.deepEqual(_sorted(outcome.recorded), _sorted([e1.id, e2.id, e3.id]));
+      assert.deepEqual(_claimedIds(outcome.leased), [e1.id, e2.id], "the first two new ones");
+      const due = await store.claimDue(_claimAt(now));
+      assert.deepEqual(_sorted(_claimedIds(due)), _sorted([e0.id, e3.id]));
+    },
+    {
+      // KV store bug: `createInbox().record` leases by position in the call (`i < lease.count`),
+      // so a duplicate among the first `count` events takes a lease slot: with e0 a duplicate,
+      // `leased` is [e1] instead of [e1, e2], and e2 is left due (claimed with e0 and e3).
+      ignore: true,
+    },
+  );
+
+  test("an event recorded leased is settled under that lease like a claimed one", async (store) => {
+    const [event] = _textEvents([1]);
+    const until = T0 + LEASE_MS;
+    const { leased } = await store.recordEvents([event!], { now: T0, lease: { count: 1, until } });
+    assert.equal(leased.length, 1);
+    assert.equal(await store.settle(leased[0]!, _done(T0, T0 + 5)), true);
+    assert.equal((await _record(store, event!.id)).state, "done");
+    assert.deepEqual(await store.claimDue(_claimAt(until + 1)), [], "never runs again");
+  });
+
+  // --- Claiming -------------------------------------------------------------------------------
+
+  test("claimDue claims due events oldest due first, each leased until leaseUntil", async (store) => {
+    const events = _textEvents([1, 2, 3, 4]);
+    for (const [i, event] of events.entries()) {
+      await store.recordEvents([event], { now: T0 + i * SECOND_MS });
+    }
+    const now = T0 + 2 * SECOND_MS;
+    const claims = await store.claimDue(_claimAt(now));
+    assert.deepEqual(_claimedIds(claims), _ids(events.slice(0, 3)), "the fourth is due later");
+    for (const [i, claim] of claims.entries()) {
+      assert.deepEqual(claim.event, events[i]);
+      assert.equal(claim.record.id, claim.event.id);
+      assert.equal(claim.record.attempts, 0);
+      assert.equal(claim.lease.until, now + LEASE_MS);
+    }
+    assert.deepEqual(await store.claimDue(_claimAt(now)), [], "none is claimed twice");
+  });
+
+  test("claimDue never gives one event to two concurrent callers", async (store) => {
+    const events = _textEvents(_range(1, 20));
+    await store.recordEvents(events.slice(0, 10), { now: T0 });
+    await store.recordEvents(events.slice(10), { now: T0 });
+    const rounds = await Promise.all(
+      [1, 2, 3].map(() => store.claimDue(_claimAt(T0, { limit: 20 }))),
+    );
+    const claimed = rounds.flatMap(_claimedIds);
+    assert.equal(new Set(claimed).size, claimed.length, `claimed twice: ${claimed.join(", ")}`);
+    const rest = await store.claimDue(_claimAt(T0, { limit: 20 }));
+    const all = [...claimed, ..._claimedIds(rest)];
+    assert.deepEqual(_sorted(all), _sorted(_ids(events)), "each event claimed exactly once");
+  });
+
+  test("claimDue does not claim a leased event before leaseUntil, and claims it again once the lease ran out", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0 });
+    const leaseUntil = T0 + LEASE_MS;
+    assert.equal((await store.claimDue(_claimAt(T0, { leaseUntil }))).length, 1);
+    assert.deepEqual(await store.claimDue(_claimAt(T0)), []);
+    assert.deepEqual(await store.claimDue(_claimAt(leaseUntil - 1)), []);
+    const again = await store.claimDue(_claimAt(leaseUntil + 1));
+    assert.deepEqual(_claimedIds(again), [event!.id]);
+    assert.equal(again[0]!.lease.until, leaseUntil + 1 + LEASE_MS);
+    assert.deepEqual(again[0]!.event, event);
+  });
+
+  test("claimDue leaves alone the events isRunning says the caller runs", async (store) => {
+    const [running, other] = _textEvents([1, 2]) as [WebhookEvent, WebhookEvent];
+    const until = T0 + LEASE_MS;
+    await store.recordEvents([running], { now: T0, lease: { count: 1, until } });
+    await store.recordEvents([other], { now: T0 });
+    const now = until + 1; // the lease ran out while its run goes on
+    const isRunning = (id: string): boolean => id === running.id;
+    const claims = await store.claimDue(_claimAt(now, { isRunning }));
+    assert.deepEqual(_claimedIds(claims), [other.id]);
+    const later = await store.claimDue(_claimAt(now));
+    assert.deepEqual(_claimedIds(later), [running.id], "claimable by one that does not run it");
+  });
+
+  test("claimDue claims at most limit events", async (store) => {
+    const events = _textEvents(_range(1, 5));
+    await store.recordEvents(events, { now: T0 });
+    const first = await store.claimDue(_claimAt(T0, { limit: 2 }));
+    assert.equal(first.length, 2);
+    const rest = await store.claimDue(_claimAt(T0, { limit: 10 }));
+    assert.deepEqual(_sorted([..._claimedIds(first), ..._claimedIds(rest)]), _sorted(_ids(events)));
+  });
+
+  test("claimDue claims no more than room() allows", async (store) => {
+    const events = _textEvents(_range(1, 5));
+    await store.recordEvents(events, { now: T0 });
+    assert.deepEqual(await store.claimDue(_claimAt(T0, { room: () => 0 })), []);
+    const first = await store.claimDue(_claimAt(T0, { room: () => 3 }));
+    assert.equal(first.length, 3);
+    const rest = await store.claimDue(_claimAt(T0));
+    assert.deepEqual(_sorted([..._claimedIds(first), ..._claimedIds(rest)]), _sorted(_ids(events)));
+  });
+
+  // --- Leases ---------------------------------------------------------------------------------
+
+  test("extendLease moves the lease's end: the event is not claimable until the new end", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0 });
+    const [claim] = await store.claimDue(_claimAt(T0));
+    const until = T0 + 10 * LEASE_MS;
+    assert.equal(await store.extendLease(claim!.lease, until), true);
+    assert.equal(claim!.lease.until, until);
+    assert.deepEqual(await store.claimDue(_claimAt(T0 + LEASE_MS + 1)), [], "past the old end");
+    assert.deepEqual(await store.claimDue(_claimAt(until - 1)), []);
+    assert.deepEqual(_claimedIds(await store.claimDue(_claimAt(until + 1))), [event!.id]);
+  });
+
+  test("extendLease returns false once another caller claimed the events after the lease ran out", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0 });
+    const [lost] = await store.claimDue(_claimAt(T0));
+    const now = T0 + LEASE_MS + 1;
+    const [taken] = await store.claimDue(_claimAt(now));
+    assert.ok(taken, "claimed again once the lease ran out");
+    assert.equal(await store.extendLease(lost!.lease, now + 10 * LEASE_MS), false);
+    assert.equal(
+      await store.extendLease(taken.lease, now + 2 * LEASE_MS),
+      true,
+      "the new one holds",
+    );
+    assert.deepEqual(await store.claimDue(_claimAt(now + LEASE_MS + 1)), []);
+  });
+
+  // --- Settling -------------------------------------------------------------------------------
+
+  test("settle done: the event is done with one attempt in its history and is not claimed again", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0 });
+    const [claim] = await store.claimDue(_claimAt(T0));
+    const outcome: RunOutcome = {
+      state: "done",
+      startedAt: T0 + 10,
+      endedAt: T0 + 60,
+      completedHandlers: ["log", "echo"],
+    };
+    assert.equal(await store.settle(claim!, outcome), true);
+    const record = await _record(store, event!.id);
+    assert.equal(record.state, "done");
+    assert.equal(record.attempts, 1);
+    assert.deepEqual(record.history, [{ at: T0 + 10, ms: 50 }]);
+    assert.deepEqual(record.completedHandlers, ["log", "echo"]);
+    assert.equal(record.dueAt, null);
+    assert.equal(record.lastError, undefined);
+    assert.equal(record.receivedAt, T0);
+    assert.deepEqual(await store.claimDue(_claimAt(T0 + 10 * LEASE_MS)), []);
+    const page = await store.listEvents({ state: "done", limit: 10 });
+    assert.deepEqual(page.events.map((e) => [e.id, e.state, e.attempts]), [[event!.id, "done", 1]]);
+  });
+
+  test("settle retrying: the event is claimable again from retryAt, not before, with its completed handlers kept", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0 });
+    const [claim] = await store.claimDue(_claimAt(T0));
+    const retryAt = T0 + 60 * SECOND_MS;
+    const error = 'echo: Graph API answered 503 "Service unavailable"';
+    assert.equal(
+      await store.settle(claim!, _retrying(T0, retryAt, { error, completedHandlers: ["log"] })),
+      true,
+    );
+    const record = await _record(store, event!.id);
+    assert.equal(record.state, "retrying");
+    assert.equal(record.attempts, 1);
+    assert.equal(record.dueAt, retryAt);
+    assert.equal(record.lastError, error);
+    assert.deepEqual(record.completedHandlers, ["log"]);
+    assert.deepEqual(record.history, [{ at: T0, ms: 5, error }]);
+    assert.deepEqual(await store.claimDue(_claimAt(retryAt - 1)), []);
+    const [retry] = await store.claimDue(_claimAt(retryAt));
+    assert.equal(retry?.record.id, event!.id);
+    assert.deepEqual(retry.record.completedHandlers, ["log"], "a retry runs only the others");
+    assert.equal(retry.record.attempts, 1);
+    assert.deepEqual(retry.event, event);
+
+    assert.equal(await store.settle(retry, _done(retryAt, retryAt + 5, ["log", "echo"])), true);
+    const done = await _record(store, event!.id);
+    assert.equal(done.state, "done");
+    assert.equal(done.attempts, 2);
+    assert.deepEqual(done.history, [{ at: T0, ms: 5, error }, { at: retryAt, ms: 5 }]);
+    assert.deepEqual(done.completedHandlers, ["log", "echo"]);
+  });
+
+  test("settle done after a failed run clears the record's lastError", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0 });
+    const [claim] = await store.claimDue(_claimAt(T0));
+    const retryAt = T0 + 60 * SECOND_MS;
+    await store.settle(claim!, _retrying(T0, retryAt, { error: "echo: timed out" }));
+    const [retry] = await store.claimDue(_claimAt(retryAt));
+    assert.equal(await store.settle(retry!, _done(retryAt, retryAt + 5)), true);
+    const done = await _record(store, event!.id);
+    assert.equal(done.state, "done");
+    assert.equal(done.lastError, undefined, "a run that succeeds clears the earlier error");
+    const [summary] = (await store.listEvents({ limit: 10 })).events;
+    assert.equal(summary?.lastError, undefined);
+  }, {
+    // KV store bug: `settle` stores `{ ...record, ...settledRecord(record, outcome) }`, and the
+    // spread of the old record brings back the `lastError` that `settledRecord` dropped: seen
+    // "echo: timed out", expected undefined (`EventRecord.lastError` is this run's error).
+    ignore: true,
+  });
+
+  test("retrying events are claimed in the order their retries are due", async (store) => {
+    const events = _textEvents([1, 2, 3]);
+    await store.recordEvents(events, { now: T0 });
+    const claims = await store.claimDue(_claimAt(T0));
+    const retryAt: Record<string, number> = {
+      [events[0]!.id]: T0 + 30 * SECOND_MS,
+      [events[1]!.id]: T0 + 10 * SECOND_MS,
+      [events[2]!.id]: T0 + 20 * SECOND_MS,
+    };
+    for (const claim of claims) {
+      assert.equal(await store.settle(claim, _retrying(T0, retryAt[claim.record.id]!)), true);
+    }
+    const now = T0 + 40 * SECOND_MS;
+    const [first] = await store.claimDue(_claimAt(now, { limit: 1 }));
+    assert.equal(first?.record.id, events[1]!.id, "the retry due first");
+    const rest = await store.claimDue(_claimAt(now));
+    assert.deepEqual(_claimedIds(rest), [events[2]!.id, events[0]!.id]);
+  });
+
+  test("settle dead: the event is listed as a dead letter, and replayDeadLetters brings it back", async (store) => {
+    const [event, other] = _textEvents([1, 2]) as [WebhookEvent, WebhookEvent];
+    await store.recordEvents([event, other], { now: T0 });
+    const claims = await store.claimDue(_claimAt(T0));
+    const error = "echo: Graph API answered 400 (code 131009): parameter value is not valid";
+    for (const claim of claims) {
+      const outcome = claim.record.id === event.id
+        ? _dead(T0, { error, completedHandlers: ["log"] })
+        : _done(T0, T0 + 5);
+      assert.equal(await store.settle(claim, outcome), true);
+    }
+    const record = await _record(store, event.id);
+    assert.equal(record.state, "dead");
+    assert.equal(record.dueAt, null);
+    assert.equal(record.lastError, error);
+    assert.equal(record.attempts, 1);
+    const dead = await store.listEvents({ state: "dead", limit: 10 });
+    assert.deepEqual(dead.events.map((e) => [e.id, e.state, e.lastError]), [[
+      event.id,
+      "dead",
+      error,
+    ]]);
+    assert.deepEqual(await store.claimDue(_claimAt(T0 + DAY_MS)), [], "a dead letter does not run");
+
+    const now = T0 + HOUR_MS;
+    assert.equal(await store.replayDeadLetters(now), 1);
+    const replayed = await _record(store, event.id);
+    assert.equal(replayed.state, "pending");
+    assert.equal(replayed.attempts, 0);
+    assert.equal(replayed.dueAt, now);
+    assert.deepEqual(replayed.completedHandlers, []);
+    assert.deepEqual((await store.listEvents({ state: "dead", limit: 10 })).events, []);
+    assert.equal(await store.replayDeadLetters(now), 0, "no dead letter is left");
+    assert.deepEqual(_claimedIds(await store.claimDue(_claimAt(now))), [event.id]);
+  });
+
+  test("settle after the lease was lost returns false and stores nothing; the new holder's settle wins", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0 });
+    const [lost] = await store.claimDue(_claimAt(T0));
+    const now = T0 + LEASE_MS + 1;
+    const [holder] = await store.claimDue(_claimAt(now));
+    assert.ok(holder);
+
+    assert.equal(await store.settle(lost!, _done(T0, now, ["log", "echo"])), false);
+    const unchanged = await _record(store, event!.id);
+    assert.equal(unchanged.state, "processing", "still leased to the new holder");
+    assert.equal(unchanged.attempts, 0);
+    assert.deepEqual(unchanged.history, []);
+    assert.deepEqual(unchanged.completedHandlers, []);
+
+    const retryAt = now + HOUR_MS;
+    assert.equal(
+      await store.settle(holder, _retrying(now, retryAt, { error: "echo: timed out" })),
+      true,
+    );
+    const settled = await _record(store, event!.id);
+    assert.equal(settled.state, "retrying");
+    assert.equal(settled.attempts, 1);
+    assert.equal(settled.dueAt, retryAt);
+    assert.equal(await store.settle(lost!, _done(T0, now)), false, "still lost later");
+    assert.equal((await _record(store, event!.id)).state, "retrying");
+  });
+
+  test("settle stores each event of one claim on its own, under their shared lease", async (store) => {
+    const events = _textEvents([1, 2, 3]);
+    await store.recordEvents(events, { now: T0 });
+    const claims = await store.claimDue(_claimAt(T0));
+    assert.equal(claims.length, 3);
+    const [a, b, c] = claims as [ClaimedEvent, ClaimedEvent, ClaimedEvent];
+    assert.equal(await store.settle(a, _done(T0, T0 + 5)), true);
+    const until = T0 + 4 * LEASE_MS;
+    assert.equal(await store.extendLease(b.lease, until), true, "the rest still hold the lease");
+    assert.equal(await store.settle(b, _retrying(T0, T0 + HOUR_MS)), true);
+    assert.deepEqual(await store.claimDue(_claimAt(until - 1)), [], "c is still leased");
+    assert.equal(await store.settle(c, _dead(T0)), true);
+    const states = await Promise.all(
+      [a, b, c].map(async (claim) => (await _record(store, claim.record.id)).state),
+    );
+    assert.deepEqual(states, ["done", "retrying", "dead"]);
+  });
+
+  // --- State while leased ---------------------------------------------------------------------
+
+  test("an event shows as processing in getEvent and listEvents while it is leased", async (store) => {
+    const [claimed, leased, waiting] = _textEvents([1, 2, 3]) as [
+      WebhookEvent,
+      WebhookEvent,
+      WebhookEvent,
+    ];
+    await store.recordEvents([claimed], { now: T0 });
+    await store.recordEvents([leased], { now: T0 + 1, lease: { count: 1, until: T0 + LEASE_MS } });
+    await store.recordEvents([waiting], { now: T0 + 2 });
+    const [claim] = await store.claimDue(_claimAt(T0, { limit: 1 }));
+    assert.equal(claim?.record.id, claimed.id);
+
+    assert.equal((await _record(store, claimed.id)).state, "processing");
+    assert.equal((await _record(store, leased.id)).state, "processing");
+    assert.equal((await _record(store, waiting.id)).state, "pending");
+    const processing = await store.listEvents({ state: "processing", limit: 10 });
+    assert.deepEqual(processing.events.map((e) => e.id), [leased.id, claimed.id]);
+    const all = await store.listEvents({ limit: 10 });
+    assert.deepEqual(all.events.map((e) => e.state), ["pending", "processing", "processing"]);
+
+    assert.equal(await store.settle(claim, _done(T0, T0 + 5)), true);
+    assert.equal((await _record(store, claimed.id)).state, "done");
+  });
+
+  // --- Bringing forward -----------------------------------------------------------------------
+
+  test("bringForward makes due at now the events waiting beyond latestDueAt, at most limit", async (store) => {
+    const events = _textEvents([1, 2, 3, 4]);
+    const [near, ...far] = events as [WebhookEvent, ...WebhookEvent[]];
+    await store.recordEvents(events, { now: T0 });
+    const farAt = T0 + 365 * DAY_MS;
+    const nearAt = T0 + HOUR_MS;
+    for (const claim of await store.claimDue(_claimAt(T0))) {
+      const at = claim.record.id === near.id ? nearAt : farAt;
+      assert.equal(await store.settle(claim, _retrying(T0, at)), true);
+    }
+    const now = T0 + SECOND_MS;
+    assert.deepEqual(await store.claimDue(_claimAt(now)), []);
+    const latestDueAt = now + DAY_MS;
+    assert.equal(await store.bringForward({ now, latestDueAt, limit: 2 }), 2);
+    const first = await store.claimDue(_claimAt(now));
+    assert.equal(first.length, 2);
+    assert.equal(await store.bringForward({ now, latestDueAt, limit: 10 }), 1);
+    const second = await store.claimDue(_claimAt(now));
+    assert.deepEqual(_sorted([..._claimedIds(first), ..._claimedIds(second)]), _sorted(_ids(far)));
+    for (const claim of [...first, ...second]) {
+      assert.equal(await store.settle(claim, _done(now, now + 5)), true);
+    }
+    assert.equal(await store.bringForward({ now, latestDueAt, limit: 10 }), 0);
+    assert.equal((await _record(store, near.id)).dueAt, nearAt, "due before latestDueAt: left");
+    assert.deepEqual(_claimedIds(await store.claimDue(_claimAt(nearAt))), [near.id]);
+  });
+
+  // --- Replaying ------------------------------------------------------------------------------
+
+  test("replayEvent returns not_found for an id never recorded", async (store) => {
+    await store.recordEvents(_textEvents([1]), { now: T0 });
+    assert.deepEqual(await store.replayEvent(_textEvent(2).id, T0), { status: "not_found" });
+  });
+
+  test("replayEvent returns busy while the event is leased", async (store) => {
+    const [claimed, leased] = _textEvents([1, 2]) as [WebhookEvent, WebhookEvent];
+    await store.recordEvents([claimed], { now: T0 });
+    await store.recordEvents([leased], { now: T0, lease: { count: 1, until: T0 + LEASE_MS } });
+    const [claim] = await store.claimDue(_claimAt(T0));
+    assert.equal(claim?.record.id, claimed.id);
+    assert.deepEqual(await store.replayEvent(claimed.id, T0 + 1), { status: "busy" });
+    assert.deepEqual(await store.replayEvent(leased.id, T0 + 1), { status: "busy" });
+    assert.equal(await store.settle(claim, _done(T0, T0 + 5)), true, "the lease still holds");
+    assert.equal((await _record(store, claimed.id)).attempts, 1);
+  });
+
+  test("replayEvent puts an event back to pending with a fresh retry schedule, its runs kept in the summary's attempts", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0 });
+    const [claim] = await store.claimDue(_claimAt(T0));
+    await store.settle(claim!, _done(T0, T0 + 5, ["log", "echo"]));
+    const now = T0 + HOUR_MS;
+    const result = await store.replayEvent(event!.id, now);
+    assert.equal(result.status, "replayed");
+    const expected = {
+      state: "pending",
+      attempts: 0,
+      replayedAttempts: 1,
+      dueAt: now,
+      completedHandlers: [],
+      historyLength: 1,
+    };
+    const view = (record: EventRecord) => ({
+      state: record.state,
+      attempts: record.attempts,
+      replayedAttempts: record.replayedAttempts,
+      dueAt: record.dueAt,
+      completedHandlers: record.completedHandlers,
+      historyLength: record.history.length,
+    });
+    assert.deepEqual(view(result.record), expected);
+    assert.deepEqual(view(await _record(store, event!.id)), expected);
+    assert.deepEqual(_summaryView(await store.listEvents({ limit: 10 })), [[
+      event!.id,
+      "pending",
+      1,
+    ]]);
+
+    const [again] = await store.claimDue(_claimAt(now));
+    assert.deepEqual(again?.record.completedHandlers, [], "every handler runs again");
+    assert.equal(again.record.attempts, 0);
+    await store.settle(again, _retrying(now, now + HOUR_MS, { error: "echo: timed out" }));
+    const record = await _record(store, event!.id);
+    assert.equal(record.attempts, 1, "the retry schedule counts from the replay");
+    assert.deepEqual(_summaryView(await store.listEvents({ limit: 10 })), [[
+      event!.id,
+      "retrying",
+      2,
+    ]]);
+  });
+
+  test("replayEvent of a dead letter removes it from the dead letters", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0 });
+    const [claim] = await store.claimDue(_claimAt(T0));
+    await store.settle(claim!, _dead(T0, { error: "echo: rejected" }));
+    assert.equal((await store.listEvents({ state: "dead", limit: 10 })).events.length, 1);
+    const result = await store.replayEvent(event!.id, T0 + 1);
+    assert.equal(result.status, "replayed");
+    assert.deepEqual((await store.listEvents({ state: "dead", limit: 10 })).events, []);
+    assert.equal(await store.replayDeadLetters(T0 + 2), 0);
+    assert.deepEqual(_claimedIds(await store.claimDue(_claimAt(T0 + 1))), [event!.id]);
+  });
+
+  test("replayEvent of a waiting event makes it due at now", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0 });
+    const [claim] = await store.claimDue(_claimAt(T0));
+    await store.settle(claim!, _retrying(T0, T0 + DAY_MS));
+    const now = T0 + SECOND_MS;
+    assert.equal((await store.replayEvent(event!.id, now)).status, "replayed");
+    const [replayed] = await store.claimDue(_claimAt(now));
+    assert.equal(replayed?.record.id, event!.id);
+    assert.equal(await store.settle(replayed, _done(now, now + 5)), true);
+    assert.deepEqual(
+      await store.claimDue(_claimAt(T0 + DAY_MS + 1)),
+      [],
+      "not again at the old time",
+    );
+  });
+
+  // --- Listing --------------------------------------------------------------------------------
+
+  test("listEvents lists events newest first, with their kind, state, attempts and receivedAt", async (store) => {
+    const events = fixtureEvents("batched_mixed");
+    for (const [i, event] of events.entries()) {
+      await store.recordEvents([event], { now: T0 + i * SECOND_MS });
+    }
+    const page = await store.listEvents({ limit: 100 });
+    assert.equal(page.cursor, undefined);
+    const expected = events.map((event, i): EventSummary => ({
+      id: event.id,
+      kind: event.kind,
+      state: "pending",
+      attempts: 0,
+      receivedAt: new Date(T0 + i * SECOND_MS).toISOString(),
+    })).reverse();
+    assert.deepEqual(page.events, expected);
+  });
+
+  test("listEvents filters by state and by kind, newest first", async (store) => {
+    const events = fixtureEvents("batched_mixed");
+    for (const [i, event] of events.entries()) {
+      await store.recordEvents([event], { now: T0 + i * SECOND_MS });
+    }
+    const now = T0 + HOUR_MS;
+    const claims = await store.claimDue(_claimAt(now, { limit: 100 }));
+    const byId = new Map(claims.map((claim) => [claim.record.id, claim]));
+    const kinds = events.map((e) => e.kind);
+    // Messages die, statuses retry, the rest are done.
+    const error = "echo: rejected";
+    for (const event of events) {
+      const outcome = event.kind === "message"
+        ? _dead(now, { error })
+        : event.kind === "status"
+        ? _retrying(now, now + DAY_MS, { error })
+        : _done(now, now + 5);
+      assert.equal(await store.settle(byId.get(event.id)!, outcome), true);
+    }
+    const newestFirst = [...events].reverse();
+    const idsWhere = (match: (e: WebhookEvent) => boolean) => _ids(newestFirst.filter(match));
+
+    const dead = await store.listEvents({ state: "dead", limit: 100 });
+    assert.deepEqual(dead.events.map((e) => e.id), idsWhere((e) => e.kind === "message"));
+    assert.ok(
+      dead.events.every((e) => e.state === "dead" && e.lastError === error && e.attempts === 1),
+    );
+    const done = await store.listEvents({ state: "done", limit: 100 });
+    assert.deepEqual(done.events.map((e) => e.id), idsWhere((e) => e.kind === "change"));
+    assert.ok(done.events.every((e) => e.lastError === undefined));
+    const statuses = await store.listEvents({ kind: "status", limit: 100 });
+    assert.deepEqual(statuses.events.map((e) => e.id), idsWhere((e) => e.kind === "status"));
+    assert.ok(statuses.events.every((e) => e.state === "retrying" && e.lastError === error));
+    const none = await store.listEvents({ kind: "message", state: "done", limit: 100 });
+    assert.deepEqual(none, { events: [] });
+    const both = await store.listEvents({ kind: "status", state: "retrying", limit: 100 });
+    assert.equal(both.events.length, kinds.filter((k) => k === "status").length);
+    assert.deepEqual((await store.listEvents({ state: "pending", limit: 100 })).events, []);
+  });
+
+  test("listEvents returns at most limit events, and cursors continue without repeat or gap to a last page without one", async (store) => {
+    const events = _textEvents(_range(1, 7));
+    for (const [i, event] of events.entries()) {
+      await store.recordEvents([event], { now: T0 + i * SECOND_MS });
+    }
+    const newestFirst = _ids(events).reverse();
+    const first = await store.listEvents({ limit: 3 });
+    assert.deepEqual(first.events.map((e) => e.id), newestFirst.slice(0, 3));
+    assert.ok(first.cursor, "more follow");
+    const { ids, pages } = await _listAll(store, { limit: 3 });
+    assert.deepEqual(ids, newestFirst);
+    assert.ok(pages.every((page) => page.events.length <= 3));
+    assert.equal(pages.at(-1)!.cursor, undefined);
+  });
+
+  test("listEvents gives no cursor with the page that ends on the last event", async (store) => {
+    const events = _textEvents(_range(1, 6));
+    for (const [i, event] of events.entries()) {
+      await store.recordEvents([event], { now: T0 + i * SECOND_MS });
+    }
+    const first = await store.listEvents({ limit: 3 });
+    assert.ok(first.cursor);
+    const second = await store.listEvents({ limit: 3, cursor: first.cursor });
+    assert.deepEqual(second.events.map((e) => e.id), _ids(events.slice(0, 3)).reverse());
+    assert.equal(second.cursor, undefined, "no event follows");
+    const whole = await store.listEvents({ limit: 6 });
+    assert.equal(whole.events.length, 6);
+    assert.equal(whole.cursor, undefined);
+  });
+
+  test("listEvents cursors continue a filtered listing, also over events recorded together", async (store) => {
+    const events = _textEvents(_range(1, 12));
+    // Recorded in three deliveries of four: pages cross the events of one call.
+    for (let i = 0; i < 3; i++) {
+      await store.recordEvents(events.slice(4 * i, 4 * i + 4), { now: T0 + i * SECOND_MS });
+    }
+    const claims = await store.claimDue(_claimAt(T0 + HOUR_MS, { limit: 100 }));
+    const deadIds = new Set(_ids(events).filter((_, i) => i % 3 !== 0));
+    for (const claim of claims) {
+      const isDead = deadIds.has(claim.record.id);
+      await store.settle(
+        claim,
+        isDead ? _dead(T0 + HOUR_MS) : _done(T0 + HOUR_MS, T0 + HOUR_MS + 1),
+      );
+    }
+    const all = await store.listEvents({ limit: 100 });
+    assert.deepEqual(_sorted(all.events.map((e) => e.id)), _sorted(_ids(events)));
+    for (const limit of [1, 2, 3, 5]) {
+      const { ids } = await _listAll(store, { state: "dead", limit });
+      assert.deepEqual(
+        ids,
+        all.events.map((e) => e.id).filter((id) => deadIds.has(id)),
+        `limit ${limit}`,
+      );
+    }
+    for (const limit of [1, 4, 7]) {
+      const { ids } = await _listAll(store, { limit });
+      assert.deepEqual(ids, all.events.map((e) => e.id), `limit ${limit}`);
+    }
+  });
+
+  test("listEvents throws InvalidCursorError for a cursor it did not produce", async (store) => {
+    await store.recordEvents(_textEvents([1, 2, 3]), { now: T0 });
+    for (const cursor of ["not a cursor", "eyJ4IjoxfQ", "AAAA", "{}"]) {
+      await assert.rejects(
+        () => store.listEvents({ limit: 2, cursor }),
+        InvalidCursorError,
+        cursor,
+      );
+    }
+  });
+
+  // --- Message statuses -----------------------------------------------------------------------
+
+  test("advanceMessageStatus moves a message forward only: sent, delivered, read; a late sent is ignored", async (store) => {
+    const wamid = "wamid.HBgNNTUxMTk5OTk5MDAwMBEGABIYOUT012AA==";
+    const at = (status: MessageStatusRecord["status"], updatedAt: number): MessageStatusRecord => ({
+      id: wamid,
+      status,
+      updatedAt,
+    });
+    assert.equal(await store.advanceMessageStatus(at("sent", T0), DAY_MS), true);
+    assert.deepEqual(await store.getMessageStatus(wamid), at("sent", T0));
+    assert.equal(await store.advanceMessageStatus(at("delivered", T0 + 1), DAY_MS), true);
+    assert.equal(await store.advanceMessageStatus(at("read", T0 + 2), DAY_MS), true);
+    assert.equal(await store.advanceMessageStatus(at("sent", T0 + 3), DAY_MS), false);
+    assert.equal(await store.advanceMessageStatus(at("delivered", T0 + 4), DAY_MS), false);
+    assert.equal(await store.advanceMessageStatus(at("read", T0 + 5), DAY_MS), false, "a repeat");
+    assert.deepEqual(await store.getMessageStatus(wamid), at("read", T0 + 2));
+    assert.equal(await store.advanceMessageStatus(at("played", T0 + 6), DAY_MS), true);
+    assert.deepEqual(await store.getMessageStatus(wamid), at("played", T0 + 6));
+  });
+
+  test("advanceMessageStatus: failed replaces any status, keeps its errors, and nothing replaces it", async (store) => {
+    const { status } = firstFixtureEvent("status_failed", "status");
+    assert.ok(status.errors && status.errors.length > 0);
+    const wamid = status.id;
+    assert.equal(
+      await store.advanceMessageStatus({ id: wamid, status: "read", updatedAt: T0 }, DAY_MS),
+      true,
+    );
+    const failed: MessageStatusRecord = {
+      id: wamid,
+      status: "failed",
+      updatedAt: T0 + 1,
+      errors: status.errors,
+    };
+    assert.equal(await store.advanceMessageStatus(failed, DAY_MS), true);
+    for (const late of ["sent", "delivered", "read", "played", "failed"] as const) {
+      const next: MessageStatusRecord = { id: wamid, status: late, updatedAt: T0 + 2 };
+      assert.equal(await store.advanceMessageStatus(next, DAY_MS), false, late);
+    }
+    assert.deepEqual(await store.getMessageStatus(wamid), failed);
+  });
+
+  test("concurrent advanceMessageStatus calls keep the furthest status", async (store) => {
+    const wamids = _range(1, 5).map((n) => `wamid.CONCURRENT${n}`);
+    const order = ["sent", "read", "delivered", "played", "sent", "delivered"] as const;
+    await Promise.all(
+      wamids.flatMap((id) =>
+        order.map((status, i) =>
+          store.advanceMessageStatus({ id, status, updatedAt: T0 + i }, DAY_MS)
+        )
+      ),
+    );
+    for (const id of wamids) {
+      assert.deepEqual(await store.getMessageStatus(id), {
+        id,
+        status: "played",
+        updatedAt: T0 + 3,
+      });
+    }
+    const results = await Promise.all(
+      ["failed", "read", "failed"].map((status, i) =>
+        store.advanceMessageStatus(
+          { id: "wamid.RACE", status: status as "failed" | "read", updatedAt: T0 + i },
+          DAY_MS,
+        )
+      ),
+    );
+    assert.equal(results.filter((changed) => changed).length >= 1, true);
+    assert.equal((await store.getMessageStatus("wamid.RACE"))?.status, "failed");
+  });
+
+  test("getMessageStatus returns null for a message never seen", async (store) => {
+    await store.advanceMessageStatus({ id: "wamid.KNOWN", status: "sent", updatedAt: T0 }, DAY_MS);
+    assert.equal(await store.getMessageStatus("wamid.UNKNOWN"), null);
+  });
+
+  // --- Reply records --------------------------------------------------------------------------
+
+  test("swapReply from null wins once for two runs racing for one reply", async (store) => {
+    const of: ReplyOf = { handler: "echo", inboundId: "wamid.INBOUND1" };
+    assert.equal(await store.getReply(of), null);
+    const mine: ReplyRecord = {
+      outcome: "unknown",
+      phoneNumberId: "106540000000002",
+      unknownSends: 1,
+    };
+    const theirs: ReplyRecord = {
+      outcome: "unknown",
+      phoneNumberId: "106540000000003",
+      unknownSends: 1,
+    };
+    const results = await Promise.all([
+      store.swapReply(of, null, mine, DAY_MS),
+      store.swapReply(of, null, theirs, DAY_MS),
+    ]);
+    assert.equal(results.filter((won) => won).length, 1, `results: ${results}`);
+    assert.deepEqual(await store.getReply(of), results[0] ? mine : theirs);
+  });
+
+  test("swapReply from one expected record wins once for two runs racing to replace it", async (store) => {
+    const of: ReplyOf = { handler: "echo", inboundId: "wamid.INBOUND1" };
+    const unknown: ReplyRecord = {
+      outcome: "unknown",
+      phoneNumberId: "106540000000002",
+      unknownSends: 1,
+    };
+    assert.equal(await store.swapReply(of, null, unknown, DAY_MS), true);
+    const next = (unknownSends: number): ReplyRecord => ({ ...unknown, unknownSends });
+    const results = await Promise.all([
+      store.swapReply(of, unknown, next(2), DAY_MS),
+      store.swapReply(of, { ...unknown }, next(3), DAY_MS),
+      store.swapReply(of, unknown, null, DAY_MS),
+    ]);
+    assert.equal(results.filter((won) => won).length, 1, `results: ${results}`);
+    const winner = [next(2), next(3), null][results.indexOf(true)];
+    assert.deepEqual(await store.getReply(of), winner);
+  });
+
+  test("swapReply replaces a record only while it is still the expected one", async (store) => {
+    const of: ReplyOf = { handler: "echo", inboundId: "wamid.INBOUND1" };
+    const unknown: ReplyRecord = {
+      outcome: "unknown",
+      phoneNumberId: "106540000000002",
+      unknownSends: 1,
+    };
+    const sent: ReplyRecord = {
+      outcome: "sent",
+      messageId: "wamid.REPLY1",
+      phoneNumberId: "106540000000002",
+      unknownSends: 1,
+    };
+    assert.equal(await store.swapReply(of, null, unknown, DAY_MS), true);
+    assert.equal(await store.swapReply(of, null, sent, DAY_MS), false, "not absent any more");
+    const stale: ReplyRecord = { ...unknown, unknownSends: 2 };
+    assert.equal(await store.swapReply(of, stale, sent, DAY_MS), false, "stale expected");
+    assert.deepEqual(await store.getReply(of), unknown);
+    const sameValue: ReplyRecord = {
+      outcome: "unknown",
+      phoneNumberId: "106540000000002",
+      unknownSends: 1,
+    };
+    assert.equal(await store.swapReply(of, sameValue, sent, DAY_MS), true, "compared by value");
+    assert.deepEqual(await store.getReply(of), sent);
+    assert.equal(await store.swapReply(of, unknown, sent, DAY_MS), false, "the old value is stale");
+  });
+
+  test("swapReply compares the expected record by value, whatever the order of its fields", async (store) => {
+    const of: ReplyOf = { handler: "echo", inboundId: "wamid.INBOUND1" };
+    const stored: ReplyRecord = {
+      outcome: "sent",
+      messageId: "wamid.REPLY1",
+      phoneNumberId: "106540000000002",
+    };
+    assert.equal(await store.swapReply(of, null, stored, DAY_MS), true);
+    const reordered: ReplyRecord = {
+      phoneNumberId: "106540000000002",
+      messageId: "wamid.REPLY1",
+      outcome: "sent",
+    };
+    assert.equal(await store.swapReply(of, reordered, null, DAY_MS), true);
+    assert.equal(await store.getReply(of), null);
+  });
+
+  test("swapReply to null removes the record, and a swap from null succeeds again", async (store) => {
+    const of: ReplyOf = { handler: "echo", inboundId: "wamid.INBOUND1" };
+    const sent: ReplyRecord = {
+      outcome: "sent",
+      messageId: "wamid.REPLY1",
+      phoneNumberId: "106540000000002",
+    };
+    assert.equal(await store.swapReply(of, null, sent, DAY_MS), true);
+    assert.equal(await store.swapReply(of, sent, null, DAY_MS), true);
+    assert.equal(await store.getReply(of), null);
+    assert.equal(await store.swapReply(of, sent, null, DAY_MS), false, "already removed");
+    const again: ReplyRecord = {
+      outcome: "unknown",
+      phoneNumberId: "106540000000002",
+      unknownSends: 1,
+    };
+    assert.equal(await store.swapReply(of, null, again, DAY_MS), true);
+    assert.deepEqual(await store.getReply(of), again);
+  });
+
+  test("reply records are kept per handler and per inbound message", async (store) => {
+    const sent = (messageId: string): ReplyRecord => ({
+      outcome: "sent",
+      messageId,
+      phoneNumberId: "106540000000002",
+    });
+    const keys: ReplyOf[] = [
+      { handler: "echo", inboundId: "wamid.INBOUND1" },
+      { handler: "echo", inboundId: "wamid.INBOUND2" },
+      { handler: "welcome", inboundId: "wamid.INBOUND1" },
+    ];
+    for (const [i, of] of keys.entries()) {
+      assert.equal(await store.swapReply(of, null, sent(`wamid.REPLY${i}`), DAY_MS), true);
+    }
+    for (const [i, of] of keys.entries()) {
+      assert.deepEqual(await store.getReply(of), sent(`wamid.REPLY${i}`));
+    }
+    assert.equal(await store.getReply({ handler: "welcome", inboundId: "wamid.INBOUND2" }), null);
+  });
+
+  // --- Operations -----------------------------------------------------------------------------
+
+  test("queueFigures counts events due and due later, the oldest due one's age and the next due time", async (store) => {
+    assert.deepEqual(await store.queueFigures(T0, 1_000), { due: 0, later: 0, oldestDueAgeMs: 0 });
+    const [a, b, leased, retried] = _textEvents([1, 2, 3, 4]) as [
+      WebhookEvent,
+      WebhookEvent,
+      WebhookEvent,
+      WebhookEvent,
+    ];
+    await store.recordEvents([retried], { now: T0 });
+    const [claim] = await store.claimDue(_claimAt(T0));
+    const retryAt = T0 + 20 * SECOND_MS;
+    await store.settle(claim!, _retrying(T0, retryAt));
+    await store.recordEvents([a], { now: T0 + SECOND_MS });
+    await store.recordEvents([b], { now: T0 + 3 * SECOND_MS });
+    const leaseUntil = T0 + 50 * SECOND_MS;
+    await store.recordEvents([leased], {
+      now: T0 + 3 * SECOND_MS,
+      lease: { count: 1, until: leaseUntil },
+    });
+
+    const now = T0 + 5 * SECOND_MS;
+    const figures = await store.queueFigures(now, 1_000);
+    assert.equal(figures.due, 2);
+    assert.equal(figures.later, 2);
+    assert.equal(figures.oldestDueAgeMs, 4 * SECOND_MS);
+
+    await store.claimDue(_claimAt(now, { leaseUntil: now + 60 * SECOND_MS }));
+    assert.deepEqual(await store.queueFigures(now, 1_000), {
+      due: 0,
+      later: 4,
+      oldestDueAgeMs: 0,
+      nextDueAt: retryAt,
+    });
+  });
+
+  test("probe resolves on a working store, which has a name", async (store) => {
+    await store.probe(T0);
+    await store.probe(T0 + 1);
+    assert.equal(typeof store.name, "string");
+    assert.ok(store.name.length > 0);
+  });
+
+  // --- Expiry ---------------------------------------------------------------------------------
+
+  test(
+    "purgeExpired removes events whose records expired: gone from getEvent and listEvents",
+    async (store) => {
+      const events = _textEvents([1, 2]);
+      await store.recordEvents(events, { now: T0 });
+      for (const claim of await store.claimDue(_claimAt(T0))) {
+        assert.equal(await store.settle(claim, _done(T0, T0 + 5)), true);
+      }
+      const later = T0 + 2 * HOUR_MS;
+      const [young] = _textEvents([3]);
+      await store.recordEvents([young!], { now: later });
+      const expired = later + HOUR_MS - 1; // past the old ones' hour, within the young one's
+      assert.equal(await store.purgeExpired(expired, 100), 2);
+      for (const event of events) assert.equal(await store.getEvent(event.id), null);
+      assert.deepEqual((await store.listEvents({ limit: 10 })).events.map((e) => e.id), [
+        young!.id,
+      ]);
+      assert.deepEqual((await store.getEvent(young!.id))?.event, young);
+      assert.equal(await store.purgeExpired(expired, 100), 0);
+      assert.deepEqual(await store.replayEvent(events[0]!.id, expired), { status: "not_found" });
+    },
+    { options: SHORT_OPTIONS },
+  );
+
+  test("purgeExpired removes at most limit events per call", async (store) => {
+    const events = _textEvents([1, 2, 3]);
+    for (const [i, event] of events.entries()) await store.recordEvents([event], { now: T0 + i });
+    for (const claim of await store.claimDue(_claimAt(T0 + 10))) {
+      await store.settle(claim, _done(T0 + 10, T0 + 15));
+    }
+    const now = T0 + 3 * HOUR_MS;
+    assert.equal(await store.purgeExpired(now, 2), 2);
+    assert.equal((await store.listEvents({ limit: 10 })).events.length, 1);
+    assert.equal(await store.purgeExpired(now, 2), 1);
+    assert.deepEqual((await store.listEvents({ limit: 10 })).events, []);
+  }, { options: SHORT_OPTIONS });
+
+  test(
+    "a re-delivery of an event purged after expiry is recorded anew, not as a duplicate",
+    async (store) => {
+      const [event] = _textEvents([1]);
+      await store.recordEvents([event!], { now: T0 });
+      const [claim] = await store.claimDue(_claimAt(T0));
+      await store.settle(claim!, _done(T0, T0 + 5));
+      const now = T0 + 3 * HOUR_MS;
+      assert.equal(await store.purgeExpired(now, 100), 1);
+      const outcome = await store.recordEvents([event!], { now });
+      assert.deepEqual(outcome, { recorded: [event!.id], duplicates: [], leased: [] });
+      const record = await _record(store, event!.id);
+      assert.equal(record.state, "pending");
+      assert.equal(record.attempts, 0);
+      assert.equal(record.receivedAt, now);
+      assert.deepEqual(record.history, []);
+      assert.deepEqual(_claimedIds(await store.claimDue(_claimAt(now))), [event!.id]);
+    },
+    { options: SHORT_OPTIONS },
+  );
+
+  test(
+    "a re-delivery after the dedup TTL passed is recorded anew, even before purgeExpired ran",
+    async (store) => {
+      const [event] = _textEvents([1]);
+      await store.recordEvents([event!], { now: T0 });
+      const [claim] = await store.claimDue(_claimAt(T0));
+      await store.settle(claim!, _done(T0, T0 + 5));
+      const within = T0 + HOUR_MS / 2;
+      assert.deepEqual((await store.recordEvents([event!], { now: within })).duplicates, [
+        event!.id,
+      ]);
+      const now = T0 + 3 * HOUR_MS;
+      const outcome = await store.recordEvents([event!], { now });
+      assert.deepEqual(outcome.recorded, [event!.id], "the id is no longer remembered");
+      const record = await _record(store, event!.id);
+      assert.equal(record.receivedAt, now);
+      assert.equal(record.state, "pending");
+      assert.deepEqual(_claimedIds(await store.claimDue(_claimAt(now))), [event!.id]);
+    },
+    {
+      options: SHORT_OPTIONS,
+      // KV store bug: `commitGroup` deduplicates by the record key's absence
+      // (`check({ versionstamp: null })`), which only Deno KV's wall-clock `expireIn` clears, and
+      // `_findRecorded` counts any stored record as a duplicate: recorded at 3 h past a record
+      // that expired at 1 h (`expiresAt` < `now`), seen `recorded: []`, `duplicates: [id]`;
+      // expected the id recorded anew (`dedupTtlMs` is how long an id is remembered).
+      ignore: true,
+    },
+  );
+}
+
+// --- Helpers ----------------------------------------------------------------------------------
+
+/** Events of one delivery of text messages `wamid.CONTRACT<n>`, bodies from `bodyOf`, parsed. */
+function _textEvents(
+  numbers: readonly number[],
+  bodyOf: (n: number) => string = (n) => `message ${n}`,
+): WebhookEvent[] {
+  const messages = numbers.map((n) => ({
+    from: "5511999990000",
+    id: _wamid(n),
+    timestamp: String(1767225600 + n),
+    type: "text",
+    text: { body: bodyOf(n) },
+  }));
+  // The shape of `tests/support.ts`'s `messagesDelivery`, which this suite does not import: it
+  // would bring in the whole app, and the contract needs only the store.
+  const delivery = {
+    object: "whatsapp_business_account",
+    entry: [{
+      id: "102290000000001",
+      changes: [{
+        field: "messages",
+        value: {
+          messaging_product: "whatsapp",
+          metadata: { display_phone_number: "15550001111", phone_number_id: "106540000000002" },
+          contacts: [{ profile: { name: "Ana" }, wa_id: "5511999990000" }],
+          messages,
+        },
+      }],
+    }],
+  };
+  const { events } = parseDelivery(delivery);
+  assert.deepEqual(events.map((e) => e.kind), numbers.map(() => "message"));
+  return events;
+}
+
+/** The event of text message `n`, as {@linkcode _textEvents} parses it. */
+function _textEvent(n: number): WebhookEvent {
+  return _textEvents([n])[0]!;
+}
+
+function _wamid(n: number): string {
+  return `wamid.HBgNNTUxMTk5OTk5MDAwMBUCABIYCONTRACT${String(n).padStart(4, "0")}AA==`;
+}
+
+/** The integers `from` to `to`, both included. */
+function _range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+function _ids(events: readonly WebhookEvent[]): string[] {
+  return events.map((event) => event.id);
+}
+
+function _claimedIds(claims: readonly ClaimedEvent[]): string[] {
+  return claims.map((claim) => claim.record.id);
+}
+
+function _sorted(ids: readonly string[]): string[] {
+  return [...ids].sort();
+}
+
+/** Claim options at `now`: up to 100 events, leased {@linkcode LEASE_MS}. */
+function _claimAt(now: number, options: Partial<ClaimOptions> = {}): ClaimOptions {
+  return { now, limit: 100, leaseUntil: now + LEASE_MS, ...options };
+}
+
+/** A successful run from `startedAt` to `endedAt`. */
+function _done(startedAt: number, endedAt: number, completedHandlers = ["log"]): RunOutcome {
+  return { state: "done", startedAt, endedAt, completedHandlers };
+}
+
+/** A failed run that started at `startedAt`, ran 5 ms, and retries at `retryAt`. */
+function _retrying(
+  startedAt: number,
+  retryAt: number,
+  { error = "echo: failed", completedHandlers = [] as string[] } = {},
+): RunOutcome {
+  return {
+    state: "retrying",
+    startedAt,
+    endedAt: startedAt + 5,
+    completedHandlers,
+    error,
+    retryAt,
+  };
+}
+
+/** A run that started at `startedAt`, ran 5 ms, and gave up. */
+function _dead(
+  startedAt: number,
+  { error = "echo: failed for good", completedHandlers = [] as string[] } = {},
+): RunOutcome {
+  return { state: "dead", startedAt, endedAt: startedAt + 5, completedHandlers, error };
+}
+
+/** Event `id`'s record; fails when it is unknown. */
+async function _record(store: Store, id: string): Promise<EventRecord> {
+  const stored = await store.getEvent(id);
+  assert.ok(stored, `event "${id}" is stored`);
+  return stored.record;
+}
+
+/** A page as `[id, state, attempts]` lines. */
+function _summaryView(page: EventPage): [string, string, number][] {
+  return page.events.map((e) => [e.id, e.state, e.attempts]);
+}
+
+/** Every page of a listing, following cursors; fails if it never ends or repeats an event. */
+async function _listAll(
+  store: Store,
+  options: Omit<ListEventsOptions, "cursor">,
+): Promise<{ ids: string[]; pages: EventPage[] }> {
+  const pages: EventPage[] = [];
+  let cursor: string | undefined;
+  for (let i = 0; i < MAX_PAGES; i++) {
+    const page = await store.listEvents(cursor === undefined ? options : { ...options, cursor });
+    pages.push(page);
+    if (page.cursor === undefined) {
+      const ids = pages.flatMap((p) => p.events.map((e) => e.id));
+      assert.equal(new Set(ids).size, ids.length, `an event listed twice: ${ids.join(", ")}`);
+      return { ids, pages };
+    }
+    cursor = page.cursor;
+  }
+  throw new Error(`Listing did not end within ${MAX_PAGES} pages`);
+}
