@@ -10,8 +10,7 @@
  *
  * @module
  */
-import { dirname } from "node:path";
-import { type App, createApp } from "./src/app.ts";
+import { type App, createApp, storeOptions } from "./src/app.ts";
 import { systemClock } from "./src/ops/clock.ts";
 import { type Config, CONFIG_NAMES, ConfigError, hasWorker, loadConfig } from "./src/config.ts";
 import { isDenoDeploy } from "./src/ops/deno_deploy.ts";
@@ -24,9 +23,11 @@ import {
 import type { Dispatcher } from "./src/dispatch/dispatcher.ts";
 import { type CronFunction, registerSweepCron } from "./src/dispatch/sweep.ts";
 import { isListenError, listenFailureReason } from "./src/http/listen_errors.ts";
-import { type KvLocation, kvOpenFailureReason, selectKvLocation } from "./src/store/kv_location.ts";
+import { kvOpenFailureReason, selectKvLocation } from "./src/store/kv/location.ts";
+import { isDirectoryLocation, openKv } from "./src/store/kv/open.ts";
+import { createKvStore } from "./src/store/kv/store.ts";
+import type { Store } from "./src/store/store.ts";
 import { createLogger, LOG_FORMATS, type LogFormat, type Logger } from "./src/ops/log.ts";
-import { retryWhileLocked } from "./src/store/commit.ts";
 import { redactSpanUrls } from "./src/ops/telemetry.ts";
 
 /** After SIGINT/SIGTERM, the process exits within this bound whatever is still running. */
@@ -53,7 +54,7 @@ export interface ServiceOptions {
 export interface Service {
   config: Config;
   logger: Logger;
-  kv: Deno.Kv;
+  store: Store;
   app: App;
   /**
    * Logs the "started" line, once: call it when the port is bound, so that nothing says started
@@ -62,7 +63,7 @@ export interface Service {
   logStarted(): void;
   /**
    * Stops the worker (running handlers get a grace period), unregisters the sweep job and closes
-   * Deno KV. Call it after `app.drain()`.
+   * the store. Call it after `app.drain()`.
    */
   close(): Promise<void>;
 }
@@ -175,23 +176,24 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   if (location.warning) logger.warn(location.warning);
   let kv: Deno.Kv;
   try {
-    kv = await _openKv(location);
+    kv = await openKv(location);
   } catch (error) {
-    const isDirectory = await _isDirectory(location);
+    const isDirectory = await isDirectoryLocation(location);
     logger.error("cannot start", { reason: kvOpenFailureReason(location, { error, isDirectory }) });
     Deno.exit(1);
   }
+  const store = createKvStore(kv, { ...storeOptions(config), logger });
   const app = await createApp({
     config,
     logger,
-    kv,
+    store,
     clock: systemClock,
     ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
   });
   let sweepKind = sweep.isRegistered ? "cron" : "poll";
   if (hasWorker(config)) {
     app.worker.start();
-    sweep.connect({ kv, worker: app.worker, clock: systemClock, logger });
+    sweep.connect({ store, worker: app.worker, clock: systemClock, logger });
   } else {
     sweep.stop(); // nothing here runs handlers: processes with a worker sweep for themselves
     sweepKind = "none";
@@ -200,7 +202,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   return {
     config,
     logger,
-    kv,
+    store,
     app,
     logStarted() {
       if (isStartLogged) return;
@@ -215,7 +217,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     async close() {
       sweep.stop();
       await app.worker.stop(HANDLER_GRACE_MS);
-      kv.close();
+      store.close();
     },
   };
 }
@@ -301,24 +303,4 @@ function _readEnvIfAllowed(name: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** Whether a file location is a directory (or names one, ending in a separator). */
-async function _isDirectory(location: KvLocation): Promise<boolean> {
-  if (location.kind !== "file" || location.path === undefined) return false;
-  if (/[\\/]$/.test(location.path)) return true;
-  try {
-    return (await Deno.stat(location.path)).isDirectory;
-  } catch {
-    return false; // absent, or not readable: the open error says the rest
-  }
-}
-
-/** Opens Deno KV at `location`, creating a file's directory first: `Deno.openKv` does not. */
-async function _openKv(location: KvLocation): Promise<Deno.Kv> {
-  if (location.kind === "file" && location.path !== undefined) {
-    await Deno.mkdir(dirname(location.path), { recursive: true });
-  }
-  // Several processes or isolates opening one new file at once meet "database is locked".
-  return await retryWhileLocked(() => Deno.openKv(location.path));
 }

@@ -11,8 +11,8 @@
  */
 import { parseDelivery, type WebhookEvent } from "../src/events/events.ts";
 import { createGroupCommitter } from "../src/store/group_commit.ts";
-import { MAX_EVENTS_PER_COMMIT } from "../src/store/inbox.ts";
-import { eventKey } from "../src/store/keys.ts";
+import { MAX_EVENTS_PER_COMMIT } from "../src/store/kv/record.ts";
+import { eventKey } from "../src/store/kv/keys.ts";
 import { createSignatureVerifier } from "../src/webhook/signature.ts";
 
 const [port, kvPath, secret] = Deno.args;

@@ -10,7 +10,7 @@
  * @module
  */
 import { parseDelivery } from "../src/events/events.ts";
-import { recordEvents } from "../src/store/inbox.ts";
+import { recordEvents } from "../src/store/kv/record.ts";
 import { signBody } from "../src/webhook/signature.ts";
 
 const SECONDS = Number(Deno.args.find((a) => a.startsWith("--seconds="))?.split("=")[1] ?? 5);

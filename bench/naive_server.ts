@@ -11,7 +11,7 @@ import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import { createWorker } from "../src/dispatch/worker.ts";
 import { parseDelivery } from "../src/events/events.ts";
 import { createLogger } from "../src/ops/log.ts";
-import { recordEvents } from "../src/store/inbox.ts";
+import { recordEvents } from "../src/store/kv/record.ts";
 import { createSignatureVerifier } from "../src/webhook/signature.ts";
 
 const [port, kvPath, secret] = Deno.args;

@@ -9,7 +9,7 @@ import { runService } from "../main.ts";
 import { Dispatcher, registerLoggingHandlers } from "../src/dispatch/dispatcher.ts";
 import { PermanentError } from "../src/dispatch/handler_errors.ts";
 import { GraphApiError } from "../src/graph/errors.ts";
-import { replyKey, type ReplyRecord } from "../src/store/keys.ts";
+import { replyKey, type ReplyRecord } from "../src/store/kv/keys.ts";
 
 /** Reply records outlive Meta's 7-day retries, as the dedup mark does (`DEDUP_TTL_HOURS`). */
 const REPLY_TTL_MS = 8 * 24 * 3_600_000;

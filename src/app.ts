@@ -2,7 +2,7 @@
  * The service as a web-standard `Request -> Response` function plus its background worker: the
  * route table, the access log, the one place where errors become responses, and the wiring of
  * intake -> record -> worker -> dispatcher. Everything it needs is passed in, so tests build the
- * same app as `main.ts` does, with a temp KV and a manual clock.
+ * same app as `main.ts` does, with a store on a temp file and a manual clock.
  *
  * @module
  */
@@ -23,7 +23,8 @@ import { instrumentIntake, instrumentVerifier } from "./ops/instrument.ts";
 import { createServiceMetrics, type ServiceMetrics } from "./ops/service_metrics.ts";
 import { statusRoutes } from "./admin/status_routes.ts";
 import { registerStatusTracking } from "./handlers/status_tracker.ts";
-import { createInbox, recordLifeMs, type RecordOutcome } from "./store/inbox.ts";
+import { recordLifeMs } from "./store/event_record.ts";
+import type { RecordOutcome, Store, StoreOptions } from "./store/store.ts";
 import { annotateSpan } from "./ops/telemetry.ts";
 import { discardBody, hasHiddenBody, type ReadBodyOptions } from "./webhook/body.ts";
 import { answerHandshake } from "./webhook/handshake.ts";
@@ -36,7 +37,8 @@ const HOUR_MS = 3_600_000;
 export interface AppOptions {
   config: Config;
   logger: Logger;
-  kv: Deno.Kv;
+  /** Where events and the other records live. */
+  store: Store;
   clock: Clock;
   /**
    * The handlers; by default messages and statuses are logged at debug, and text messages are
@@ -76,17 +78,13 @@ export interface DrainOptions {
  * client when an access token is configured, and creates the worker.
  */
 export async function createApp(options: AppOptions): Promise<App> {
-  const { config, logger, kv, clock } = options;
+  const { config, logger, store, clock } = options;
   const metrics = options.metrics ?? createServiceMetrics({ clock });
   const verifier = instrumentVerifier(await createSignatureVerifier(config.APP_SECRET), metrics);
   const graph = hasGraphToken(config) ? _createGraphClient(options, metrics) : undefined;
   const dispatcher = options.dispatcher ?? _defaultDispatcher(config, clock);
-  const retention = {
-    dedupTtlMs: config.DEDUP_TTL_HOURS * HOUR_MS,
-    retentionMs: config.EVENT_RETENTION_HOURS * HOUR_MS,
-  };
   const worker = createWorker({
-    kv,
+    store,
     dispatcher,
     logger,
     clock,
@@ -97,7 +95,8 @@ export async function createApp(options: AppOptions): Promise<App> {
       baseDelayMs: config.RETRY_BASE_DELAY_MS,
       maxDelayMs: config.RETRY_MAX_DELAY_MS,
     },
-    recordLifeMs: recordLifeMs(retention),
+    // Reply records must outlive every way the event can come back: redelivery and replay.
+    replyTtlMs: recordLifeMs(storeOptions(config)),
     ...(options.random ? { random: options.random } : {}),
     ...(graph ? { services: { graph } } : {}),
     observer: {
@@ -114,7 +113,6 @@ export async function createApp(options: AppOptions): Promise<App> {
     timeoutMs: config.BODY_TIMEOUT_MS,
     signal: bodyCutOff.signal,
   };
-  const inbox = createInbox(kv, retention);
 
   const routes: Route[] = [
     {
@@ -136,7 +134,7 @@ export async function createApp(options: AppOptions): Promise<App> {
             const reservation = worker.reserve(events.length);
             let outcome: RecordOutcome;
             try {
-              outcome = await inbox.record(events, clock.now(), reservation);
+              outcome = await store.recordEvents(events, { now: clock.now(), lease: reservation });
             } catch (error) {
               reservation.run([]); // events committed leased run once their lease runs out
               throw error;
@@ -160,7 +158,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       ),
     },
     ...healthRoutes({
-      kv,
+      store,
       ...(hasWorker(config) ? { worker } : {}),
       clock,
       isShuttingDown: () => isDraining,
@@ -169,15 +167,15 @@ export async function createApp(options: AppOptions): Promise<App> {
       logger,
       metrics,
     }),
-    ...metricsRoutes({ metrics, adminToken: config.ADMIN_TOKEN, kv, clock }),
+    ...metricsRoutes({ metrics, adminToken: config.ADMIN_TOKEN, store, clock }),
     ...adminRoutes({
-      kv,
+      store,
       adminToken: config.ADMIN_TOKEN,
       clock,
       onReplay: () => worker.wake(),
       handlersFor: (event) => dispatcher.handlersFor(event).map((handler) => handler.name),
     }),
-    ...statusRoutes({ kv, adminToken: config.ADMIN_TOKEN }),
+    ...statusRoutes({ store, adminToken: config.ADMIN_TOKEN }),
   ];
   const route = createRouter(routes);
   let inFlight = 0;
@@ -263,16 +261,22 @@ export async function createApp(options: AppOptions): Promise<App> {
   };
 }
 
+/** What the store needs from the configuration: how long records live, and leases. */
+export function storeOptions(config: Config): StoreOptions {
+  return {
+    dedupTtlMs: config.DEDUP_TTL_HOURS * HOUR_MS,
+    retentionMs: config.EVENT_RETENTION_HOURS * HOUR_MS,
+    leaseMs: config.LEASE_MS,
+  };
+}
+
 /** The built-in handlers, and the echo handler when `ECHO_REPLIES` is on. */
 function _defaultDispatcher(config: Config, clock: Clock): Dispatcher {
   const dispatcher = registerStatusTracking(registerLoggingHandlers(new Dispatcher()), {
     clock,
     retentionMs: config.STATUS_RETENTION_DAYS * 24 * HOUR_MS,
   });
-  if (!config.ECHO_REPLIES) return dispatcher;
-  // Its reply records must outlive every way the event can come back: redelivery and replay.
-  const replyTtlMs = Math.max(config.DEDUP_TTL_HOURS, config.EVENT_RETENTION_HOURS) * HOUR_MS;
-  return registerEchoHandler(dispatcher, { replyTtlMs });
+  return config.ECHO_REPLIES ? registerEchoHandler(dispatcher) : dispatcher;
 }
 
 function _createGraphClient(options: AppOptions, metrics: ServiceMetrics): GraphClient {

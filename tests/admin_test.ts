@@ -9,7 +9,7 @@ import {
   type EventState,
   READY_PREFIX,
   readyKey,
-} from "../src/store/keys.ts";
+} from "../src/store/kv/keys.ts";
 import {
   advanceUntil,
   captureLogs,

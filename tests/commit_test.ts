@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { isDatabaseLocked, retryWhileLocked } from "../src/store/commit.ts";
+import { isDatabaseLocked, retryWhileLocked } from "../src/store/kv/commit.ts";
 
 const locked = (): Error => new TypeError("database is locked");
 

@@ -6,8 +6,9 @@
  * @module
  */
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
-import { commitWithRetry } from "../src/store/commit.ts";
-import type { EventRecord } from "../src/store/keys.ts";
+import { commitWithRetry } from "../src/store/kv/commit.ts";
+import { retryWhileLocked } from "../src/store/kv/commit.ts";
+import type { KvEventRecord } from "../src/store/kv/keys.ts";
 
 /** Options for {@linkcode countingDispatcher}. */
 export interface CountingOptions {
@@ -15,12 +16,17 @@ export interface CountingOptions {
   handledBy: string | number;
   /** How long each run takes. */
   handlerMs?: number;
+  /** The KV file the service uses (`KV_PATH`): the handler opens its own connection to it. */
+  kvPath: string;
 }
 
 /** A dispatcher whose one message handler counts its runs and records its effect once. */
 export function countingDispatcher(options: CountingOptions): Dispatcher {
   const handlerMs = options.handlerMs ?? 0;
-  return new Dispatcher().on("message", async ({ event, kv, signal }) => {
+  let opened: Promise<Deno.Kv> | undefined;
+  return new Dispatcher().on("message", async ({ event, signal }) => {
+    // Several processes or isolates open the file at once: retry SQLite's "database is locked".
+    const kv = await (opened ??= retryWhileLocked(() => Deno.openKv(options.kvPath)));
     // Several processes share the KV file: commits retry SQLite's "database is locked".
     await commitWithRetry(() => kv.atomic().sum(["test_runs", event.id], 1n));
     if (handlerMs > 0) await new Promise((resolve) => setTimeout(resolve, handlerMs));
@@ -56,7 +62,7 @@ export async function readCounts(path: string): Promise<Counts> {
       effects.set(String(e.key[1]), e.value);
     }
     const states = new Map<string, string>();
-    for await (const e of kv.list<EventRecord>({ prefix: ["events"] })) {
+    for await (const e of kv.list<KvEventRecord>({ prefix: ["events"] })) {
       states.set(e.value.id, e.value.state);
     }
     return { runs, effects, states };

@@ -12,7 +12,7 @@ import { countingDispatcher } from "./counting_dispatcher.ts";
 const isolateId = crypto.randomUUID();
 const entry = await startServeEntry({
   args: Deno.args,
-  dispatcher: countingDispatcher({ handledBy: isolateId }),
+  dispatcher: countingDispatcher({ handledBy: isolateId, kvPath: Deno.env.get("KV_PATH")! }),
 });
 createLogger({ level: "info" }).info("test isolate ready", { isolateId });
 

@@ -12,5 +12,9 @@ const handlerMs = Number(Deno.args.find((a) => a.startsWith("--handler-ms="))?.s
 
 await runService({
   args: Deno.args,
-  dispatcher: countingDispatcher({ handledBy: Deno.pid, handlerMs }),
+  dispatcher: countingDispatcher({
+    handledBy: Deno.pid,
+    handlerMs,
+    kvPath: Deno.env.get("KV_PATH")!,
+  }),
 });

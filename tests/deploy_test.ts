@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { eventKey, type EventRecord } from "../src/store/keys.ts";
+import { eventKey, type EventRecord } from "../src/store/kv/keys.ts";
 import { startService } from "./service_process.ts";
 import { postSigned, textDelivery } from "./signed_deliveries.ts";
 import { TEST_ADMIN_TOKEN, TEST_SECRET, TEST_VERIFY_TOKEN, waitFor } from "./support.ts";

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { ManualClock } from "../src/ops/clock.ts";
-import { eventKey, type EventRecord, replyKey, type ReplyRecord } from "../src/store/keys.ts";
+import { eventKey, type EventRecord, replyKey, type ReplyRecord } from "../src/store/kv/keys.ts";
 import {
   FAKE_TOKEN,
   type FakeGraphApi,

@@ -8,7 +8,7 @@ import {
   MAX_SCAN_EVENTS,
   replayDeadLetters,
   replayEvent,
-} from "../src/store/event_log.ts";
+} from "../src/store/kv/event_log.ts";
 import {
   deadLetterKey,
   eventKey,
@@ -16,7 +16,7 @@ import {
   type EventRecord,
   READY_PREFIX,
   readyKey,
-} from "../src/store/keys.ts";
+} from "../src/store/kv/keys.ts";
 import { openTempKv } from "./support.ts";
 import { expirationMs, recordAll, RETENTION, setRecordState } from "./kv_records.ts";
 import { firstFixtureEvent, fixtureEvents, textMessageEvent } from "./fixtures/catalog.ts";

@@ -3,8 +3,8 @@
  * Deno KV are exactly the expected ones, and a delivery's schema drift gets one warning line.
  */
 import assert from "node:assert/strict";
-import { readEvent } from "../src/store/inbox.ts";
-import { eventKey, type EventRecord } from "../src/store/keys.ts";
+import { readEvent } from "../src/store/kv/record.ts";
+import { eventKey, type EventRecord } from "../src/store/kv/keys.ts";
 import { FIXTURES, readExpectedParse, readFixtureBytes } from "./fixtures/catalog.ts";
 import { postDelivery, startTestServer } from "./support.ts";
 

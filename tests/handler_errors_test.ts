@@ -9,8 +9,8 @@ import { PermanentError, RetryLaterError } from "../src/dispatch/handler_errors.
 import { createWorker } from "../src/dispatch/worker.ts";
 import { parseDelivery } from "../src/events/events.ts";
 import { silentLogger } from "../src/ops/log.ts";
-import { recordEvents } from "../src/store/inbox.ts";
-import { deadLetterKey, eventKey, type EventRecord } from "../src/store/keys.ts";
+import { recordEvents } from "../src/store/kv/record.ts";
+import { deadLetterKey, eventKey, type EventRecord } from "../src/store/kv/keys.ts";
 import { advanceUntil, openTempKv, textsDelivery, waitFor } from "./support.ts";
 
 const WAMID = "wamid.HANDLERERR1";

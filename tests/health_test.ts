@@ -5,7 +5,7 @@ import { createWorker } from "../src/dispatch/worker.ts";
 import { type HealthOptions, healthRoutes, probeKv } from "../src/ops/health.ts";
 import { metricsRoutes } from "../src/ops/metrics_routes.ts";
 import { createServiceMetrics } from "../src/ops/service_metrics.ts";
-import { healthProbeKey } from "../src/store/keys.ts";
+import { healthProbeKey } from "../src/store/kv/keys.ts";
 import { parseExposition, valueOf } from "./prometheus_text.ts";
 import { get, serveRoutes } from "./route_server.ts";
 import { captureLogs, openTempKv } from "./support.ts";

@@ -4,8 +4,8 @@
  * deliveries whose events it held.
  */
 import assert from "node:assert/strict";
-import { createInbox, type Inbox } from "../src/store/inbox.ts";
-import { eventKey, idsOfEntry } from "../src/store/keys.ts";
+import { createInbox, type Inbox } from "../src/store/kv/record.ts";
+import { eventKey, idsOfEntry } from "../src/store/kv/keys.ts";
 import { textMessageEvent } from "./fixtures/catalog.ts";
 import { expirationMs, recordAll, RETENTION } from "./kv_records.ts";
 import { openTempKv } from "./support.ts";

@@ -7,7 +7,7 @@ import {
   type KvLocation,
   kvOpenFailureReason,
   selectKvLocation,
-} from "../src/store/kv_location.ts";
+} from "../src/store/kv/location.ts";
 
 const LOCAL = { isKvPathSet: true, isDeploy: false };
 

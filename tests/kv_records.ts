@@ -7,24 +7,24 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import type { WebhookEvent } from "../src/events/events.ts";
-import { recordEvents } from "../src/store/inbox.ts";
+import type { EventState } from "../src/store/event_record.ts";
+import { createInbox } from "../src/store/kv/record.ts";
 import {
   deadLetterKey,
   eventKey,
-  type EventRecord,
-  type EventState,
   idsOfEntry,
+  type KvEventRecord as EventRecord,
   readyEntryValue,
   readyKey,
   readyKeyOf,
-} from "../src/store/keys.ts";
+} from "../src/store/kv/keys.ts";
 
 /** The service's default retention: event ids 8 days, records 7 days. */
 export const RETENTION = { dedupTtlMs: 8 * 24 * 3_600_000, retentionMs: 7 * 24 * 3_600_000 };
 
 /** Records `events` at `now` with the default retention; every one must be new. */
 export async function recordAll(kv: Deno.Kv, events: WebhookEvent[], now: number): Promise<void> {
-  const outcome = await recordEvents(kv, events, { now, ...RETENTION });
+  const outcome = await createInbox(kv, RETENTION).record(events, { now });
   assert.equal(outcome.recorded.length, events.length);
 }
 

@@ -10,7 +10,7 @@ import { ROOT, runToExit, serviceEnv, startService, withDataDir } from "./servic
 import { type SignedDelivery, textDelivery } from "./signed_deliveries.ts";
 import { signBody } from "../src/webhook/signature.ts";
 import { DEVELOPMENT_PLACEHOLDERS } from "../src/config.ts";
-import { eventKey, type EventRecord } from "../src/store/keys.ts";
+import { eventKey, type EventRecord } from "../src/store/kv/keys.ts";
 
 const DELIVERY = new TextEncoder().encode('{"object":"whatsapp_business_account","entry":[]}');
 

@@ -3,7 +3,7 @@ import { ManualClock } from "../src/ops/clock.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../src/ops/metrics.ts";
 import { metricsRoutes } from "../src/ops/metrics_routes.ts";
 import { createServiceMetrics } from "../src/ops/service_metrics.ts";
-import { readyKey } from "../src/store/keys.ts";
+import { readyKey } from "../src/store/kv/keys.ts";
 import { parseExposition, valueOf } from "./prometheus_text.ts";
 import { get, serveRoutes } from "./route_server.ts";
 import { openTempKv, TEST_ADMIN_TOKEN } from "./support.ts";

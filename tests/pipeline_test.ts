@@ -10,8 +10,8 @@ import { RetryLaterError } from "../src/dispatch/handler_errors.ts";
 import { createWorker, type Reservation } from "../src/dispatch/worker.ts";
 import { parseDelivery, type WebhookEvent } from "../src/events/events.ts";
 import { silentLogger } from "../src/ops/log.ts";
-import { createInbox, recordEvents, type RecordOutcome } from "../src/store/inbox.ts";
-import { eventKey, type EventRecord, idsOfEntry, READY_PREFIX } from "../src/store/keys.ts";
+import { createInbox, recordEvents, type RecordOutcome } from "../src/store/kv/record.ts";
+import { eventKey, type EventRecord, idsOfEntry, READY_PREFIX } from "../src/store/kv/keys.ts";
 import { FAKE_TOKEN, startFakeGraphApi } from "./fake_graph_api.ts";
 import { expirationMs, setRecordState } from "./kv_records.ts";
 import {

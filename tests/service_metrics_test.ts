@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { parseDelivery } from "../src/events/events.ts";
 import { HttpError } from "../src/http/errors.ts";
-import { recordEvents } from "../src/store/inbox.ts";
-import { READY_PREFIX, readyKey } from "../src/store/keys.ts";
+import { recordEvents } from "../src/store/kv/record.ts";
+import { READY_PREFIX, readyKey } from "../src/store/kv/keys.ts";
 import { ManualClock } from "../src/ops/clock.ts";
 import {
   instrumentIntake,
@@ -15,7 +15,7 @@ import {
   MAX_UNKNOWN_MESSAGE_TYPE_LABELS,
   type ServiceMetrics,
 } from "../src/ops/service_metrics.ts";
-import { readReadyQueue } from "../src/store/ready_queue.ts";
+import { readReadyQueue } from "../src/store/kv/queue_figures.ts";
 import { createIntakeHandler } from "../src/webhook/intake.ts";
 import { createSignatureVerifier, signBody } from "../src/webhook/signature.ts";
 import { type Exposition, parseExposition, samplesOf, valueOf } from "./prometheus_text.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseDelivery } from "../src/events/events.ts";
-import { eventKey, type EventRecord } from "../src/store/keys.ts";
+import { eventKey, type EventRecord } from "../src/store/kv/keys.ts";
 import { buildSample, SAMPLE_KINDS } from "../tools/simulate.ts";
 import { startTestServer, TEST_ADMIN_TOKEN, TEST_SECRET } from "./support.ts";
 import { freshCheckout } from "./fresh_checkout.ts";

@@ -4,11 +4,13 @@
  *
  * @module
  */
-import { type App, type AppOptions, createApp } from "../src/app.ts";
+import { type App, type AppOptions, createApp, storeOptions } from "../src/app.ts";
 import { type Clock, type ManualClock, systemClock } from "../src/ops/clock.ts";
 import { type Config, loadConfig } from "../src/config.ts";
 import { createLogger, type Logger, type LogLevel } from "../src/ops/log.ts";
 import { signBody } from "../src/webhook/signature.ts";
+import { createKvStore } from "../src/store/kv/store.ts";
+import type { Store } from "../src/store/store.ts";
 
 /** The app secret tests sign with. */
 export const TEST_SECRET = "test-app-secret-0123456789";
@@ -27,6 +29,21 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
     LOG_LEVEL: "debug",
     ...overrides,
   }).config;
+}
+
+/** The store options of the service's defaults: event ids 8 days, records 7 days, 15 s leases. */
+export const TEST_STORE_OPTIONS = {
+  dedupTtlMs: 8 * 24 * 3_600_000,
+  retentionMs: 7 * 24 * 3_600_000,
+  leaseMs: 15_000,
+};
+
+/** The Deno KV store over `kv`, with the default options and `overrides`. */
+export function kvStore(
+  kv: Deno.Kv,
+  overrides: Partial<typeof TEST_STORE_OPTIONS> & { logger?: Logger } = {},
+): Store {
+  return createKvStore(kv, { ...TEST_STORE_OPTIONS, ...overrides });
 }
 
 /** A logger whose lines are kept in `lines` (parsed) and `text` (raw). */
@@ -83,10 +100,13 @@ export interface TestServer extends AsyncDisposable {
   logs: CapturedLogger;
   app: App;
   kv: Deno.Kv;
+  store: Store;
 }
 
 /** Options for {@linkcode startTestServer}. */
-export interface TestServerOptions extends Partial<Omit<AppOptions, "logger">> {
+export interface TestServerOptions extends Partial<Omit<AppOptions, "logger" | "store">> {
+  /** The Deno KV the app's store uses; a temp file by default. */
+  kv?: Deno.Kv;
   /** Raw environment overrides for {@linkcode testConfig}. */
   env?: Record<string, string>;
   /** Start the worker (default true). */
@@ -99,13 +119,9 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const temp = options.kv ? undefined : await openTempKv();
   const kv = options.kv ?? temp!.kv;
   const clock: Clock = options.clock ?? systemClock;
-  const app = await createApp({
-    ...options,
-    config: options.config ?? testConfig(options.env),
-    logger: logs.logger,
-    kv,
-    clock,
-  });
+  const config = options.config ?? testConfig(options.env);
+  const store = createKvStore(kv, { ...storeOptions(config), logger: logs.logger });
+  const app = await createApp({ ...options, config, logger: logs.logger, store, clock });
   if (options.startWorker !== false) app.worker.start();
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.fetch);
   return {
@@ -113,6 +129,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     logs,
     app,
     kv,
+    store,
     async [Symbol.asyncDispose]() {
       await server.shutdown();
       await app.worker.stop(1_000);

@@ -17,8 +17,8 @@ import {
 import { createWorker } from "../src/dispatch/worker.ts";
 import { parseDelivery } from "../src/events/events.ts";
 import { silentLogger } from "../src/ops/log.ts";
-import { recordEvents } from "../src/store/inbox.ts";
-import { eventKey, type EventRecord } from "../src/store/keys.ts";
+import { recordEvents } from "../src/store/kv/record.ts";
+import { eventKey, type EventRecord } from "../src/store/kv/keys.ts";
 import { textDelivery } from "./signed_deliveries.ts";
 import { advanceUntil, captureLogs, openTempKv, waitFor } from "./support.ts";
 

@@ -8,7 +8,6 @@
  *
  * @module
  */
-import { getManyInBatches } from "../store/get_many.ts";
 import type { Clock } from "../ops/clock.ts";
 import type { WebhookEvent } from "../events/events.ts";
 import { clipForReason, HttpError } from "../http/errors.ts";
@@ -17,25 +16,16 @@ import { requireAdmin } from "./auth.ts";
 import {
   currentError,
   EVENT_KINDS,
-  getEventRecord,
-  InvalidCursorError,
-  listEvents,
-  type ListEventsOptions,
-  replayDeadLetters,
-  replayEvent,
-  totalAttempts,
-} from "../store/event_log.ts";
-import {
   EVENT_STATES,
   type EventRecord,
-  isReplySent,
-  replyKey,
-  type ReplyRecord,
-} from "../store/keys.ts";
+  totalAttempts,
+} from "../store/event_record.ts";
+import { isReplySent } from "../store/reply_record.ts";
+import { InvalidCursorError, type ListEventsOptions, type Store } from "../store/store.ts";
 
 /** What {@linkcode adminRoutes} needs. */
 export interface AdminOptions {
-  kv: Deno.Kv;
+  store: Store;
   /** The bearer token operators send; `undefined` turns the admin API off (404). */
   adminToken: string | undefined;
   clock: Clock;
@@ -62,7 +52,7 @@ export const MAX_LIST_LIMIT = 1000;
  * event a worker is handling.
  */
 export function adminRoutes(options: AdminOptions): Route[] {
-  const { kv, adminToken, clock } = options;
+  const { store, adminToken, clock } = options;
   if (adminToken === undefined) return [];
   const guard = (handler: RouteHandler): RouteHandler => requireAdmin(adminToken, handler);
 
@@ -71,7 +61,7 @@ export function adminRoutes(options: AdminOptions): Route[] {
       method: "GET",
       path: "/admin/events",
       handler: guard(async (request) => {
-        const page = await listEvents(kv, _listOptions(new URL(request.url).searchParams))
+        const page = await store.listEvents(_listOptions(new URL(request.url).searchParams))
           .catch((error) => {
             if (error instanceof InvalidCursorError) throw new HttpError(400, error.message);
             throw error;
@@ -84,9 +74,9 @@ export function adminRoutes(options: AdminOptions): Route[] {
       path: "/admin/events/:id",
       handler: guard(async (_request, { params }) => {
         const id = params.id ?? "";
-        const stored = await getEventRecord(kv, id);
+        const stored = await store.getEvent(id);
         if (!stored) throw new HttpError(404, `Event "${id}" is unknown or has expired`);
-        const replies = await _repliesOf(kv, stored.event, options.handlersFor);
+        const replies = await _repliesOf(store, stored.event, options.handlersFor);
         return Response.json({ ..._recordView(stored.record, stored.event), ...replies });
       }),
     },
@@ -95,7 +85,7 @@ export function adminRoutes(options: AdminOptions): Route[] {
       path: "/admin/events/:id/replay",
       handler: guard(async (_request, { params, log }) => {
         const id = params.id ?? "";
-        const result = await replayEvent(kv, id, clock.now());
+        const result = await store.replayEvent(id, clock.now());
         if (result.status === "not_found") {
           throw new HttpError(404, `Event "${id}" is unknown or has expired`);
         }
@@ -111,7 +101,7 @@ export function adminRoutes(options: AdminOptions): Route[] {
       method: "POST",
       path: "/admin/dead-letters/replay",
       handler: guard(async (_request, { log }) => {
-        const replayed = await replayDeadLetters(kv, clock.now());
+        const replayed = await store.replayDeadLetters(clock.now());
         log.info("dead letters replayed", { replayed });
         if (replayed > 0) options.onReplay?.();
         return Response.json({ replayed }, { status: 202 });
@@ -176,7 +166,7 @@ function _recordView(record: EventRecord, event: WebhookEvent): Record<string, u
  * the user). Empty for other events.
  */
 async function _repliesOf(
-  kv: Deno.Kv,
+  store: Store,
   event: WebhookEvent,
   handlersFor: ((event: WebhookEvent) => string[]) | undefined,
 ): Promise<{ replies?: Record<string, unknown> }> {
@@ -184,13 +174,11 @@ async function _repliesOf(
   const message = event.message;
   if (!("id" in message)) return {}; // a message Meta sent without an id has no replies
   const names = handlersFor(event);
-  const entries = await getManyInBatches<ReplyRecord>(
-    kv,
-    names.map((name) => replyKey(message.id, name)),
+  const records = await Promise.all(
+    names.map((handler) => store.getReply({ handler, inboundId: message.id })),
   );
   const replies: Record<string, unknown> = {};
-  entries.forEach((entry, n) => {
-    const record = entry.value;
+  records.forEach((record, n) => {
     if (record !== null) {
       replies[names[n]!] = isReplySent(record) ? { ...record, outcome: "sent" } : record;
     }

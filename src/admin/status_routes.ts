@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { Store } from "../store/store.ts";
 import { requireAdmin } from "./auth.ts";
 import { clipForReason, HttpError } from "../http/errors.ts";
 import type { Route } from "../http/router.ts";
@@ -15,7 +16,7 @@ import { getMessageStatus } from "../handlers/status_tracker.ts";
 
 /** What {@linkcode statusRoutes} needs. */
 export interface StatusRoutesOptions {
-  kv: Deno.Kv;
+  store: Pick<Store, "getMessageStatus">;
   /** The bearer token operators send; `undefined` turns the route off (404). */
   adminToken: string | undefined;
 }
@@ -26,7 +27,7 @@ export interface StatusRoutesOptions {
  * a broken percent-encoding. No routes when `adminToken` is undefined.
  */
 export function statusRoutes(options: StatusRoutesOptions): Route[] {
-  const { kv, adminToken } = options;
+  const { store, adminToken } = options;
   if (adminToken === undefined) return [];
   return [
     {
@@ -34,7 +35,7 @@ export function statusRoutes(options: StatusRoutesOptions): Route[] {
       path: "/admin/messages/:wamid",
       handler: requireAdmin(adminToken, async (_request, { params }) => {
         const wamid = params.wamid ?? "";
-        const status = await getMessageStatus(kv, wamid);
+        const status = await getMessageStatus(store, wamid);
         if (!status) {
           throw new HttpError(404, `Message "${clipForReason(wamid)}" has no tracked status`);
         }

@@ -9,6 +9,8 @@
 import type { ChangeEvent, InboundMessage, MessageEvent, WebhookEvent } from "../events/events.ts";
 import type { GraphClient } from "../graph/client.ts";
 import type { Logger } from "../ops/log.ts";
+import type { Store } from "../store/store.ts";
+import type { ReplyOptions, ReplyResult } from "./reply.ts";
 
 /** The kinds of {@linkcode WebhookEvent}. */
 export type EventKind = WebhookEvent["kind"];
@@ -28,8 +30,8 @@ export type MessageEventOf<T extends InboundMessage["type"]> = MessageEvent & {
 
 /** Services a handler may use, added to as the service grows. */
 export interface HandlerServices {
-  /** The service's Deno KV, for handlers that keep state. */
-  kv: Deno.Kv;
+  /** The service's store: reply records, message statuses, the event log. */
+  store: Store;
   /**
    * The Cloud API client, to send messages; absent when no access token is configured
    * (`WHATSAPP_TOKEN`, `WHATSAPP_TOKENS`).
@@ -46,6 +48,12 @@ export interface HandlerContext<E extends WebhookEvent = WebhookEvent> extends H
   signal: AbortSignal;
   /** 1 for the first run of this event's handlers, 2 for the first retry, … */
   attempt: number;
+  /**
+   * Replies to the event's message with `text`, from the number it was sent to, to its sender,
+   * exactly once per handler and message whatever the retries and replays (`reply.ts`). Throws
+   * a `PermanentError` for an event that is not a message, or when there is no Graph API client.
+   */
+  reply(text: string, options?: ReplyOptions): Promise<ReplyResult>;
 }
 
 /**

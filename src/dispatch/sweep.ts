@@ -2,7 +2,7 @@
  * The sweep: a `Deno.cron` job that wakes the worker once a minute and waits, bounded, until no
  * event is due and none is running.
  *
- * The worker polls KV by itself while its process runs. On Deno Deploy the isolate sleeps when no
+ * The worker polls the store by itself while its process runs. On Deno Deploy the isolate sleeps when no
  * request comes, and the poll sleeps with it: an event due for a retry, an event replayed, or an
  * event whose isolate died mid-run (its lease expires) would wait for the next delivery. The
  * platform starts the isolate for each cron run, so the job makes sure such events run within a
@@ -14,7 +14,7 @@
 import type { Clock } from "../ops/clock.ts";
 import type { Logger } from "../ops/log.ts";
 import { within } from "../ops/timeout.ts";
-import { idsOfEntry, READY_PREFIX, readyKey } from "../store/keys.ts";
+import type { Store } from "../store/store.ts";
 import type { Worker } from "./worker.ts";
 
 /** The job's name, as the Deno Deploy dashboard and logs show it. */
@@ -44,9 +44,9 @@ export type CronFunction = (
   handler: () => Promise<void>,
 ) => Promise<void>;
 
-/** What a sweep works on: the running service's KV and worker. */
+/** What a sweep works on: the running service's store and worker. */
 export interface SweepTarget {
-  kv: Deno.Kv;
+  store: Pick<Store, "queueFigures">;
   worker: Pick<Worker, "wake" | "running">;
   clock: Clock;
   logger: Logger;
@@ -77,15 +77,17 @@ export async function sweepDueEvents(
   target: SweepTarget,
   options: SweepOptions = {},
 ): Promise<SweepResult> {
-  const { kv, worker, clock } = target;
+  const { store, worker, clock } = target;
   const maxMs = options.maxMs ?? DEFAULT_SWEEP_MAX_MS;
   const checkEveryMs = options.checkEveryMs ?? DEFAULT_CHECK_EVERY_MS;
   const started = clock.now();
-  const dueAtStart = await _countDue(kv, started, MAX_COUNTED);
+  const dueAtStart = (await store.queueFigures(started, MAX_COUNTED)).due;
   let idleChecks = 0;
   for (;;) {
     worker.wake();
-    const isIdleNow = worker.running() === 0 && (await _countDue(kv, clock.now(), 1)) === 0;
+    // The first waiting group is due exactly when any is: one read answers "anything due?".
+    const isIdleNow = worker.running() === 0 &&
+      (await store.queueFigures(clock.now(), 1)).due === 0;
     idleChecks = isIdleNow ? idleChecks + 1 : 0;
     const ms = clock.now() - started;
     if (idleChecks >= IDLE_CHECKS) return { dueAtStart, isIdle: true, ms };
@@ -133,19 +135,11 @@ export function registerSweepCron(
       if (result.dueAtStart > 0 || !result.isIdle) target.logger.info("sweep", fields);
       else target.logger.debug("sweep", fields);
     } catch (error) {
-      // A sweep cut short by shutdown fails on the closed KV: that is not worth an error line.
+      // A sweep cut short by shutdown fails on the closed store: that is not worth an error line.
       if (!unregister.signal.aborted) target.logger.error("sweep failed", { error });
     }
   };
   // The promise settles when the job is unregistered; nothing waits for it.
   cron(SWEEP_CRON_NAME, SWEEP_SCHEDULE, { signal: unregister.signal }, runSweep).catch(() => {});
   return { isRegistered: true, connect, stop: () => unregister.abort() };
-}
-
-/** Counts the events of due ready entries, reading at most `limit` entries. */
-async function _countDue(kv: Deno.Kv, now: number, limit: number): Promise<number> {
-  let count = 0;
-  const due = kv.list({ start: READY_PREFIX, end: readyKey(now + 1, "") }, { limit });
-  for await (const entry of due) count += idsOfEntry(entry.value).length;
-  return count;
 }

@@ -2,7 +2,7 @@
  * Health endpoints for load balancers and orchestrators, and silence detection.
  *
  * - `GET /healthz`: the process is up and answers HTTP (liveness). Always 200.
- * - `GET /readyz`: the instance can take deliveries (readiness): Deno KV answers a write and a
+ * - `GET /readyz`: the instance can take deliveries (readiness): the store answers a write and a
  *   read within a bound, the worker's claim loop has gone round recently, and the service is not
  *   shutting down. 200 `{ "status": "ready" }` or 503 `{ "status": "unavailable", "reasons" }`.
  *
@@ -20,18 +20,16 @@ import type { Route } from "../http/router.ts";
 import type { Logger } from "./log.ts";
 import type { ServiceMetrics } from "./service_metrics.ts";
 import { within } from "./timeout.ts";
-import { healthProbeKey } from "../store/keys.ts";
+import type { Store } from "../store/store.ts";
 
 /** The worker is taken for stuck when its loop has not gone round for this long (10 polls). */
 export const DEFAULT_WORKER_STALE_AFTER_MS = 10_000;
-/** A KV probe slower than this fails readiness: intake would time out behind such a store. */
-export const DEFAULT_KV_PROBE_TIMEOUT_MS = 2_000;
-/** The probe key outlives a few probe intervals, then expires by itself. */
-const PROBE_TTL_MS = 60_000;
+/** A store probe slower than this fails readiness: intake would time out behind such a store. */
+export const DEFAULT_PROBE_TIMEOUT_MS = 2_000;
 
 /** What {@linkcode healthRoutes} needs. */
 export interface HealthOptions {
-  kv: Deno.Kv;
+  store: Pick<Store, "name" | "probe">;
   /** The worker whose claim loop must be alive; none in a process that only records. */
   worker?: { lastLoopAt(): number };
   clock: Clock;
@@ -49,8 +47,8 @@ export interface HealthOptions {
   metrics?: ServiceMetrics;
   /** Defaults to {@linkcode DEFAULT_WORKER_STALE_AFTER_MS}. */
   workerStaleAfterMs?: number;
-  /** Defaults to {@linkcode DEFAULT_KV_PROBE_TIMEOUT_MS}. */
-  kvProbeTimeoutMs?: number;
+  /** Defaults to {@linkcode DEFAULT_PROBE_TIMEOUT_MS}. */
+  probeTimeoutMs?: number;
 }
 
 /** The body of a `/readyz` answer. */
@@ -67,9 +65,9 @@ export interface Readiness {
  * readiness and how long the instance has gone without deliveries.
  */
 export function healthRoutes(options: HealthOptions): Route[] {
-  const { kv, worker, clock, isShuttingDown } = options;
+  const { store, worker, clock, isShuttingDown } = options;
   const workerStaleAfterMs = options.workerStaleAfterMs ?? DEFAULT_WORKER_STALE_AFTER_MS;
-  const kvProbeTimeoutMs = options.kvProbeTimeoutMs ?? DEFAULT_KV_PROBE_TIMEOUT_MS;
+  const probeTimeoutMs = options.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
   const silence = createSilenceMonitor(options);
   options.metrics?.registry.addCollector(() => void silence.check());
 
@@ -87,8 +85,8 @@ export function healthRoutes(options: HealthOptions): Route[] {
         if (isShuttingDown()) {
           reasons.push("Shutting down");
         } else {
-          const kvProblem = await probeKv(kv, clock.now(), kvProbeTimeoutMs);
-          if (kvProblem !== undefined) reasons.push(kvProblem);
+          const storeProblem = await probeStore(store, clock.now(), probeTimeoutMs);
+          if (storeProblem !== undefined) reasons.push(storeProblem);
           if (worker) {
             const workerProblem = _workerProblem(
               worker.lastLoopAt(),
@@ -114,28 +112,24 @@ export function healthRoutes(options: HealthOptions): Route[] {
 }
 
 /**
- * Writes the probe key (with an expiry) and reads it back, within `timeoutMs`. Returns a reason
- * a person can act on, or `undefined` when Deno KV answered both.
+ * Runs the store's probe (a write and a read) within `timeoutMs`. Returns a reason a person can
+ * act on, or `undefined` when the store answered.
  */
-export async function probeKv(
-  kv: Deno.Kv,
+export async function probeStore(
+  store: Pick<Store, "name" | "probe">,
   now: number,
-  timeoutMs: number = DEFAULT_KV_PROBE_TIMEOUT_MS,
+  timeoutMs: number = DEFAULT_PROBE_TIMEOUT_MS,
 ): Promise<string | undefined> {
-  const work = (async () => {
-    await kv.set(healthProbeKey(), now, { expireIn: PROBE_TTL_MS });
-    const read = await kv.get(healthProbeKey());
-    if (read.versionstamp === null) throw new Error("the probe key just written reads as absent");
-  })();
+  const work = store.probe(now);
   try {
     const isDone = await within(work.then(() => true), timeoutMs, { otherwise: false });
     if (!isDone) {
       work.catch(() => {}); // it may still fail after the answer; nobody waits for it
-      return `Cannot use Deno KV: a write and a read took longer than ${timeoutMs} ms`;
+      return `Cannot use ${store.name}: a write and a read took longer than ${timeoutMs} ms`;
     }
     return undefined;
   } catch (error) {
-    return `Cannot use Deno KV: ${error instanceof Error ? error.message : String(error)}`;
+    return `Cannot use ${store.name}: ${error instanceof Error ? error.message : String(error)}`;
   }
 }
 

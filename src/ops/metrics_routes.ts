@@ -13,6 +13,7 @@ import type { Clock } from "./clock.ts";
 import type { Route, RouteHandler } from "../http/router.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
 import type { ServiceMetrics } from "./service_metrics.ts";
+import type { Store } from "../store/store.ts";
 
 /** What {@linkcode metricsRoutes} needs. */
 export interface MetricsRoutesOptions {
@@ -20,19 +21,19 @@ export interface MetricsRoutesOptions {
   /** The bearer token scrapers send; `undefined` leaves `/metrics` open. */
   adminToken: string | undefined;
   /** Read at scrape time for the ready-queue gauges. */
-  kv: Deno.Kv;
+  store: Pick<Store, "queueFigures">;
   clock: Clock;
 }
 
 /**
  * The route `GET /metrics` (and `HEAD`). Answers 401 with `WWW-Authenticate` for a missing or wrong
- * token when `adminToken` is set. A failed collection (KV unreachable) is logged as a warning and
+ * token when `adminToken` is set. A failed collection (the store unreachable) is logged as a warning and
  * the scrape still answers 200, with the gauges it could not fill at `NaN`.
  */
 export function metricsRoutes(options: MetricsRoutesOptions): Route[] {
-  const { metrics, adminToken, kv, clock } = options;
+  const { metrics, adminToken, store, clock } = options;
   const scrape: RouteHandler = async (_request, { log }) => {
-    const errors = await metrics.collect(kv, clock.now());
+    const errors = await metrics.collect(store, clock.now());
     for (const error of errors) log.warn("metrics collection failed", { error });
     return new Response(metrics.registry.render(), {
       headers: { "Content-Type": PROMETHEUS_CONTENT_TYPE, "Cache-Control": "no-store" },

@@ -26,7 +26,14 @@ import {
   type Histogram,
   Registry,
 } from "./metrics.ts";
-import { readReadyQueue, READY_SCAN_LIMIT } from "../store/ready_queue.ts";
+import type { Store } from "../store/store.ts";
+
+/**
+ * Waiting groups of events the queue gauges read per scrape at most. Counting reads each one, so
+ * the bound keeps a scrape under a second on a large backlog; a depth at the bound means "at least
+ * this many".
+ */
+export const READY_SCAN_LIMIT = 100_000;
 import type { SignatureFailure } from "../webhook/signature.ts";
 
 /** What became of one `POST /webhook/whatsapp`. */
@@ -240,7 +247,7 @@ export class ServiceMetrics {
     this.readyQueueDepth = registry.gauge({
       name: "wa_webhook_ready_queue_depth",
       help: "Events in the ready set, due now (backlog) or later (leases, retries); " +
-        `counted in up to ${this.#readyScanLimit} entries.`,
+        `counted in up to ${this.#readyScanLimit} groups.`,
       labelNames: ["due"],
     });
     this.readyQueueOldestAge = registry.gauge({
@@ -339,16 +346,16 @@ export class ServiceMetrics {
 
   /**
    * Fills the scrape-time gauges: seconds since the last delivery, the ready-queue depth (events
-   * due by `now` and later, reading at most `readyScanLimit` keys of the `["ready"]` prefix) and
-   * the age of the oldest due entry; then runs the registry's collectors. Never throws: errors
-   * are returned for the caller to log, and the queue gauges read `NaN` when KV failed.
+   * due by `now` and later, reading at most `readyScanLimit` waiting groups of the store) and the
+   * age of the oldest due event; then runs the registry's collectors. Never throws: errors are
+   * returned for the caller to log, and the queue gauges read `NaN` when the store failed.
    */
-  async collect(kv: Deno.Kv, now: number): Promise<unknown[]> {
+  async collect(store: Pick<Store, "queueFigures">, now: number): Promise<unknown[]> {
     const errors: unknown[] = [];
     const since = this.#lastDeliveryAt ?? this.#startedAt;
     this.secondsSinceLastDelivery.set({}, Math.max(0, now - since) / 1_000);
     try {
-      const queue = await readReadyQueue(kv, now, this.#readyScanLimit);
+      const queue = await store.queueFigures(now, this.#readyScanLimit);
       this.readyQueueDepth.set({ due: "now" }, queue.due);
       this.readyQueueDepth.set({ due: "later" }, queue.later);
       this.readyQueueOldestAge.set({}, queue.oldestDueAgeMs / 1_000);

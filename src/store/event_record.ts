@@ -105,23 +105,23 @@ export function newRecord(event: WebhookEvent, now: number, lifeMs: number): Eve
  * The record after a run: one more attempt in its count and history (the last
  * {@linkcode MAX_HISTORY} kept), the handlers done so far, and the state the outcome says. The
  * last error is this run's: a run that succeeds clears an earlier one. Its expiry is unchanged
- * (see {@linkcode renewedExpiresAt}).
+ * (see {@linkcode renewedExpiresAt}); fields a store keeps beside the domain's are kept.
  */
-export function settledRecord(record: EventRecord, outcome: RunOutcome): EventRecord {
+export function settledRecord<R extends EventRecord>(record: R, outcome: RunOutcome): R {
   const { lastError: _earlier, ...rest } = record;
   const history: AttemptRecord[] = [...record.history, {
     at: outcome.startedAt,
     ms: outcome.endedAt - outcome.startedAt,
     ...(outcome.error === undefined ? {} : { error: outcome.error }),
   }].slice(-MAX_HISTORY);
-  const next: EventRecord = {
+  const next = {
     ...rest,
     state: outcome.state,
     attempts: record.attempts + 1,
     completedHandlers: [...outcome.completedHandlers],
     history,
     dueAt: outcome.state === "retrying" ? outcome.retryAt ?? outcome.endedAt : null,
-  };
+  } as R;
   if (outcome.error !== undefined && outcome.state !== "done") next.lastError = outcome.error;
   return next;
 }

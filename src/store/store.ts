@@ -30,7 +30,9 @@ export interface Store {
    * together; resolves once every event is recorded or known as a duplicate (never an error). With
    * `lease`, the first `lease.count` events (if new) are recorded already leased to the caller until
    * `lease.until` and returned in `leased`, to run without being claimed; the others are due now.
-   * Throws when the store fails: events already recorded stay recorded and deduplicate later.
+   * An id is remembered until its record is purged ({@linkcode Store.purgeExpired}) or the store
+   * expires it by itself. Throws when the store fails: events already recorded stay recorded and
+   * deduplicate later.
    */
   recordEvents(events: readonly WebhookEvent[], options: RecordOptions): Promise<RecordOutcome>;
 

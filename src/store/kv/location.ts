@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { DEFAULT_KV_PATH } from "../config.ts";
+import { DEFAULT_KV_PATH } from "../../config.ts";
 
 /** The kinds of {@linkcode KvLocation}. */
 export type KvLocationKind = "file" | "memory" | "kv-connect" | "deploy";

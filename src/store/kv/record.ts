@@ -11,14 +11,7 @@ import { createGroupCommitter } from "../group_commit.ts";
 import type { RecordOptions } from "../store.ts";
 import { commitWithRetry } from "./commit.ts";
 import { getManyInBatches } from "./get_many.ts";
-import {
-  eventKey,
-  eventPartKey,
-  type KvEventRecord,
-  readyEntryValue,
-  readyKey,
-  timelineKey,
-} from "./keys.ts";
+import { eventKey, type KvEventRecord, readyEntryValue, readyKey, timelineKey } from "./keys.ts";
 import { type KvClaim, KvLease } from "./lease.ts";
 import { chunkEvent, MAX_INLINE_EVENT_CHARS, writeParts } from "./parts.ts";
 

@@ -48,7 +48,7 @@ export function createKvStore(kv: Deno.Kv, options: KvStoreOptions): Store {
       const now = outcome.endedAt;
       const next = await renewRecordLife(
         kv,
-        { ...record, ...settledRecord(record, outcome) },
+        settledRecord(record, outcome),
         claim.event,
         {
           now,
