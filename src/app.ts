@@ -30,8 +30,6 @@ import { answerHandshake } from "./webhook/handshake.ts";
 import { createIntakeHandler } from "./webhook/intake.ts";
 import { createSignatureVerifier } from "./webhook/signature.ts";
 
-const HOUR_MS = 3_600_000;
-
 /** What {@linkcode createApp} needs. */
 export interface AppOptions {
   config: Config;
@@ -78,24 +76,24 @@ export interface DrainOptions {
 export async function createApp(options: AppOptions): Promise<App> {
   const { config, logger, kv, clock } = options;
   const metrics = options.metrics ?? createServiceMetrics({ clock });
-  const verifier = instrumentVerifier(await createSignatureVerifier(config.APP_SECRET), metrics);
+  const verifier = instrumentVerifier(await createSignatureVerifier(config.appSecrets), metrics);
   const graph = hasGraphToken(config) ? _createGraphClient(options, metrics) : undefined;
   const dispatcher = options.dispatcher ?? _defaultDispatcher(config, clock);
   const retention = {
-    dedupTtlMs: config.DEDUP_TTL_HOURS * HOUR_MS,
-    retentionMs: config.EVENT_RETENTION_HOURS * HOUR_MS,
+    dedupTtlMs: config.dedupTtlMs,
+    retentionMs: config.eventRetentionMs,
   };
   const worker = createWorker({
     kv,
     dispatcher,
     logger,
     clock,
-    leaseMs: config.LEASE_MS,
-    concurrency: config.WORKER_CONCURRENCY,
+    leaseMs: config.leaseMs,
+    concurrency: config.workerConcurrency,
     retry: {
-      maxAttempts: config.RETRY_MAX_ATTEMPTS,
-      baseDelayMs: config.RETRY_BASE_DELAY_MS,
-      maxDelayMs: config.RETRY_MAX_DELAY_MS,
+      maxAttempts: config.retryMaxAttempts,
+      baseDelayMs: config.retryBaseDelayMs,
+      maxDelayMs: config.retryMaxDelayMs,
     },
     recordLifeMs: recordLifeMs(retention),
     ...(options.random ? { random: options.random } : {}),
@@ -110,8 +108,8 @@ export async function createApp(options: AppOptions): Promise<App> {
   // Aborted during the drain: every body read still waiting then ends with 503.
   const bodyCutOff = new AbortController();
   const bodyLimits: ReadBodyOptions = {
-    maxBytes: config.MAX_BODY_BYTES,
-    timeoutMs: config.BODY_TIMEOUT_MS,
+    maxBytes: config.maxBodyBytes,
+    timeoutMs: config.bodyTimeoutMs,
     signal: bodyCutOff.signal,
   };
   const inbox = createInbox(kv, retention);
@@ -120,7 +118,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     {
       method: "GET",
       path: "/webhook/whatsapp",
-      handler: (request) => answerHandshake(new URL(request.url), config.VERIFY_TOKEN),
+      handler: (request) => answerHandshake(new URL(request.url), config.verifyToken),
     },
     {
       method: "POST",
@@ -164,20 +162,20 @@ export async function createApp(options: AppOptions): Promise<App> {
       ...(hasWorker(config) ? { worker } : {}),
       clock,
       isShuttingDown: () => isDraining,
-      silenceAfterMs: config.SILENCE_AFTER_MS,
+      silenceAfterMs: config.silenceAfterMs,
       lastDeliveryAt: () => metrics.lastDeliveryAt(),
       logger,
       metrics,
     }),
-    ...metricsRoutes({ metrics, adminToken: config.ADMIN_TOKEN, kv, clock }),
+    ...metricsRoutes({ metrics, adminToken: config.adminToken, kv, clock }),
     ...adminRoutes({
       kv,
-      adminToken: config.ADMIN_TOKEN,
+      adminToken: config.adminToken,
       clock,
       onReplay: () => worker.wake(),
       handlersFor: (event) => dispatcher.handlersFor(event).map((handler) => handler.name),
     }),
-    ...statusRoutes({ kv, adminToken: config.ADMIN_TOKEN }),
+    ...statusRoutes({ kv, adminToken: config.adminToken }),
   ];
   const route = createRouter(routes);
   let inFlight = 0;
@@ -267,23 +265,23 @@ export async function createApp(options: AppOptions): Promise<App> {
 function _defaultDispatcher(config: Config, clock: Clock): Dispatcher {
   const dispatcher = registerStatusTracking(registerLoggingHandlers(new Dispatcher()), {
     clock,
-    retentionMs: config.STATUS_RETENTION_DAYS * 24 * HOUR_MS,
+    retentionMs: config.statusRetentionMs,
   });
-  if (!config.ECHO_REPLIES) return dispatcher;
+  if (!config.echoReplies) return dispatcher;
   // Its reply records must outlive every way the event can come back: redelivery and replay.
-  const replyTtlMs = Math.max(config.DEDUP_TTL_HOURS, config.EVENT_RETENTION_HOURS) * HOUR_MS;
+  const replyTtlMs = Math.max(config.dedupTtlMs, config.eventRetentionMs);
   return registerEchoHandler(dispatcher, { replyTtlMs });
 }
 
 function _createGraphClient(options: AppOptions, metrics: ServiceMetrics): GraphClient {
   const { config } = options;
   return createGraphClient({
-    token: config.WHATSAPP_TOKEN ?? "",
-    tokensByPhoneNumberId: config.WHATSAPP_TOKENS,
-    baseUrl: config.GRAPH_API_BASE_URL,
-    version: config.GRAPH_API_VERSION,
-    messagesPerSecond: config.GRAPH_MESSAGES_PER_SECOND,
-    timeoutMs: config.GRAPH_TIMEOUT_MS,
+    token: config.whatsappToken ?? "",
+    tokensByPhoneNumberId: config.whatsappTokens,
+    baseUrl: config.graphApiBaseUrl,
+    version: config.graphApiVersion,
+    messagesPerSecond: config.graphMessagesPerSecond,
+    timeoutMs: config.graphTimeoutMs,
     clock: options.clock,
     logger: options.logger,
     onCall: (call) => metrics.observeGraphCall(call),

@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { DEFAULTS } from "../config.ts";
 import { within } from "../ops/timeout.ts";
 import type { Clock } from "../ops/clock.ts";
 import type { WebhookEvent } from "../events/events.ts";
@@ -138,10 +139,6 @@ export interface Reservation {
   run(events: readonly LeasedEvent[]): void;
 }
 
-/** Default {@linkcode WorkerOptions.recordLifeMs}: the default dedup TTL, the longer default. */
-const DEFAULT_RECORD_LIFE_MS = 8 * 24 * 3_600_000;
-/** Default lease: long enough for most handlers, short enough that a crash costs seconds. */
-const DEFAULT_LEASE_MS = 15_000;
 /** Shortest sleep between two claim rounds, so an entry that cannot be claimed never spins. */
 const MIN_SLEEP_MS = 1;
 /** Attempts kept in a record's history, to bound its size. */
@@ -211,11 +208,12 @@ function _changeBytes(change: LeaseChange): number {
 /** Creates a worker over `kv`; call `start()` to run it. */
 export function createWorker(options: WorkerOptions): Worker {
   const { kv, dispatcher, logger, clock } = options;
-  const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+  const leaseMs = options.leaseMs ?? DEFAULTS.leaseMs;
   const pollIntervalMs = options.pollIntervalMs ?? 1_000;
-  const concurrency = options.concurrency ?? 64;
+  const concurrency = options.concurrency ?? DEFAULTS.workerConcurrency;
   const retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
-  const recordLifeMs = options.recordLifeMs ?? DEFAULT_RECORD_LIFE_MS;
+  // The default dedup TTL is the longer default (longer than the event retention).
+  const recordLifeMs = options.recordLifeMs ?? DEFAULTS.dedupTtlMs;
   const random = options.random ?? Math.random;
   const changes = createGroupCommitter<LeaseChange, boolean>({
     maxGroupSize: CHANGES_PER_COMMIT,

@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { DEFAULTS } from "../config.ts";
 import type { Dispatcher, HandlerContext, MessageEventOf } from "../dispatch/dispatcher.ts";
 import { PermanentError, RetryLaterError } from "../dispatch/handler_errors.ts";
 import type { RecipientIdentity } from "../graph/client.ts";
@@ -35,9 +36,6 @@ import {
 /** The echo handler's name: in event records (`completedHandlers`) and in its reply keys. */
 export const ECHO_HANDLER_NAME = "echo";
 
-/** Reply records live as long as the default dedup mark (8 days), past Meta's 7-day retries. */
-export const DEFAULT_REPLY_TTL_MS = 8 * 24 * 3_600_000;
-
 /**
  * Sends of one reply that may end with an unknown outcome: the first, and once more. Each one may
  * have reached the user, so this is also the most copies a slow Graph API can cause.
@@ -49,7 +47,7 @@ export interface EchoHandlerOptions {
   /**
    * How long a reply record is kept, in milliseconds: at least as long as the event can come
    * back (the dedup mark's life for redeliveries, the event's retention for replays). Defaults to
-   * {@linkcode DEFAULT_REPLY_TTL_MS}.
+   * the default dedup mark's life (`DEFAULTS.dedupTtlMs`, 8 days), past Meta's 7-day retries.
    */
   replyTtlMs?: number;
   /**
@@ -84,7 +82,7 @@ export function registerEchoHandler(
   options: EchoHandlerOptions = {},
 ): Dispatcher {
   const settings: _EchoSettings = {
-    replyTtlMs: options.replyTtlMs ?? DEFAULT_REPLY_TTL_MS,
+    replyTtlMs: options.replyTtlMs ?? DEFAULTS.dedupTtlMs,
     maxUnknownSends: Math.max(1, Math.floor(options.maxUnknownSends ?? DEFAULT_MAX_UNKNOWN_SENDS)),
   };
   return dispatcher.onMessage("text", (context) => _echo(context, settings), {

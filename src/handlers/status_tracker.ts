@@ -14,6 +14,7 @@
  * @module
  */
 import { type Clock, systemClock } from "../ops/clock.ts";
+import { DEFAULTS } from "../config.ts";
 import type { Dispatcher } from "../dispatch/dispatcher.ts";
 import type { StatusEvent, WhatsAppError } from "../events/events.ts";
 import { commitWithRetry } from "../store/commit.ts";
@@ -24,9 +25,6 @@ export const TRACKED_STATUSES = ["sent", "delivered", "read", "played", "failed"
 
 /** One of {@linkcode TRACKED_STATUSES}. */
 export type TrackedStatus = (typeof TRACKED_STATUSES)[number];
-
-/** How long a message's status is kept after its last change: a month of history. */
-export const DEFAULT_STATUS_RETENTION_MS = 30 * 24 * 3_600_000;
 
 /** The handler name of {@linkcode registerStatusTracking}, kept in event records. */
 export const STATUS_TRACKING_HANDLER = "status-tracking";
@@ -71,8 +69,8 @@ export interface MessageStatusView {
 /** Options for {@linkcode applyStatus}. */
 export interface ApplyStatusOptions {
   /**
-   * How long the record lives after this change; defaults to
-   * {@linkcode DEFAULT_STATUS_RETENTION_MS}.
+   * How long the record lives after this change; defaults to `DEFAULTS.statusRetentionMs` (30
+   * days).
    */
   retentionMs?: number;
 }
@@ -93,7 +91,7 @@ export async function applyStatus(
 ): Promise<boolean> {
   const { id, status, errors } = event.status;
   if (!isTrackedStatus(status) || id.length > MAX_WAMID_CHARS) return false;
-  const retentionMs = options.retentionMs ?? DEFAULT_STATUS_RETENTION_MS;
+  const retentionMs = options.retentionMs ?? DEFAULTS.statusRetentionMs;
   const key = messageStatusKey(id);
   for (let attempt = 1; attempt <= MAX_CONFLICT_RETRIES; attempt++) {
     const current = await kv.get<MessageStatusRecord>(key);
