@@ -451,14 +451,10 @@ export function loadConfig(
   const problems: _Problem[] = [];
   for (const [field, name] of Object.entries(_ENV_NAMES) as [keyof Config, ConfigName][]) {
     const raw = env[name]?.trim() === "" ? undefined : env[name];
-    const reader = _ENV_READERS[field];
-    if (reader === undefined) {
-      input[field] = raw;
-      continue;
-    }
-    const read = reader.safeParse(raw);
-    if (read.success) input[field] = read.data;
-    else problems.push(...read.error.issues.map((issue) => ({ field, reason: issue.message })));
+    const read = (_ENV_READERS[field] ?? z.string().optional()).safeParse(raw);
+    if (!read.success) {
+      problems.push(...read.error.issues.map((issue) => ({ field, reason: issue.message })));
+    } else if (read.data !== undefined) input[field] = read.data;
   }
   return _resolve(input, options, { naming: _ENV_NAMING, problems });
 }

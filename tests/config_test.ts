@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import {
   CONFIG_NAMES,
   ConfigError,
-  DEFAULT_MAX_BODY_BYTES,
+  DEFAULTS,
   DEVELOPMENT_PLACEHOLDERS,
   loadConfig,
   RUNTIME_ENV_NAMES,
@@ -13,23 +13,23 @@ const REQUIRED = { APP_SECRET: "0123456789abcdef0123456789abcdef", VERIFY_TOKEN:
 
 Deno.test("loadConfig() applies the documented defaults", () => {
   const { config, warnings } = loadConfig(REQUIRED);
-  assert.equal(config.PORT, 3001);
-  assert.equal(config.HOST, "0.0.0.0");
-  assert.equal(config.KV_PATH, "./data/wa-webhook.kv");
-  assert.equal(config.GRAPH_API_BASE_URL, "https://graph.facebook.com");
-  assert.equal(config.GRAPH_API_VERSION, "v26.0");
-  assert.equal(config.LOG_LEVEL, "info");
-  assert.equal(config.LOG_FORMAT, "auto");
-  assert.equal(config.MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES);
-  assert.equal(config.MAX_BODY_BYTES, 3 * 1024 * 1024);
-  assert.deepEqual(config.APP_SECRET, [REQUIRED.APP_SECRET]);
-  assert.equal(config.ADMIN_TOKEN, undefined);
+  assert.equal(config.port, 3001);
+  assert.equal(config.host, "0.0.0.0");
+  assert.equal(config.kvPath, "./data/wa-webhook.kv");
+  assert.equal(config.graphApiBaseUrl, "https://graph.facebook.com");
+  assert.equal(config.graphApiVersion, "v26.0");
+  assert.equal(config.logLevel, "info");
+  assert.equal(config.logFormat, "auto");
+  assert.equal(config.maxBodyBytes, DEFAULTS.maxBodyBytes);
+  assert.equal(config.maxBodyBytes, 3 * 1024 * 1024);
+  assert.deepEqual(config.appSecrets, [REQUIRED.APP_SECRET]);
+  assert.equal(config.adminToken, undefined);
   assert.deepEqual(warnings, []);
 });
 
 Deno.test("loadConfig() reads a comma-separated list of app secrets for rotation", () => {
   const { config } = loadConfig({ ...REQUIRED, APP_SECRET: "old-secret, new-secret" });
-  assert.deepEqual(config.APP_SECRET, ["old-secret", "new-secret"]);
+  assert.deepEqual(config.appSecrets, ["old-secret", "new-secret"]);
   assert.throws(
     () => loadConfig({ ...REQUIRED, APP_SECRET: "old-secret,,new" }),
     /APP_SECRET has an empty secret/,
@@ -68,7 +68,7 @@ Deno.test("loadConfig() accepts the placeholders in development with one warning
 
 Deno.test("loadConfig() reads LOG_FORMAT: json, pretty or auto", () => {
   for (const format of ["json", "pretty", "auto"]) {
-    assert.equal(loadConfig({ ...REQUIRED, LOG_FORMAT: format }).config.LOG_FORMAT, format);
+    assert.equal(loadConfig({ ...REQUIRED, LOG_FORMAT: format }).config.logFormat, format);
   }
 });
 
@@ -91,7 +91,7 @@ Deno.test("loadConfig() names the variable and the reason for a bad value", () =
 Deno.test("loadConfig() warns about an app secret too short to be Meta's, never quoting it", () => {
   for (const isDevelopment of [false, true]) {
     const { config, warnings } = loadConfig({ ...REQUIRED, APP_SECRET: "x" }, { isDevelopment });
-    assert.deepEqual(config.APP_SECRET, ["x"]);
+    assert.deepEqual(config.appSecrets, ["x"]);
     assert.equal(warnings.length, 1, warnings.join("\n"));
     assert.match(
       warnings[0] ?? "",
@@ -134,21 +134,21 @@ Deno.test("loadConfig() refuses a retry base delay above the maximum delay, nami
     RETRY_BASE_DELAY_MS: "5000",
     RETRY_MAX_DELAY_MS: "5000",
   });
-  assert.equal(config.RETRY_BASE_DELAY_MS, config.RETRY_MAX_DELAY_MS);
+  assert.equal(config.retryBaseDelayMs, config.retryMaxDelayMs);
 });
 
 Deno.test("loadConfig() treats an empty value as unset", () => {
   const { config } = loadConfig({ ...REQUIRED, WHATSAPP_TOKEN: "", PORT: "" });
-  assert.equal(config.WHATSAPP_TOKEN, undefined);
-  assert.equal(config.PORT, 3001);
+  assert.equal(config.whatsappToken, undefined);
+  assert.equal(config.port, 3001);
 });
 
 Deno.test("loadConfig() reads the reply settings, with echo off, 80 messages/s and 10 s by default", () => {
   const defaults = loadConfig(REQUIRED).config;
-  assert.equal(defaults.ECHO_REPLIES, false);
-  assert.deepEqual(defaults.WHATSAPP_TOKENS, {});
-  assert.equal(defaults.GRAPH_MESSAGES_PER_SECOND, 80);
-  assert.equal(defaults.GRAPH_TIMEOUT_MS, 10_000);
+  assert.equal(defaults.echoReplies, false);
+  assert.deepEqual(defaults.whatsappTokens, {});
+  assert.equal(defaults.graphMessagesPerSecond, 80);
+  assert.equal(defaults.graphTimeoutMs, 10_000);
 
   const { config, warnings } = loadConfig({
     ...REQUIRED,
@@ -158,15 +158,15 @@ Deno.test("loadConfig() reads the reply settings, with echo off, 80 messages/s a
     GRAPH_MESSAGES_PER_SECOND: "20",
     GRAPH_TIMEOUT_MS: "2500",
   });
-  assert.equal(config.ECHO_REPLIES, true);
-  assert.deepEqual(config.WHATSAPP_TOKENS, {
+  assert.equal(config.echoReplies, true);
+  assert.deepEqual(config.whatsappTokens, {
     "106540000000002": "TOKEN",
     "106540000000003": "TOKEN:2",
   });
-  assert.equal(config.GRAPH_MESSAGES_PER_SECOND, 20);
-  assert.equal(config.GRAPH_TIMEOUT_MS, 2500);
+  assert.equal(config.graphMessagesPerSecond, 20);
+  assert.equal(config.graphTimeoutMs, 2500);
   assert.deepEqual(warnings, []);
-  assert.equal(loadConfig({ ...REQUIRED, ECHO_REPLIES: "false" }).config.ECHO_REPLIES, false);
+  assert.equal(loadConfig({ ...REQUIRED, ECHO_REPLIES: "false" }).config.echoReplies, false);
 });
 
 Deno.test("loadConfig() names the reply variable and the reason, never quoting a token", () => {
@@ -203,9 +203,9 @@ Deno.test("loadConfig() refuses ECHO_REPLIES=true without any token outside deve
   );
   // Either kind of token is enough.
   const perNumber = { ECHO_REPLIES: "true", WHATSAPP_TOKENS: "106540000000002:T" };
-  assert.equal(loadConfig({ ...REQUIRED, ...perNumber }).config.ECHO_REPLIES, true);
+  assert.equal(loadConfig({ ...REQUIRED, ...perNumber }).config.echoReplies, true);
   const shared = { ECHO_REPLIES: "true", WHATSAPP_TOKEN: "T" };
-  assert.equal(loadConfig({ ...REQUIRED, ...shared }).config.ECHO_REPLIES, true);
+  assert.equal(loadConfig({ ...REQUIRED, ...shared }).config.echoReplies, true);
 });
 
 Deno.test("loadConfig() turns echo off with one warning in development when no token is set", async () => {
@@ -220,7 +220,7 @@ Deno.test("loadConfig() turns echo off with one warning in development when no t
   assert.equal(env.ECHO_REPLIES, "true");
   assert.equal(env.WHATSAPP_TOKEN, "");
   const { config, warnings } = loadConfig(env, { isDevelopment: true });
-  assert.equal(config.ECHO_REPLIES, false);
+  assert.equal(config.echoReplies, false);
   const echoWarnings = warnings.filter((warning) => warning.includes("ECHO_REPLIES"));
   assert.deepEqual(echoWarnings, [
     "ECHO_REPLIES is on but neither WHATSAPP_TOKEN nor WHATSAPP_TOKENS is set: echo replies are off",
