@@ -5,9 +5,13 @@ import {
   DEFAULTS,
   DEVELOPMENT_PLACEHOLDERS,
   loadConfig,
+  resolveConfig,
   RUNTIME_ENV_NAMES,
 } from "../src/config.ts";
 import { taskCommand } from "./service_process.ts";
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
 
 const REQUIRED = { APP_SECRET: "0123456789abcdef0123456789abcdef", VERIFY_TOKEN: "a-real-token" };
 
@@ -227,6 +231,144 @@ Deno.test("loadConfig() turns echo off with one warning in development when no t
   ]);
   // Every variable of .env.example is one the service reads.
   assert.deepEqual(Object.keys(env).filter((name) => !CONFIG_NAMES.includes(name as never)), []);
+});
+
+Deno.test("loadConfig() reads the retention variables in hours and days, their bounds in those units", () => {
+  const defaults = loadConfig(REQUIRED).config;
+  assert.equal(defaults.dedupTtlMs, 192 * HOUR_MS);
+  assert.equal(defaults.eventRetentionMs, 168 * HOUR_MS);
+  assert.equal(defaults.statusRetentionMs, 30 * DAY_MS);
+  const { config } = loadConfig({
+    ...REQUIRED,
+    DEDUP_TTL_HOURS: "2",
+    EVENT_RETENTION_HOURS: "3",
+    STATUS_RETENTION_DAYS: "4",
+  });
+  assert.equal(config.dedupTtlMs, 2 * HOUR_MS);
+  assert.equal(config.eventRetentionMs, 3 * HOUR_MS);
+  assert.equal(config.statusRetentionMs, 4 * DAY_MS);
+  const cases: [Record<string, string>, string][] = [
+    [{ DEDUP_TTL_HOURS: "0" }, 'DEDUP_TTL_HOURS expected a whole number from 1 to 8760, got "0"'],
+    [
+      { EVENT_RETENTION_HOURS: "8761" },
+      'EVENT_RETENTION_HOURS expected a whole number from 1 to 8760, got "8761"',
+    ],
+    [
+      { STATUS_RETENTION_DAYS: "366" },
+      'STATUS_RETENTION_DAYS expected a whole number from 1 to 365, got "366"',
+    ],
+  ];
+  for (const [overrides, reason] of cases) {
+    assert.throws(
+      () => loadConfig({ ...REQUIRED, ...overrides }),
+      (error) =>
+        error instanceof ConfigError && error.message === `Invalid configuration: ${reason}`,
+    );
+  }
+});
+
+Deno.test("loadConfig() lists every bad variable at once, in the order of CONFIG_NAMES", () => {
+  // PORT fails as text, the secrets as missing settings: both kinds come in one error.
+  assert.throws(
+    () => loadConfig({ PORT: "abc", LOG_LEVEL: "loud" }),
+    (error) =>
+      error instanceof ConfigError &&
+      error.message.split("\n").map((line) => line.split(" ")[2]).join(",") ===
+        "PORT,APP_SECRET,VERIFY_TOKEN,LOG_LEVEL",
+  );
+});
+
+const SECRETS = { appSecrets: [REQUIRED.APP_SECRET], verifyToken: REQUIRED.VERIFY_TOKEN };
+
+Deno.test("resolveConfig() fills every setting left out from DEFAULTS, as loadConfig() does", () => {
+  const { config, warnings } = resolveConfig(SECRETS);
+  assert.deepEqual(config, { ...DEFAULTS, ...SECRETS, whatsappTokens: {} });
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(config, loadConfig(REQUIRED).config);
+  // What is given is kept, in milliseconds: a TTL need not be whole hours in code.
+  const given = resolveConfig({ ...SECRETS, leaseMs: 30_000, dedupTtlMs: 90 * 60_000 }).config;
+  assert.equal(given.leaseMs, 30_000);
+  assert.equal(given.dedupTtlMs, 90 * 60_000);
+  assert.equal(given.eventRetentionMs, DEFAULTS.eventRetentionMs);
+});
+
+Deno.test("resolveConfig() refuses a bad value with the same bounds, naming the field", () => {
+  const cases: [Record<string, unknown>, string][] = [
+    [{ leaseMs: 999 }, 'leaseMs expected a whole number from 1000 to 3600000, got "999"'],
+    [{ port: 1.5 }, 'port expected a whole number from 0 to 65535, got "1.5"'],
+    [
+      { dedupTtlMs: 60_000 },
+      'dedupTtlMs expected a whole number from 3600000 to 31536000000, got "60000"',
+    ],
+    [
+      { graphTimeoutMs: "5000" },
+      'graphTimeoutMs expected a whole number from 100 to 600000, got "5000"',
+    ],
+    [{ graphApiVersion: "26" }, 'graphApiVersion expected a version like "v26.0"'],
+    [{ graphApiBaseUrl: "ftp://x" }, "graphApiBaseUrl expected an http(s) URL"],
+    [{ adminToken: "short" }, "adminToken must be at least 16 characters"],
+    [{ logLevel: "loud" }, "logLevel expected one of debug, info, warn, error"],
+    [{ echoReplies: "yes" }, 'echoReplies expected true or false, got "yes"'],
+    [{ appSecrets: [] }, "appSecrets is required: the app secrets from Meta's App Dashboard"],
+    [
+      { verifyToken: " " },
+      "verifyToken is required: the verify token typed into Meta's webhook settings",
+    ],
+    [
+      { whatsappTokens: { "not-an-id": "SECRET" } },
+      'whatsappTokens expected phone number ids (digits) with a token each; "not-an-id" is not one',
+    ],
+    [{ leaseMS: 30_000 }, 'unknown setting "leaseMS"'],
+  ];
+  for (const [overrides, reason] of cases) {
+    assert.throws(
+      () => resolveConfig({ ...SECRETS, ...overrides } as never),
+      (error) =>
+        error instanceof ConfigError && error.message === `Invalid configuration: ${reason}`,
+      reason,
+    );
+  }
+});
+
+Deno.test("resolveConfig() applies loadConfig()'s cross-checks, naming the fields", () => {
+  const placeholders = {
+    appSecrets: [DEVELOPMENT_PLACEHOLDERS.APP_SECRET],
+    verifyToken: DEVELOPMENT_PLACEHOLDERS.VERIFY_TOKEN,
+  };
+  assert.throws(
+    () => resolveConfig(placeholders),
+    (error) =>
+      error instanceof ConfigError &&
+      error.message === [
+          "Invalid configuration: appSecrets is the development placeholder from .env.example; set a real value",
+          "Invalid configuration: verifyToken is the development placeholder from .env.example; set a real value",
+        ].join("\n"),
+  );
+  assert.match(
+    resolveConfig(placeholders, { isDevelopment: true }).warnings.join("\n"),
+    /^Development secrets in use \(appSecrets, verifyToken\)/,
+  );
+  assert.throws(
+    () => resolveConfig({ ...SECRETS, retryBaseDelayMs: 60_000, retryMaxDelayMs: 30_000 }),
+    (error) =>
+      error instanceof ConfigError &&
+      error.message ===
+        'Invalid configuration: retryBaseDelayMs is "60000", above retryMaxDelayMs "30000": lower retryBaseDelayMs or raise retryMaxDelayMs',
+  );
+  assert.throws(
+    () => resolveConfig({ ...SECRETS, echoReplies: true }),
+    (error) =>
+      error instanceof ConfigError &&
+      error.message ===
+        "Invalid configuration: echoReplies is true but neither whatsappToken nor whatsappTokens is set",
+  );
+  const development = resolveConfig({ ...SECRETS, echoReplies: true }, { isDevelopment: true });
+  assert.equal(development.config.echoReplies, false);
+  assert.deepEqual(development.warnings, [
+    "echoReplies is on but neither whatsappToken nor whatsappTokens is set: echo replies are off",
+  ]);
+  const short = resolveConfig({ ...SECRETS, appSecrets: ["x"] });
+  assert.match(short.warnings.join("\n"), /^appSecrets has a secret of 1 character, but Meta's/);
 });
 
 Deno.test("every task that runs the service has the start task's flags, written once per subcommand", async () => {
