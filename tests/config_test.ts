@@ -270,11 +270,11 @@ Deno.test("loadConfig() reads the retention variables in hours and days, their b
 Deno.test("loadConfig() lists every bad variable at once, in the order of CONFIG_NAMES", () => {
   // PORT fails as text, the secrets as missing settings: both kinds come in one error.
   assert.throws(
-    () => loadConfig({ PORT: "abc", LOG_LEVEL: "loud" }),
+    () => loadConfig({ PORT: "abc", LOG_LEVEL: "loud", DEDUP_TTL_HOURS: "abc" }),
     (error) =>
       error instanceof ConfigError &&
       error.message.split("\n").map((line) => line.split(" ")[2]).join(",") ===
-        "PORT,APP_SECRET,VERIFY_TOKEN,LOG_LEVEL",
+        "PORT,APP_SECRET,VERIFY_TOKEN,LOG_LEVEL,DEDUP_TTL_HOURS",
   );
 });
 
