@@ -138,7 +138,7 @@ export const DEFAULTS = Object.freeze({
   silenceAfterMs: HOUR_MS,
   /** A month of history. */
   statusRetentionMs: 30 * DAY_MS,
-} as const satisfies Partial<Config>);
+}) satisfies Partial<Config>;
 
 /** The placeholder secrets of `.env.example`: accepted only in development, with a warning. */
 export const DEVELOPMENT_PLACEHOLDERS = {
@@ -317,7 +317,7 @@ const _configSchema = z.strictObject({
   graphTimeoutMs: _wholeNumber("graphTimeoutMs"),
   silenceAfterMs: _wholeNumber("silenceAfterMs"),
   statusRetentionMs: _wholeNumber("statusRetentionMs"),
-} satisfies Record<keyof Config, z.ZodType>);
+});
 
 /**
  * How the environment's text becomes a setting, where it is more than the text: numbers in the
