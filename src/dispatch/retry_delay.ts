@@ -21,7 +21,7 @@ export interface RetryPolicy {
   maxDelayMs: number;
 }
 
-/** Defaults of {@linkcode RetryPolicy}, the configuration's: 1 s, 2 s, 4 s, … up to 15 min, 8 attempts. */
+/** Defaults of {@linkcode RetryPolicy}, the configuration's: 1 s, 2 s, … 15 min, 8 attempts. */
 export const DEFAULT_RETRY_POLICY: RetryPolicy = {
   maxAttempts: DEFAULTS.retryMaxAttempts,
   baseDelayMs: DEFAULTS.retryBaseDelayMs,
