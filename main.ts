@@ -95,15 +95,15 @@ export async function runService(options: ServiceOptions): Promise<void> {
     serve: Deno.serve,
     logger,
     handler: app.fetch,
-    hostname: config.HOST,
-    port: config.PORT,
+    hostname: config.host,
+    port: config.port,
     onListen: ({ hostname, port }) => {
       service.logStarted();
       logger.info("listening", { hostname, port });
     },
     onError: onResponseError(logger),
-    ...(isDeploy ? {} : { rotateEveryMs: config.IDLE_CONNECTION_MS }),
-    retireGraceMs: config.BODY_TIMEOUT_MS + RETIRE_MARGIN_MS,
+    ...(isDeploy ? {} : { rotateEveryMs: config.idleConnectionMs }),
+    retireGraceMs: config.bodyTimeoutMs + RETIRE_MARGIN_MS,
   });
   service.logStarted(); // where the runtime does not call `onListen`
 }
@@ -162,14 +162,14 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     Deno.exit(1);
   }
   const { config, warnings } = loaded;
-  const logger = createLogger({ level: config.LOG_LEVEL, ..._logOutput(config.LOG_FORMAT) });
+  const logger = createLogger({ level: config.logLevel, ..._logOutput(config.logFormat) });
   for (const warning of warnings) logger.warn(warning);
 
   // With OTEL_DENO=true the runtime exports request URLs: keep the handshake's token out of them.
   if (redactSpanUrls()) logger.info("tracing with OpenTelemetry", { urlQueries: "redacted" });
 
   const isDeploy = isDenoDeploy(_readEnvIfAllowed);
-  const location = selectKvLocation(config.KV_PATH, {
+  const location = selectKvLocation(config.kvPath, {
     isKvPathSet: (environment.KV_PATH ?? "").trim() !== "",
     isDeploy,
   });
@@ -209,7 +209,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       isStartLogged = true;
       logger.info("started", {
         kv: location.kind,
-        worker: hasWorker(config) ? config.WORKER_CONCURRENCY : "none (WORKER_CONCURRENCY=0)",
+        worker: hasWorker(config) ? config.workerConcurrency : "none (WORKER_CONCURRENCY=0)",
         sweep: sweepKind,
         ...(isDeploy ? { platform: "deno-deploy" } : {}),
       });

@@ -6,13 +6,14 @@
  * @module
  */
 import { runService } from "../main.ts";
+import { DEFAULTS } from "../src/config.ts";
 import { Dispatcher, registerLoggingHandlers } from "../src/dispatch/dispatcher.ts";
 import { PermanentError } from "../src/dispatch/handler_errors.ts";
 import { GraphApiError } from "../src/graph/errors.ts";
 import { replyKey, type ReplyRecord } from "../src/store/kv/keys.ts";
 
 /** Reply records outlive Meta's 7-day retries, as the dedup mark does (`DEDUP_TTL_HOURS`). */
-const REPLY_TTL_MS = 8 * 24 * 3_600_000;
+const REPLY_TTL_MS = DEFAULTS.dedupTtlMs;
 
 const dispatcher = registerLoggingHandlers(new Dispatcher())
   .onMessage("text", async ({ event, graph, kv, log, signal }) => {

@@ -31,8 +31,6 @@ import { answerHandshake } from "./webhook/handshake.ts";
 import { createIntakeHandler } from "./webhook/intake.ts";
 import { createSignatureVerifier } from "./webhook/signature.ts";
 
-const HOUR_MS = 3_600_000;
-
 /** What {@linkcode createApp} needs. */
 export interface AppOptions {
   config: Config;
@@ -80,7 +78,7 @@ export interface DrainOptions {
 export async function createApp(options: AppOptions): Promise<App> {
   const { config, logger, store, clock } = options;
   const metrics = options.metrics ?? createServiceMetrics({ clock });
-  const verifier = instrumentVerifier(await createSignatureVerifier(config.APP_SECRET), metrics);
+  const verifier = instrumentVerifier(await createSignatureVerifier(config.appSecrets), metrics);
   const graph = hasGraphToken(config) ? _createGraphClient(options, metrics) : undefined;
   const dispatcher = options.dispatcher ?? _defaultDispatcher(config, clock);
   const worker = createWorker({
@@ -88,12 +86,12 @@ export async function createApp(options: AppOptions): Promise<App> {
     dispatcher,
     logger,
     clock,
-    leaseMs: config.LEASE_MS,
-    concurrency: config.WORKER_CONCURRENCY,
+    leaseMs: config.leaseMs,
+    concurrency: config.workerConcurrency,
     retry: {
-      maxAttempts: config.RETRY_MAX_ATTEMPTS,
-      baseDelayMs: config.RETRY_BASE_DELAY_MS,
-      maxDelayMs: config.RETRY_MAX_DELAY_MS,
+      maxAttempts: config.retryMaxAttempts,
+      baseDelayMs: config.retryBaseDelayMs,
+      maxDelayMs: config.retryMaxDelayMs,
     },
     // Reply records must outlive every way the event can come back: redelivery and replay.
     replyTtlMs: recordLifeMs(storeOptions(config)),
@@ -109,8 +107,8 @@ export async function createApp(options: AppOptions): Promise<App> {
   // Aborted during the drain: every body read still waiting then ends with 503.
   const bodyCutOff = new AbortController();
   const bodyLimits: ReadBodyOptions = {
-    maxBytes: config.MAX_BODY_BYTES,
-    timeoutMs: config.BODY_TIMEOUT_MS,
+    maxBytes: config.maxBodyBytes,
+    timeoutMs: config.bodyTimeoutMs,
     signal: bodyCutOff.signal,
   };
 
@@ -118,7 +116,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     {
       method: "GET",
       path: "/webhook/whatsapp",
-      handler: (request) => answerHandshake(new URL(request.url), config.VERIFY_TOKEN),
+      handler: (request) => answerHandshake(new URL(request.url), config.verifyToken),
     },
     {
       method: "POST",
@@ -162,20 +160,20 @@ export async function createApp(options: AppOptions): Promise<App> {
       ...(hasWorker(config) ? { worker } : {}),
       clock,
       isShuttingDown: () => isDraining,
-      silenceAfterMs: config.SILENCE_AFTER_MS,
+      silenceAfterMs: config.silenceAfterMs,
       lastDeliveryAt: () => metrics.lastDeliveryAt(),
       logger,
       metrics,
     }),
-    ...metricsRoutes({ metrics, adminToken: config.ADMIN_TOKEN, store, clock }),
+    ...metricsRoutes({ metrics, adminToken: config.adminToken, store, clock }),
     ...adminRoutes({
       store,
-      adminToken: config.ADMIN_TOKEN,
+      adminToken: config.adminToken,
       clock,
       onReplay: () => worker.wake(),
       handlersFor: (event) => dispatcher.handlersFor(event).map((handler) => handler.name),
     }),
-    ...statusRoutes({ store, adminToken: config.ADMIN_TOKEN }),
+    ...statusRoutes({ store, adminToken: config.adminToken }),
   ];
   const route = createRouter(routes);
   let inFlight = 0;
@@ -264,9 +262,9 @@ export async function createApp(options: AppOptions): Promise<App> {
 /** What the store needs from the configuration: how long records live, and leases. */
 export function storeOptions(config: Config): StoreOptions {
   return {
-    dedupTtlMs: config.DEDUP_TTL_HOURS * HOUR_MS,
-    retentionMs: config.EVENT_RETENTION_HOURS * HOUR_MS,
-    leaseMs: config.LEASE_MS,
+    dedupTtlMs: config.dedupTtlMs,
+    retentionMs: config.eventRetentionMs,
+    leaseMs: config.leaseMs,
   };
 }
 
@@ -274,20 +272,20 @@ export function storeOptions(config: Config): StoreOptions {
 function _defaultDispatcher(config: Config, clock: Clock): Dispatcher {
   const dispatcher = registerStatusTracking(registerLoggingHandlers(new Dispatcher()), {
     clock,
-    retentionMs: config.STATUS_RETENTION_DAYS * 24 * HOUR_MS,
+    retentionMs: config.statusRetentionMs,
   });
-  return config.ECHO_REPLIES ? registerEchoHandler(dispatcher) : dispatcher;
+  return config.echoReplies ? registerEchoHandler(dispatcher) : dispatcher;
 }
 
 function _createGraphClient(options: AppOptions, metrics: ServiceMetrics): GraphClient {
   const { config } = options;
   return createGraphClient({
-    token: config.WHATSAPP_TOKEN ?? "",
-    tokensByPhoneNumberId: config.WHATSAPP_TOKENS,
-    baseUrl: config.GRAPH_API_BASE_URL,
-    version: config.GRAPH_API_VERSION,
-    messagesPerSecond: config.GRAPH_MESSAGES_PER_SECOND,
-    timeoutMs: config.GRAPH_TIMEOUT_MS,
+    token: config.whatsappToken ?? "",
+    tokensByPhoneNumberId: config.whatsappTokens,
+    baseUrl: config.graphApiBaseUrl,
+    version: config.graphApiVersion,
+    messagesPerSecond: config.graphMessagesPerSecond,
+    timeoutMs: config.graphTimeoutMs,
     clock: options.clock,
     logger: options.logger,
     onCall: (call) => metrics.observeGraphCall(call),

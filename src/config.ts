@@ -1,24 +1,144 @@
 /**
- * Configuration: one zod schema over the environment, read once at start by `main.ts`.
+ * Configuration: one camelCase {@linkcode Config} in milliseconds, every default written once in
+ * {@linkcode DEFAULTS}, resolved once at start.
  *
- * The service fails closed: without `APP_SECRET` or `VERIFY_TOKEN`, with the placeholder values
- * of `.env.example`, or with `ECHO_REPLIES=true` and no access token, outside development,
- * {@linkcode loadConfig} throws a {@linkcode ConfigError} whose message names the variable and the
- * reason. In development the last two are warnings (and echo stays off). Settings that cannot work
- * together are refused too (a retry base delay above the maximum delay); an app secret too short
- * to be Meta's is a warning.
+ * Two entries share the rules: {@linkcode loadConfig} reads the environment (`main.ts`; the
+ * variables, their units and their messages are the README's table), {@linkcode resolveConfig}
+ * takes the settings from code. Both fill the defaults, apply the same bounds and cross-checks,
+ * and throw a {@linkcode ConfigError} naming the setting as it was given: the variable, or the
+ * field.
+ *
+ * The service fails closed: without an app secret or a verify token, with the placeholder values
+ * of `.env.example`, or with echo replies on and no access token, outside development, the
+ * configuration is refused. In development the last two are warnings (and echo stays off).
+ * Settings that cannot work together are refused too (a retry base delay above the maximum
+ * delay); an app secret too short to be Meta's is a warning.
  *
  * @module
  */
 import { z } from "zod";
-import { DEFAULT_MESSAGES_PER_SECOND } from "./graph/rate_limit.ts";
-import { LOG_FORMATS, LOG_LEVELS } from "./ops/log.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./ops/log.ts";
 
-/** Meta's documented maximum webhook payload (3 MB), read as 3 MiB. */
-export const DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024;
+const MINUTE_MS = 60_000;
+const HOUR_MS = 60 * MINUTE_MS;
+const DAY_MS = 24 * HOUR_MS;
 
-/** The newest Graph API version in our reference (released 29 Jul 2026). */
-export const DEFAULT_GRAPH_API_VERSION = "v26.0";
+/** The validated configuration of one service process; durations in milliseconds. */
+export interface Config {
+  /** HTTP port; 0 picks a free one. */
+  port: number;
+  /** The interface to listen on. */
+  host: string;
+  /**
+   * Deno KV: a file, `:memory:`, or a KV Connect URL (`https://…`, a `denokv` server or a Deno
+   * Deploy database, authenticated by `DENO_KV_ACCESS_TOKEN`). Unset on Deno Deploy: the app's
+   * database.
+   */
+  kvPath: string;
+  /** Meta's app secrets deliveries may be signed with: several while rotating. Never logged. */
+  appSecrets: string[];
+  /** The verify token typed into Meta's webhook settings. */
+  verifyToken: string;
+  /** The Cloud API access token for every number without its own. Never logged. */
+  whatsappToken?: string | undefined;
+  /** Tokens by phone number id, for numbers that do not use `whatsappToken`. Never logged. */
+  whatsappTokens: Record<string, string>;
+  /** Where the Graph API is, without a final slash. */
+  graphApiBaseUrl: string;
+  /** The Graph API version of outbound calls, like `v26.0`. */
+  graphApiVersion: string;
+  /** Bearer token of the admin API; unset disables it. */
+  adminToken?: string | undefined;
+  /** The least severe level logged. */
+  logLevel: LogLevel;
+  /** `auto`: readable lines at a terminal, JSON lines in a pipe, a file or a log collector. */
+  logFormat: LogFormat;
+  /** The largest accepted delivery. */
+  maxBodyBytes: number;
+  /**
+   * A request's whole body must arrive this long after its headers, or it is answered 408 and its
+   * connection closed: Meta sends at most 3 MB at once; a client that trickles holds a connection.
+   */
+  bodyTimeoutMs: number;
+  /** Connections are recycled this often, so an idle or half-sent one lives about this long. */
+  idleConnectionMs: number;
+  /** How long an event id is remembered, to drop Meta's redeliveries. */
+  dedupTtlMs: number;
+  /** How long event records stay listable (and replayable) in the admin API. */
+  eventRetentionMs: number;
+  /** Runs of an event's handlers before it is dead-lettered. */
+  retryMaxAttempts: number;
+  /** The first retry's delay; doubled for each further one. */
+  retryBaseDelayMs: number;
+  /** The longest delay between two attempts, whatever a `Retry-After` asks. */
+  retryMaxDelayMs: number;
+  /** How long a claim holds an event; extended while its handlers run. */
+  leaseMs: number;
+  /** Events handled at the same time; 0 runs no worker (record and acknowledge only). */
+  workerConcurrency: number;
+  /** Answer each inbound text message with its own text (the example handler). */
+  echoReplies: boolean;
+  /** Outbound calls per second per phone number id. */
+  graphMessagesPerSecond: number;
+  /** How long one Graph API request may take. */
+  graphTimeoutMs: number;
+  /** No delivery for this long makes `/readyz` warn and sets the silence gauge; 0 turns it off. */
+  silenceAfterMs: number;
+  /** How long the status of a sent message is kept after its last change. */
+  statusRetentionMs: number;
+}
+
+/** The settings without which there is no configuration. */
+type _RequiredField = "appSecrets" | "verifyToken";
+
+/**
+ * The settings of {@linkcode resolveConfig}: {@linkcode Config} with only `appSecrets` and
+ * `verifyToken` required; what is left out takes its value from {@linkcode DEFAULTS}.
+ */
+export type ConfigInput =
+  & Pick<Config, _RequiredField>
+  & Partial<Omit<Config, _RequiredField>>;
+
+/** Every default of the service, written here once: camelCase, durations in milliseconds. */
+export const DEFAULTS = Object.freeze({
+  port: 3001,
+  host: "0.0.0.0",
+  /** The only directory the tasks may write. */
+  kvPath: "./data/wa-webhook.kv",
+  /** Meta's Graph API host. */
+  graphApiBaseUrl: "https://graph.facebook.com",
+  /** The newest Graph API version in our reference (released 29 Jul 2026). */
+  graphApiVersion: "v26.0",
+  logLevel: "info",
+  logFormat: "auto",
+  /** Meta's documented maximum webhook payload (3 MB), read as 3 MiB. */
+  maxBodyBytes: 3 * 1024 * 1024,
+  bodyTimeoutMs: 10_000,
+  /**
+   * Longer than clients keep an idle connection for reuse (Go 90 s, nginx 75 s), rare enough that
+   * the listener handover (which can reset a connection being opened) happens 30 times an hour.
+   */
+  idleConnectionMs: 2 * MINUTE_MS,
+  /** Longer than Meta's 7-day retry window, so a late retry is still recognised. */
+  dedupTtlMs: 8 * DAY_MS,
+  eventRetentionMs: 7 * DAY_MS,
+  /** With the delays below: 1 s, 2 s, 4 s, … up to 15 min. */
+  retryMaxAttempts: 8,
+  retryBaseDelayMs: 1_000,
+  retryMaxDelayMs: 15 * MINUTE_MS,
+  /** Long enough for most handlers, short enough that a crash costs seconds. */
+  leaseMs: 15_000,
+  /** Enough runs at once that results share commits (16 drained about 30% slower). */
+  workerConcurrency: 64,
+  echoReplies: false,
+  /** Meta's default throughput per business phone number (reference §9.5). */
+  graphMessagesPerSecond: 80,
+  /** One request, answer body included. */
+  graphTimeoutMs: 10_000,
+  silenceAfterMs: HOUR_MS,
+  /** A month of history. */
+  statusRetentionMs: 30 * DAY_MS,
+}) satisfies Partial<Config>;
 
 /** The placeholder secrets of `.env.example`: accepted only in development, with a warning. */
 export const DEVELOPMENT_PLACEHOLDERS = {
@@ -26,9 +146,6 @@ export const DEVELOPMENT_PLACEHOLDERS = {
   VERIFY_TOKEN: "dev-verify-token-change-me",
   ADMIN_TOKEN: "dev-admin-token-change-me",
 } as const;
-
-/** Where Deno KV lives when `KV_PATH` is unset: the only directory the tasks may write. */
-export const DEFAULT_KV_PATH = "./data/wa-webhook.kv";
 
 /** Admin tokens shorter than this are refused: they could be guessed. */
 const MIN_ADMIN_TOKEN_LENGTH = 16;
@@ -42,29 +159,217 @@ const MIN_APP_SECRET_LENGTH = 16;
 /** Meta's highest throughput tier: more than this per number is never allowed. */
 const MAX_MESSAGES_PER_SECOND = 1_000;
 
-const _optionalText = z.string().trim().min(1).optional();
+/**
+ * The environment variable of each setting, in the order of the start task's `--allow-env` list.
+ * Durations are milliseconds unless {@linkcode _ENV_UNITS_MS} says otherwise.
+ */
+const _ENV_NAMES = {
+  port: "PORT",
+  host: "HOST",
+  kvPath: "KV_PATH",
+  appSecrets: "APP_SECRET",
+  verifyToken: "VERIFY_TOKEN",
+  whatsappToken: "WHATSAPP_TOKEN",
+  graphApiBaseUrl: "GRAPH_API_BASE_URL",
+  graphApiVersion: "GRAPH_API_VERSION",
+  adminToken: "ADMIN_TOKEN",
+  logLevel: "LOG_LEVEL",
+  logFormat: "LOG_FORMAT",
+  maxBodyBytes: "MAX_BODY_BYTES",
+  bodyTimeoutMs: "BODY_TIMEOUT_MS",
+  idleConnectionMs: "IDLE_CONNECTION_MS",
+  dedupTtlMs: "DEDUP_TTL_HOURS",
+  eventRetentionMs: "EVENT_RETENTION_HOURS",
+  retryMaxAttempts: "RETRY_MAX_ATTEMPTS",
+  retryBaseDelayMs: "RETRY_BASE_DELAY_MS",
+  retryMaxDelayMs: "RETRY_MAX_DELAY_MS",
+  leaseMs: "LEASE_MS",
+  workerConcurrency: "WORKER_CONCURRENCY",
+  echoReplies: "ECHO_REPLIES",
+  whatsappTokens: "WHATSAPP_TOKENS",
+  graphMessagesPerSecond: "GRAPH_MESSAGES_PER_SECOND",
+  graphTimeoutMs: "GRAPH_TIMEOUT_MS",
+  silenceAfterMs: "SILENCE_AFTER_MS",
+  statusRetentionMs: "STATUS_RETENTION_DAYS",
+} as const satisfies Record<keyof Config, string>;
 
-function _integer(min: number, max: number, fallback: number): z.ZodType<number> {
-  return z.string().trim().optional().transform((raw, ctx) => {
-    if (raw === undefined || raw === "") return fallback;
-    const value = Number(raw);
-    if (!/^\d+$/.test(raw) || value < min || value > max) {
-      ctx.addIssue({
-        code: "custom",
-        message: `expected a whole number from ${min} to ${max}, got "${raw}"`,
-      });
+/** An environment variable the service reads. */
+export type ConfigName = (typeof _ENV_NAMES)[keyof Config];
+
+/** Every environment variable the service reads: the `--allow-env` list of the start task. */
+export const CONFIG_NAMES = Object.values(_ENV_NAMES) as ConfigName[];
+
+/**
+ * Variables the Deno runtime reads on the service's behalf, which `--allow-env` must list beside
+ * {@linkcode CONFIG_NAMES}: `Deno.openKv` reads `DENO_KV_ACCESS_TOKEN` when `KV_PATH` is a KV
+ * Connect URL (and fails without the permission, even when the variable is unset).
+ */
+export const RUNTIME_ENV_NAMES = ["DENO_KV_ACCESS_TOKEN"] as const;
+
+/** The whole-number settings and their bounds, in the config's units (milliseconds). */
+const _BOUNDS = {
+  port: { min: 0, max: 65535 },
+  maxBodyBytes: { min: 1024, max: 64 * 1024 * 1024 },
+  bodyTimeoutMs: { min: 100, max: 2 * MINUTE_MS },
+  idleConnectionMs: { min: 1_000, max: HOUR_MS },
+  dedupTtlMs: { min: HOUR_MS, max: 365 * DAY_MS },
+  eventRetentionMs: { min: HOUR_MS, max: 365 * DAY_MS },
+  retryMaxAttempts: { min: 1, max: 100 },
+  retryBaseDelayMs: { min: 1, max: DAY_MS },
+  retryMaxDelayMs: { min: 1, max: 7 * DAY_MS },
+  leaseMs: { min: 1_000, max: HOUR_MS },
+  workerConcurrency: { min: 0, max: 1_000 },
+  graphMessagesPerSecond: { min: 1, max: MAX_MESSAGES_PER_SECOND },
+  graphTimeoutMs: { min: 100, max: 10 * MINUTE_MS },
+  silenceAfterMs: { min: 0, max: 30 * DAY_MS },
+  statusRetentionMs: { min: DAY_MS, max: 365 * DAY_MS },
+} as const satisfies { [field in keyof Config]?: { min: number; max: number } };
+
+type _WholeNumberField = keyof typeof _BOUNDS;
+
+/** The variables counted in hours or days rather than milliseconds: one unit, in milliseconds. */
+const _ENV_UNITS_MS: { [field in _WholeNumberField]?: number } = {
+  dedupTtlMs: HOUR_MS,
+  eventRetentionMs: HOUR_MS,
+  statusRetentionMs: DAY_MS,
+};
+
+function _wholeNumberReason(min: number, max: number, got: unknown): string {
+  return `expected a whole number from ${min} to ${max}, got "${String(got)}"`;
+}
+
+/** A whole-number setting from code, within its bounds, or its default when left out. */
+function _wholeNumber(field: _WholeNumberField): z.ZodType<number> {
+  const { min, max } = _BOUNDS[field];
+  return z.unknown().optional().transform((value, ctx) => {
+    if (value === undefined) return DEFAULTS[field];
+    if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+      ctx.addIssue({ code: "custom", message: _wholeNumberReason(min, max, value) });
       return z.NEVER;
     }
     return value;
   });
 }
 
-function _boolean(fallback: boolean): z.ZodType<boolean> {
-  return z.string().trim().optional().transform((raw, ctx) => {
-    if (raw === undefined || raw === "") return fallback;
+function _nonEmpty(what: string): z.ZodString {
+  return z.string({ error: `is required: ${what}` }).trim().min(1, `is required: ${what}`);
+}
+
+/** Tokens by phone number id. Errors name the id, never the token. */
+const _tokensByPhoneNumberId = z.unknown().optional().transform((value, ctx) => {
+  if (value === undefined) return {};
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    ctx.addIssue({ code: "custom", message: "expected tokens by phone number id" });
+    return z.NEVER;
+  }
+  const tokens: Record<string, string> = {};
+  for (const [phoneNumberId, token] of Object.entries(value)) {
+    if (!/^\d+$/.test(phoneNumberId) || typeof token !== "string" || token.trim() === "") {
+      ctx.addIssue({
+        code: "custom",
+        message:
+          `expected phone number ids (digits) with a token each; "${phoneNumberId}" is not one`,
+      });
+      return z.NEVER;
+    }
+    tokens[phoneNumberId] = token.trim();
+  }
+  return tokens;
+});
+
+/** The settings, as {@linkcode resolveConfig} takes them, with the defaults filled in. */
+const _configSchema = z.strictObject({
+  port: _wholeNumber("port"),
+  host: z.string().trim().min(1, "must not be empty").default(DEFAULTS.host),
+  kvPath: z.string().trim().min(1, "must not be empty").default(DEFAULTS.kvPath),
+  appSecrets: z.array(z.string().trim().min(1, "has an empty secret"), {
+    error: "is required: the app secrets from Meta's App Dashboard",
+  }).min(1, "is required: the app secrets from Meta's App Dashboard"),
+  verifyToken: _nonEmpty("the verify token typed into Meta's webhook settings"),
+  whatsappToken: z.string().trim().min(1, "must not be empty").optional(),
+  whatsappTokens: _tokensByPhoneNumberId,
+  graphApiBaseUrl: z.url({ protocol: /^https?$/, error: "expected an http(s) URL" })
+    .default(DEFAULTS.graphApiBaseUrl)
+    .transform((url) => url.replace(/\/+$/, "")),
+  graphApiVersion: z.string().trim().regex(/^v\d+\.\d+$/, 'expected a version like "v26.0"')
+    .default(DEFAULTS.graphApiVersion),
+  adminToken: z.string().trim().min(
+    MIN_ADMIN_TOKEN_LENGTH,
+    `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters`,
+  ).optional(),
+  logLevel: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(", ")}` })
+    .default(DEFAULTS.logLevel),
+  logFormat: z.enum(LOG_FORMATS, { error: `expected one of ${LOG_FORMATS.join(", ")}` })
+    .default(DEFAULTS.logFormat),
+  maxBodyBytes: _wholeNumber("maxBodyBytes"),
+  bodyTimeoutMs: _wholeNumber("bodyTimeoutMs"),
+  idleConnectionMs: _wholeNumber("idleConnectionMs"),
+  dedupTtlMs: _wholeNumber("dedupTtlMs"),
+  eventRetentionMs: _wholeNumber("eventRetentionMs"),
+  retryMaxAttempts: _wholeNumber("retryMaxAttempts"),
+  retryBaseDelayMs: _wholeNumber("retryBaseDelayMs"),
+  retryMaxDelayMs: _wholeNumber("retryMaxDelayMs"),
+  leaseMs: _wholeNumber("leaseMs"),
+  workerConcurrency: _wholeNumber("workerConcurrency"),
+  echoReplies: z.boolean({ error: (issue) => `expected true or false, got "${issue.input}"` })
+    .default(DEFAULTS.echoReplies),
+  graphMessagesPerSecond: _wholeNumber("graphMessagesPerSecond"),
+  graphTimeoutMs: _wholeNumber("graphTimeoutMs"),
+  silenceAfterMs: _wholeNumber("silenceAfterMs"),
+  statusRetentionMs: _wholeNumber("statusRetentionMs"),
+});
+
+/**
+ * How the environment's text becomes a setting, where it is more than the text: numbers in the
+ * variable's unit, lists, booleans. Each takes the variable's value (`undefined` when unset) and
+ * returns the setting as code would give it, for {@linkcode _configSchema} to check and complete.
+ */
+const _ENV_READERS: { [field in keyof Config]?: _EnvReader<Config[field]> } = {
+  appSecrets: _nonEmpty("the app secret from Meta's App Dashboard (comma-separated to rotate)")
+    .transform((raw, ctx) => {
+      const secrets = raw.split(",").map((s) => s.trim());
+      if (secrets.some((s) => s === "")) {
+        ctx.addIssue({
+          code: "custom",
+          message: "has an empty secret in its comma-separated list",
+        });
+        return z.NEVER;
+      }
+      return secrets;
+    }),
+  echoReplies: _envText((raw, ctx) => {
     if (raw === "true" || raw === "false") return raw === "true";
     ctx.addIssue({ code: "custom", message: `expected "true" or "false", got "${raw}"` });
     return z.NEVER;
+  }),
+  whatsappTokens: _envText(_readTokenPairs),
+  ...Object.fromEntries(
+    Object.keys(_BOUNDS).map((field) => [field, _envWholeNumber(field as _WholeNumberField)]),
+  ),
+};
+
+type _EnvReader<T> = z.ZodType<T | undefined, string | undefined>;
+type _EnvContext = z.RefinementCtx<string | undefined>;
+
+/** A reader of a variable that may be unset: `read` gets its trimmed text when it is set. */
+function _envText<T>(read: (raw: string, ctx: _EnvContext) => T): _EnvReader<T> {
+  return z.string().trim().optional().transform((raw, ctx) =>
+    raw === undefined ? undefined : read(raw, ctx)
+  );
+}
+
+/** A whole number in the variable's unit, its bounds in that unit; the setting in milliseconds. */
+function _envWholeNumber(field: _WholeNumberField): _EnvReader<number> {
+  const unit = _ENV_UNITS_MS[field] ?? 1;
+  const min = _BOUNDS[field].min / unit;
+  const max = _BOUNDS[field].max / unit;
+  return _envText((raw, ctx) => {
+    const value = Number(raw);
+    if (!/^\d+$/.test(raw) || value < min || value > max) {
+      ctx.addIssue({ code: "custom", message: _wholeNumberReason(min, max, raw) });
+      return z.NEVER;
+    }
+    return value * unit;
   });
 }
 
@@ -72,9 +377,8 @@ function _boolean(fallback: boolean): z.ZodType<boolean> {
  * `<phone_number_id>:<token>` pairs, comma-separated, as a map. Errors name the entry by its
  * position, never by its text: it holds a token.
  */
-const _tokensByPhoneNumberId = z.string().trim().optional().transform((raw, ctx) => {
+function _readTokenPairs(raw: string, ctx: _EnvContext): Record<string, string> {
   const tokens: Record<string, string> = {};
-  if (raw === undefined || raw === "") return tokens;
   const entries = raw.split(",").map((entry) => entry.trim());
   for (const [index, entry] of entries.entries()) {
     const separator = entry.indexOf(":");
@@ -99,106 +403,14 @@ const _tokensByPhoneNumberId = z.string().trim().optional().transform((raw, ctx)
     tokens[phoneNumberId] = token;
   }
   return tokens;
-});
-
-function _required(what: string): z.ZodType<string> {
-  return z.string({ error: `is required: ${what}` }).trim().min(1, `is required: ${what}`);
 }
 
-const _envSchema = z.object({
-  PORT: _integer(0, 65535, 3001),
-  HOST: z.string().trim().min(1).default("0.0.0.0"),
-  /**
-   * A file, `:memory:`, or a KV Connect URL (`https://…`, a `denokv` server or a Deno Deploy
-   * database, authenticated by `DENO_KV_ACCESS_TOKEN`). Unset on Deno Deploy: the app's database.
-   */
-  KV_PATH: z.string().trim().min(1).default(DEFAULT_KV_PATH),
-  APP_SECRET: _required("the app secret from Meta's App Dashboard (comma-separated to rotate)")
-    .transform((raw, ctx) => {
-      const secrets = raw.split(",").map((s) => s.trim());
-      if (secrets.some((s) => s === "")) {
-        ctx.addIssue({
-          code: "custom",
-          message: "has an empty secret in its comma-separated list",
-        });
-        return z.NEVER;
-      }
-      return secrets;
-    }),
-  VERIFY_TOKEN: _required("the verify token typed into Meta's webhook settings"),
-  WHATSAPP_TOKEN: _optionalText,
-  GRAPH_API_BASE_URL: z.url({ protocol: /^https?$/, error: "expected an http(s) URL" })
-    .default("https://graph.facebook.com")
-    .transform((url) => url.replace(/\/+$/, "")),
-  GRAPH_API_VERSION: z.string().trim().regex(/^v\d+\.\d+$/, 'expected a version like "v26.0"')
-    .default(DEFAULT_GRAPH_API_VERSION),
-  ADMIN_TOKEN: z.string().trim().min(
-    MIN_ADMIN_TOKEN_LENGTH,
-    `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters`,
-  ).optional(),
-  LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(", ")}` })
-    .default("info"),
-  /** `auto`: readable lines at a terminal, JSON lines in a pipe, a file or a log collector. */
-  LOG_FORMAT: z.enum(LOG_FORMATS, { error: `expected one of ${LOG_FORMATS.join(", ")}` })
-    .default("auto"),
-  MAX_BODY_BYTES: _integer(1024, 64 * 1024 * 1024, DEFAULT_MAX_BODY_BYTES),
-  /**
-   * A request's whole body must arrive this long after its headers, or it is answered 408 and its
-   * connection closed: Meta sends at most 3 MB at once; a client that trickles holds a connection.
-   */
-  BODY_TIMEOUT_MS: _integer(100, 120_000, 10_000),
-  /**
-   * Connections are recycled this often, so an idle keep-alive or half-sent connection lives at
-   * most about this long: longer than clients keep an idle connection for reuse (Go 90 s, nginx
-   * 75 s), rare enough that the listener handover (which can reset a connection being opened)
-   * happens 30 times an hour.
-   */
-  IDLE_CONNECTION_MS: _integer(1_000, 3_600_000, 120_000),
-  /** Longer than Meta's 7-day retry window, so a late retry is still recognised. */
-  DEDUP_TTL_HOURS: _integer(1, 24 * 365, 8 * 24),
-  EVENT_RETENTION_HOURS: _integer(1, 24 * 365, 7 * 24),
-  RETRY_MAX_ATTEMPTS: _integer(1, 100, 8),
-  RETRY_BASE_DELAY_MS: _integer(1, 24 * 3_600_000, 1_000),
-  RETRY_MAX_DELAY_MS: _integer(1, 7 * 24 * 3_600_000, 15 * 60_000),
-  LEASE_MS: _integer(1_000, 3_600_000, 15_000),
-  /**
-   * Enough runs at once that results share commits (16 drained about 30% slower). 0 runs no
-   * worker: the process only records and acknowledges, and other processes on the same KV run
-   * the handlers.
-   */
-  WORKER_CONCURRENCY: _integer(0, 1_000, 64),
-  /** Answer each inbound text message with its own text (the example handler). */
-  ECHO_REPLIES: _boolean(false),
-  /** Tokens of numbers that do not use `WHATSAPP_TOKEN`, for several numbers on one callback. */
-  WHATSAPP_TOKENS: _tokensByPhoneNumberId,
-  GRAPH_MESSAGES_PER_SECOND: _integer(1, MAX_MESSAGES_PER_SECOND, DEFAULT_MESSAGES_PER_SECOND),
-  /** The same default as the client's `DEFAULT_TIMEOUT_MS` (not imported: it imports this). */
-  GRAPH_TIMEOUT_MS: _integer(100, 600_000, 10_000),
-  /** No delivery for this long makes `/readyz` warn and sets the silence gauge; 0 turns it off. */
-  SILENCE_AFTER_MS: _integer(0, 30 * 24 * 3_600_000, 3_600_000),
-  /** How long the status of a sent message is kept after its last change. */
-  STATUS_RETENTION_DAYS: _integer(1, 365, 30),
-});
-
-/** The validated configuration of one service process. */
-export type Config = z.output<typeof _envSchema>;
-
-/** Every environment variable the service reads: the `--allow-env` list of the start task. */
-export const CONFIG_NAMES = Object.keys(_envSchema.shape) as (keyof typeof _envSchema.shape)[];
-
-/**
- * Variables the Deno runtime reads on the service's behalf, which `--allow-env` must list beside
- * {@linkcode CONFIG_NAMES}: `Deno.openKv` reads `DENO_KV_ACCESS_TOKEN` when `KV_PATH` is a KV
- * Connect URL (and fails without the permission, even when the variable is unset).
- */
-export const RUNTIME_ENV_NAMES = ["DENO_KV_ACCESS_TOKEN"] as const;
-
-/** Raised when the environment cannot make a safe configuration; the message says why. */
+/** Raised when the settings cannot make a safe configuration; the message says why. */
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
-/** Options for {@linkcode loadConfig}. */
+/** Options for {@linkcode loadConfig} and {@linkcode resolveConfig}. */
 export interface LoadConfigOptions {
   /** Accept the `.env.example` placeholders (`deno task dev`); production refuses them. */
   isDevelopment?: boolean;
@@ -210,8 +422,23 @@ export interface LoadedConfig {
   warnings: string[];
 }
 
+/** What a reason calls a setting: its environment variable, or its field. */
+type _Naming = (field: keyof Config) => string;
+
+const _ENV_NAMING: _Naming = (field) => _ENV_NAMES[field];
+const _FIELD_NAMING: _Naming = (field) => field;
+
+/** One reason a configuration is refused, before it is worded. */
+interface _Problem {
+  /** The setting it is about; none for the settings as a whole. */
+  field?: string;
+  /** What is wrong, after the setting's name. */
+  reason: string;
+}
+
 /**
- * Validates the environment.
+ * Validates the environment: the variables of {@linkcode CONFIG_NAMES}, in the units of the
+ * README's table. An empty value means "not set", as `NAME=` in an env file reads.
  *
  * @param env the raw values by name (missing names may be absent or `undefined`)
  * @throws {ConfigError} naming each bad variable and the reason, one per line
@@ -220,22 +447,76 @@ export function loadConfig(
   env: Record<string, string | undefined>,
   options: LoadConfigOptions = {},
 ): LoadedConfig {
-  // An empty value means "not set", as `NAME=` in an env file reads.
-  const picked = Object.fromEntries(
-    CONFIG_NAMES.map((name) => [name, env[name]?.trim() === "" ? undefined : env[name]]),
-  );
-  const parsed = _envSchema.safeParse(picked);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((issue) => {
-      const name = String(issue.path[0] ?? "environment");
-      return `Invalid configuration: ${name} ${issue.message}`;
-    });
-    throw new ConfigError(lines.join("\n"));
+  const input: Record<string, unknown> = {};
+  const problems: _Problem[] = [];
+  for (const [field, name] of Object.entries(_ENV_NAMES) as [keyof Config, ConfigName][]) {
+    const raw = env[name]?.trim() === "" ? undefined : env[name];
+    const read = (_ENV_READERS[field] ?? z.string().optional()).safeParse(raw);
+    if (!read.success) {
+      problems.push(...read.error.issues.map((issue) => ({ field, reason: issue.message })));
+    } else if (read.data !== undefined) input[field] = read.data;
   }
-  let config = parsed.data;
+  return _resolve(input, options, { naming: _ENV_NAMING, problems });
+}
+
+/**
+ * Resolves settings given in code, as a library user or a test gives them: fills in
+ * {@linkcode DEFAULTS} and applies the bounds and cross-checks of {@linkcode loadConfig}, whose
+ * variables these fields are.
+ *
+ * @throws {ConfigError} naming each bad field and the reason, one per line
+ */
+export function resolveConfig(input: ConfigInput, options: LoadConfigOptions = {}): LoadedConfig {
+  return _resolve(input, options, { naming: _FIELD_NAMING, problems: [] });
+}
+
+/** The rules both entries share: the schema, then the cross-checks. */
+function _resolve(
+  input: unknown,
+  options: LoadConfigOptions,
+  given: { naming: _Naming; problems: _Problem[] },
+): LoadedConfig {
+  const { naming } = given;
+  // A setting the environment could not read is not reported again as missing.
+  const unread = new Set(given.problems.map((problem) => problem.field));
+  const parsed = _configSchema.safeParse(input);
+  const problems = [
+    ...given.problems,
+    ...(parsed.success ? [] : parsed.error.issues.flatMap(_problemsOf))
+      .filter((problem) => !unread.has(problem.field)),
+  ];
+  if (problems.length > 0 || !parsed.success) {
+    const order = Object.keys(_ENV_NAMES);
+    problems.sort((a, b) => order.indexOf(a.field ?? "") - order.indexOf(b.field ?? ""));
+    throw new ConfigError(
+      problems.map(({ field, reason }) =>
+        field === undefined
+          ? `Invalid configuration: ${reason}`
+          : `Invalid configuration: ${naming(field as keyof Config)} ${reason}`
+      ).join("\n"),
+    );
+  }
+  return _crossCheck(parsed.data, options, naming);
+}
+
+function _problemsOf(issue: z.core.$ZodIssue): _Problem[] {
+  if (issue.code === "unrecognized_keys") {
+    return issue.keys.map((key) => ({ reason: `unknown setting "${key}"` }));
+  }
+  const field = issue.path[0];
+  return [{ ...(field === undefined ? {} : { field: String(field) }), reason: issue.message }];
+}
+
+/** Refuses settings that cannot work together, and warns about what may be a mistake. */
+function _crossCheck(
+  checked: Config,
+  options: LoadConfigOptions,
+  naming: _Naming,
+): LoadedConfig {
+  let config = checked;
   const problems: string[] = [];
   const warnings: string[] = [];
-  const placeholders = _placeholdersInUse(config);
+  const placeholders = _placeholdersInUse(config).map(naming);
   if (placeholders.length > 0) {
     if (options.isDevelopment) {
       warnings.push(
@@ -249,30 +530,36 @@ export function loadConfig(
       );
     }
   }
-  const shortSecrets = config.APP_SECRET.filter((secret) => secret.length < MIN_APP_SECRET_LENGTH);
+  const shortSecrets = config.appSecrets.filter((secret) => secret.length < MIN_APP_SECRET_LENGTH);
   for (const secret of shortSecrets) {
     // Only its length is quoted: the secret itself never reaches a log line.
     warnings.push(
-      `APP_SECRET has a secret of ${secret.length} character${
+      `${naming("appSecrets")} has a secret of ${secret.length} character${
         secret.length === 1 ? "" : "s"
       }, but Meta's app secrets are 32 hex characters: copy it from the App Dashboard (App settings > Basic), or no delivery will verify`,
     );
   }
-  if (config.RETRY_BASE_DELAY_MS > config.RETRY_MAX_DELAY_MS) {
+  if (config.retryBaseDelayMs > config.retryMaxDelayMs) {
+    const [base, max] = [naming("retryBaseDelayMs"), naming("retryMaxDelayMs")];
     problems.push(
-      `Invalid configuration: RETRY_BASE_DELAY_MS is "${config.RETRY_BASE_DELAY_MS}", above RETRY_MAX_DELAY_MS "${config.RETRY_MAX_DELAY_MS}": lower RETRY_BASE_DELAY_MS or raise RETRY_MAX_DELAY_MS`,
+      `Invalid configuration: ${base} is "${config.retryBaseDelayMs}", above ${max} "${config.retryMaxDelayMs}": lower ${base} or raise ${max}`,
     );
   }
-  if (config.ECHO_REPLIES && !hasGraphToken(config)) {
+  if (config.echoReplies && !hasGraphToken(config)) {
+    const [echo, token, tokens] = [
+      naming("echoReplies"),
+      naming("whatsappToken"),
+      naming("whatsappTokens"),
+    ];
     if (options.isDevelopment) {
       // `.env.example` turns echo on with an empty token: a fresh clone still starts.
-      config = { ...config, ECHO_REPLIES: false };
+      config = { ...config, echoReplies: false };
       warnings.push(
-        "ECHO_REPLIES is on but neither WHATSAPP_TOKEN nor WHATSAPP_TOKENS is set: echo replies are off",
+        `${echo} is on but neither ${token} nor ${tokens} is set: echo replies are off`,
       );
     } else {
       problems.push(
-        "Invalid configuration: ECHO_REPLIES is true but neither WHATSAPP_TOKEN nor WHATSAPP_TOKENS is set",
+        `Invalid configuration: ${echo} is true but neither ${token} nor ${tokens} is set`,
       );
     }
   }
@@ -280,20 +567,20 @@ export function loadConfig(
   return { config, warnings };
 }
 
-/** True unless `WORKER_CONCURRENCY` is 0: a process that only records and acknowledges. */
+/** True unless `workerConcurrency` is 0: a process that only records and acknowledges. */
 export function hasWorker(config: Config): boolean {
-  return config.WORKER_CONCURRENCY > 0;
+  return config.workerConcurrency > 0;
 }
 
 /** Whether any Cloud API access token is configured, for all numbers or for some. */
 export function hasGraphToken(config: Config): boolean {
-  return config.WHATSAPP_TOKEN !== undefined || Object.keys(config.WHATSAPP_TOKENS).length > 0;
+  return config.whatsappToken !== undefined || Object.keys(config.whatsappTokens).length > 0;
 }
 
-function _placeholdersInUse(config: Config): string[] {
-  const used: string[] = [];
-  if (config.APP_SECRET.includes(DEVELOPMENT_PLACEHOLDERS.APP_SECRET)) used.push("APP_SECRET");
-  if (config.VERIFY_TOKEN === DEVELOPMENT_PLACEHOLDERS.VERIFY_TOKEN) used.push("VERIFY_TOKEN");
-  if (config.ADMIN_TOKEN === DEVELOPMENT_PLACEHOLDERS.ADMIN_TOKEN) used.push("ADMIN_TOKEN");
+function _placeholdersInUse(config: Config): (keyof Config)[] {
+  const used: (keyof Config)[] = [];
+  if (config.appSecrets.includes(DEVELOPMENT_PLACEHOLDERS.APP_SECRET)) used.push("appSecrets");
+  if (config.verifyToken === DEVELOPMENT_PLACEHOLDERS.VERIFY_TOKEN) used.push("verifyToken");
+  if (config.adminToken === DEVELOPMENT_PLACEHOLDERS.ADMIN_TOKEN) used.push("adminToken");
   return used;
 }

@@ -2,34 +2,38 @@ import assert from "node:assert/strict";
 import {
   CONFIG_NAMES,
   ConfigError,
-  DEFAULT_MAX_BODY_BYTES,
+  DEFAULTS,
   DEVELOPMENT_PLACEHOLDERS,
   loadConfig,
+  resolveConfig,
   RUNTIME_ENV_NAMES,
 } from "../src/config.ts";
 import { taskCommand } from "./service_process.ts";
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
 
 const REQUIRED = { APP_SECRET: "0123456789abcdef0123456789abcdef", VERIFY_TOKEN: "a-real-token" };
 
 Deno.test("loadConfig() applies the documented defaults", () => {
   const { config, warnings } = loadConfig(REQUIRED);
-  assert.equal(config.PORT, 3001);
-  assert.equal(config.HOST, "0.0.0.0");
-  assert.equal(config.KV_PATH, "./data/wa-webhook.kv");
-  assert.equal(config.GRAPH_API_BASE_URL, "https://graph.facebook.com");
-  assert.equal(config.GRAPH_API_VERSION, "v26.0");
-  assert.equal(config.LOG_LEVEL, "info");
-  assert.equal(config.LOG_FORMAT, "auto");
-  assert.equal(config.MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES);
-  assert.equal(config.MAX_BODY_BYTES, 3 * 1024 * 1024);
-  assert.deepEqual(config.APP_SECRET, [REQUIRED.APP_SECRET]);
-  assert.equal(config.ADMIN_TOKEN, undefined);
+  assert.equal(config.port, 3001);
+  assert.equal(config.host, "0.0.0.0");
+  assert.equal(config.kvPath, "./data/wa-webhook.kv");
+  assert.equal(config.graphApiBaseUrl, "https://graph.facebook.com");
+  assert.equal(config.graphApiVersion, "v26.0");
+  assert.equal(config.logLevel, "info");
+  assert.equal(config.logFormat, "auto");
+  assert.equal(config.maxBodyBytes, DEFAULTS.maxBodyBytes);
+  assert.equal(config.maxBodyBytes, 3 * 1024 * 1024);
+  assert.deepEqual(config.appSecrets, [REQUIRED.APP_SECRET]);
+  assert.equal(config.adminToken, undefined);
   assert.deepEqual(warnings, []);
 });
 
 Deno.test("loadConfig() reads a comma-separated list of app secrets for rotation", () => {
   const { config } = loadConfig({ ...REQUIRED, APP_SECRET: "old-secret, new-secret" });
-  assert.deepEqual(config.APP_SECRET, ["old-secret", "new-secret"]);
+  assert.deepEqual(config.appSecrets, ["old-secret", "new-secret"]);
   assert.throws(
     () => loadConfig({ ...REQUIRED, APP_SECRET: "old-secret,,new" }),
     /APP_SECRET has an empty secret/,
@@ -68,7 +72,7 @@ Deno.test("loadConfig() accepts the placeholders in development with one warning
 
 Deno.test("loadConfig() reads LOG_FORMAT: json, pretty or auto", () => {
   for (const format of ["json", "pretty", "auto"]) {
-    assert.equal(loadConfig({ ...REQUIRED, LOG_FORMAT: format }).config.LOG_FORMAT, format);
+    assert.equal(loadConfig({ ...REQUIRED, LOG_FORMAT: format }).config.logFormat, format);
   }
 });
 
@@ -91,7 +95,7 @@ Deno.test("loadConfig() names the variable and the reason for a bad value", () =
 Deno.test("loadConfig() warns about an app secret too short to be Meta's, never quoting it", () => {
   for (const isDevelopment of [false, true]) {
     const { config, warnings } = loadConfig({ ...REQUIRED, APP_SECRET: "x" }, { isDevelopment });
-    assert.deepEqual(config.APP_SECRET, ["x"]);
+    assert.deepEqual(config.appSecrets, ["x"]);
     assert.equal(warnings.length, 1, warnings.join("\n"));
     assert.match(
       warnings[0] ?? "",
@@ -134,21 +138,21 @@ Deno.test("loadConfig() refuses a retry base delay above the maximum delay, nami
     RETRY_BASE_DELAY_MS: "5000",
     RETRY_MAX_DELAY_MS: "5000",
   });
-  assert.equal(config.RETRY_BASE_DELAY_MS, config.RETRY_MAX_DELAY_MS);
+  assert.equal(config.retryBaseDelayMs, config.retryMaxDelayMs);
 });
 
 Deno.test("loadConfig() treats an empty value as unset", () => {
   const { config } = loadConfig({ ...REQUIRED, WHATSAPP_TOKEN: "", PORT: "" });
-  assert.equal(config.WHATSAPP_TOKEN, undefined);
-  assert.equal(config.PORT, 3001);
+  assert.equal(config.whatsappToken, undefined);
+  assert.equal(config.port, 3001);
 });
 
 Deno.test("loadConfig() reads the reply settings, with echo off, 80 messages/s and 10 s by default", () => {
   const defaults = loadConfig(REQUIRED).config;
-  assert.equal(defaults.ECHO_REPLIES, false);
-  assert.deepEqual(defaults.WHATSAPP_TOKENS, {});
-  assert.equal(defaults.GRAPH_MESSAGES_PER_SECOND, 80);
-  assert.equal(defaults.GRAPH_TIMEOUT_MS, 10_000);
+  assert.equal(defaults.echoReplies, false);
+  assert.deepEqual(defaults.whatsappTokens, {});
+  assert.equal(defaults.graphMessagesPerSecond, 80);
+  assert.equal(defaults.graphTimeoutMs, 10_000);
 
   const { config, warnings } = loadConfig({
     ...REQUIRED,
@@ -158,15 +162,15 @@ Deno.test("loadConfig() reads the reply settings, with echo off, 80 messages/s a
     GRAPH_MESSAGES_PER_SECOND: "20",
     GRAPH_TIMEOUT_MS: "2500",
   });
-  assert.equal(config.ECHO_REPLIES, true);
-  assert.deepEqual(config.WHATSAPP_TOKENS, {
+  assert.equal(config.echoReplies, true);
+  assert.deepEqual(config.whatsappTokens, {
     "106540000000002": "TOKEN",
     "106540000000003": "TOKEN:2",
   });
-  assert.equal(config.GRAPH_MESSAGES_PER_SECOND, 20);
-  assert.equal(config.GRAPH_TIMEOUT_MS, 2500);
+  assert.equal(config.graphMessagesPerSecond, 20);
+  assert.equal(config.graphTimeoutMs, 2500);
   assert.deepEqual(warnings, []);
-  assert.equal(loadConfig({ ...REQUIRED, ECHO_REPLIES: "false" }).config.ECHO_REPLIES, false);
+  assert.equal(loadConfig({ ...REQUIRED, ECHO_REPLIES: "false" }).config.echoReplies, false);
 });
 
 Deno.test("loadConfig() names the reply variable and the reason, never quoting a token", () => {
@@ -203,9 +207,9 @@ Deno.test("loadConfig() refuses ECHO_REPLIES=true without any token outside deve
   );
   // Either kind of token is enough.
   const perNumber = { ECHO_REPLIES: "true", WHATSAPP_TOKENS: "106540000000002:T" };
-  assert.equal(loadConfig({ ...REQUIRED, ...perNumber }).config.ECHO_REPLIES, true);
+  assert.equal(loadConfig({ ...REQUIRED, ...perNumber }).config.echoReplies, true);
   const shared = { ECHO_REPLIES: "true", WHATSAPP_TOKEN: "T" };
-  assert.equal(loadConfig({ ...REQUIRED, ...shared }).config.ECHO_REPLIES, true);
+  assert.equal(loadConfig({ ...REQUIRED, ...shared }).config.echoReplies, true);
 });
 
 Deno.test("loadConfig() turns echo off with one warning in development when no token is set", async () => {
@@ -220,13 +224,151 @@ Deno.test("loadConfig() turns echo off with one warning in development when no t
   assert.equal(env.ECHO_REPLIES, "true");
   assert.equal(env.WHATSAPP_TOKEN, "");
   const { config, warnings } = loadConfig(env, { isDevelopment: true });
-  assert.equal(config.ECHO_REPLIES, false);
+  assert.equal(config.echoReplies, false);
   const echoWarnings = warnings.filter((warning) => warning.includes("ECHO_REPLIES"));
   assert.deepEqual(echoWarnings, [
     "ECHO_REPLIES is on but neither WHATSAPP_TOKEN nor WHATSAPP_TOKENS is set: echo replies are off",
   ]);
   // Every variable of .env.example is one the service reads.
   assert.deepEqual(Object.keys(env).filter((name) => !CONFIG_NAMES.includes(name as never)), []);
+});
+
+Deno.test("loadConfig() reads the retention variables in hours and days, their bounds in those units", () => {
+  const defaults = loadConfig(REQUIRED).config;
+  assert.equal(defaults.dedupTtlMs, 192 * HOUR_MS);
+  assert.equal(defaults.eventRetentionMs, 168 * HOUR_MS);
+  assert.equal(defaults.statusRetentionMs, 30 * DAY_MS);
+  const { config } = loadConfig({
+    ...REQUIRED,
+    DEDUP_TTL_HOURS: "2",
+    EVENT_RETENTION_HOURS: "3",
+    STATUS_RETENTION_DAYS: "4",
+  });
+  assert.equal(config.dedupTtlMs, 2 * HOUR_MS);
+  assert.equal(config.eventRetentionMs, 3 * HOUR_MS);
+  assert.equal(config.statusRetentionMs, 4 * DAY_MS);
+  const cases: [Record<string, string>, string][] = [
+    [{ DEDUP_TTL_HOURS: "0" }, 'DEDUP_TTL_HOURS expected a whole number from 1 to 8760, got "0"'],
+    [
+      { EVENT_RETENTION_HOURS: "8761" },
+      'EVENT_RETENTION_HOURS expected a whole number from 1 to 8760, got "8761"',
+    ],
+    [
+      { STATUS_RETENTION_DAYS: "366" },
+      'STATUS_RETENTION_DAYS expected a whole number from 1 to 365, got "366"',
+    ],
+  ];
+  for (const [overrides, reason] of cases) {
+    assert.throws(
+      () => loadConfig({ ...REQUIRED, ...overrides }),
+      (error) =>
+        error instanceof ConfigError && error.message === `Invalid configuration: ${reason}`,
+    );
+  }
+});
+
+Deno.test("loadConfig() lists every bad variable at once, in the order of CONFIG_NAMES", () => {
+  // PORT fails as text, the secrets as missing settings: both kinds come in one error.
+  assert.throws(
+    () => loadConfig({ PORT: "abc", LOG_LEVEL: "loud", DEDUP_TTL_HOURS: "abc" }),
+    (error) =>
+      error instanceof ConfigError &&
+      error.message.split("\n").map((line) => line.split(" ")[2]).join(",") ===
+        "PORT,APP_SECRET,VERIFY_TOKEN,LOG_LEVEL,DEDUP_TTL_HOURS",
+  );
+});
+
+const SECRETS = { appSecrets: [REQUIRED.APP_SECRET], verifyToken: REQUIRED.VERIFY_TOKEN };
+
+Deno.test("resolveConfig() fills every setting left out from DEFAULTS, as loadConfig() does", () => {
+  const { config, warnings } = resolveConfig(SECRETS);
+  assert.deepEqual(config, { ...DEFAULTS, ...SECRETS, whatsappTokens: {} });
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(config, loadConfig(REQUIRED).config);
+  // What is given is kept, in milliseconds: a TTL need not be whole hours in code.
+  const given = resolveConfig({ ...SECRETS, leaseMs: 30_000, dedupTtlMs: 90 * 60_000 }).config;
+  assert.equal(given.leaseMs, 30_000);
+  assert.equal(given.dedupTtlMs, 90 * 60_000);
+  assert.equal(given.eventRetentionMs, DEFAULTS.eventRetentionMs);
+});
+
+Deno.test("resolveConfig() refuses a bad value with the same bounds, naming the field", () => {
+  const cases: [Record<string, unknown>, string][] = [
+    [{ leaseMs: 999 }, 'leaseMs expected a whole number from 1000 to 3600000, got "999"'],
+    [{ port: 1.5 }, 'port expected a whole number from 0 to 65535, got "1.5"'],
+    [
+      { dedupTtlMs: 60_000 },
+      'dedupTtlMs expected a whole number from 3600000 to 31536000000, got "60000"',
+    ],
+    [
+      { graphTimeoutMs: "5000" },
+      'graphTimeoutMs expected a whole number from 100 to 600000, got "5000"',
+    ],
+    [{ graphApiVersion: "26" }, 'graphApiVersion expected a version like "v26.0"'],
+    [{ graphApiBaseUrl: "ftp://x" }, "graphApiBaseUrl expected an http(s) URL"],
+    [{ adminToken: "short" }, "adminToken must be at least 16 characters"],
+    [{ logLevel: "loud" }, "logLevel expected one of debug, info, warn, error"],
+    [{ echoReplies: "yes" }, 'echoReplies expected true or false, got "yes"'],
+    [{ appSecrets: [] }, "appSecrets is required: the app secrets from Meta's App Dashboard"],
+    [
+      { verifyToken: " " },
+      "verifyToken is required: the verify token typed into Meta's webhook settings",
+    ],
+    [
+      { whatsappTokens: { "not-an-id": "SECRET" } },
+      'whatsappTokens expected phone number ids (digits) with a token each; "not-an-id" is not one',
+    ],
+    [{ leaseMS: 30_000 }, 'unknown setting "leaseMS"'],
+  ];
+  for (const [overrides, reason] of cases) {
+    assert.throws(
+      () => resolveConfig({ ...SECRETS, ...overrides } as never),
+      (error) =>
+        error instanceof ConfigError && error.message === `Invalid configuration: ${reason}`,
+      reason,
+    );
+  }
+});
+
+Deno.test("resolveConfig() applies loadConfig()'s cross-checks, naming the fields", () => {
+  const placeholders = {
+    appSecrets: [DEVELOPMENT_PLACEHOLDERS.APP_SECRET],
+    verifyToken: DEVELOPMENT_PLACEHOLDERS.VERIFY_TOKEN,
+  };
+  assert.throws(
+    () => resolveConfig(placeholders),
+    (error) =>
+      error instanceof ConfigError &&
+      error.message === [
+          "Invalid configuration: appSecrets is the development placeholder from .env.example; set a real value",
+          "Invalid configuration: verifyToken is the development placeholder from .env.example; set a real value",
+        ].join("\n"),
+  );
+  assert.match(
+    resolveConfig(placeholders, { isDevelopment: true }).warnings.join("\n"),
+    /^Development secrets in use \(appSecrets, verifyToken\)/,
+  );
+  assert.throws(
+    () => resolveConfig({ ...SECRETS, retryBaseDelayMs: 60_000, retryMaxDelayMs: 30_000 }),
+    (error) =>
+      error instanceof ConfigError &&
+      error.message ===
+        'Invalid configuration: retryBaseDelayMs is "60000", above retryMaxDelayMs "30000": lower retryBaseDelayMs or raise retryMaxDelayMs',
+  );
+  assert.throws(
+    () => resolveConfig({ ...SECRETS, echoReplies: true }),
+    (error) =>
+      error instanceof ConfigError &&
+      error.message ===
+        "Invalid configuration: echoReplies is true but neither whatsappToken nor whatsappTokens is set",
+  );
+  const development = resolveConfig({ ...SECRETS, echoReplies: true }, { isDevelopment: true });
+  assert.equal(development.config.echoReplies, false);
+  assert.deepEqual(development.warnings, [
+    "echoReplies is on but neither whatsappToken nor whatsappTokens is set: echo replies are off",
+  ]);
+  const short = resolveConfig({ ...SECRETS, appSecrets: ["x"] });
+  assert.match(short.warnings.join("\n"), /^appSecrets has a secret of 1 character, but Meta's/);
 });
 
 Deno.test("every task that runs the service has the start task's flags, written once per subcommand", async () => {

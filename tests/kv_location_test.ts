@@ -13,7 +13,7 @@ const LOCAL = { isKvPathSet: true, isDeploy: false };
 
 Deno.test("selectKvLocation() opens the app's database on Deno Deploy when KV_PATH is unset", () => {
   const defaulted =
-    loadConfig({ APP_SECRET: "test-app-secret-0123456789", VERIFY_TOKEN: "t" }).config.KV_PATH;
+    loadConfig({ APP_SECRET: "test-app-secret-0123456789", VERIFY_TOKEN: "t" }).config.kvPath;
   assert.deepEqual(selectKvLocation(defaulted, { isKvPathSet: false, isDeploy: true }), {
     kind: "deploy",
     path: undefined,

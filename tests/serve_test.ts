@@ -84,8 +84,8 @@ Deno.test("deno task serve listens on HOST and PORT, with the configuration's de
   // Unset or empty, they default as the configuration does.
   const defaults = loadConfig({ APP_SECRET: "test-app-secret-0123456789", VERIFY_TOKEN: "t" })
     .config;
-  assert.match(serve, new RegExp(`test -n "\\$PORT" \\|\\| export PORT=${defaults.PORT};`));
-  assert.match(serve, new RegExp(`test -n "\\$HOST" \\|\\| export HOST=${defaults.HOST};`));
+  assert.match(serve, new RegExp(`test -n "\\$PORT" \\|\\| export PORT=${defaults.port};`));
+  assert.match(serve, new RegExp(`test -n "\\$HOST" \\|\\| export HOST=${defaults.host};`));
   assert.match(serve, / deno serve --parallel --host "\$HOST" --port "\$PORT" /);
 
   await withDataDir(async (kvPath) => {
@@ -96,7 +96,7 @@ Deno.test("deno task serve listens on HOST and PORT, with the configuration's de
     );
     const { hostname, port } = JSON.parse(listening!);
     assert.equal(hostname, "127.0.0.1");
-    assert.notEqual(port, defaults.PORT);
+    assert.notEqual(port, defaults.port);
     const health = await fetch(`${service.origin}/healthz`);
     assert.equal(health.status, 200);
     await health.body?.cancel();

@@ -24,7 +24,7 @@
  *
  * @module
  */
-import { DEVELOPMENT_PLACEHOLDERS } from "../src/config.ts";
+import { DEFAULTS, DEVELOPMENT_PLACEHOLDERS } from "../src/config.ts";
 import { parseDeliveryText, type WebhookEvent } from "../src/events/events.ts";
 import { signBody } from "../src/webhook/signature.ts";
 
@@ -34,8 +34,6 @@ export const SAMPLE_KINDS = ["text", "image", "status", "batch", "unknown"] as c
 /** One of {@linkcode SAMPLE_KINDS}. */
 export type SampleKind = (typeof SAMPLE_KINDS)[number];
 
-/** The port of `.env.example`, used when `PORT` is unset. */
-const DEFAULT_PORT = "3001";
 /** The WABA, business number and user of the samples: obviously made up. */
 const WABA_ID = "100000000000001";
 const PHONE_NUMBER_ID = "100000000000002";
@@ -155,7 +153,7 @@ export async function runSimulator(args: string[], io: SimulatorIo): Promise<num
     io.print(_USAGE);
     return 0;
   }
-  const parsed = _parseArgs(args, io.env("PORT") || DEFAULT_PORT);
+  const parsed = _parseArgs(args, io.env("PORT") || String(DEFAULTS.port));
   if (typeof parsed === "string") {
     io.print(parsed);
     return 2;

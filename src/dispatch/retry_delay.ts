@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { DEFAULTS } from "../config.ts";
 import { backoffMs } from "../ops/backoff.ts";
 import type { RetryLaterError } from "./handler_errors.ts";
 
@@ -20,11 +21,11 @@ export interface RetryPolicy {
   maxDelayMs: number;
 }
 
-/** Defaults of {@linkcode RetryPolicy}: 1 s, 2 s, 4 s, … up to 15 min, 8 attempts. */
+/** Defaults of {@linkcode RetryPolicy}, the configuration's: 1 s, 2 s, … 15 min, 8 attempts. */
 export const DEFAULT_RETRY_POLICY: RetryPolicy = {
-  maxAttempts: 8,
-  baseDelayMs: 1_000,
-  maxDelayMs: 15 * 60_000,
+  maxAttempts: DEFAULTS.retryMaxAttempts,
+  baseDelayMs: DEFAULTS.retryBaseDelayMs,
+  maxDelayMs: DEFAULTS.retryMaxDelayMs,
 };
 
 /**

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { DEFAULTS } from "../config.ts";
 import type { WebhookEvent } from "../events/events.ts";
 import type { Clock } from "../ops/clock.ts";
 import type { Logger } from "../ops/log.ts";
@@ -32,18 +33,18 @@ export interface WorkerOptions {
   clock: Clock;
   /** Services passed to every handler beside the store. */
   services?: Omit<HandlerServices, "store">;
-  /** How long a claim holds an event before another worker may take it (default 15 s). */
+  /** How long a claim holds an event before another worker may take it (`DEFAULTS.leaseMs`). */
   leaseMs?: number;
   /** How often to look for due events when nothing wakes the worker (default 1 s). */
   pollIntervalMs?: number;
-  /** Events handled at the same time (default 64). */
+  /** Events handled at the same time (`DEFAULTS.workerConcurrency`). */
   concurrency?: number;
   retry?: Partial<RetryPolicy>;
   /** Returns a number in [0, 1) for jitter; defaults to `Math.random`. */
   random?: () => number;
   /**
    * How long handlers' reply records are kept: as long as an event can come back (the longer of
-   * the dedup TTL and the retention; default 8 days).
+   * the dedup TTL and the retention; `DEFAULTS.dedupTtlMs`).
    */
   replyTtlMs?: number;
   /** Told about handler runs and stored results, for metrics. */
@@ -112,10 +113,6 @@ export interface Reservation {
   run(events: readonly ClaimedEvent[]): void;
 }
 
-/** Default lease: long enough for most handlers, short enough that a crash costs seconds. */
-const DEFAULT_LEASE_MS = 15_000;
-/** Default {@linkcode WorkerOptions.replyTtlMs}: the default dedup TTL, past Meta's 7-day retries. */
-const DEFAULT_REPLY_TTL_MS = 8 * 24 * 3_600_000;
 /** Shortest sleep between two claim rounds, so an entry that cannot be claimed never spins. */
 const MIN_SLEEP_MS = 1;
 /** Events per claim round worth a commit: a claim commits up to ten groups at once. */
@@ -138,9 +135,9 @@ interface _Queued {
 /** Creates a worker over `store`; call `start()` to run it. */
 export function createWorker(options: WorkerOptions): Worker {
   const { store, dispatcher, logger, clock } = options;
-  const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+  const leaseMs = options.leaseMs ?? DEFAULTS.leaseMs;
   const pollIntervalMs = options.pollIntervalMs ?? 1_000;
-  const concurrency = options.concurrency ?? 64;
+  const concurrency = options.concurrency ?? DEFAULTS.workerConcurrency;
   const retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
   const random = options.random ?? Math.random;
   const services: HandlerServices = { ...options.services, store };
@@ -328,7 +325,8 @@ export function createWorker(options: WorkerOptions): Worker {
       signal: abort.signal,
       retry,
       random,
-      replyTtlMs: options.replyTtlMs ?? DEFAULT_REPLY_TTL_MS,
+      // The default dedup TTL is the longer default (longer than the event retention).
+      replyTtlMs: options.replyTtlMs ?? DEFAULTS.dedupTtlMs,
       now: () => clock.now(),
       onHandlerRun: (handler, result) =>
         observe(() =>

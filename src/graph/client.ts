@@ -21,7 +21,7 @@
 
 import { z } from "zod";
 import { type Clock, systemClock } from "../ops/clock.ts";
-import { DEFAULT_GRAPH_API_VERSION } from "../config.ts";
+import { DEFAULTS } from "../config.ts";
 import { type Logger, silentLogger } from "../ops/log.ts";
 import { addSpanEvent, withSpan } from "../ops/telemetry.ts";
 import { redactToken, transportError, unreadableSuccess } from "./transport_errors.ts";
@@ -31,22 +31,13 @@ import {
   PAIR_RATE_LIMIT_CODE,
   readGraphError,
 } from "./errors.ts";
-import {
-  createRateLimiter,
-  DEFAULT_MESSAGES_PER_SECOND,
-  type RecipientTurn,
-} from "./rate_limit.ts";
+import { createRateLimiter, type RecipientTurn } from "./rate_limit.ts";
 import {
   backoffDelayMs,
   DEFAULT_RETRY_OPTIONS,
   parseRetryAfter,
   type RetryOptions,
 } from "./retry.ts";
-
-/** Meta's Graph API host. */
-export const DEFAULT_GRAPH_API_BASE_URL = "https://graph.facebook.com";
-/** How long one request may take, answer body included. */
-export const DEFAULT_TIMEOUT_MS = 10_000;
 
 /** A business-scoped user id: country code, optional `ENT` (parent BSUID), alphanumerics. */
 const BSUID_PATTERN = /^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$/;
@@ -184,9 +175,9 @@ export interface GraphClientOptions {
   token: string;
   /** Tokens by phone number id, for several numbers behind one service. */
   tokensByPhoneNumberId?: Record<string, string>;
-  /** Defaults to {@linkcode DEFAULT_GRAPH_API_BASE_URL}. */
+  /** Defaults to `DEFAULTS.graphApiBaseUrl` of `config.ts`, Meta's Graph API host. */
   baseUrl?: string;
-  /** Defaults to `DEFAULT_GRAPH_API_VERSION` of `config.ts`, the newest in the reference. */
+  /** Defaults to `DEFAULTS.graphApiVersion` of `config.ts`, the newest in the reference. */
   version?: string;
   /** Defaults to the global `fetch`. */
   fetch?: typeof fetch;
@@ -196,11 +187,11 @@ export interface GraphClientOptions {
   logger?: Logger;
   /** Returns a number in [0, 1) for the backoff jitter; defaults to `Math.random`. */
   random?: () => number;
-  /** How long one request may take; defaults to {@linkcode DEFAULT_TIMEOUT_MS}. */
+  /** How long one request may take; defaults to `DEFAULTS.graphTimeoutMs` of `config.ts`. */
   timeoutMs?: number;
   /** Overrides parts of `DEFAULT_RETRY_OPTIONS`. */
   retry?: Partial<RetryOptions>;
-  /** Throughput per phone number id; defaults to Meta's 80 messages per second. */
+  /** Throughput per phone number id; defaults to `DEFAULTS.graphMessagesPerSecond`, Meta's. */
   messagesPerSecond?: number;
   /** Told about every HTTP attempt; an observer that throws is logged and ignored. */
   onCall?: (outcome: GraphCallOutcome) => void;
@@ -250,17 +241,17 @@ const MarkAsReadResponseSchema = z.object({ success: z.literal(true) });
 
 /** Creates a client. No request is made until a method is called. */
 export function createGraphClient(options: GraphClientOptions): GraphClient {
-  const baseUrl = (options.baseUrl ?? DEFAULT_GRAPH_API_BASE_URL).replace(/\/+$/, "");
-  const version = options.version ?? DEFAULT_GRAPH_API_VERSION;
+  const baseUrl = (options.baseUrl ?? DEFAULTS.graphApiBaseUrl).replace(/\/+$/, "");
+  const version = options.version ?? DEFAULTS.graphApiVersion;
   const fetchFn = options.fetch ?? fetch;
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
   const random = options.random ?? Math.random;
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const timeoutMs = options.timeoutMs ?? DEFAULTS.graphTimeoutMs;
   const retry: RetryOptions = { ...DEFAULT_RETRY_OPTIONS, ...options.retry };
   const limiter = createRateLimiter({
     clock,
-    messagesPerSecond: options.messagesPerSecond ?? DEFAULT_MESSAGES_PER_SECOND,
+    messagesPerSecond: options.messagesPerSecond ?? DEFAULTS.graphMessagesPerSecond,
   });
 
   function tokenFor(phoneNumberId: string): string {

@@ -9,8 +9,6 @@
 
 import type { Clock } from "../ops/clock.ts";
 
-/** Meta's default throughput per business phone number (reference §9.5). */
-export const DEFAULT_MESSAGES_PER_SECOND = 80;
 /** Meta's advice after a pair rate error: wait 4^X seconds (1, 4, 16, 64 s …). */
 const PAIR_SPACING_BASE = 4;
 /** The longest spacing between sends to one recipient: the fourth step of Meta's 4^X advice. */

@@ -7,6 +7,7 @@
  * @module
  */
 import { type Clock, systemClock } from "../ops/clock.ts";
+import { DEFAULTS } from "../config.ts";
 import type { Dispatcher } from "../dispatch/dispatcher.ts";
 import type { StatusEvent, WhatsAppError } from "../events/events.ts";
 import { isTrackedStatus, type TrackedStatus } from "../store/message_status.ts";
@@ -14,9 +15,6 @@ import type { Store } from "../store/store.ts";
 
 export { isFurther, isTrackedStatus, TRACKED_STATUSES } from "../store/message_status.ts";
 export type { MessageStatusRecord, TrackedStatus } from "../store/message_status.ts";
-
-/** How long a message's status is kept after its last change: a month of history. */
-export const DEFAULT_STATUS_RETENTION_MS = 30 * 24 * 3_600_000;
 
 /** The handler name of {@linkcode registerStatusTracking}, kept in event records. */
 export const STATUS_TRACKING_HANDLER = "status-tracking";
@@ -34,7 +32,7 @@ export interface MessageStatusView {
 export interface ApplyStatusOptions {
   /**
    * How long the record lives after this change; defaults to
-   * {@linkcode DEFAULT_STATUS_RETENTION_MS}.
+   * `DEFAULTS.statusRetentionMs`.
    */
   retentionMs?: number;
 }
@@ -60,7 +58,7 @@ export function applyStatus(
     updatedAt: now,
     ...(status === "failed" && errors !== undefined ? { errors } : {}),
   };
-  return store.advanceMessageStatus(next, options.retentionMs ?? DEFAULT_STATUS_RETENTION_MS);
+  return store.advanceMessageStatus(next, options.retentionMs ?? DEFAULTS.statusRetentionMs);
 }
 
 /** The tracked status of message `wamid`, or `null` when it was never seen or has expired. */

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { DEFAULT_KV_PATH } from "../../config.ts";
+import { DEFAULTS } from "../../config.ts";
 
 /** The kinds of {@linkcode KvLocation}. */
 export type KvLocationKind = "file" | "memory" | "kv-connect" | "deploy";
@@ -91,14 +91,14 @@ export function kvOpenFailureReason(location: KvLocation, failure: KvOpenFailure
   if (location.kind === "file" && location.path !== undefined) {
     const path = location.path;
     // `./data` itself, before its first use creates it, is meant as the directory too.
-    if (isDirectory || _normalized(path) === _normalized(_directoryOf(DEFAULT_KV_PATH))) {
-      const file = `${path.replace(/[\\/]+$/, "")}/${_fileName(DEFAULT_KV_PATH)}`;
+    if (isDirectory || _normalized(path) === _normalized(_directoryOf(DEFAULTS.kvPath))) {
+      const file = `${path.replace(/[\\/]+$/, "")}/${_fileName(DEFAULTS.kvPath)}`;
       return `KV_PATH "${path}" is a directory: set it to a file inside it, such as "${file}"`;
     }
     if (error instanceof Deno.errors.NotCapable) {
       return `KV_PATH "${path}" is outside the directories this process may write (the tasks and the compiled binary allow "${
-        _directoryOf(DEFAULT_KV_PATH)
-      }" only): set KV_PATH to a file in it, such as "${DEFAULT_KV_PATH}"`;
+        _directoryOf(DEFAULTS.kvPath)
+      }" only): set KV_PATH to a file in it, such as "${DEFAULTS.kvPath}"`;
     }
   }
   const message = error instanceof Error ? error.message : String(error);
