@@ -39,8 +39,8 @@ export interface AppOptions {
   store: Store;
   clock: Clock;
   /**
-   * The handlers; by default messages and statuses are logged at debug, and text messages are
-   * echoed when `ECHO_REPLIES` is on.
+   * The caller's handlers, run beside the built-in ones: messages and statuses logged at debug,
+   * statuses tracked, and text messages echoed when echo replies are on.
    */
   dispatcher?: Dispatcher;
   /** Jitter source for retries; defaults to `Math.random`. */
@@ -80,7 +80,8 @@ export async function createApp(options: AppOptions): Promise<App> {
   const metrics = options.metrics ?? createServiceMetrics({ clock });
   const verifier = instrumentVerifier(await createSignatureVerifier(config.appSecrets), metrics);
   const graph = hasGraphToken(config) ? _createGraphClient(options, metrics) : undefined;
-  const dispatcher = options.dispatcher ?? _defaultDispatcher(config, clock);
+  const dispatcher = _builtInDispatcher(config, clock);
+  if (options.dispatcher) dispatcher.include(options.dispatcher);
   const worker = createWorker({
     store,
     dispatcher,
@@ -269,7 +270,7 @@ export function storeOptions(config: Config): StoreOptions {
 }
 
 /** The built-in handlers, and the echo handler when `ECHO_REPLIES` is on. */
-function _defaultDispatcher(config: Config, clock: Clock): Dispatcher {
+function _builtInDispatcher(config: Config, clock: Clock): Dispatcher {
   const dispatcher = registerStatusTracking(registerLoggingHandlers(new Dispatcher()), {
     clock,
     retentionMs: config.statusRetentionMs,

@@ -93,11 +93,11 @@ type _RequiredField = "appSecrets" | "verifyToken";
 
 /**
  * The settings of {@linkcode resolveConfig}: {@linkcode Config} with only `appSecrets` and
- * `verifyToken` required; what is left out takes its value from {@linkcode DEFAULTS}.
+ * `verifyToken` required; what is left out (or `undefined`) takes its value from {@linkcode DEFAULTS}.
  */
 export type ConfigInput =
   & Pick<Config, _RequiredField>
-  & Partial<Omit<Config, _RequiredField>>;
+  & { [K in Exclude<keyof Config, _RequiredField>]?: Config[K] | undefined };
 
 /** Every default of the service, written here once: camelCase, durations in milliseconds. */
 export const DEFAULTS = Object.freeze({

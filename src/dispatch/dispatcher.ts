@@ -63,7 +63,7 @@ export interface HandlerContext<E extends WebhookEvent = WebhookEvent> extends H
  */
 export type Handler<E extends WebhookEvent = WebhookEvent> = (
   context: HandlerContext<E>,
-) => void | Promise<void>;
+) => void | Promise<unknown>;
 
 /** Options of a registration. */
 export interface HandlerOptions {
@@ -73,12 +73,19 @@ export interface HandlerOptions {
    * or removed between deploys.
    */
   name?: string;
+  /**
+   * Runs beside the other handlers without taking the event: an event that only passive handlers
+   * take still goes to the `onUnhandled` fallback (the built-in logging handlers are passive).
+   */
+  isPassive?: boolean;
 }
 
 /** A registered handler with its name. */
 export interface NamedHandler {
   name: string;
   handle: Handler;
+  /** See {@linkcode HandlerOptions.isPassive}. */
+  isPassive?: boolean;
 }
 
 /** Registers handlers and finds those of an event. */
@@ -111,14 +118,38 @@ export class Dispatcher {
     return this;
   }
 
-  /** The handlers of `event`, in registration order: kind, field, message type; or the fallback. */
+  /**
+   * Adds every handler registered on `other`, after this one's (in their order, under their
+   * names): how the service puts a user's handlers beside its built-in ones.
+   *
+   * @throws when a name is registered on both
+   */
+  include(other: Dispatcher): this {
+    for (const [key, handlers] of other.#byKey) {
+      for (const handler of handlers) this.#push(this.#byKey, key, handler);
+    }
+    for (const [key, handlers] of other.#byMessageType) {
+      for (const handler of handlers) this.#push(this.#byMessageType, key, handler);
+    }
+    for (const { name, handle } of other.#unhandled) {
+      this.#unhandled.push({ name: this.#claimName(name), handle });
+    }
+    return this;
+  }
+
+  /**
+   * The handlers of `event`, in registration order: kind, field, message type; then the fallback
+   * when none of them but passive ones take it.
+   */
   handlersFor(event: WebhookEvent): NamedHandler[] {
     const handlers = [...(this.#byKey.get(event.kind) ?? [])];
     if (event.kind === "change") handlers.push(...(this.#byKey.get(event.field) ?? []));
     if (event.kind === "message") {
       handlers.push(...(this.#byMessageType.get(`message.${event.message.type}`) ?? []));
     }
-    return handlers.length > 0 ? handlers : [...this.#unhandled];
+    return handlers.some((handler) => !handler.isPassive)
+      ? handlers
+      : [...handlers, ...this.#unhandled];
   }
 
   #add(
@@ -127,10 +158,13 @@ export class Dispatcher {
     handle: Handler,
     options: HandlerOptions | undefined,
   ): void {
-    const list = map.get(key) ?? [];
-    const name = this.#claimName(options?.name ?? `${key}:${list.length}`);
-    list.push({ name, handle });
-    map.set(key, list);
+    const name = options?.name ?? `${key}:${map.get(key)?.length ?? 0}`;
+    this.#push(map, key, { name, handle, ...(options?.isPassive ? { isPassive: true } : {}) });
+  }
+
+  #push(map: Map<string, NamedHandler[]>, key: string, handler: NamedHandler): void {
+    this.#claimName(handler.name);
+    map.set(key, [...(map.get(key) ?? []), handler]);
   }
 
   #claimName(name: string): string {
@@ -148,8 +182,8 @@ export function registerLoggingHandlers(dispatcher: Dispatcher): Dispatcher {
         type: event.message.type,
         phoneNumberId: event.phoneNumberId,
       });
-    }, { name: "log-message" })
+    }, { name: "log-message", isPassive: true })
     .on("status", ({ event, log }) => {
       log.debug("status received", { status: event.status.status });
-    }, { name: "log-status" });
+    }, { name: "log-status", isPassive: true });
 }

@@ -24,7 +24,6 @@ import { GraphApiError } from "../graph/errors.ts";
 import type { Logger } from "../ops/log.ts";
 import {
   isReplySent,
-  type ReplyRecord,
   type SentReplyRecord,
   type UnknownReplyRecord,
 } from "../store/reply_record.ts";

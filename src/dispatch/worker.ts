@@ -123,6 +123,9 @@ const CLAIM_BATCH = 10;
  * intake: 10-event deliveries at 32 connections were handled at 5.5k events/s instead of 18k.
  */
 const QUEUED_PER_SLOT = 4;
+/** How often the loop removes expired events from the store (retention), and how many at most. */
+const PURGE_EVERY_MS = 10 * 60_000;
+const PURGE_LIMIT = 1_000;
 /** Events parked by older versions that one start brings back at most; the next start does more. */
 const MAX_BROUGHT_FORWARD_PER_START = 1_000;
 
@@ -147,6 +150,8 @@ export function createWorker(options: WorkerOptions): Worker {
   let isStopping = false;
   let loop: Promise<void> | undefined;
   let lastLoopAt = 0;
+  let lastPurgeAt = 0;
+  let purging: Promise<unknown> = Promise.resolve();
   let wakeUp: (() => void) | undefined;
   let isWoken = false;
   /** Due events may be waiting for a slot: finished runs wake the claim loop. */
@@ -164,6 +169,7 @@ export function createWorker(options: WorkerOptions): Worker {
     while (!isStopping) {
       lastLoopAt = clock.now();
       isWoken = false;
+      if (lastLoopAt - lastPurgeAt >= PURGE_EVERY_MS) purgeExpired(lastLoopAt);
       const free = freeSlots();
       // While runs are going, claim only once a batch's worth of slots is free: claiming each
       // freed slot on its own would spend one commit per event.
@@ -199,6 +205,15 @@ export function createWorker(options: WorkerOptions): Worker {
     } catch (error) {
       logger.error("cannot bring back events parked beyond the longest retry delay", { error });
     }
+  }
+
+  /** Removes events whose records expired, in the background: retention for stores that need it. */
+  function purgeExpired(now: number): void {
+    lastPurgeAt = now;
+    purging = store.purgeExpired(now, PURGE_LIMIT).then(
+      (purged) => purged > 0 && logger.info("expired events removed", { events: purged }),
+      (error) => logger.warn("cannot remove expired events", { error }),
+    );
   }
 
   /**
@@ -437,6 +452,7 @@ export function createWorker(options: WorkerOptions): Worker {
       queue = [];
       wake();
       await loop;
+      await purging;
       const all = Promise.all([...runs.values()].map((run) => run.done));
       const isLate = await within(all.then(() => false), graceMs, { otherwise: true });
       if (isLate) {

@@ -7,7 +7,9 @@
  */
 import { dirname } from "node:path";
 import { retryWhileLocked } from "./commit.ts";
-import type { KvLocation } from "./location.ts";
+import type { Store } from "../store.ts";
+import { type KvLocation, selectKvLocation } from "./location.ts";
+import { createKvStore, type KvStoreOptions } from "./store.ts";
 
 /** Opens Deno KV at `location`; throws the runtime's error when it cannot. */
 export async function openKv(location: KvLocation): Promise<Deno.Kv> {
@@ -26,4 +28,13 @@ export async function isDirectoryLocation(location: KvLocation): Promise<boolean
   } catch {
     return false; // absent, or not readable: the open error says the rest
   }
+}
+
+/**
+ * Opens Deno KV at `path` (a file, `:memory:` or a KV Connect URL) as a {@linkcode Store}; closing
+ * the store closes it.
+ */
+export async function openKvStore(path: string, options: KvStoreOptions): Promise<Store> {
+  const location = selectKvLocation(path, { isKvPathSet: true, isDeploy: false });
+  return createKvStore(await openKv(location), options);
 }

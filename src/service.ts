@@ -1,0 +1,85 @@
+/**
+ * The service as a library: {@linkcode createService} takes a configuration, a store and the
+ * caller's handlers, and returns `{ fetch, start, stop }`. It never reads the environment nor
+ * exits the process: `main.ts` (the binary) does those, and builds the same service through it.
+ *
+ * @module
+ */
+import { type App, createApp, storeOptions } from "./app.ts";
+import { type ConfigInput, hasWorker, resolveConfig } from "./config.ts";
+import type { Dispatcher } from "./dispatch/dispatcher.ts";
+import { type Clock, systemClock } from "./ops/clock.ts";
+import { createLogger, type Logger } from "./ops/log.ts";
+import { openKvStore } from "./store/kv/open.ts";
+import type { Store } from "./store/store.ts";
+
+/** What {@linkcode createService} needs. */
+export interface ServiceOptions {
+  /** The settings; what is left out takes its default (`DEFAULTS`). */
+  config: ConfigInput;
+  /**
+   * Where events live; by default Deno KV at `config.kvPath` (its directory created), which
+   * `stop()` closes. A store passed in is the caller's to close.
+   */
+  store?: Store;
+  /** The caller's handlers, run beside the built-in ones (logging, status tracking, echo). */
+  dispatcher?: Dispatcher;
+  /** Where log lines go; by default JSON lines at `config.logLevel`. */
+  logger?: Logger;
+  /** The time; the system clock by default (tests pass a manual one). */
+  clock?: Clock;
+  /** The Graph API client's `fetch`; the global one by default. */
+  fetch?: typeof fetch;
+}
+
+/** A service: a request handler and the worker behind it. */
+export interface Service {
+  /** Answers one request (the webhook, health, metrics and admin routes); never throws. */
+  fetch(request: Request): Promise<Response>;
+  /** Starts the worker (none when `workerConcurrency` is 0). */
+  start(): void;
+  /**
+   * Stops: new requests are answered 503 (Meta retries them), requests in flight are answered,
+   * running handlers get `graceMs` (default 3 s) to finish, and a store the service opened is
+   * closed.
+   */
+  stop(options?: { graceMs?: number }): Promise<void>;
+  /** The app inside, for the binary: its drain and worker. */
+  readonly app: App;
+}
+
+/** Running handlers get this long to finish on `stop()`; the rest retry after their lease. */
+const DEFAULT_STOP_GRACE_MS = 3_000;
+
+/**
+ * Builds the service: resolves the configuration (throws a `ConfigError` with every reason; logs
+ * each warning), opens the default store when none is given, and wires intake, worker and routes.
+ */
+export async function createService(options: ServiceOptions): Promise<Service> {
+  const { config, warnings } = resolveConfig(options.config);
+  const logger = options.logger ??
+    createLogger({ level: config.logLevel, format: config.logFormat });
+  for (const warning of warnings) logger.warn(warning);
+  const store = options.store ??
+    await openKvStore(config.kvPath, { ...storeOptions(config), logger });
+  const app = await createApp({
+    config,
+    logger,
+    store,
+    clock: options.clock ?? systemClock,
+    ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  });
+  return {
+    fetch: app.fetch,
+    start() {
+      if (hasWorker(config)) app.worker.start();
+    },
+    async stop(stopOptions = {}) {
+      await app.drain();
+      await app.worker.stop(stopOptions.graceMs ?? DEFAULT_STOP_GRACE_MS);
+      if (!options.store) store.close();
+    },
+    app,
+  };
+}
