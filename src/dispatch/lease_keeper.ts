@@ -50,6 +50,7 @@ export function createLeaseKeeper(options: LeaseKeeperOptions): LeaseKeeper {
       holders.delete(holder);
       holder.onLost();
     }
+    if (holders.size === 0) sleep?.abort();
   }
 
   async function keep(): Promise<void> {
