@@ -33,7 +33,7 @@ export interface HistogramOptions<L extends string> extends MetricOptions<L> {
   buckets: readonly number[];
 }
 
-/** Fills gauges at scrape time; may be async (it may read Deno KV). */
+/** Fills gauges at scrape time; may be async (it may read the store). */
 export type Collector = () => void | Promise<void>;
 
 const _METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;

@@ -4,7 +4,7 @@
  * Protected by `ADMIN_TOKEN` as a bearer token when one is set (Prometheus sends it with
  * `authorization: { credentials: … }`); open when none is set, since the metrics hold counts and
  * names of handlers, never a payload or a secret. Each scrape first refreshes the gauges read from
- * Deno KV (see `ServiceMetrics.collect`).
+ * the store (see `ServiceMetrics.collect`).
  *
  * @module
  */

@@ -72,7 +72,7 @@ export const SIGNATURE_FAILURES: readonly SignatureFailure[] = ["missing", "malf
 
 /**
  * Buckets of the intake acknowledgement latency, in seconds: from 1 ms (a warm commit) to 5 s
- * (well past what a healthy KV takes; Meta waits longer, but a slow acknowledgement is the early
+ * (well past what a healthy store takes; Meta waits longer, but a slow acknowledgement is the early
  * sign of a store in trouble).
  */
 export const ACK_LATENCY_BUCKETS_SECONDS: readonly number[] = [

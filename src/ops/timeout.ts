@@ -1,6 +1,6 @@
 /**
  * The one way the service stops waiting for something: {@linkcode within} races a promise against
- * a timer (and, if given, a signal). Shutdown graces, the health probe of Deno KV and the sweep's
+ * a timer (and, if given, a signal). Shutdown graces, the health probe of the store and the sweep's
  * wait for the service all bound their waits with it.
  *
  * The timer is real (`setTimeout`), not the injected `Clock` of `clock.ts`: these bounds guard
