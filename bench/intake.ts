@@ -10,7 +10,7 @@
  * @module
  */
 import { parseDelivery } from "../src/events/events.ts";
-import { recordEvents } from "../src/store/kv/record.ts";
+import { createKvStore } from "../src/store/kv/store.ts";
 import { signBody } from "../src/webhook/signature.ts";
 
 const SECONDS = Number(Deno.args.find((a) => a.startsWith("--seconds="))?.split("=")[1] ?? 5);
@@ -477,16 +477,17 @@ async function withService(
 
 /** Records `count` events straight into a KV file, then times the service's worker draining them. */
 async function workerAlone(kvPath: string, count: number): Promise<number> {
-  const kv = await Deno.openKv(kvPath);
+  // The service's default retention and lease.
+  const store = createKvStore(await Deno.openKv(kvPath), {
+    dedupTtlMs: 8 * DAY_MS,
+    retentionMs: 7 * DAY_MS,
+    leaseMs: 15_000,
+  });
   for (let n = 0; n < count; n += 100) {
     const { events } = parseDelivery(delivery(`W${n}`, 100));
-    await recordEvents(kv, events, {
-      now: Date.now(),
-      dedupTtlMs: 8 * DAY_MS,
-      retentionMs: 7 * DAY_MS,
-    });
+    await store.recordEvents(events, { now: Date.now() });
   }
-  kv.close();
+  store.close();
   const port = freePort();
   const process = spawnService(kvPath, port);
   try {

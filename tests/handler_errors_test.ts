@@ -9,9 +9,8 @@ import { PermanentError, RetryLaterError } from "../src/dispatch/handler_errors.
 import { createWorker } from "../src/dispatch/worker.ts";
 import { parseDelivery } from "../src/events/events.ts";
 import { silentLogger } from "../src/ops/log.ts";
-import { recordEvents } from "../src/store/kv/record.ts";
-import { deadLetterKey, eventKey, type EventRecord } from "../src/store/kv/keys.ts";
-import { advanceUntil, openTempKv, textsDelivery, waitFor } from "./support.ts";
+import { deadLetterKey, eventKey, type KvEventRecord } from "../src/store/kv/keys.ts";
+import { advanceUntil, kvStore, openTempKv, textsDelivery, waitFor } from "./support.ts";
 
 const WAMID = "wamid.HANDLERERR1";
 const EVENT_ID = `message:${WAMID}`;
@@ -24,9 +23,10 @@ async function runWorker(
   maxDelayMs?: number,
 ): Promise<{ stop: () => Promise<void> }> {
   const { events } = parseDelivery(JSON.parse(textsDelivery([WAMID])));
-  await recordEvents(kv, events, { now: clock.now(), dedupTtlMs: 1e9, retentionMs: 1e9 });
+  const store = kvStore(kv, { dedupTtlMs: 1e9, retentionMs: 1e9, logger: silentLogger });
+  await store.recordEvents(events, { now: clock.now() });
   const worker = createWorker({
-    kv,
+    store,
     dispatcher,
     logger: silentLogger,
     clock,
@@ -37,8 +37,8 @@ async function runWorker(
   return { stop: () => worker.stop(1_000) };
 }
 
-async function record(kv: Deno.Kv): Promise<EventRecord | null> {
-  return (await kv.get<EventRecord>(eventKey(EVENT_ID))).value;
+async function record(kv: Deno.Kv): Promise<KvEventRecord | null> {
+  return (await kv.get<KvEventRecord>(eventKey(EVENT_ID))).value;
 }
 
 Deno.test("a handler throwing PermanentError is dead-lettered on its first attempt", async () => {

@@ -2,13 +2,13 @@ import assert from "node:assert/strict";
 import { ManualClock } from "../src/ops/clock.ts";
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import { createWorker } from "../src/dispatch/worker.ts";
-import { type HealthOptions, healthRoutes, probeKv } from "../src/ops/health.ts";
+import { type HealthOptions, healthRoutes, probeStore } from "../src/ops/health.ts";
 import { metricsRoutes } from "../src/ops/metrics_routes.ts";
 import { createServiceMetrics } from "../src/ops/service_metrics.ts";
 import { healthProbeKey } from "../src/store/kv/keys.ts";
 import { parseExposition, valueOf } from "./prometheus_text.ts";
 import { get, serveRoutes } from "./route_server.ts";
-import { captureLogs, openTempKv } from "./support.ts";
+import { captureLogs, kvStore, openTempKv } from "./support.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const MINUTE_MS = 60_000;
@@ -18,6 +18,7 @@ async function startHealthServer(overrides: Partial<HealthOptions> = {}) {
   const temp = await openTempKv();
   const clock = new ManualClock(T0);
   const logs = captureLogs();
+  const store = kvStore(temp.kv, { logger: logs.logger });
   const metrics = createServiceMetrics({ clock });
   const state = {
     loopAt: T0,
@@ -26,7 +27,7 @@ async function startHealthServer(overrides: Partial<HealthOptions> = {}) {
   };
   const server = serveRoutes([
     ...healthRoutes({
-      kv: temp.kv,
+      store,
       worker: { lastLoopAt: () => state.loopAt },
       clock,
       isShuttingDown: () => state.isShuttingDown,
@@ -36,7 +37,7 @@ async function startHealthServer(overrides: Partial<HealthOptions> = {}) {
       metrics,
       ...overrides,
     }),
-    ...metricsRoutes({ metrics, adminToken: undefined, kv: temp.kv, clock }),
+    ...metricsRoutes({ metrics, adminToken: undefined, store, clock }),
   ]);
   return {
     ...server,
@@ -102,15 +103,16 @@ Deno.test("GET /readyz follows a real worker: alive while it loops, 503 once it 
   await using temp = await openTempKv();
   const clock = new ManualClock(T0);
   const logs = captureLogs();
+  const store = kvStore(temp.kv, { logger: logs.logger });
   const worker = createWorker({
-    kv: temp.kv,
+    store,
     dispatcher: new Dispatcher(),
     logger: logs.logger,
     clock,
     pollIntervalMs: 1_000,
   });
   await using server = serveRoutes(healthRoutes({
-    kv: temp.kv,
+    store,
     worker,
     clock,
     isShuttingDown: () => false,
@@ -148,13 +150,13 @@ Deno.test("GET /readyz answers 503 with the reason when KV is closed", async () 
   assert.match(reasons[0]!, /^Cannot use Deno KV: /);
 });
 
-Deno.test("probeKv() gives up after its timeout when KV does not answer", async () => {
+Deno.test("probeStore() gives up after its timeout when KV does not answer", async () => {
   let release: () => void = () => {};
   const hanging = {
     set: () => new Promise((resolve) => (release = () => resolve({ ok: true }))),
     get: () => Promise.resolve({ versionstamp: "1", value: 0, key: healthProbeKey() }),
   } as unknown as Deno.Kv;
-  const reason = await probeKv(hanging, T0, 20);
+  const reason = await probeStore(kvStore(hanging), T0, 20);
   assert.equal(reason, "Cannot use Deno KV: a write and a read took longer than 20 ms");
   release();
 });

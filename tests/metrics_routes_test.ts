@@ -6,7 +6,7 @@ import { createServiceMetrics } from "../src/ops/service_metrics.ts";
 import { readyKey } from "../src/store/kv/keys.ts";
 import { parseExposition, valueOf } from "./prometheus_text.ts";
 import { get, serveRoutes } from "./route_server.ts";
-import { openTempKv, TEST_ADMIN_TOKEN } from "./support.ts";
+import { kvStore, openTempKv, TEST_ADMIN_TOKEN } from "./support.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const AUTH = { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
@@ -19,7 +19,7 @@ Deno.test("GET /metrics answers the exposition with the 0.0.4 content type", asy
   await temp.kv.set(readyKey(T0 - 30_000, "late"), "late");
   await clock.advance(90_000);
   await using server = serveRoutes(
-    metricsRoutes({ metrics, adminToken: TEST_ADMIN_TOKEN, kv: temp.kv, clock }),
+    metricsRoutes({ metrics, adminToken: TEST_ADMIN_TOKEN, store: kvStore(temp.kv), clock }),
   );
 
   const response = await get(server.origin, "/metrics", AUTH);
@@ -39,7 +39,7 @@ Deno.test("GET /metrics answers 401 without the admin token, or with a wrong one
   await using server = serveRoutes(metricsRoutes({
     metrics: createServiceMetrics({ clock }),
     adminToken: TEST_ADMIN_TOKEN,
-    kv: temp.kv,
+    store: kvStore(temp.kv),
     clock,
   }));
   const missing = await get(server.origin, "/metrics");
@@ -59,7 +59,7 @@ Deno.test("GET /metrics is open when no admin token is configured", async () => 
   await using server = serveRoutes(metricsRoutes({
     metrics: createServiceMetrics({ clock }),
     adminToken: undefined,
-    kv: temp.kv,
+    store: kvStore(temp.kv),
     clock,
   }));
   const response = await get(server.origin, "/metrics");
@@ -73,7 +73,7 @@ Deno.test("GET /metrics still answers 200 when KV fails, logging the failure", a
   await using server = serveRoutes(metricsRoutes({
     metrics: createServiceMetrics({ clock }),
     adminToken: undefined,
-    kv: temp.kv,
+    store: kvStore(temp.kv),
     clock,
   }));
   temp.kv.close();

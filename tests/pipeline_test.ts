@@ -10,12 +10,15 @@ import { RetryLaterError } from "../src/dispatch/handler_errors.ts";
 import { createWorker, type Reservation } from "../src/dispatch/worker.ts";
 import { parseDelivery, type WebhookEvent } from "../src/events/events.ts";
 import { silentLogger } from "../src/ops/log.ts";
-import { createInbox, recordEvents, type RecordOutcome } from "../src/store/kv/record.ts";
-import { eventKey, type EventRecord, idsOfEntry, READY_PREFIX } from "../src/store/kv/keys.ts";
+import { eventKey, idsOfEntry, type KvEventRecord, READY_PREFIX } from "../src/store/kv/keys.ts";
+import { commitGroup, MAX_EVENTS_PER_COMMIT, prepareEvent } from "../src/store/kv/record.ts";
+import { writeParts } from "../src/store/kv/parts.ts";
+import type { ClaimedEvent, RecordOutcome, Store } from "../src/store/store.ts";
 import { FAKE_TOKEN, startFakeGraphApi } from "./fake_graph_api.ts";
 import { expirationMs, setRecordState } from "./kv_records.ts";
 import {
   advanceUntil,
+  kvStore,
   messagesDelivery,
   openTempKv,
   postDelivery,
@@ -36,8 +39,13 @@ function countingDispatcher(
   }, { name: "count" });
 }
 
-async function record(kv: Deno.Kv, id: string): Promise<EventRecord | null> {
-  return (await kv.get<EventRecord>(eventKey(id))).value;
+/** The Deno KV store over `kv` the tests record into and run workers on: records live long. */
+function storeOn(kv: Deno.Kv, overrides: Parameters<typeof kvStore>[1] = {}): Store {
+  return kvStore(kv, { dedupTtlMs: 1e9, retentionMs: 1e9, logger: silentLogger, ...overrides });
+}
+
+async function record(kv: Deno.Kv, id: string): Promise<KvEventRecord | null> {
+  return (await kv.get<KvEventRecord>(eventKey(id))).value;
 }
 
 async function readyCount(kv: Deno.Kv): Promise<number> {
@@ -103,7 +111,7 @@ Deno.test("a handler failing twice then succeeding runs three times with growing
   const start = clock.now();
 
   // The delay after a failure is the record's dueAt minus the failure's time (`at + ms`).
-  const delayAfter = (r: EventRecord | null, attempt: number): number => {
+  const delayAfter = (r: KvEventRecord | null, attempt: number): number => {
     const failed = r!.history[attempt - 1]!;
     return r!.dueAt! - (failed.at + failed.ms);
   };
@@ -185,10 +193,11 @@ Deno.test("a retry runs only the handlers that have not succeeded yet", async ()
       if (failures-- > 0) throw new Error("flaky");
     }, { name: "reply" });
   await using temp = await openTempKv();
+  const store = storeOn(temp.kv);
   const { events } = parseDelivery(JSON.parse(textsDelivery(["wamid.PART1"])));
-  await recordEvents(temp.kv, events, { now: clock.now(), dedupTtlMs: 1e9, retentionMs: 1e9 });
+  await store.recordEvents(events, { now: clock.now() });
   const worker = createWorker({
-    kv: temp.kv,
+    store,
     dispatcher,
     logger: silentLogger,
     clock,
@@ -207,10 +216,11 @@ Deno.test("a retry runs only the handlers that have not succeeded yet", async ()
 Deno.test("slow handlers keep their leases: a second worker never runs them meanwhile", async () => {
   const clock = new ManualClock();
   await using temp = await openTempKv();
+  const store = storeOn(temp.kv);
   // Twelve events: their leases are extended in two commits (ten, then two).
   const wamids = Array.from({ length: 12 }, (_, i) => `wamid.SLOW${i}`);
   const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
-  await recordEvents(temp.kv, events, { now: clock.now(), dedupTtlMs: 1e9, retentionMs: 1e9 });
+  await store.recordEvents(events, { now: clock.now() });
   const runs = new Map<string, number>();
   let finish: () => void = () => {};
   const finished = new Promise<void>((resolve) => (finish = resolve));
@@ -218,7 +228,7 @@ Deno.test("slow handlers keep their leases: a second worker never runs them mean
     runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
     await finished;
   });
-  const options = { kv: temp.kv, dispatcher, logger: silentLogger, clock, leaseMs: 3_000 };
+  const options = { store, dispatcher, logger: silentLogger, clock, leaseMs: 3_000 };
   const first = createWorker(options);
   const second = createWorker(options);
   first.start();
@@ -249,8 +259,9 @@ Deno.test("slow handlers keep their leases: a second worker never runs them mean
 Deno.test("a lost lease aborts the run and its result is not stored", async () => {
   const clock = new ManualClock();
   await using temp = await openTempKv();
+  const store = storeOn(temp.kv);
   const { events } = parseDelivery(JSON.parse(textsDelivery(["wamid.LOST1"])));
-  await recordEvents(temp.kv, events, { now: clock.now(), dedupTtlMs: 1e9, retentionMs: 1e9 });
+  await store.recordEvents(events, { now: clock.now() });
   const id = "message:wamid.LOST1";
   let aborted: unknown;
   const dispatcher = new Dispatcher().on("message", ({ signal }) =>
@@ -261,7 +272,7 @@ Deno.test("a lost lease aborts the run and its result is not stored", async () =
       });
     }));
   const worker = createWorker({
-    kv: temp.kv,
+    store,
     dispatcher,
     logger: silentLogger,
     clock,
@@ -282,9 +293,10 @@ Deno.test("a lost lease aborts the run and its result is not stored", async () =
 
 Deno.test("no more handlers run at once than the worker's concurrency", async () => {
   await using temp = await openTempKv();
+  const store = storeOn(temp.kv);
   const wamids = Array.from({ length: 12 }, (_, i) => `wamid.CAP${i}`);
   const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
-  await recordEvents(temp.kv, events, { now: Date.now(), dedupTtlMs: 1e9, retentionMs: 1e9 });
+  await store.recordEvents(events, { now: Date.now() });
   let running = 0;
   let most = 0;
   let done = 0;
@@ -295,7 +307,7 @@ Deno.test("no more handlers run at once than the worker's concurrency", async ()
     done++;
   });
   const worker = createWorker({
-    kv: temp.kv,
+    store,
     dispatcher,
     logger: silentLogger,
     clock: systemClock,
@@ -314,11 +326,11 @@ Deno.test("no more handlers run at once than the worker's concurrency", async ()
 Deno.test("events recorded leased run at once; those beyond the free slots wait in memory", async () => {
   const clock = new ManualClock();
   await using temp = await openTempKv();
-  const inbox = createInbox(temp.kv, { dedupTtlMs: 1e9, retentionMs: 1e9 });
+  const store = storeOn(temp.kv);
   const { dispatcher, runs, counts, release } = gatedDispatcher();
   // Two slots, and four places in memory per slot.
   const worker = createWorker({
-    kv: temp.kv,
+    store,
     dispatcher,
     logger: silentLogger,
     clock,
@@ -341,7 +353,10 @@ Deno.test("events recorded leased run at once; those beyond the free slots wait 
   const wamids = Array.from({ length: 12 }, (_, i) => `wamid.HAND${i}`);
   const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
   const until = clock.now() + 15_000;
-  const outcome = await inbox.record(events, clock.now(), { count: reservation.count, until });
+  const outcome = await store.recordEvents(events, {
+    now: clock.now(),
+    lease: { count: reservation.count, until },
+  });
   assert.equal(outcome.leased.length, 10, "ten leased, two due now");
 
   reservation.run(outcome.leased);
@@ -367,6 +382,7 @@ Deno.test("events recorded leased run at once; those beyond the free slots wait 
 Deno.test("an event waiting in memory keeps its lease; a second worker never takes it", async () => {
   const clock = new ManualClock();
   await using temp = await openTempKv();
+  const store = storeOn(temp.kv);
   const runs = new Map<string, number>();
   let finishFirst: () => void = () => {};
   const first = new Promise<void>((resolve) => (finishFirst = resolve));
@@ -374,7 +390,7 @@ Deno.test("an event waiting in memory keeps its lease; a second worker never tak
     runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
     if (event.id === "message:wamid.WAIT0") await first;
   });
-  const options = { kv: temp.kv, dispatcher, logger: silentLogger, clock, leaseMs: 3_000 };
+  const options = { store, dispatcher, logger: silentLogger, clock, leaseMs: 3_000 };
   const { worker, reservation } = await workerWithSlots({ ...options, concurrency: 1 }, 2);
   // Two commits: the waiting event's lease is its own, not the running one's.
   const { outcome: running } = await recordLeased(temp.kv, clock, reservation, ["wamid.WAIT0"]);
@@ -402,6 +418,7 @@ Deno.test("an event waiting in memory keeps its lease; a second worker never tak
 Deno.test("events waiting in memory when the worker stops run elsewhere once their lease ends", async () => {
   const clock = new ManualClock();
   await using temp = await openTempKv();
+  const store = storeOn(temp.kv);
   // The handler runs until it is aborted.
   const dispatcher = new Dispatcher().on(
     "message",
@@ -410,7 +427,7 @@ Deno.test("events waiting in memory when the worker stops run elsewhere once the
         signal.addEventListener("abort", () => reject(signal.reason))
       ),
   );
-  const options = { kv: temp.kv, dispatcher, logger: silentLogger, clock, concurrency: 1 };
+  const options = { store, dispatcher, logger: silentLogger, clock, concurrency: 1 };
   const { worker, reservation } = await workerWithSlots(options, 2);
   const wamids = ["wamid.STOP0", "wamid.STOP1"];
   const { outcome } = await recordLeased(temp.kv, clock, reservation, wamids);
@@ -432,10 +449,13 @@ Deno.test("events waiting in memory when the worker stops run elsewhere once the
 Deno.test("an event recorded leased by a process that died runs once its lease ends", async () => {
   const clock = new ManualClock();
   await using temp = await openTempKv();
-  const inbox = createInbox(temp.kv, { dedupTtlMs: 1e9, retentionMs: 1e9 });
+  const store = storeOn(temp.kv);
   const { events } = parseDelivery(JSON.parse(textsDelivery(["wamid.ORPHAN1"])));
   const until = clock.now() + 15_000;
-  const outcome = await inbox.record(events, clock.now(), { count: 1, until });
+  const outcome = await store.recordEvents(events, {
+    now: clock.now(),
+    lease: { count: 1, until },
+  });
   assert.equal(outcome.leased.length, 1, "recorded leased, then never run: its process died");
   await assertRunsOnceAfterLease(temp.kv, clock, "message:wamid.ORPHAN1", until);
 });
@@ -443,8 +463,9 @@ Deno.test("an event recorded leased by a process that died runs once its lease e
 Deno.test("an expired lease (a dead worker) makes the event claimable again", async () => {
   const clock = new ManualClock();
   await using temp = await openTempKv();
+  const store = storeOn(temp.kv);
   const { events } = parseDelivery(JSON.parse(textsDelivery(["wamid.LEASE1"])));
-  await recordEvents(temp.kv, events, { now: clock.now(), dedupTtlMs: 1e9, retentionMs: 1e9 });
+  await store.recordEvents(events, { now: clock.now() });
   const id = "message:wamid.LEASE1";
   // Simulate a claim by a process that then died: the event sits in a lease at the lease's end.
   const leaseUntil = clock.now() + 15_000;
@@ -461,7 +482,7 @@ async function assertRunsOnceAfterLease(
 ): Promise<void> {
   const runs = new Map<string, number>();
   const worker = createWorker({
-    kv,
+    store: storeOn(kv),
     dispatcher: countingDispatcher(runs),
     logger: silentLogger,
     clock,
@@ -487,6 +508,7 @@ async function readyEntries(kv: Deno.Kv): Promise<[number, string[]][]> {
 Deno.test("a lease on several events shrinks as their results land; the slow one keeps it", async () => {
   const clock = new ManualClock();
   await using temp = await openTempKv();
+  const store = storeOn(temp.kv);
   const wamids = ["wamid.GROUP0", "wamid.GROUP1", "wamid.GROUP2"];
   const ids = wamids.map((w) => `message:${w}`);
   const runs = new Map<string, number>();
@@ -496,7 +518,7 @@ Deno.test("a lease on several events shrinks as their results land; the slow one
     runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
     if (event.id === ids[2]) await slow;
   });
-  const options = { kv: temp.kv, dispatcher, logger: silentLogger, clock, leaseMs: 3_000 };
+  const options = { store, dispatcher, logger: silentLogger, clock, leaseMs: 3_000 };
   const { worker: first, reservation } = await workerWithSlots({ ...options, concurrency: 3 }, 3);
   const { outcome } = await recordLeased(temp.kv, clock, reservation, wamids);
   assert.deepEqual(await readyEntries(temp.kv), [[reservation.until, ids]], "one entry for three");
@@ -525,21 +547,17 @@ Deno.test("a lease on several events shrinks as their results land; the slow one
 Deno.test("a claim takes what fits of a lease left by a dead process; the rest waits", async () => {
   const clock = new ManualClock();
   await using temp = await openTempKv();
+  const store = storeOn(temp.kv);
   const wamids = Array.from({ length: 5 }, (_, i) => `wamid.SPLIT${i}`);
   const ids = wamids.map((w) => `message:${w}`);
   const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
   // Recorded leased by a process that died before running them: one entry, due once it ends.
   const until = clock.now() + 1_000;
-  await recordEvents(temp.kv, events, {
-    now: clock.now(),
-    leaseUntil: until,
-    dedupTtlMs: 1e9,
-    retentionMs: 1e9,
-  });
+  await recordInOneCommit(temp.kv, events, { now: clock.now(), leaseUntil: until });
   await clock.advance(2_000);
   const { dispatcher, runs, counts, release } = gatedDispatcher();
   const worker = createWorker({
-    kv: temp.kv,
+    store,
     dispatcher,
     logger: silentLogger,
     clock,
@@ -593,13 +611,36 @@ async function recordLeased(
   wamids: string[],
 ): Promise<{ events: WebhookEvent[]; outcome: RecordOutcome }> {
   const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
-  const outcome = await recordEvents(kv, events, {
+  const leased = await recordInOneCommit(kv, events, {
     now: clock.now(),
     leaseUntil: reservation.until,
-    dedupTtlMs: 1e9,
-    retentionMs: 1e9,
   });
-  return { events, outcome };
+  return { events, outcome: { recorded: events.map((event) => event.id), duplicates: [], leased } };
+}
+
+/**
+ * Records new `events` in one atomic commit, sharing one ready entry: with `leaseUntil`, leased to
+ * the caller until then (one lease for all), and returns them as leased. The store's inbox commits
+ * a lone event at once and gathers only those that arrive meanwhile, so a delivery's events may
+ * land in several commits; the tests of a lease or an entry several events share write them so.
+ */
+async function recordInOneCommit(
+  kv: Deno.Kv,
+  events: readonly WebhookEvent[],
+  options: { now: number; leaseUntil?: number },
+): Promise<ClaimedEvent[]> {
+  assert.ok(events.length <= MAX_EVENTS_PER_COMMIT, "the events fit one commit");
+  const prepared = events.map((event) =>
+    prepareEvent(event, { dedupTtlMs: 1e9, retentionMs: 1e9, ...options })
+  );
+  await Promise.all(prepared.map((event) => writeParts(kv, event)));
+  const results = await commitGroup(kv, prepared);
+  return prepared.map((event, i) => {
+    const result = results[i];
+    assert.equal(result?.state, "recorded", `${event.id} is new`);
+    const { record, event: leasedEvent, bytes } = event;
+    return result.lease ? [{ record, event: leasedEvent, lease: result.lease, bytes }] : [];
+  }).flat();
 }
 
 /** Starts a worker on `kv` and waits until it can reserve `count` slots; returns both. */
@@ -622,6 +663,7 @@ async function workerWithSlots(
 Deno.test("a lost lease on several events aborts every run holding it, storing no result", async () => {
   const clock = new ManualClock();
   await using temp = await openTempKv();
+  const store = storeOn(temp.kv);
   const wamids = ["wamid.LOSTG0", "wamid.LOSTG1", "wamid.LOSTG2"];
   const aborted = new Set<string>();
   const dispatcher = new Dispatcher().on(
@@ -634,7 +676,7 @@ Deno.test("a lost lease on several events aborts every run holding it, storing n
         });
       }),
   );
-  const options = { kv: temp.kv, dispatcher, logger: silentLogger, clock, leaseMs: 3_000 };
+  const options = { store, dispatcher, logger: silentLogger, clock, leaseMs: 3_000 };
   const { worker, reservation } = await workerWithSlots({ ...options, concurrency: 3 }, 3);
   const { events, outcome } = await recordLeased(temp.kv, clock, reservation, wamids);
   reservation.run(outcome.leased);
@@ -652,11 +694,12 @@ Deno.test("a lost lease on several events aborts every run holding it, storing n
 Deno.test("an event left out of its delivery's runs waits in the shared lease, then runs once", async () => {
   const clock = new ManualClock();
   await using temp = await openTempKv();
+  const store = storeOn(temp.kv);
   const wamids = ["wamid.KEPT0", "wamid.LEFT1"];
   const ids = wamids.map((w) => `message:${w}`);
   const runs = new Map<string, number>();
   const options = {
-    kv: temp.kv,
+    store,
     dispatcher: countingDispatcher(runs),
     logger: silentLogger,
     clock,
@@ -759,7 +802,8 @@ Deno.test(
         text: { body: i === 0 ? "short" : "histórico ".repeat(12_000) }, // ~130 KB: in parts
       })),
     }));
-    await recordEvents(temp.kv, events, { now: start, dedupTtlMs: lifeMs, retentionMs: lifeMs });
+    const store = storeOn(temp.kv, { dedupTtlMs: lifeMs, retentionMs: lifeMs, leaseMs });
+    await store.recordEvents(events, { now: start });
     assert.ok((await record(temp.kv, large))!.parts! > 1);
     const runs = new Map<string, number>();
     const dispatcher = new Dispatcher().on("message", ({ event }) => {
@@ -767,12 +811,11 @@ Deno.test(
       if (runs.get(event.id) === 1) throw new RetryLaterError("Throttled", maxDelayMs);
     }, { name: "throttled" });
     const worker = createWorker({
-      kv: temp.kv,
+      store,
       dispatcher,
       logger: silentLogger,
       clock,
       leaseMs,
-      recordLifeMs: lifeMs,
       retry: { maxDelayMs },
       random: () => 0,
     });
@@ -832,10 +875,11 @@ function _partExpirations(path: string, id: string): number[] {
 Deno.test("events an older version parked far away (at Infinity, in 2056) run once a worker starts", async () => {
   const clock = new ManualClock();
   await using temp = await openTempKv();
+  const store = storeOn(temp.kv);
   const start = clock.now();
   const wamids = ["wamid.PARKED1", "wamid.PARKED2", "wamid.SOON1"];
   const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
-  await recordEvents(temp.kv, events, { now: start, dedupTtlMs: 1e9, retentionMs: 1e9 });
+  await store.recordEvents(events, { now: start });
   const [infinite, decades, soon] = wamids.map((wamid) => `message:${wamid}`) as [
     string,
     string,
@@ -850,7 +894,7 @@ Deno.test("events an older version parked far away (at Infinity, in 2056) run on
 
   const runs = new Map<string, number>();
   const worker = createWorker({
-    kv: temp.kv,
+    store,
     dispatcher: countingDispatcher(runs),
     logger: silentLogger,
     clock,

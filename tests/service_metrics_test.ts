@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { parseDelivery } from "../src/events/events.ts";
 import { HttpError } from "../src/http/errors.ts";
-import { recordEvents } from "../src/store/kv/record.ts";
 import { READY_PREFIX, readyKey } from "../src/store/kv/keys.ts";
 import { ManualClock } from "../src/ops/clock.ts";
 import {
@@ -15,11 +14,11 @@ import {
   MAX_UNKNOWN_MESSAGE_TYPE_LABELS,
   type ServiceMetrics,
 } from "../src/ops/service_metrics.ts";
-import { readReadyQueue } from "../src/store/kv/queue_figures.ts";
+import { queueFigures } from "../src/store/kv/queue_figures.ts";
 import { createIntakeHandler } from "../src/webhook/intake.ts";
 import { createSignatureVerifier, signBody } from "../src/webhook/signature.ts";
 import { type Exposition, parseExposition, samplesOf, valueOf } from "./prometheus_text.ts";
-import { captureLogs, messagesDelivery, openTempKv, TEST_SECRET } from "./support.ts";
+import { captureLogs, kvStore, messagesDelivery, openTempKv, TEST_SECRET } from "./support.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const HOUR_MS = 3_600_000;
@@ -93,12 +92,13 @@ Deno.test("an unknown status value is counted as type other", () => {
   );
 });
 
-/** The intake handler wired as the app will wire it, over a temp KV. */
+/** The intake handler wired as the app wires it, over the Deno KV store on a temp KV. */
 async function instrumentedIntake(kv: Deno.Kv, metrics: ServiceMetrics, options: {
   failRecording?: boolean;
   elapsedMs?: number;
 } = {}) {
   const verifier = instrumentVerifier(await createSignatureVerifier([TEST_SECRET]), metrics);
+  const store = kvStore(kv, RETENTION);
   let time = 0;
   const handler = instrumentIntake(
     createIntakeHandler({
@@ -107,7 +107,7 @@ async function instrumentedIntake(kv: Deno.Kv, metrics: ServiceMetrics, options:
       onDrift: (drift) => metrics.observeDrift(drift),
       recordEvents: async (events) => {
         if (options.failRecording) throw new Error("KV is down");
-        const outcome = await recordEvents(kv, events, { ...RETENTION, now: T0 });
+        const outcome = await store.recordEvents(events, { now: T0 });
         metrics.observeRecorded(events, outcome, T0);
       },
     }),
@@ -263,6 +263,7 @@ Deno.test("Graph API calls are counted by outcome and code, and timed", () => {
 
 Deno.test("collect() reads the ready set: depth due now and later, age of the oldest due", async () => {
   await using temp = await openTempKv();
+  const store = kvStore(temp.kv);
   const clock = new ManualClock(T0);
   const metrics = createServiceMetrics({ clock });
   const now = T0 + 60_000;
@@ -272,7 +273,7 @@ Deno.test("collect() reads the ready set: depth due now and later, age of the ol
   await temp.kv.set(readyKey(now + 15_000, "lease-1"), ["d1", "d2", "d3"]); // a lease
   await temp.kv.set(readyKey(now + 60_000, "e"), "e"); // a retry
 
-  const errors = await metrics.collect(temp.kv, now);
+  const errors = await metrics.collect(store, now);
   assert.deepEqual(errors, []);
   const exposition = scrape(metrics);
   // Events, not entries.
@@ -283,29 +284,30 @@ Deno.test("collect() reads the ready set: depth due now and later, age of the ol
   assert.equal(valueOf(exposition, "wa_webhook_seconds_since_last_delivery"), 60);
 
   metrics.observeRecorded([], { recorded: [], duplicates: [] }, now - 5_000);
-  await metrics.collect(temp.kv, now);
+  await metrics.collect(store, now);
   assert.equal(valueOf(scrape(metrics), "wa_webhook_seconds_since_last_delivery"), 5);
 });
 
 Deno.test("collect() reports age 0 when only future entries are queued, and 0 depth when empty", async () => {
   await using temp = await openTempKv();
+  const store = kvStore(temp.kv);
   const metrics = createServiceMetrics();
-  await metrics.collect(temp.kv, T0);
+  await metrics.collect(store, T0);
   let exposition = scrape(metrics);
   assert.equal(valueOf(exposition, "wa_webhook_ready_queue_depth", { due: "now" }), 0);
   assert.equal(valueOf(exposition, "wa_webhook_ready_queue_oldest_age_seconds"), 0);
 
   await temp.kv.set(readyKey(T0 + 10_000, "lease"), "lease");
-  await metrics.collect(temp.kv, T0);
+  await metrics.collect(store, T0);
   exposition = scrape(metrics);
   assert.equal(valueOf(exposition, "wa_webhook_ready_queue_depth", { due: "later" }), 1);
   assert.equal(valueOf(exposition, "wa_webhook_ready_queue_oldest_age_seconds"), 0);
 });
 
-Deno.test("readReadyQueue() counts at most its limit", async () => {
+Deno.test("queueFigures() counts at most its limit", async () => {
   await using temp = await openTempKv();
   for (let i = 0; i < 7; i++) await temp.kv.set(readyKey(T0 - i, `e${i}`), `e${i}`);
-  const snapshot = await readReadyQueue(temp.kv, T0, 5);
+  const snapshot = await queueFigures(temp.kv, T0, 5);
   assert.equal(snapshot.due + snapshot.later, 5);
   // The oldest is read first, whatever the limit.
   assert.equal(snapshot.oldestDueAgeMs, 6);
@@ -316,11 +318,12 @@ Deno.test("readReadyQueue() counts at most its limit", async () => {
 
 Deno.test("collect() returns the KV error and sets the queue gauges to NaN", async () => {
   await using temp = await openTempKv();
+  const store = kvStore(temp.kv);
   const metrics = createServiceMetrics();
   await temp.kv.set(readyKey(T0 - 1_000, "a"), "a");
-  await metrics.collect(temp.kv, T0);
+  await metrics.collect(store, T0);
   temp.kv.close();
-  const errors = await metrics.collect(temp.kv, T0);
+  const errors = await metrics.collect(store, T0);
   assert.equal(errors.length, 1);
   const exposition = scrape(metrics);
   assert.ok(Number.isNaN(valueOf(exposition, "wa_webhook_ready_queue_depth", { due: "now" })));

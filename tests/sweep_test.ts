@@ -17,10 +17,9 @@ import {
 import { createWorker } from "../src/dispatch/worker.ts";
 import { parseDelivery } from "../src/events/events.ts";
 import { silentLogger } from "../src/ops/log.ts";
-import { recordEvents } from "../src/store/kv/record.ts";
-import { eventKey, type EventRecord } from "../src/store/kv/keys.ts";
+import type { Store } from "../src/store/store.ts";
 import { textDelivery } from "./signed_deliveries.ts";
-import { advanceUntil, captureLogs, openTempKv, waitFor } from "./support.ts";
+import { advanceUntil, captureLogs, kvStore, openTempKv, waitFor } from "./support.ts";
 
 /** A stand-in for `Deno.cron` that keeps what it was given; `fire()` runs the job like a tick. */
 function fakeCron() {
@@ -64,19 +63,24 @@ async function withinTestBound<T>(promise: Promise<T>, what: string): Promise<T>
 }
 
 /** Records text messages without waking any worker: as intake did while the isolate slept. */
-async function recordWhileAsleep(kv: Deno.Kv, n: number, now: number): Promise<string[]> {
+async function recordWhileAsleep(store: Store, n: number, now: number): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < n; i++) {
     const delivery = await textDelivery(i, "SWEEP");
     const { events } = parseDelivery(JSON.parse(new TextDecoder().decode(delivery.body)));
-    await recordEvents(kv, events, { now, dedupTtlMs: 1e9, retentionMs: 1e9 });
+    await store.recordEvents(events, { now });
     ids.push(delivery.id);
   }
   return ids;
 }
 
-async function stateOf(kv: Deno.Kv, id: string): Promise<string | undefined> {
-  return (await kv.get<EventRecord>(eventKey(id))).value?.state;
+async function stateOf(store: Store, id: string): Promise<string | undefined> {
+  return (await store.getEvent(id))?.record.state;
+}
+
+/** The Deno KV store over `kv`, its records living long. */
+function storeOn(kv: Deno.Kv): Store {
+  return kvStore(kv, { dedupTtlMs: 1e9, retentionMs: 1e9, logger: silentLogger });
 }
 
 Deno.test("registerSweepCron() registers nothing where Deno.cron is missing", async () => {
@@ -84,19 +88,19 @@ Deno.test("registerSweepCron() registers nothing where Deno.cron is missing", as
   assert.equal(sweep.isRegistered, false);
   // A target that records every use: with no job, connect() hands it to nothing that sweeps.
   const used: string[] = [];
-  const kv = new Proxy({}, {
+  const store = new Proxy({}, {
     get: (_, name) => {
-      used.push(`kv.${String(name)}`);
+      used.push(`store.${String(name)}`);
       return undefined;
     },
-  }) as Deno.Kv;
+  }) as Store;
   sweep.connect({
-    kv,
+    store,
     worker: { wake: () => void used.push("wake"), running: () => (used.push("running"), 0) },
     clock: systemClock,
     logger: silentLogger,
   });
-  // A turn of the event loop: a sweep that connect() had started would have read KV by then.
+  // A turn of the event loop: a sweep connect() had started would have read the store by then.
   await new Promise((resolve) => setTimeout(resolve, 0));
   assert.deepEqual(used, []);
   sweep.stop();
@@ -120,10 +124,11 @@ Deno.test("registerSweepCron() registers one job every minute, unregistered by s
 
 Deno.test("a cron tick runs the events recorded while the worker slept", async () => {
   await using temp = await openTempKv();
+  const store = storeOn(temp.kv);
   const clock = new ManualClock();
   const runs = new Map<string, number>();
   const worker = createWorker({
-    kv: temp.kv,
+    store,
     dispatcher: new Dispatcher().on("message", ({ event }) => {
       runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
     }, { name: "count" }),
@@ -136,15 +141,15 @@ Deno.test("a cron tick runs the events recorded while the worker slept", async (
   const fake = fakeCron();
   const logs = captureLogs();
   const sweep = registerSweepCron(fake.cron, { checkEveryMs: 10, maxMs: 5_000 });
-  sweep.connect({ kv: temp.kv, worker, clock, logger: logs.logger });
+  sweep.connect({ store, worker, clock, logger: logs.logger });
   // The worker's first round found nothing: it sleeps for its poll interval.
   await waitFor(
     () => clock.pendingSleeps().includes(3_600_000),
     "the worker asleep for its poll interval",
   );
-  const ids = await recordWhileAsleep(temp.kv, 3, clock.now());
+  const ids = await recordWhileAsleep(store, 3, clock.now());
   // Time stands still, so nothing but a wake can end that sleep: the events wait.
-  assert.deepEqual(await Promise.all(ids.map((id) => stateOf(temp.kv, id))), [
+  assert.deepEqual(await Promise.all(ids.map((id) => stateOf(store, id))), [
     "pending",
     "pending",
     "pending",
@@ -158,7 +163,7 @@ Deno.test("a cron tick runs the events recorded while the worker slept", async (
   await tick;
 
   // The tick returned once the worker had caught up: every event ran once.
-  assert.deepEqual(await Promise.all(ids.map((id) => stateOf(temp.kv, id))), [
+  assert.deepEqual(await Promise.all(ids.map((id) => stateOf(store, id))), [
     "done",
     "done",
     "done",
@@ -174,6 +179,7 @@ Deno.test("a cron tick runs the events recorded while the worker slept", async (
 
 Deno.test("a cron tick before the service started waits for it, then sweeps", async () => {
   await using temp = await openTempKv();
+  const store = storeOn(temp.kv);
   const fake = fakeCron();
   const logs = captureLogs();
   const sweep = registerSweepCron(fake.cron, { checkEveryMs: 10, maxMs: 5_000 });
@@ -187,7 +193,7 @@ Deno.test("a cron tick before the service started waits for it, then sweeps", as
 
   let wakes = 0;
   sweep.connect({
-    kv: temp.kv,
+    store,
     worker: { wake: () => void wakes++, running: () => 0 },
     clock: systemClock,
     logger: logs.logger,
@@ -227,11 +233,12 @@ Deno.test("stop() ends a cron tick waiting for the service, and later ticks retu
 
 Deno.test("sweepDueEvents() stops waiting after maxMs while an event keeps running", async () => {
   await using temp = await openTempKv();
+  const store = storeOn(temp.kv);
   const clock = new ManualClock();
-  const ids = await recordWhileAsleep(temp.kv, 1, clock.now());
+  const ids = await recordWhileAsleep(store, 1, clock.now());
   let wakes = 0;
   const sweeping = sweepDueEvents({
-    kv: temp.kv,
+    store,
     // A worker that never catches up: its run holds the event.
     worker: { wake: () => void wakes++, running: () => 1 },
     clock,
@@ -245,5 +252,5 @@ Deno.test("sweepDueEvents() stops waiting after maxMs while an event keeps runni
   const result = await sweeping;
   assert.deepEqual(result, { dueAtStart: 1, isIdle: false, ms: 1_000 });
   assert.ok(wakes >= 4, `woken on each check (${wakes})`);
-  assert.equal(await stateOf(temp.kv, ids[0]!), "pending");
+  assert.equal(await stateOf(store, ids[0]!), "pending");
 });
