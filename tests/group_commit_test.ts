@@ -38,3 +38,10 @@ Deno.test("maxGroupSize still bounds a commit whose items all share one check", 
   await Promise.all(Array.from({ length: 7 }, (_, n) => committer.submit(`a:${n}`)));
   assert.deepEqual(commits.map((items) => items.length), [1, 3, 3]);
 });
+
+Deno.test("items submitted together share their commits, the first one not committed alone", async () => {
+  const { committer, commits } = recordingCommitter({ maxChecks: 10, maxGroupSize: 4 });
+  const results = await committer.submitAll(["a:0", "a:1", "a:2", "a:3", "a:4", "a:5"]);
+  assert.deepEqual(commits, [["a:0", "a:1", "a:2", "a:3"], ["a:4", "a:5"]]);
+  assert.deepEqual(results, [100, 101, 102, 103, 200, 201], "results in the items' order");
+});

@@ -1,8 +1,9 @@
 /**
  * Group commit: items submitted while a commit is under way are gathered and written together in
  * the next one, so concurrent requests share Deno KV's disk syncs. Nothing waits for a timer: a
- * lone item is committed at once, and a group forms only from items that arrive while earlier
- * commits are running, so the wait is bounded by one commit.
+ * lone item (or the items of one call) is committed at once, and a group forms from items
+ * submitted together or arriving while earlier commits are running, so the wait is bounded by one
+ * commit.
  *
  * @module
  */
@@ -35,6 +36,11 @@ export interface GroupCommitOptions<T, R> {
 export interface GroupCommitter<T, R> {
   /** Resolves with the item's result once the commit holding it succeeded. */
   submit(item: T): Promise<R>;
+  /**
+   * Submits items together: they go into the same commits (as many as their limits need), never
+   * one alone ahead of the others. Resolves with their results in order.
+   */
+  submitAll(items: readonly T[]): Promise<R[]>;
 }
 
 interface _Waiting<T, R> {
@@ -87,12 +93,16 @@ export function createGroupCommitter<T, R>(
     }
   }
 
+  function submitAll(items: readonly T[]): Promise<R[]> {
+    const results = items.map((item) =>
+      new Promise<R>((resolve, reject) => queue.push({ item, resolve, reject }))
+    );
+    pump();
+    return Promise.all(results);
+  }
+
   return {
-    submit(item) {
-      return new Promise<R>((resolve, reject) => {
-        queue.push({ item, resolve, reject });
-        pump();
-      });
-    },
+    submit: async (item) => (await submitAll([item]))[0]!,
+    submitAll,
   };
 }
