@@ -2,17 +2,18 @@ import assert from "node:assert/strict";
 import { adminRoutes } from "../src/admin/routes.ts";
 import { ManualClock } from "../src/ops/clock.ts";
 import type { MessageEvent } from "../src/events/events.ts";
+import type { EventState } from "../src/store/event_record.ts";
 import {
   deadLetterKey,
   eventKey,
-  type EventRecord,
-  type EventState,
+  type KvEventRecord as EventRecord,
   READY_PREFIX,
   readyKey,
 } from "../src/store/kv/keys.ts";
 import {
   advanceUntil,
   captureLogs,
+  kvStore,
   openTempKv,
   postDelivery,
   startTestServer,
@@ -47,7 +48,7 @@ async function startAdminServer(
   const clock = new ManualClock(T0);
   let wakes = 0;
   const server = serveRoutes(
-    adminRoutes({ kv: temp.kv, adminToken, clock, onReplay: () => wakes++ }),
+    adminRoutes({ store: kvStore(temp.kv), adminToken, clock, onReplay: () => wakes++ }),
   );
   return {
     origin: server.origin,

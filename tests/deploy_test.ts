@@ -7,10 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { eventKey, type EventRecord } from "../src/store/kv/keys.ts";
 import { startService } from "./service_process.ts";
 import { postSigned, textDelivery } from "./signed_deliveries.ts";
-import { TEST_ADMIN_TOKEN, TEST_SECRET, TEST_VERIFY_TOKEN, waitFor } from "./support.ts";
+import { kvStore, TEST_ADMIN_TOKEN, TEST_SECRET, TEST_VERIFY_TOKEN, waitFor } from "./support.ts";
 
 /** Where this Deno keeps npm packages, so the temporary `DENO_DIR` needs no download. */
 async function npmCacheDir(): Promise<string> {
@@ -74,8 +73,8 @@ Deno.test("on Deno Deploy, main.ts opens the app's KV without a path and sweeps 
     assert.equal(files.length, 1, `one default database: ${files}`);
     const kv = await Deno.openKv(files[0]);
     try {
-      const record = await kv.get<EventRecord>(eventKey(delivery.id));
-      assert.equal(record.value?.state, "done");
+      const stored = await kvStore(kv).getEvent(delivery.id);
+      assert.equal(stored?.record.state, "done");
     } finally {
       kv.close();
     }

@@ -7,7 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { ManualClock } from "../src/ops/clock.ts";
-import { eventKey, type EventRecord, replyKey, type ReplyRecord } from "../src/store/kv/keys.ts";
+import type { EventRecord } from "../src/store/event_record.ts";
+import type { ReplyRecord } from "../src/store/reply_record.ts";
 import {
   FAKE_TOKEN,
   type FakeGraphApi,
@@ -122,7 +123,7 @@ async function post(t: Harness, body: string): Promise<void> {
 }
 
 async function record(t: Harness, wamid: string): Promise<EventRecord | null> {
-  return (await t.server.kv.get<EventRecord>(eventKey(`message:${wamid}`))).value;
+  return (await t.server.store.getEvent(`message:${wamid}`))?.record ?? null;
 }
 
 async function untilState(t: Harness, wamid: string, state: EventRecord["state"]): Promise<void> {
@@ -130,10 +131,20 @@ async function untilState(t: Harness, wamid: string, state: EventRecord["state"]
 }
 
 async function replyRecord(
-  t: Harness,
+  t: { server: TestServer },
   wamid: string,
 ): Promise<(ReplyRecord & { messageId?: string }) | null> {
-  return (await t.server.kv.get<ReplyRecord>(replyKey(wamid, "echo"))).value;
+  return await t.server.store.getReply({ handler: "echo", inboundId: wamid });
+}
+
+/** Stores `reply` as the echo's reply record for `wamid`, where none is yet. */
+async function putReplyRecord(
+  t: { server: TestServer },
+  wamid: string,
+  reply: ReplyRecord,
+): Promise<void> {
+  const of = { handler: "echo", inboundId: wamid };
+  assert.ok(await t.server.store.swapReply(of, null, reply, 3_600_000), "no record before");
 }
 
 /** The client's "will be retried" lines so far: each one is followed by its backoff sleep. */
@@ -231,7 +242,7 @@ Deno.test("an admin replay of an answered message sends nothing: the reply recor
 
   // The replayed run is over: whatever it sent, it sent before it was done.
   assertSent(t, 2, "no second mark-as-read, no second reply");
-  const skipped = t.server.logs.lines.filter((l) => l.msg === "echo already sent");
+  const skipped = t.server.logs.lines.filter((l) => l.msg === "echo reply already sent");
   assert.equal(skipped.length, 1);
   assert.equal(skipped[0]!.level, "debug");
   assert.equal(skipped[0]!.replyId, "wamid.FAKE000001");
@@ -241,7 +252,7 @@ Deno.test("a reply recorded by a run that died before finishing is not sent agai
   await using t = await setup();
   // The state a crash leaves: Meta accepted the reply and it was recorded, the event not yet done.
   const earlier: ReplyRecord = { messageId: "wamid.SENTBEFORE", phoneNumberId: PHONE_ID };
-  await t.server.kv.set(replyKey("wamid.CRASH1", "echo"), earlier);
+  await putReplyRecord(t, "wamid.CRASH1", earlier);
   await post(t, delivery({ [PHONE_ID]: [text("wamid.CRASH1", "hello")] }));
   await untilState(t, "wamid.CRASH1", "done");
   assertSent(t, 0);
@@ -551,7 +562,7 @@ async function runUntilSettled(t: UnknownOutcomeHarness, wamid: string): Promise
   const { requests } = t.graph;
   const haveArrived = (): boolean => requests === undefined || requests.length === t.started();
   for (;;) {
-    const current = (await t.server.kv.get<EventRecord>(eventKey(`message:${wamid}`))).value;
+    const current = (await t.server.store.getEvent(`message:${wamid}`))?.record;
     if (current?.state === "done" || current?.state === "dead") return current;
     await waitFor(haveArrived, "requests reach the Graph API");
     // Checked again with no await between it and the step: nothing can start in between.
@@ -582,7 +593,7 @@ async function adminView(
   return await response.json();
 }
 
-const UNKNOWN_AFTER_TWO = {
+const UNKNOWN_AFTER_TWO: ReplyRecord = {
   outcome: "unknown",
   phoneNumberId: PHONE_ID,
   unknownSends: 2,
@@ -608,8 +619,7 @@ for (
       settled.lastError ?? "",
       /^echo: Cannot send the echo reply: 2 send\(s\) ended with an unknown outcome .*not sent again/,
     );
-    const stored = await t.server.kv.get(replyKey("wamid.LATE1", "echo"));
-    assert.deepEqual(stored.value, UNKNOWN_AFTER_TWO);
+    assert.deepEqual(await replyRecord(t, "wamid.LATE1"), UNKNOWN_AFTER_TWO);
     const view = await adminView(t, "wamid.LATE1");
     assert.deepEqual(view.replies, { echo: UNKNOWN_AFTER_TWO });
 
@@ -633,8 +643,7 @@ for (
     const settled = await runUntilSettled(t, "wamid.DROP1");
     assert.equal(dropping.accepted.length, 2, "the first send and once more");
     assert.equal(settled.state, "dead");
-    const stored = await t.server.kv.get(replyKey("wamid.DROP1", "echo"));
-    assert.deepEqual(stored.value, UNKNOWN_AFTER_TWO);
+    assert.deepEqual(await replyRecord(t, "wamid.DROP1"), UNKNOWN_AFTER_TWO);
   });
 }
 
@@ -654,13 +663,13 @@ Deno.test("a refused connection sent nothing: the client and the worker keep ret
   // Per run: the read receipt and the reply, each tried 5 times by the client.
   assert.equal(t.started(), 2 * (5 + 5));
   assert.match(settled.lastError ?? "", /^echo: Cannot connect to the Graph API: fetch failed/);
-  assert.equal((await t.server.kv.get(replyKey("wamid.REFUSED1", "echo"))).value, null);
+  assert.equal(await replyRecord(t, "wamid.REFUSED1"), null);
 });
 
 Deno.test("a run that finds 2 unknown sends (a process died during the last) sends nothing and ends dead", async () => {
   const fake = startFakeGraphApi();
   await using t = await setupWith(fake);
-  await t.server.kv.set(replyKey("wamid.DIED1", "echo"), UNKNOWN_AFTER_TWO);
+  await putReplyRecord(t, "wamid.DIED1", UNKNOWN_AFTER_TWO);
   await postText(t, "wamid.DIED1");
 
   const settled = await runUntilSettled(t, "wamid.DIED1");

@@ -1,19 +1,19 @@
 import assert from "node:assert/strict";
 import type { MessageEvent } from "../src/events/events.ts";
 import {
-  getEventRecord,
-  InvalidCursorError,
+  getEvent,
   listEvents,
-  type ListEventsOptions,
   MAX_SCAN_EVENTS,
   replayDeadLetters,
   replayEvent,
 } from "../src/store/kv/event_log.ts";
+import { InvalidCursorError, type ListEventsOptions } from "../src/store/store.ts";
 import {
   deadLetterKey,
+  domainRecord,
   eventKey,
   eventPartKey,
-  type EventRecord,
+  type KvEventRecord as EventRecord,
   READY_PREFIX,
   readyKey,
 } from "../src/store/kv/keys.ts";
@@ -249,21 +249,21 @@ Deno.test("listEvents() rejects a cursor it did not produce", async () => {
   }
 });
 
-Deno.test("getEventRecord() returns the record and the event; null for an unknown id", async () => {
+Deno.test("getEvent() returns the record and the event; null for an unknown id", async () => {
   await using temp = await openTempKv();
   const { kv } = temp;
   const status = firstFixtureEvent("status_delivered", "status");
   await recordAll(kv, [status], T0);
 
-  const stored = await getEventRecord(kv, status.id);
+  const stored = await getEvent(kv, status.id);
   assert.ok(stored);
   assert.deepEqual(stored.event, status);
   assert.equal(stored.record.state, "pending");
   assert.deepEqual(stored.record.history, []);
-  assert.equal(await getEventRecord(kv, "status:wamid.nothing:sent:1"), null);
+  assert.equal(await getEvent(kv, "status:wamid.nothing:sent:1"), null);
 });
 
-Deno.test("getEventRecord() reads back whole an event stored in parts", async () => {
+Deno.test("getEvent() reads back whole an event stored in parts", async () => {
   await using temp = await openTempKv();
   const { kv } = temp;
   // 150 000 characters of multi-byte text: several 60 KiB parts, split inside characters.
@@ -274,7 +274,7 @@ Deno.test("getEventRecord() reads back whole an event stored in parts", async ()
   assert.ok((raw.parts ?? 0) >= 3, `stored in ${raw.parts} parts`);
   assert.ok((await kv.get(eventPartKey(large.id, 0))).value);
 
-  const stored = await getEventRecord(kv, large.id);
+  const stored = await getEvent(kv, large.id);
   assert.ok(stored);
   assert.deepEqual(stored.event, large);
 });
@@ -303,7 +303,8 @@ Deno.test("replayEvent() puts a done event back to pending, due now, with every 
     replayedAttempts: 1,
     completedHandlers: [],
   };
-  assert.deepEqual(result, { status: "replayed", record: expected });
+  // The result holds the domain record: the stored one without KV's fields (the inline event).
+  assert.deepEqual(result, { status: "replayed", record: domainRecord(expected) });
   assert.deepEqual(await readRecord(kv, event.id), expected);
   assert.deepEqual(await readyIds(kv), [readyKey(now, event.id)]);
   assert.equal((await kv.get(readyKey(now, event.id))).value, event.id);
@@ -359,7 +360,7 @@ Deno.test("events recorded together share a ready entry; one taken out of it is 
   for (const event of events) assert.equal((await readRecord(kv, event.id)).readyId, entry!.key[2]);
 
   await setRecordState(kv, events[1]!.id, "processing", { now: T0, dueAt: T0 + 15_000 });
-  const states = await Promise.all(events.map((e) => getEventRecord(kv, e.id)));
+  const states = await Promise.all(events.map((e) => getEvent(kv, e.id)));
   assert.deepEqual(states.map((stored) => stored?.record.state), [
     "pending",
     "processing",
@@ -384,7 +385,7 @@ Deno.test("replayEvent() of an event waiting with others gives it its own entry,
     [shared!.key, [events[0]!.id, events[2]!.id]],
     [readyKey(now, events[1]!.id), events[1]!.id],
   ]);
-  const states = await Promise.all(events.map((e) => getEventRecord(kv, e.id)));
+  const states = await Promise.all(events.map((e) => getEvent(kv, e.id)));
   assert.deepEqual(states.map((stored) => stored?.record.state), ["pending", "pending", "pending"]);
 });
 

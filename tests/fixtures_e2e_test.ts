@@ -3,8 +3,7 @@
  * Deno KV are exactly the expected ones, and a delivery's schema drift gets one warning line.
  */
 import assert from "node:assert/strict";
-import { readEvent } from "../src/store/kv/record.ts";
-import { eventKey, type EventRecord } from "../src/store/kv/keys.ts";
+import type { KvEventRecord } from "../src/store/kv/keys.ts";
 import { FIXTURES, readExpectedParse, readFixtureBytes } from "./fixtures/catalog.ts";
 import { postDelivery, startTestServer } from "./support.ts";
 
@@ -19,15 +18,15 @@ Deno.test("every fixture posted through the server records exactly its expected 
 
       const expected = await readExpectedParse(fixture);
       const uniqueIds = [...new Set(expected.events.map((e) => e.id))];
-      const recorded: EventRecord[] = [];
-      for await (const entry of server.kv.list<EventRecord>({ prefix: ["events"] })) {
+      const recorded: KvEventRecord[] = [];
+      for await (const entry of server.kv.list<KvEventRecord>({ prefix: ["events"] })) {
         recorded.push(entry.value);
       }
       assert.equal(recorded.length, uniqueIds.length);
       for (const event of expected.events) {
-        const record = (await server.kv.get<EventRecord>(eventKey(event.id))).value;
-        assert.ok(record, `event ${event.id} recorded`);
-        assert.deepEqual(await readEvent(server.kv, record), event);
+        const stored = await server.store.getEvent(event.id);
+        assert.ok(stored, `event ${event.id} recorded`);
+        assert.deepEqual(stored.event, event);
       }
       const driftLines = server.logs.lines.filter((line) => line.msg === "schema drift");
       assert.deepEqual(

@@ -74,7 +74,7 @@ function inboxOn(kv: Deno.Kv): Inbox {
 
 /** Records one single-message delivery per wamid, all at once, as concurrent requests do. */
 function recordConcurrently(inbox: Inbox, wamids: string[]) {
-  return wamids.map((wamid) => inbox.record([textMessageEvent(wamid)], NOW));
+  return wamids.map((wamid) => inbox.record([textMessageEvent(wamid)], { now: NOW }));
 }
 
 Deno.test("concurrent deliveries share atomic commits, and nothing is read first", async () => {
@@ -106,9 +106,9 @@ Deno.test("a duplicate in a group neither fails nor double-records its neighbour
   // The first two commits are in flight at once; the next deliveries gather into one group.
   const [first, second, ...grouped] = await Promise.all([
     ...recordConcurrently(inbox, ["wamid.A", "wamid.B"]),
-    inbox.record([textMessageEvent("wamid.OLD", "Meta's retry")], NOW),
+    inbox.record([textMessageEvent("wamid.OLD", "Meta's retry")], { now: NOW }),
     ...recordConcurrently(inbox, ["wamid.C", "wamid.D"]),
-    inbox.record([textMessageEvent("wamid.E"), textMessageEvent("wamid.E")], NOW),
+    inbox.record([textMessageEvent("wamid.E"), textMessageEvent("wamid.E")], { now: NOW }),
   ]);
 
   assert.deepEqual([first!.recorded, second!.recorded], [["message:wamid.A"], [
@@ -167,11 +167,11 @@ Deno.test("a delivery split over several commits fails whole, and its retry reco
   const events = Array.from({ length: 15 }, (_, i) => textMessageEvent(`wamid.BIG${i}`));
   const watched = watch(temp.kv, (ids) => ids.includes("message:wamid.BIG12"));
 
-  await assert.rejects(inboxOn(watched.kv).record(events, NOW), /disk I\/O error/);
+  await assert.rejects(inboxOn(watched.kv).record(events, { now: NOW }), /disk I\/O error/);
   const failed = watched.commits.find((ids) => ids.includes("message:wamid.BIG12"))!;
   assert.ok(watched.commits.length > 1 && failed.length < events.length);
 
-  const retried = await inboxOn(temp.kv).record(events, NOW + 1_000);
+  const retried = await inboxOn(temp.kv).record(events, { now: NOW + 1_000 });
   assert.deepEqual(retried.recorded.toSorted(), failed.toSorted());
   assert.equal(retried.duplicates.length, events.length - failed.length);
 });
@@ -184,7 +184,9 @@ Deno.test("events of concurrent deliveries recorded leased share one ready entry
   const wamids = Array.from({ length: 12 }, (_, i) => `wamid.LEASED${i}`);
 
   const outcomes = await Promise.all(
-    wamids.map((wamid) => inbox.record([textMessageEvent(wamid)], NOW, { count: 1, until })),
+    wamids.map((wamid) =>
+      inbox.record([textMessageEvent(wamid)], { now: NOW, lease: { count: 1, until } })
+    ),
   );
 
   const leases = new Set(outcomes.flatMap((outcome) => outcome.leased.map((l) => l.lease)));
@@ -211,7 +213,7 @@ Deno.test("a record recorded leased lives its whole life after the lease ends", 
   const inbox = createInbox(temp.kv, { dedupTtlMs: lifeMs, retentionMs: lifeMs });
   const event = textMessageEvent("wamid.LEASEDLIFE");
 
-  const outcome = await inbox.record([event], now, { count: 1, until });
+  const outcome = await inbox.record([event], { now, lease: { count: 1, until } });
   const [leased] = outcome.leased;
   assert.equal(leased?.record.expiresAt, until + lifeMs, "a life after the lease, not at its end");
   const expiration = expirationMs(temp.path, ["events", event.id])!;

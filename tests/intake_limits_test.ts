@@ -7,8 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { MAX_DRIFT_SAMPLES, MAX_JSON_DEPTH } from "../src/events/events.ts";
-import { readEvent } from "../src/store/kv/record.ts";
-import type { EventRecord } from "../src/store/kv/keys.ts";
+import type { KvEventRecord as EventRecord } from "../src/store/kv/keys.ts";
+import { readEvent } from "../src/store/kv/parts.ts";
 import { signBody } from "../src/webhook/signature.ts";
 import { serviceEnv, startService, withDataDir } from "./service_process.ts";
 import { messagesDelivery, postDelivery, startTestServer, TEST_SECRET } from "./support.ts";

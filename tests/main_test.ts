@@ -5,12 +5,12 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { TEST_ADMIN_TOKEN, TEST_SECRET, TEST_VERIFY_TOKEN, waitFor } from "./support.ts";
+import { kvStore, TEST_ADMIN_TOKEN, TEST_SECRET, TEST_VERIFY_TOKEN, waitFor } from "./support.ts";
 import { ROOT, runToExit, serviceEnv, startService, withDataDir } from "./service_process.ts";
 import { type SignedDelivery, textDelivery } from "./signed_deliveries.ts";
 import { signBody } from "../src/webhook/signature.ts";
 import { DEVELOPMENT_PLACEHOLDERS } from "../src/config.ts";
-import { eventKey, type EventRecord } from "../src/store/kv/keys.ts";
+import type { EventRecord } from "../src/store/event_record.ts";
 
 const DELIVERY = new TextEncoder().encode('{"object":"whatsapp_business_account","entry":[]}');
 
@@ -110,7 +110,7 @@ async function assertKvClosed(kvPath: string): Promise<void> {
 async function storedRecord(kvPath: string, id: string): Promise<EventRecord | null> {
   const kv = await Deno.openKv(new URL(kvPath, ROOT).pathname);
   try {
-    return (await kv.get<EventRecord>(eventKey(id))).value;
+    return (await kvStore(kv).getEvent(id))?.record ?? null;
   } finally {
     kv.close();
   }

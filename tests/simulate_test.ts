@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { parseDelivery } from "../src/events/events.ts";
-import { eventKey, type EventRecord } from "../src/store/kv/keys.ts";
 import { buildSample, SAMPLE_KINDS } from "../tools/simulate.ts";
 import { startTestServer, TEST_ADMIN_TOKEN, TEST_SECRET } from "./support.ts";
 import { freshCheckout } from "./fresh_checkout.ts";
@@ -48,8 +47,8 @@ Deno.test("simulate text: posts a signed delivery, prints 200 and the recorded e
   assert.equal(ids.length, 1);
   assert.match(ids[0]!, /^message:wamid\.SIM/);
   assert.match(result.stdout, /message text {2}recorded, state \w+, attempts \d+$/m);
-  const stored = await server.kv.get<EventRecord>(eventKey(ids[0]!));
-  assert.equal(stored.value?.kind, "message");
+  const stored = await server.store.getEvent(ids[0]!);
+  assert.equal(stored?.record.kind, "message");
 });
 
 Deno.test("simulate batch: every message and status of several entries is recorded", async () => {
@@ -61,7 +60,7 @@ Deno.test("simulate batch: every message and status of several entries is record
   assert.equal(ids.filter((id) => id.startsWith("message:")).length, 3);
   assert.equal(ids.filter((id) => id.startsWith("status:")).length, 3);
   for (const id of ids) {
-    assert.ok((await server.kv.get(eventKey(id))).value, `${id} is recorded`);
+    assert.ok(await server.store.getEvent(id), `${id} is recorded`);
   }
   assert.doesNotMatch(result.stdout, /admin API/);
 });
@@ -85,8 +84,8 @@ Deno.test("simulate <file>: posts the file byte for byte", async () => {
   const expected = parseDelivery(JSON.parse(await Deno.readTextFile(TEXT_FIXTURE))).events;
   assert.deepEqual(listedIds(result.stdout), expected.map((event) => event.id));
   // The signature covered the exact bytes, or the server would have answered 401.
-  const stored = await server.kv.get<EventRecord>(eventKey(expected[0]!.id));
-  assert.deepEqual(stored.value?.event, expected[0]);
+  const stored = await server.store.getEvent(expected[0]!.id);
+  assert.deepEqual(stored?.event, expected[0]);
   // The same file again is Meta's retry: acknowledged, nothing new.
   const again = await simulate([TEXT_FIXTURE, "--url", url]);
   assert.equal(again.code, 0);

@@ -3,7 +3,7 @@ import type { StatusEvent } from "../src/events/events.ts";
 import { statusRoutes } from "../src/admin/status_routes.ts";
 import { applyStatus } from "../src/handlers/status_tracker.ts";
 import { get, serveRoutes } from "./route_server.ts";
-import { openTempKv, TEST_ADMIN_TOKEN } from "./support.ts";
+import { kvStore, openTempKv, TEST_ADMIN_TOKEN } from "./support.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const AUTH = { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
@@ -28,10 +28,11 @@ function failedStatus(wamid: string): StatusEvent {
 
 async function startStatusServer(adminToken: string | undefined) {
   const temp = await openTempKv();
-  const server = serveRoutes(statusRoutes({ kv: temp.kv, adminToken }));
+  const store = kvStore(temp.kv);
+  const server = serveRoutes(statusRoutes({ store, adminToken }));
   return {
     ...server,
-    kv: temp.kv,
+    store,
     async [Symbol.asyncDispose]() {
       await server[Symbol.asyncDispose]();
       await temp[Symbol.asyncDispose]();
@@ -41,7 +42,7 @@ async function startStatusServer(adminToken: string | undefined) {
 
 Deno.test("GET /admin/messages/:wamid answers the tracked status", async () => {
   await using server = await startStatusServer(TEST_ADMIN_TOKEN);
-  await applyStatus(server.kv, failedStatus(WAMID), T0);
+  await applyStatus(server.store, failedStatus(WAMID), T0);
   const response = await get(
     server.origin,
     `/admin/messages/${encodeURIComponent(WAMID)}`,
@@ -68,7 +69,7 @@ Deno.test("GET /admin/messages/:wamid answers 404 for an id never seen", async (
 
 Deno.test("GET /admin/messages/:wamid answers 401 without the token or with a wrong one", async () => {
   await using server = await startStatusServer(TEST_ADMIN_TOKEN);
-  await applyStatus(server.kv, failedStatus(WAMID), T0);
+  await applyStatus(server.store, failedStatus(WAMID), T0);
   const path = `/admin/messages/${encodeURIComponent(WAMID)}`;
   const missing = await get(server.origin, path);
   assert.equal(missing.status, 401);
@@ -90,7 +91,7 @@ Deno.test("GET /admin/messages/:wamid answers 400 for a broken percent-encoding"
 
 Deno.test("with no admin token there is no route: 404 even with a bearer token", async () => {
   await using server = await startStatusServer(undefined);
-  await applyStatus(server.kv, failedStatus(WAMID), T0);
+  await applyStatus(server.store, failedStatus(WAMID), T0);
   const response = await get(
     server.origin,
     `/admin/messages/${encodeURIComponent(WAMID)}`,

@@ -14,7 +14,7 @@ import {
   testConfig,
 } from "./support.ts";
 import { signBody } from "../src/webhook/signature.ts";
-import type { EventRecord } from "../src/store/kv/keys.ts";
+import type { KvEventRecord as EventRecord } from "../src/store/kv/keys.ts";
 
 /** A delivery with one text message, as Meta sends it (escapes included). */
 function textDelivery(wamid: string, escapedBody = "hello"): string {

@@ -13,6 +13,7 @@ import type { Dispatcher, HandlerContext, MessageEventOf } from "../dispatch/dis
 import { PermanentError } from "../dispatch/handler_errors.ts";
 import { DEFAULT_MAX_UNKNOWN_SENDS, forWorker } from "../dispatch/reply.ts";
 import { GraphApiError } from "../graph/errors.ts";
+import { isReplySent } from "../store/reply_record.ts";
 
 /** The echo handler's name: in event records (`completedHandlers`) and in its reply records. */
 export const ECHO_HANDLER_NAME = "echo";
@@ -52,8 +53,8 @@ async function _echo(
   context: HandlerContext<MessageEventOf<"text">>,
   maxUnknownSends: number,
 ): Promise<void> {
-  const { event, graph, log, signal } = context;
-  const { message, phoneNumberId } = event;
+  const { event, graph, log } = context;
+  const { message } = event;
   if (message.group_id !== undefined) {
     log.debug("echo skipped: group message");
     return;
@@ -63,8 +64,26 @@ async function _echo(
       "Cannot echo: no Graph API client; set WHATSAPP_TOKEN or WHATSAPP_TOKENS",
     );
   }
+  // A reply already sent, or given up on after unknown sends, sends nothing (`context.reply` says
+  // which): a replay or retry then marks the message read no second time either.
+  const previous = await context.store.getReply({
+    handler: ECHO_HANDLER_NAME,
+    inboundId: message.id,
+  });
+  const isReplyOver = previous !== null &&
+    (isReplySent(previous) || previous.unknownSends >= Math.max(1, Math.floor(maxUnknownSends)));
+  if (!isReplyOver) await _markAsRead(context);
+  await context.reply(message.text.body, { maxUnknownSends, what: "echo reply" });
+}
+
+/** Marks the message read with the typing indicator; only a token problem fails the run. */
+async function _markAsRead(context: HandlerContext<MessageEventOf<"text">>): Promise<void> {
+  const { event, graph, log, signal } = context;
   try {
-    await graph.markAsRead(phoneNumberId, message.id, { typingIndicator: true, signal });
+    await graph!.markAsRead(event.phoneNumberId, event.message.id, {
+      typingIndicator: true,
+      signal,
+    });
   } catch (error) {
     // Read receipts are a courtesy: only a token problem, which the reply would meet too, stops it.
     if (!(error instanceof GraphApiError) || error.category === "auth") {
@@ -75,5 +94,4 @@ async function _echo(
       code: error.code,
     });
   }
-  await context.reply(message.text.body, { maxUnknownSends, what: "echo reply" });
 }
