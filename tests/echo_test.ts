@@ -271,6 +271,18 @@ Deno.test("a sender known only by a BSUID is answered through recipient, not to"
   assert.deepEqual(reply.context, { message_id: "wamid.BSUID1" });
 });
 
+Deno.test("a message with no sender to answer is dead-lettered with the reason, not even marked read", async () => {
+  await using t = await setup();
+  await post(t, delivery({ [PHONE_ID]: [text("wamid.NOBODY1", "hi", {})] }));
+  await untilState(t, "wamid.NOBODY1", "dead");
+  const dead = await record(t, "wamid.NOBODY1");
+  assert.match(
+    dead?.lastError ?? "",
+    /^echo: Cannot send the echo reply: the message has no sender/,
+  );
+  assert.equal(t.fake.requests.length, 0, "no read receipt, no reply");
+});
+
 Deno.test("non-text messages and group messages are not echoed", async () => {
   await using t = await setup();
   const image = inbound("wamid.IMAGE1", {

@@ -11,7 +11,7 @@
  */
 import type { Dispatcher, HandlerContext, MessageEventOf } from "../dispatch/dispatcher.ts";
 import { PermanentError } from "../dispatch/handler_errors.ts";
-import { DEFAULT_MAX_UNKNOWN_SENDS, forWorker } from "../dispatch/reply.ts";
+import { DEFAULT_MAX_UNKNOWN_SENDS, forWorker, senderOf } from "../dispatch/reply.ts";
 import { GraphApiError } from "../graph/errors.ts";
 import { isReplySent } from "../store/reply_record.ts";
 
@@ -72,7 +72,10 @@ async function _echo(
   });
   const isReplyOver = previous !== null &&
     (isReplySent(previous) || previous.unknownSends >= Math.max(1, Math.floor(maxUnknownSends)));
-  if (!isReplyOver) await _markAsRead(context);
+  // A message nobody can be answered at is not marked read either: `reply` gives up on it.
+  const sender = senderOf(event);
+  const hasSender = sender.phone !== undefined || sender.userId !== undefined;
+  if (!isReplyOver && hasSender) await _markAsRead(context);
   await context.reply(message.text.body, { maxUnknownSends, what: "echo reply" });
 }
 
