@@ -37,6 +37,8 @@ interface _Holder {
   extending?: Promise<void>;
 }
 
+const _DONE: Promise<void> = Promise.resolve();
+
 /** Creates a keeper; its loop runs only while a lease is held. */
 export function createLeaseKeeper(options: LeaseKeeperOptions): LeaseKeeper {
   const { store, clock, logger, leaseMs } = options;
@@ -87,10 +89,13 @@ export function createLeaseKeeper(options: LeaseKeeperOptions): LeaseKeeper {
       const holder: _Holder = { lease, onLost };
       holders.add(holder);
       if (!isKeeping) keep();
-      return async () => {
+      // Not an async function: its extra turns of the microtask queue let the claim loop, woken by
+      // the first run of a batch to free its slot, see the others still busy, and the worker's
+      // runs split into batches claimed apart (a fifth fewer events/s in the worker benchmark).
+      return () => {
         holders.delete(holder);
         if (holders.size === 0) sleep?.abort();
-        await holder.extending;
+        return holder.extending ?? _DONE;
       };
     },
     lose,
