@@ -1,12 +1,11 @@
 /**
  * Configuration: one camelCase {@linkcode Config} in milliseconds, every default written once in
- * {@linkcode DEFAULTS}, resolved once at start.
+ * {@linkcode DEFAULTS}, every bound once in {@linkcode BOUNDS}, resolved once at start.
  *
- * Two entries share the rules: {@linkcode loadConfig} reads the environment (`main.ts`; the
- * variables, their units and their messages are the README's table), {@linkcode resolveConfig}
- * takes the settings from code. Both fill the defaults, apply the same bounds and cross-checks,
- * and throw a {@linkcode ConfigError} naming the setting as it was given: the variable, or the
- * field.
+ * {@linkcode resolveConfig} takes the settings from code; `config_env.ts` reads them from the
+ * environment (`loadConfig`, for `main.ts`). Both go through {@linkcode resolveSettings}: it fills
+ * the defaults, applies the same bounds and cross-checks, and throws a {@linkcode ConfigError}
+ * naming the setting as it was given: the variable, or the field.
  *
  * The service fails closed: without an app secret or a verify token, with the placeholder values
  * of `.env.example`, or with echo replies on and no access token, outside development, the
@@ -20,8 +19,10 @@ import { z } from "zod";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./ops/log.ts";
 
 const MINUTE_MS = 60_000;
-const HOUR_MS = 60 * MINUTE_MS;
-const DAY_MS = 24 * HOUR_MS;
+/** One hour in milliseconds: the unit of the settings the environment gives in hours. */
+export const HOUR_MS = 60 * MINUTE_MS;
+/** One day in milliseconds: the unit of the settings the environment gives in days. */
+export const DAY_MS = 24 * HOUR_MS;
 
 /** The validated configuration of one service process; durations in milliseconds. */
 export interface Config {
@@ -160,54 +161,10 @@ const MIN_APP_SECRET_LENGTH = 16;
 const MAX_MESSAGES_PER_SECOND = 1_000;
 
 /**
- * The environment variable of each setting, in the order of the start task's `--allow-env` list.
- * Durations are milliseconds unless {@linkcode _ENV_UNITS_MS} says otherwise.
+ * The whole-number settings and their bounds, in the config's units (milliseconds); written once
+ * here, for code and environment alike (a variable in hours or days gets them in its unit).
  */
-const _ENV_NAMES = {
-  port: "PORT",
-  host: "HOST",
-  kvPath: "KV_PATH",
-  appSecrets: "APP_SECRET",
-  verifyToken: "VERIFY_TOKEN",
-  whatsappToken: "WHATSAPP_TOKEN",
-  graphApiBaseUrl: "GRAPH_API_BASE_URL",
-  graphApiVersion: "GRAPH_API_VERSION",
-  adminToken: "ADMIN_TOKEN",
-  logLevel: "LOG_LEVEL",
-  logFormat: "LOG_FORMAT",
-  maxBodyBytes: "MAX_BODY_BYTES",
-  bodyTimeoutMs: "BODY_TIMEOUT_MS",
-  idleConnectionMs: "IDLE_CONNECTION_MS",
-  dedupTtlMs: "DEDUP_TTL_HOURS",
-  eventRetentionMs: "EVENT_RETENTION_HOURS",
-  retryMaxAttempts: "RETRY_MAX_ATTEMPTS",
-  retryBaseDelayMs: "RETRY_BASE_DELAY_MS",
-  retryMaxDelayMs: "RETRY_MAX_DELAY_MS",
-  leaseMs: "LEASE_MS",
-  workerConcurrency: "WORKER_CONCURRENCY",
-  echoReplies: "ECHO_REPLIES",
-  whatsappTokens: "WHATSAPP_TOKENS",
-  graphMessagesPerSecond: "GRAPH_MESSAGES_PER_SECOND",
-  graphTimeoutMs: "GRAPH_TIMEOUT_MS",
-  silenceAfterMs: "SILENCE_AFTER_MS",
-  statusRetentionMs: "STATUS_RETENTION_DAYS",
-} as const satisfies Record<keyof Config, string>;
-
-/** An environment variable the service reads. */
-export type ConfigName = (typeof _ENV_NAMES)[keyof Config];
-
-/** Every environment variable the service reads: the `--allow-env` list of the start task. */
-export const CONFIG_NAMES = Object.values(_ENV_NAMES) as ConfigName[];
-
-/**
- * Variables the Deno runtime reads on the service's behalf, which `--allow-env` must list beside
- * {@linkcode CONFIG_NAMES}: `Deno.openKv` reads `DENO_KV_ACCESS_TOKEN` when `KV_PATH` is a KV
- * Connect URL (and fails without the permission, even when the variable is unset).
- */
-export const RUNTIME_ENV_NAMES = ["DENO_KV_ACCESS_TOKEN"] as const;
-
-/** The whole-number settings and their bounds, in the config's units (milliseconds). */
-const _BOUNDS = {
+export const BOUNDS = {
   port: { min: 0, max: 65535 },
   maxBodyBytes: { min: 1024, max: 64 * 1024 * 1024 },
   bodyTimeoutMs: { min: 100, max: 2 * MINUTE_MS },
@@ -225,33 +182,29 @@ const _BOUNDS = {
   statusRetentionMs: { min: DAY_MS, max: 365 * DAY_MS },
 } as const satisfies { [field in keyof Config]?: { min: number; max: number } };
 
-type _WholeNumberField = keyof typeof _BOUNDS;
+/** A setting that is a whole number within {@linkcode BOUNDS}. */
+export type WholeNumberField = keyof typeof BOUNDS;
 
-/** The variables counted in hours or days rather than milliseconds: one unit, in milliseconds. */
-const _ENV_UNITS_MS: { [field in _WholeNumberField]?: number } = {
-  dedupTtlMs: HOUR_MS,
-  eventRetentionMs: HOUR_MS,
-  statusRetentionMs: DAY_MS,
-};
-
-function _wholeNumberReason(min: number, max: number, got: unknown): string {
+/** Why a whole-number setting, given as `got`, is refused: in the unit it was given in. */
+export function wholeNumberReason(min: number, max: number, got: unknown): string {
   return `expected a whole number from ${min} to ${max}, got "${String(got)}"`;
 }
 
 /** A whole-number setting from code, within its bounds, or its default when left out. */
-function _wholeNumber(field: _WholeNumberField): z.ZodType<number> {
-  const { min, max } = _BOUNDS[field];
+function _wholeNumber(field: WholeNumberField): z.ZodType<number> {
+  const { min, max } = BOUNDS[field];
   return z.unknown().optional().transform((value, ctx) => {
     if (value === undefined) return DEFAULTS[field];
     if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-      ctx.addIssue({ code: "custom", message: _wholeNumberReason(min, max, value) });
+      ctx.addIssue({ code: "custom", message: wholeNumberReason(min, max, value) });
       return z.NEVER;
     }
     return value;
   });
 }
 
-function _nonEmpty(what: string): z.ZodString {
+/** Text that must be given and not blank; `what` says which, in the refusal. */
+export function requiredText(what: string): z.ZodString {
   return z.string({ error: `is required: ${what}` }).trim().min(1, `is required: ${what}`);
 }
 
@@ -277,7 +230,10 @@ const _tokensByPhoneNumberId = z.unknown().optional().transform((value, ctx) => 
   return tokens;
 });
 
-/** The settings, as {@linkcode resolveConfig} takes them, with the defaults filled in. */
+/**
+ * The settings, as {@linkcode resolveConfig} takes them, with the defaults filled in. Its fields
+ * are in the order of the start task's `--allow-env` list, the order a refusal lists them in.
+ */
 const _configSchema = z.strictObject({
   port: _wholeNumber("port"),
   host: z.string().trim().min(1, "must not be empty").default(DEFAULTS.host),
@@ -285,9 +241,8 @@ const _configSchema = z.strictObject({
   appSecrets: z.array(z.string().trim().min(1, "has an empty secret"), {
     error: "is required: the app secrets from Meta's App Dashboard",
   }).min(1, "is required: the app secrets from Meta's App Dashboard"),
-  verifyToken: _nonEmpty("the verify token typed into Meta's webhook settings"),
+  verifyToken: requiredText("the verify token typed into Meta's webhook settings"),
   whatsappToken: z.string().trim().min(1, "must not be empty").optional(),
-  whatsappTokens: _tokensByPhoneNumberId,
   graphApiBaseUrl: z.url({ protocol: /^https?$/, error: "expected an http(s) URL" })
     .default(DEFAULTS.graphApiBaseUrl)
     .transform((url) => url.replace(/\/+$/, "")),
@@ -313,104 +268,19 @@ const _configSchema = z.strictObject({
   workerConcurrency: _wholeNumber("workerConcurrency"),
   echoReplies: z.boolean({ error: (issue) => `expected true or false, got "${issue.input}"` })
     .default(DEFAULTS.echoReplies),
+  whatsappTokens: _tokensByPhoneNumberId,
   graphMessagesPerSecond: _wholeNumber("graphMessagesPerSecond"),
   graphTimeoutMs: _wholeNumber("graphTimeoutMs"),
   silenceAfterMs: _wholeNumber("silenceAfterMs"),
   statusRetentionMs: _wholeNumber("statusRetentionMs"),
 });
 
-/**
- * How the environment's text becomes a setting, where it is more than the text: numbers in the
- * variable's unit, lists, booleans. Each takes the variable's value (`undefined` when unset) and
- * returns the setting as code would give it, for {@linkcode _configSchema} to check and complete.
- */
-const _ENV_READERS: { [field in keyof Config]?: _EnvReader<Config[field]> } = {
-  appSecrets: _nonEmpty("the app secret from Meta's App Dashboard (comma-separated to rotate)")
-    .transform((raw, ctx) => {
-      const secrets = raw.split(",").map((s) => s.trim());
-      if (secrets.some((s) => s === "")) {
-        ctx.addIssue({
-          code: "custom",
-          message: "has an empty secret in its comma-separated list",
-        });
-        return z.NEVER;
-      }
-      return secrets;
-    }),
-  echoReplies: _envText((raw, ctx) => {
-    if (raw === "true" || raw === "false") return raw === "true";
-    ctx.addIssue({ code: "custom", message: `expected "true" or "false", got "${raw}"` });
-    return z.NEVER;
-  }),
-  whatsappTokens: _envText(_readTokenPairs),
-  ...Object.fromEntries(
-    Object.keys(_BOUNDS).map((field) => [field, _envWholeNumber(field as _WholeNumberField)]),
-  ),
-};
-
-type _EnvReader<T> = z.ZodType<T | undefined, string | undefined>;
-type _EnvContext = z.RefinementCtx<string | undefined>;
-
-/** A reader of a variable that may be unset: `read` gets its trimmed text when it is set. */
-function _envText<T>(read: (raw: string, ctx: _EnvContext) => T): _EnvReader<T> {
-  return z.string().trim().optional().transform((raw, ctx) =>
-    raw === undefined ? undefined : read(raw, ctx)
-  );
-}
-
-/** A whole number in the variable's unit, its bounds in that unit; the setting in milliseconds. */
-function _envWholeNumber(field: _WholeNumberField): _EnvReader<number> {
-  const unit = _ENV_UNITS_MS[field] ?? 1;
-  const min = _BOUNDS[field].min / unit;
-  const max = _BOUNDS[field].max / unit;
-  return _envText((raw, ctx) => {
-    const value = Number(raw);
-    if (!/^\d+$/.test(raw) || value < min || value > max) {
-      ctx.addIssue({ code: "custom", message: _wholeNumberReason(min, max, raw) });
-      return z.NEVER;
-    }
-    return value * unit;
-  });
-}
-
-/**
- * `<phone_number_id>:<token>` pairs, comma-separated, as a map. Errors name the entry by its
- * position, never by its text: it holds a token.
- */
-function _readTokenPairs(raw: string, ctx: _EnvContext): Record<string, string> {
-  const tokens: Record<string, string> = {};
-  const entries = raw.split(",").map((entry) => entry.trim());
-  for (const [index, entry] of entries.entries()) {
-    const separator = entry.indexOf(":");
-    const phoneNumberId = entry.slice(0, separator).trim();
-    const token = entry.slice(separator + 1).trim();
-    if (separator < 0 || !/^\d+$/.test(phoneNumberId) || token === "") {
-      ctx.addIssue({
-        code: "custom",
-        message: `expected comma-separated "<phone_number_id>:<token>" pairs; entry ${
-          index + 1
-        } is not one`,
-      });
-      return z.NEVER;
-    }
-    if (phoneNumberId in tokens) {
-      ctx.addIssue({
-        code: "custom",
-        message: `has phone number id "${phoneNumberId}" more than once`,
-      });
-      return z.NEVER;
-    }
-    tokens[phoneNumberId] = token;
-  }
-  return tokens;
-}
-
 /** Raised when the settings cannot make a safe configuration; the message says why. */
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
-/** Options for {@linkcode loadConfig} and {@linkcode resolveConfig}. */
+/** Options for {@linkcode resolveConfig} and `loadConfig` of `config_env.ts`. */
 export interface LoadConfigOptions {
   /** Accept the `.env.example` placeholders (`deno task dev`); production refuses them. */
   isDevelopment?: boolean;
@@ -418,18 +288,25 @@ export interface LoadConfigOptions {
 
 /** A configuration and the warnings worth one log line each. */
 export interface LoadedConfig {
+  /** The settings, checked and complete. */
   config: Config;
+  /** What may be a mistake but does not stop the service, one log line each. */
   warnings: string[];
 }
 
-/** What a reason calls a setting: its environment variable, or its field. */
-type _Naming = (field: keyof Config) => string;
+/**
+ * What a refusal calls each setting, in the order it lists them: the environment's variables, or
+ * the fields themselves.
+ */
+export type SettingNames = Readonly<Record<keyof Config, string>>;
 
-const _ENV_NAMING: _Naming = (field) => _ENV_NAMES[field];
-const _FIELD_NAMING: _Naming = (field) => field;
+/** Each field named as itself, in the schema's order. */
+const _FIELD_NAMES = Object.fromEntries(
+  Object.keys(_configSchema.shape).map((field) => [field, field]),
+) as SettingNames;
 
 /** One reason a configuration is refused, before it is worded. */
-interface _Problem {
+export interface SettingProblem {
   /** The setting it is about; none for the settings as a whole. */
   field?: string;
   /** What is wrong, after the setting's name. */
@@ -437,46 +314,30 @@ interface _Problem {
 }
 
 /**
- * Validates the environment: the variables of {@linkcode CONFIG_NAMES}, in the units of the
- * README's table. An empty value means "not set", as `NAME=` in an env file reads.
- *
- * @param env the raw values by name (missing names may be absent or `undefined`)
- * @throws {ConfigError} naming each bad variable and the reason, one per line
- */
-export function loadConfig(
-  env: Record<string, string | undefined>,
-  options: LoadConfigOptions = {},
-): LoadedConfig {
-  const input: Record<string, unknown> = {};
-  const problems: _Problem[] = [];
-  for (const [field, name] of Object.entries(_ENV_NAMES) as [keyof Config, ConfigName][]) {
-    const raw = env[name]?.trim() === "" ? undefined : env[name];
-    const read = (_ENV_READERS[field] ?? z.string().optional()).safeParse(raw);
-    if (!read.success) {
-      problems.push(...read.error.issues.map((issue) => ({ field, reason: issue.message })));
-    } else if (read.data !== undefined) input[field] = read.data;
-  }
-  return _resolve(input, options, { naming: _ENV_NAMING, problems });
-}
-
-/**
  * Resolves settings given in code, as a library user or a test gives them: fills in
- * {@linkcode DEFAULTS} and applies the bounds and cross-checks of {@linkcode loadConfig}, whose
- * variables these fields are.
+ * {@linkcode DEFAULTS} and applies the bounds and cross-checks, as `loadConfig` of
+ * `config_env.ts` does for the variables of the same settings.
  *
  * @throws {ConfigError} naming each bad field and the reason, one per line
  */
 export function resolveConfig(input: ConfigInput, options: LoadConfigOptions = {}): LoadedConfig {
-  return _resolve(input, options, { naming: _FIELD_NAMING, problems: [] });
+  return resolveSettings(input, options, { names: _FIELD_NAMES, problems: [] });
 }
 
-/** The rules both entries share: the schema, then the cross-checks. */
-function _resolve(
+/**
+ * The rules both entries share: the schema, then the cross-checks. `given.problems` are the
+ * settings the caller could not read (their fields are not reported again as missing);
+ * `given.names` words every reason and orders them.
+ *
+ * @throws {ConfigError} naming each bad setting and the reason, one per line
+ */
+export function resolveSettings(
   input: unknown,
   options: LoadConfigOptions,
-  given: { naming: _Naming; problems: _Problem[] },
+  given: { names: SettingNames; problems: SettingProblem[] },
 ): LoadedConfig {
-  const { naming } = given;
+  const { names } = given;
+  const naming = (field: keyof Config) => names[field];
   // A setting the environment could not read is not reported again as missing.
   const unread = new Set(given.problems.map((problem) => problem.field));
   const parsed = _configSchema.safeParse(input);
@@ -486,7 +347,7 @@ function _resolve(
       .filter((problem) => !unread.has(problem.field)),
   ];
   if (problems.length > 0 || !parsed.success) {
-    const order = Object.keys(_ENV_NAMES);
+    const order = Object.keys(names);
     problems.sort((a, b) => order.indexOf(a.field ?? "") - order.indexOf(b.field ?? ""));
     throw new ConfigError(
       problems.map(({ field, reason }) =>
@@ -499,7 +360,7 @@ function _resolve(
   return _crossCheck(parsed.data, options, naming);
 }
 
-function _problemsOf(issue: z.core.$ZodIssue): _Problem[] {
+function _problemsOf(issue: z.core.$ZodIssue): SettingProblem[] {
   if (issue.code === "unrecognized_keys") {
     return issue.keys.map((key) => ({ reason: `unknown setting "${key}"` }));
   }
@@ -511,7 +372,7 @@ function _problemsOf(issue: z.core.$ZodIssue): _Problem[] {
 function _crossCheck(
   checked: Config,
   options: LoadConfigOptions,
-  naming: _Naming,
+  naming: (field: keyof Config) => string,
 ): LoadedConfig {
   let config = checked;
   const problems: string[] = [];

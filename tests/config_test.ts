@@ -1,13 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  CONFIG_NAMES,
-  ConfigError,
-  DEFAULTS,
-  DEVELOPMENT_PLACEHOLDERS,
-  loadConfig,
-  resolveConfig,
-  RUNTIME_ENV_NAMES,
-} from "../src/config.ts";
+import { ConfigError, DEFAULTS, DEVELOPMENT_PLACEHOLDERS, resolveConfig } from "../src/config.ts";
+import { CONFIG_NAMES, loadConfig, RUNTIME_ENV_NAMES } from "../src/config_env.ts";
 import { taskCommand } from "./service_process.ts";
 
 const HOUR_MS = 3_600_000;

@@ -4,7 +4,7 @@
  * server on 127.0.0.1 (`fake_kv_connect.ts`) in place of `denokv`.
  */
 import assert from "node:assert/strict";
-import { RUNTIME_ENV_NAMES } from "../src/config.ts";
+import { RUNTIME_ENV_NAMES } from "../src/config_env.ts";
 import { startFakeKvConnect } from "./fake_kv_connect.ts";
 import {
   runToExit,

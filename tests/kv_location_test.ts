@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { loadConfig } from "../src/config.ts";
+import { loadConfig } from "../src/config_env.ts";
 import { DEPLOYMENT_ID_VARIABLE, isDenoDeploy } from "../src/ops/deno_deploy.ts";
 import {
   describeKvLocation,

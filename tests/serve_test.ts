@@ -15,7 +15,7 @@ import {
 import { readCounts } from "./counting_dispatcher.ts";
 import { postSigned, textDelivery } from "./signed_deliveries.ts";
 import { waitFor } from "./support.ts";
-import { loadConfig } from "../src/config.ts";
+import { loadConfig } from "../src/config_env.ts";
 
 /** The isolates that wrote a line containing `text`. */
 function isolatesWriting(output: string[], text: string): Set<number> {

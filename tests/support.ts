@@ -6,7 +6,8 @@
  */
 import { type App, type AppOptions, createApp, storeOptions } from "../src/app.ts";
 import { type Clock, type ManualClock, systemClock } from "../src/ops/clock.ts";
-import { type Config, loadConfig } from "../src/config.ts";
+import type { Config } from "../src/config.ts";
+import { loadConfig } from "../src/config_env.ts";
 import { createLogger, type Logger, type LogLevel } from "../src/ops/log.ts";
 import { signBody } from "../src/webhook/signature.ts";
 import { createKvStore } from "../src/store/kv/store.ts";
