@@ -97,3 +97,26 @@ Deno.test("GET /metrics still answers 200 when KV fails, logging the failure", a
     server.logs.text(),
   );
 });
+
+Deno.test("HEAD /metrics answers as GET does, without a body, and needs the token too", async () => {
+  await using temp = await openTempKv();
+  const clock = new ManualClock(T0);
+  await using server = serveService({
+    metrics: createMetricsHandler({
+      metrics: createServiceMetrics({ clock }),
+      adminToken: TEST_ADMIN_TOKEN,
+      store: kvStore(temp.kv),
+      clock,
+    }),
+  });
+  const head = await fetch(`${server.origin}/metrics`, { method: "HEAD", headers: AUTH });
+  assert.equal(head.status, 200);
+  assert.equal(head.headers.get("content-type"), PROMETHEUS_CONTENT_TYPE);
+  assert.equal(await head.text(), "");
+  const body = (await get(server.origin, "/metrics", AUTH)).text;
+  assert.equal(head.headers.get("content-length"), String(new TextEncoder().encode(body).length));
+  const unauthorized = await fetch(`${server.origin}/metrics`, { method: "HEAD" });
+  await unauthorized.body?.cancel();
+  assert.equal(unauthorized.status, 401);
+  assert.match(unauthorized.headers.get("www-authenticate") ?? "", /^Bearer realm=/);
+});
