@@ -1,30 +1,31 @@
 /**
  * The service as a web-standard `Request -> Response` function plus its background worker: the
- * route table, the access log, the one place where errors become responses, and the wiring of
- * intake -> record -> worker -> dispatcher. Everything it needs is passed in, so tests build the
+ * handlers wired into the route table (`routes.ts`), the access log, the one place where errors
+ * become responses, and the wiring of intake -> record -> worker -> dispatcher. Everything it needs is passed in, so tests build the
  * same app as `main.ts` does, with a store on a temp file and a manual clock.
  *
  * @module
  */
-import { adminRoutes } from "./admin/routes.ts";
+import { createAdminHandlers } from "./admin/events.ts";
+import { createMessageStatusHandler } from "./admin/messages.ts";
 import type { Clock } from "./ops/clock.ts";
 import { type Config, hasGraphToken, hasWorker } from "./config.ts";
 import { Dispatcher, registerLoggingHandlers } from "./dispatch/dispatcher.ts";
 import { createWorker, type Worker } from "./dispatch/worker.ts";
 import { createGraphClient, type GraphClient } from "./graph/client.ts";
 import { registerEchoHandler } from "./handlers/echo.ts";
-import { healthRoutes } from "./ops/health.ts";
+import { createHealthHandlers } from "./ops/health.ts";
 import { closingConnection } from "./http/connection.ts";
 import { errorResponse, HttpError, IncompleteBodyError, toHttpError } from "./http/errors.ts";
-import { createRouter, pathnameOf, type Route } from "./http/router.ts";
+import { createRouter, pathnameOf } from "./http/router.ts";
 import type { Logger } from "./ops/log.ts";
-import { metricsRoutes } from "./ops/metrics_routes.ts";
+import { createMetricsHandler } from "./ops/metrics_endpoint.ts";
 import { instrumentIntake, instrumentVerifier } from "./ops/instrument.ts";
 import { createServiceMetrics, type ServiceMetrics } from "./ops/service_metrics.ts";
-import { statusRoutes } from "./admin/status_routes.ts";
 import { registerStatusTracking } from "./handlers/status_tracker.ts";
 import { recordLifeMs } from "./store/event_record.ts";
 import type { RecordOutcome, Store, StoreOptions } from "./store/store.ts";
+import { serviceRoutes } from "./routes.ts";
 import { annotateSpan } from "./ops/telemetry.ts";
 import { discardBody, hasHiddenBody, type ReadBodyOptions } from "./webhook/body.ts";
 import { answerHandshake } from "./webhook/handshake.ts";
@@ -113,16 +114,10 @@ export async function createApp(options: AppOptions): Promise<App> {
     signal: bodyCutOff.signal,
   };
 
-  const routes: Route[] = [
-    {
-      method: "GET",
-      path: "/webhook/whatsapp",
-      handler: (request) => answerHandshake(new URL(request.url), config.verifyToken),
-    },
-    {
-      method: "POST",
-      path: "/webhook/whatsapp",
-      handler: instrumentIntake(
+  const routes = serviceRoutes({
+    webhook: {
+      handshake: (request) => answerHandshake(new URL(request.url), config.verifyToken),
+      intake: instrumentIntake(
         createIntakeHandler({
           verifier,
           bodyLimits,
@@ -156,7 +151,7 @@ export async function createApp(options: AppOptions): Promise<App> {
         metrics,
       ),
     },
-    ...healthRoutes({
+    health: createHealthHandlers({
       store,
       ...(hasWorker(config) ? { worker } : {}),
       clock,
@@ -166,16 +161,16 @@ export async function createApp(options: AppOptions): Promise<App> {
       logger,
       metrics,
     }),
-    ...metricsRoutes({ metrics, adminToken: config.adminToken, store, clock }),
-    ...adminRoutes({
+    metrics: createMetricsHandler({ metrics, adminToken: config.adminToken, store, clock }),
+    admin: createAdminHandlers({
       store,
       adminToken: config.adminToken,
       clock,
       onReplay: () => worker.wake(),
       handlersFor: (event) => dispatcher.handlersFor(event).map((handler) => handler.name),
     }),
-    ...statusRoutes({ store, adminToken: config.adminToken }),
-  ];
+    messageStatus: createMessageStatusHandler({ store, adminToken: config.adminToken }),
+  });
   const route = createRouter(routes);
   let inFlight = 0;
   let onIdle: (() => void) | undefined;

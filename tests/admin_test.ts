@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { adminRoutes } from "../src/admin/routes.ts";
+import { createAdminHandlers } from "../src/admin/events.ts";
 import { ManualClock } from "../src/ops/clock.ts";
 import type { MessageEvent } from "../src/events/events.ts";
 import type { EventState } from "../src/store/event_record.ts";
@@ -24,14 +24,17 @@ import {
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import { recordAll, RETENTION, setRecordState } from "./kv_records.ts";
 import { fixtureEvents, textMessageEvent } from "./fixtures/catalog.ts";
-import { serveRoutes } from "./route_server.ts";
+import { serveService } from "./route_server.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const HOUR_MS = 3_600_000;
 const WRONG_TOKEN = "wrong-admin-token-9876543210";
 const AUTH = { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
 
-/** The admin routes on a real socket over a temp KV, with errors answered as the app does. */
+/**
+ * The admin handlers at their paths in the route table, on a real socket over a temp KV, with
+ * errors answered as the app does.
+ */
 interface AdminServer extends AsyncDisposable {
   origin: string;
   kv: Deno.Kv;
@@ -47,9 +50,14 @@ async function startAdminServer(
   const temp = await openTempKv();
   const clock = new ManualClock(T0);
   let wakes = 0;
-  const server = serveRoutes(
-    adminRoutes({ store: kvStore(temp.kv), adminToken, clock, onReplay: () => wakes++ }),
-  );
+  const server = serveService({
+    admin: createAdminHandlers({
+      store: kvStore(temp.kv),
+      adminToken,
+      clock,
+      onReplay: () => wakes++,
+    }),
+  });
   return {
     origin: server.origin,
     kv: temp.kv,

@@ -2,18 +2,18 @@ import assert from "node:assert/strict";
 import { ManualClock } from "../src/ops/clock.ts";
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import { createWorker } from "../src/dispatch/worker.ts";
-import { type HealthOptions, healthRoutes, probeStore } from "../src/ops/health.ts";
-import { metricsRoutes } from "../src/ops/metrics_routes.ts";
+import { createHealthHandlers, type HealthOptions, probeStore } from "../src/ops/health.ts";
+import { createMetricsHandler } from "../src/ops/metrics_endpoint.ts";
 import { createServiceMetrics } from "../src/ops/service_metrics.ts";
 import { healthProbeKey } from "../src/store/kv/keys.ts";
 import { parseExposition, valueOf } from "./prometheus_text.ts";
-import { get, serveRoutes } from "./route_server.ts";
+import { get, serveService } from "./route_server.ts";
 import { captureLogs, kvStore, openTempKv } from "./support.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const MINUTE_MS = 60_000;
 
-/** The health routes over a temp KV, a manual clock and a worker whose loop the test moves. */
+/** Health and metrics over a temp KV, a manual clock and a worker whose loop the test moves. */
 async function startHealthServer(overrides: Partial<HealthOptions> = {}) {
   const temp = await openTempKv();
   const clock = new ManualClock(T0);
@@ -25,8 +25,8 @@ async function startHealthServer(overrides: Partial<HealthOptions> = {}) {
     isShuttingDown: false,
     lastDeliveryAt: undefined as number | undefined,
   };
-  const server = serveRoutes([
-    ...healthRoutes({
+  const server = serveService({
+    health: createHealthHandlers({
       store,
       worker: { lastLoopAt: () => state.loopAt },
       clock,
@@ -37,8 +37,8 @@ async function startHealthServer(overrides: Partial<HealthOptions> = {}) {
       metrics,
       ...overrides,
     }),
-    ...metricsRoutes({ metrics, adminToken: undefined, store, clock }),
-  ]);
+    metrics: createMetricsHandler({ metrics, adminToken: undefined, store, clock }),
+  });
   return {
     ...server,
     kv: temp.kv,
@@ -111,15 +111,17 @@ Deno.test("GET /readyz follows a real worker: alive while it loops, 503 once it 
     clock,
     pollIntervalMs: 1_000,
   });
-  await using server = serveRoutes(healthRoutes({
-    store,
-    worker,
-    clock,
-    isShuttingDown: () => false,
-    silenceAfterMs: 0,
-    lastDeliveryAt: () => undefined,
-    logger: logs.logger,
-  }));
+  await using server = serveService({
+    health: createHealthHandlers({
+      store,
+      worker,
+      clock,
+      isShuttingDown: () => false,
+      silenceAfterMs: 0,
+      lastDeliveryAt: () => undefined,
+      logger: logs.logger,
+    }),
+  });
   worker.start();
   try {
     for (let i = 0; i < 30; i++) await clock.advance(1_000);

@@ -1,11 +1,13 @@
 /**
  * Test support: a route table served on a real loopback socket, with errors answered the way the
- * app answers them (`errorResponse`), for testing route modules without the whole app.
+ * app answers them (`errorResponse`), for testing handler modules at their paths in the service's
+ * route table (`serviceRoutes`) without the whole app.
  *
  * @module
  */
-import { errorResponse, toHttpError } from "../src/http/errors.ts";
-import { createRouter, type Route } from "../src/http/router.ts";
+import { errorResponse, HttpError, toHttpError } from "../src/http/errors.ts";
+import { createRouter, type Route, type RouteHandler } from "../src/http/router.ts";
+import { type ServiceHandlers, serviceRoutes } from "../src/routes.ts";
 import { type CapturedLogger, captureLogs } from "./support.ts";
 
 /** A running route server; dispose it to stop. */
@@ -41,6 +43,29 @@ export function serveRoutes(routes: Route[], logs: CapturedLogger = captureLogs(
     },
   };
 }
+
+/**
+ * Serves the service's route table with `handlers`. The endpoints of modules not under test
+ * answer 501 "not under test"; the admin ones not given are off (404), as without an admin token.
+ */
+export function serveService(
+  handlers: Partial<ServiceHandlers>,
+  logs: CapturedLogger = captureLogs(),
+): RouteServer {
+  return serveRoutes(serviceRoutes({ ..._NOT_UNDER_TEST, ...handlers }), logs);
+}
+
+const _notUnderTest: RouteHandler = () => {
+  throw new HttpError(501, "Endpoint not under test");
+};
+
+const _NOT_UNDER_TEST: ServiceHandlers = {
+  webhook: { handshake: _notUnderTest, intake: _notUnderTest },
+  health: { healthz: _notUnderTest, readyz: _notUnderTest },
+  metrics: _notUnderTest,
+  admin: undefined,
+  messageStatus: undefined,
+};
 
 /** Fetches `path` and reads the whole body as text. */
 export async function get(

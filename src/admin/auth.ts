@@ -2,9 +2,6 @@
  * The bearer-token check of operator endpoints (`/admin/…`, `/metrics`): the `ADMIN_TOKEN` sent
  * as `Authorization: Bearer <token>`, compared in constant time.
  *
- * The same rules as the admin API's own check in `admin/routes.ts`, which can switch to this
- * module so that there is one.
- *
  * @module
  */
 import { HttpError } from "../http/errors.ts";

@@ -16,7 +16,7 @@
  * @module
  */
 import type { Clock } from "./clock.ts";
-import type { Route } from "../http/router.ts";
+import type { RouteHandler } from "../http/router.ts";
 import type { Logger } from "./log.ts";
 import type { ServiceMetrics } from "./service_metrics.ts";
 import { within } from "./timeout.ts";
@@ -27,7 +27,7 @@ export const DEFAULT_WORKER_STALE_AFTER_MS = 10_000;
 /** A store probe slower than this fails readiness: intake would time out behind such a store. */
 export const DEFAULT_PROBE_TIMEOUT_MS = 2_000;
 
-/** What {@linkcode healthRoutes} needs. */
+/** What {@linkcode createHealthHandlers} needs. */
 export interface HealthOptions {
   store: Pick<Store, "name" | "probe">;
   /** The worker whose claim loop must be alive; none in a process that only records. */
@@ -60,55 +60,56 @@ export interface Readiness {
   warnings?: string[];
 }
 
+/** The handlers of `GET /healthz` and `GET /readyz` (routed in `src/routes.ts`). */
+export interface HealthHandlers {
+  /** Liveness: always 200 `{ "status": "ok" }`. */
+  healthz: RouteHandler;
+  /** Readiness: 200 `{ "status": "ready" }` or 503 with the reasons, and the silence warning. */
+  readyz: RouteHandler;
+}
+
 /**
- * The routes `GET /healthz` and `GET /readyz`. They need no token: they reveal nothing but
- * readiness and how long the instance has gone without deliveries.
+ * The health handlers. They need no token: they reveal nothing but readiness and how long the
+ * instance has gone without deliveries. When `metrics` is given, a collector is added to its
+ * registry so that each scrape evaluates the silence too.
  */
-export function healthRoutes(options: HealthOptions): Route[] {
+export function createHealthHandlers(options: HealthOptions): HealthHandlers {
   const { store, worker, clock, isShuttingDown } = options;
   const workerStaleAfterMs = options.workerStaleAfterMs ?? DEFAULT_WORKER_STALE_AFTER_MS;
   const probeTimeoutMs = options.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
   const silence = createSilenceMonitor(options);
   options.metrics?.registry.addCollector(() => void silence.check());
 
-  return [
-    {
-      method: "GET",
-      path: "/healthz",
-      handler: () => Response.json({ status: "ok" }, { headers: _NO_STORE }),
-    },
-    {
-      method: "GET",
-      path: "/readyz",
-      handler: async () => {
-        const reasons: string[] = [];
-        if (isShuttingDown()) {
-          reasons.push("Shutting down");
-        } else {
-          const storeProblem = await probeStore(store, clock.now(), probeTimeoutMs);
-          if (storeProblem !== undefined) reasons.push(storeProblem);
-          if (worker) {
-            const workerProblem = _workerProblem(
-              worker.lastLoopAt(),
-              clock.now(),
-              workerStaleAfterMs,
-            );
-            if (workerProblem !== undefined) reasons.push(workerProblem);
-          }
+  return {
+    healthz: () => Response.json({ status: "ok" }, { headers: _NO_STORE }),
+    readyz: async () => {
+      const reasons: string[] = [];
+      if (isShuttingDown()) {
+        reasons.push("Shutting down");
+      } else {
+        const storeProblem = await probeStore(store, clock.now(), probeTimeoutMs);
+        if (storeProblem !== undefined) reasons.push(storeProblem);
+        if (worker) {
+          const workerProblem = _workerProblem(
+            worker.lastLoopAt(),
+            clock.now(),
+            workerStaleAfterMs,
+          );
+          if (workerProblem !== undefined) reasons.push(workerProblem);
         }
-        const warning = silence.check();
-        const body: Readiness = {
-          status: reasons.length === 0 ? "ready" : "unavailable",
-          ...(reasons.length > 0 ? { reasons } : {}),
-          ...(warning !== undefined ? { warnings: [warning] } : {}),
-        };
-        return Response.json(body, {
-          status: reasons.length === 0 ? 200 : 503,
-          headers: _NO_STORE,
-        });
-      },
+      }
+      const warning = silence.check();
+      const body: Readiness = {
+        status: reasons.length === 0 ? "ready" : "unavailable",
+        ...(reasons.length > 0 ? { reasons } : {}),
+        ...(warning !== undefined ? { warnings: [warning] } : {}),
+      };
+      return Response.json(body, {
+        status: reasons.length === 0 ? 200 : 503,
+        headers: _NO_STORE,
+      });
     },
-  ];
+  };
 }
 
 /**

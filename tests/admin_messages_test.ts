@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import type { StatusEvent } from "../src/events/events.ts";
-import { statusRoutes } from "../src/admin/status_routes.ts";
+import { createMessageStatusHandler } from "../src/admin/messages.ts";
 import { applyStatus } from "../src/handlers/status_tracker.ts";
-import { get, serveRoutes } from "./route_server.ts";
+import { get, serveService } from "./route_server.ts";
 import { kvStore, openTempKv, TEST_ADMIN_TOKEN } from "./support.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const AUTH = { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
-/** Real wamids end in `=` and may hold `/` and `+`: the route must take them percent-encoded. */
+/** Real wamids end in `=` and may hold `/` and `+`: the path must take them percent-encoded. */
 const WAMID = "wamid.HBgNNTUx+Tk5/OTk5MDAwMBEGABIYOUT001AA==";
 
 function failedStatus(wamid: string): StatusEvent {
@@ -29,7 +29,7 @@ function failedStatus(wamid: string): StatusEvent {
 async function startStatusServer(adminToken: string | undefined) {
   const temp = await openTempKv();
   const store = kvStore(temp.kv);
-  const server = serveRoutes(statusRoutes({ store, adminToken }));
+  const server = serveService({ messageStatus: createMessageStatusHandler({ store, adminToken }) });
   return {
     ...server,
     store,

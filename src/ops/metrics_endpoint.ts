@@ -10,13 +10,13 @@
  */
 import { requireAdmin } from "../admin/auth.ts";
 import type { Clock } from "./clock.ts";
-import type { Route, RouteHandler } from "../http/router.ts";
+import type { RouteHandler } from "../http/router.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
 import type { ServiceMetrics } from "./service_metrics.ts";
 import type { Store } from "../store/store.ts";
 
-/** What {@linkcode metricsRoutes} needs. */
-export interface MetricsRoutesOptions {
+/** What {@linkcode createMetricsHandler} needs. */
+export interface MetricsHandlerOptions {
   metrics: ServiceMetrics;
   /** The bearer token scrapers send; `undefined` leaves `/metrics` open. */
   adminToken: string | undefined;
@@ -26,11 +26,12 @@ export interface MetricsRoutesOptions {
 }
 
 /**
- * The route `GET /metrics` (and `HEAD`). Answers 401 with `WWW-Authenticate` for a missing or wrong
- * token when `adminToken` is set. A failed collection (the store unreachable) is logged as a warning and
- * the scrape still answers 200, with the gauges it could not fill at `NaN`.
+ * The handler of `GET /metrics` (the router answers HEAD with it too; the path is in
+ * `src/routes.ts`). Answers 401 with `WWW-Authenticate` for a missing or wrong token when
+ * `adminToken` is set. A failed collection (the store unreachable) is logged as a warning and the
+ * scrape still answers 200, with the gauges it could not fill at `NaN`.
  */
-export function metricsRoutes(options: MetricsRoutesOptions): Route[] {
+export function createMetricsHandler(options: MetricsHandlerOptions): RouteHandler {
   const { metrics, adminToken, store, clock } = options;
   const scrape: RouteHandler = async (_request, { log }) => {
     const errors = await metrics.collect(store, clock.now());
@@ -39,6 +40,5 @@ export function metricsRoutes(options: MetricsRoutesOptions): Route[] {
       headers: { "Content-Type": PROMETHEUS_CONTENT_TYPE, "Cache-Control": "no-store" },
     });
   };
-  const handler = adminToken === undefined ? scrape : requireAdmin(adminToken, scrape);
-  return [{ method: "GET", path: "/metrics", handler }];
+  return adminToken === undefined ? scrape : requireAdmin(adminToken, scrape);
 }

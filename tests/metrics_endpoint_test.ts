@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { ManualClock } from "../src/ops/clock.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../src/ops/metrics.ts";
-import { metricsRoutes } from "../src/ops/metrics_routes.ts";
+import { createMetricsHandler } from "../src/ops/metrics_endpoint.ts";
 import { createServiceMetrics } from "../src/ops/service_metrics.ts";
 import { readyKey } from "../src/store/kv/keys.ts";
 import { parseExposition, valueOf } from "./prometheus_text.ts";
-import { get, serveRoutes } from "./route_server.ts";
+import { get, serveService } from "./route_server.ts";
 import { kvStore, openTempKv, TEST_ADMIN_TOKEN } from "./support.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
@@ -18,9 +18,14 @@ Deno.test("GET /metrics answers the exposition with the 0.0.4 content type", asy
   metrics.observeDelivery("bad_json");
   await temp.kv.set(readyKey(T0 - 30_000, "late"), "late");
   await clock.advance(90_000);
-  await using server = serveRoutes(
-    metricsRoutes({ metrics, adminToken: TEST_ADMIN_TOKEN, store: kvStore(temp.kv), clock }),
-  );
+  await using server = serveService({
+    metrics: createMetricsHandler({
+      metrics,
+      adminToken: TEST_ADMIN_TOKEN,
+      store: kvStore(temp.kv),
+      clock,
+    }),
+  });
 
   const response = await get(server.origin, "/metrics", AUTH);
   assert.equal(response.status, 200);
@@ -36,12 +41,14 @@ Deno.test("GET /metrics answers the exposition with the 0.0.4 content type", asy
 Deno.test("GET /metrics answers 401 without the admin token, or with a wrong one", async () => {
   await using temp = await openTempKv();
   const clock = new ManualClock(T0);
-  await using server = serveRoutes(metricsRoutes({
-    metrics: createServiceMetrics({ clock }),
-    adminToken: TEST_ADMIN_TOKEN,
-    store: kvStore(temp.kv),
-    clock,
-  }));
+  await using server = serveService({
+    metrics: createMetricsHandler({
+      metrics: createServiceMetrics({ clock }),
+      adminToken: TEST_ADMIN_TOKEN,
+      store: kvStore(temp.kv),
+      clock,
+    }),
+  });
   const missing = await get(server.origin, "/metrics");
   assert.equal(missing.status, 401);
   assert.match(missing.headers.get("www-authenticate") ?? "", /^Bearer realm=/);
@@ -56,12 +63,14 @@ Deno.test("GET /metrics answers 401 without the admin token, or with a wrong one
 Deno.test("GET /metrics is open when no admin token is configured", async () => {
   await using temp = await openTempKv();
   const clock = new ManualClock(T0);
-  await using server = serveRoutes(metricsRoutes({
-    metrics: createServiceMetrics({ clock }),
-    adminToken: undefined,
-    store: kvStore(temp.kv),
-    clock,
-  }));
+  await using server = serveService({
+    metrics: createMetricsHandler({
+      metrics: createServiceMetrics({ clock }),
+      adminToken: undefined,
+      store: kvStore(temp.kv),
+      clock,
+    }),
+  });
   const response = await get(server.origin, "/metrics");
   assert.equal(response.status, 200);
   assert.equal(valueOf(parseExposition(response.text), "wa_webhook_dead_letters_total"), 0);
@@ -70,12 +79,14 @@ Deno.test("GET /metrics is open when no admin token is configured", async () => 
 Deno.test("GET /metrics still answers 200 when KV fails, logging the failure", async () => {
   await using temp = await openTempKv();
   const clock = new ManualClock(T0);
-  await using server = serveRoutes(metricsRoutes({
-    metrics: createServiceMetrics({ clock }),
-    adminToken: undefined,
-    store: kvStore(temp.kv),
-    clock,
-  }));
+  await using server = serveService({
+    metrics: createMetricsHandler({
+      metrics: createServiceMetrics({ clock }),
+      adminToken: undefined,
+      store: kvStore(temp.kv),
+      clock,
+    }),
+  });
   temp.kv.close();
   const response = await get(server.origin, "/metrics");
   assert.equal(response.status, 200);
@@ -85,4 +96,27 @@ Deno.test("GET /metrics still answers 200 when KV fails, logging the failure", a
     server.logs.lines.some((line) => line.msg === "metrics collection failed"),
     server.logs.text(),
   );
+});
+
+Deno.test("HEAD /metrics answers as GET does, without a body, and needs the token too", async () => {
+  await using temp = await openTempKv();
+  const clock = new ManualClock(T0);
+  await using server = serveService({
+    metrics: createMetricsHandler({
+      metrics: createServiceMetrics({ clock }),
+      adminToken: TEST_ADMIN_TOKEN,
+      store: kvStore(temp.kv),
+      clock,
+    }),
+  });
+  const head = await fetch(`${server.origin}/metrics`, { method: "HEAD", headers: AUTH });
+  assert.equal(head.status, 200);
+  assert.equal(head.headers.get("content-type"), PROMETHEUS_CONTENT_TYPE);
+  assert.equal(await head.text(), "");
+  const body = (await get(server.origin, "/metrics", AUTH)).text;
+  assert.equal(head.headers.get("content-length"), String(new TextEncoder().encode(body).length));
+  const unauthorized = await fetch(`${server.origin}/metrics`, { method: "HEAD" });
+  await unauthorized.body?.cancel();
+  assert.equal(unauthorized.status, 401);
+  assert.match(unauthorized.headers.get("www-authenticate") ?? "", /^Bearer realm=/);
 });

@@ -1,8 +1,9 @@
 /**
- * The admin API: the event log and replays, for operators, under `/admin`.
+ * The admin API's event log and replays, for operators: the handlers of `/admin/events…` and
+ * `/admin/dead-letters/replay` (their paths are in `src/routes.ts`).
  *
- * Every route needs `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time. With no
- * admin token configured there are no admin routes at all, so they answer 404 like any unknown
+ * Every handler needs `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time. With no
+ * admin token configured there are no handlers at all, so the paths answer 404 like any unknown
  * path. Times are ISO 8601 strings (UTC). Event ids hold `:`, `.` and `=` and may hold `/` or `+`:
  * clients percent-encode them in paths (`encodeURIComponent`); they are decoded once here.
  *
@@ -11,7 +12,7 @@
 import type { Clock } from "../ops/clock.ts";
 import type { WebhookEvent } from "../events/events.ts";
 import { clipForReason, HttpError } from "../http/errors.ts";
-import type { Route, RouteHandler } from "../http/router.ts";
+import type { RouteHandler } from "../http/router.ts";
 import { requireAdmin } from "./auth.ts";
 import {
   currentError,
@@ -23,7 +24,7 @@ import {
 import { isReplySent } from "../store/reply_record.ts";
 import { InvalidCursorError, type ListEventsOptions, type Store } from "../store/store.ts";
 
-/** What {@linkcode adminRoutes} needs. */
+/** What {@linkcode createAdminHandlers} needs. */
 export interface AdminOptions {
   store: Store;
   /** The bearer token operators send; `undefined` turns the admin API off (404). */
@@ -43,71 +44,65 @@ export const DEFAULT_LIST_LIMIT = 100;
 /** Largest `limit`: a page of summaries stays well under a megabyte. */
 export const MAX_LIST_LIMIT = 1000;
 
+/** The handlers of the admin API's event log and replays. */
+export interface AdminHandlers {
+  /** `GET /admin/events`: a page of event summaries, newest first. */
+  listEvents: RouteHandler;
+  /** `GET /admin/events/:id`: one record with its event and, for a message, its replies. */
+  getEvent: RouteHandler;
+  /** `POST /admin/events/:id/replay`: runs one event through its handlers again. */
+  replayEvent: RouteHandler;
+  /** `POST /admin/dead-letters/replay`: runs every dead-lettered event again. */
+  replayDeadLetters: RouteHandler;
+}
+
 /**
- * The admin routes: `GET /admin/events`, `GET /admin/events/:id` (with the reply records of a
- * message, see {@linkcode AdminOptions.handlersFor}),
- * `POST /admin/events/:id/replay` and `POST /admin/dead-letters/replay`. Returns no routes when
- * `adminToken` is undefined. Handlers throw {@linkcode HttpError}: 400 for a bad query, 401
- * (with `WWW-Authenticate`) for a missing or wrong token, 404 for an unknown event, 409 for an
- * event a worker is handling.
+ * The admin handlers (replies shown by `getEvent` need {@linkcode AdminOptions.handlersFor}), or
+ * `undefined` when `adminToken` is undefined: the admin API is then off. Handlers throw
+ * {@linkcode HttpError}: 400 for a bad query, 401 (with `WWW-Authenticate`) for a missing or
+ * wrong token, 404 for an unknown event, 409 for an event a worker is handling.
  */
-export function adminRoutes(options: AdminOptions): Route[] {
+export function createAdminHandlers(options: AdminOptions): AdminHandlers | undefined {
   const { store, adminToken, clock } = options;
-  if (adminToken === undefined) return [];
+  if (adminToken === undefined) return undefined;
   const guard = (handler: RouteHandler): RouteHandler => requireAdmin(adminToken, handler);
 
-  return [
-    {
-      method: "GET",
-      path: "/admin/events",
-      handler: guard(async (request) => {
-        const page = await store.listEvents(_listOptions(new URL(request.url).searchParams))
-          .catch((error) => {
-            if (error instanceof InvalidCursorError) throw new HttpError(400, error.message);
-            throw error;
-          });
-        return Response.json(page);
-      }),
-    },
-    {
-      method: "GET",
-      path: "/admin/events/:id",
-      handler: guard(async (_request, { params }) => {
-        const id = params.id ?? "";
-        const stored = await store.getEvent(id);
-        if (!stored) throw new HttpError(404, `Event "${id}" is unknown or has expired`);
-        const replies = await _repliesOf(store, stored.event, options.handlersFor);
-        return Response.json({ ..._recordView(stored.record, stored.event), ...replies });
-      }),
-    },
-    {
-      method: "POST",
-      path: "/admin/events/:id/replay",
-      handler: guard(async (_request, { params, log }) => {
-        const id = params.id ?? "";
-        const result = await store.replayEvent(id, clock.now());
-        if (result.status === "not_found") {
-          throw new HttpError(404, `Event "${id}" is unknown or has expired`);
-        }
-        if (result.status === "busy") {
-          throw new HttpError(409, `Cannot replay event "${id}": a worker is handling it now`);
-        }
-        log.info("event replayed", { eventId: id });
-        options.onReplay?.();
-        return Response.json({ replayed: id }, { status: 202 });
-      }),
-    },
-    {
-      method: "POST",
-      path: "/admin/dead-letters/replay",
-      handler: guard(async (_request, { log }) => {
-        const replayed = await store.replayDeadLetters(clock.now());
-        log.info("dead letters replayed", { replayed });
-        if (replayed > 0) options.onReplay?.();
-        return Response.json({ replayed }, { status: 202 });
-      }),
-    },
-  ];
+  return {
+    listEvents: guard(async (request) => {
+      const page = await store.listEvents(_listOptions(new URL(request.url).searchParams))
+        .catch((error) => {
+          if (error instanceof InvalidCursorError) throw new HttpError(400, error.message);
+          throw error;
+        });
+      return Response.json(page);
+    }),
+    getEvent: guard(async (_request, { params }) => {
+      const id = params.id ?? "";
+      const stored = await store.getEvent(id);
+      if (!stored) throw new HttpError(404, `Event "${id}" is unknown or has expired`);
+      const replies = await _repliesOf(store, stored.event, options.handlersFor);
+      return Response.json({ ..._recordView(stored.record, stored.event), ...replies });
+    }),
+    replayEvent: guard(async (_request, { params, log }) => {
+      const id = params.id ?? "";
+      const result = await store.replayEvent(id, clock.now());
+      if (result.status === "not_found") {
+        throw new HttpError(404, `Event "${id}" is unknown or has expired`);
+      }
+      if (result.status === "busy") {
+        throw new HttpError(409, `Cannot replay event "${id}": a worker is handling it now`);
+      }
+      log.info("event replayed", { eventId: id });
+      options.onReplay?.();
+      return Response.json({ replayed: id }, { status: 202 });
+    }),
+    replayDeadLetters: guard(async (_request, { log }) => {
+      const replayed = await store.replayDeadLetters(clock.now());
+      log.info("dead letters replayed", { replayed });
+      if (replayed > 0) options.onReplay?.();
+      return Response.json({ replayed }, { status: 202 });
+    }),
+  };
 }
 
 /** Reads `state`, `kind`, `limit` and `cursor`; an empty parameter counts as absent. */

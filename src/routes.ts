@@ -1,0 +1,53 @@
+/**
+ * The service's route table: every method and path it answers, with its handler, in one place and
+ * in the order of the README's "Endpoints" table. The handlers are built by their modules and
+ * wired in by `app.ts`; the router (`http/router.ts`) answers HEAD with a GET row's handler, 405
+ * for another method on a known path and 404 for any path not listed here.
+ *
+ * @module
+ */
+import type { AdminHandlers } from "./admin/events.ts";
+import type { Route, RouteHandler } from "./http/router.ts";
+import type { HealthHandlers } from "./ops/health.ts";
+
+/** The handlers of every endpoint, as their modules build them. */
+export interface ServiceHandlers {
+  /** Meta's webhook: the handshake (`webhook/handshake.ts`), deliveries (`webhook/intake.ts`). */
+  webhook: { handshake: RouteHandler; intake: RouteHandler };
+  /** `createHealthHandlers` (`ops/health.ts`). */
+  health: HealthHandlers;
+  /** `createMetricsHandler` (`ops/metrics_endpoint.ts`). */
+  metrics: RouteHandler;
+  /** `createAdminHandlers` (`admin/events.ts`); `undefined` without an admin token. */
+  admin: AdminHandlers | undefined;
+  /** `createMessageStatusHandler` (`admin/messages.ts`); `undefined` without an admin token. */
+  messageStatus: RouteHandler | undefined;
+}
+
+/** A row of the table; one whose handler is `undefined` is off. */
+interface _Row {
+  method: Route["method"];
+  path: string;
+  handler: RouteHandler | undefined;
+}
+
+/**
+ * The route table. Rows whose handler is `undefined` (the admin API without `ADMIN_TOKEN`) are left
+ * out, so their paths answer 404 like any unknown path.
+ */
+export function serviceRoutes(handlers: ServiceHandlers): Route[] {
+  const { webhook, health, metrics, admin, messageStatus } = handlers;
+  const table: _Row[] = [
+    { method: "GET", path: "/webhook/whatsapp", handler: webhook.handshake },
+    { method: "POST", path: "/webhook/whatsapp", handler: webhook.intake },
+    { method: "GET", path: "/healthz", handler: health.healthz },
+    { method: "GET", path: "/readyz", handler: health.readyz },
+    { method: "GET", path: "/metrics", handler: metrics },
+    { method: "GET", path: "/admin/events", handler: admin?.listEvents },
+    { method: "GET", path: "/admin/events/:id", handler: admin?.getEvent },
+    { method: "POST", path: "/admin/events/:id/replay", handler: admin?.replayEvent },
+    { method: "POST", path: "/admin/dead-letters/replay", handler: admin?.replayDeadLetters },
+    { method: "GET", path: "/admin/messages/:wamid", handler: messageStatus },
+  ];
+  return table.filter((row): row is Route => row.handler !== undefined);
+}
