@@ -264,9 +264,16 @@ export function storeOptions(config: Config): StoreOptions {
   };
 }
 
-/** The built-in handlers, and the echo handler when `ECHO_REPLIES` is on. */
+/**
+ * The built-in handlers: status tracking, the logging handlers when the log level is `debug` (at
+ * any other level they would write nothing, yet each run costs a handler's bookkeeping and a name
+ * in every record), and the echo handler when echo replies are on.
+ */
 function _builtInDispatcher(config: Config, clock: Clock): Dispatcher {
-  const dispatcher = registerStatusTracking(registerLoggingHandlers(new Dispatcher()), {
+  const logging = config.logLevel === "debug"
+    ? registerLoggingHandlers(new Dispatcher())
+    : new Dispatcher();
+  const dispatcher = registerStatusTracking(logging, {
     clock,
     retentionMs: config.statusRetentionMs,
   });
