@@ -1,7 +1,8 @@
 /**
- * The one exponential backoff of the service. The Graph client (a few quick retries of one call)
- * and the worker (an event's runs, hours apart) both wait with it, so a change to how retries
- * spread is made once; each caller says how much of a delay is left to chance.
+ * The one exponential backoff of the service. The Graph client (a few quick retries of one call),
+ * the worker (an event's runs, hours apart) and the Deno KV store (a locked database, milliseconds)
+ * all wait with it, so a change to how retries spread is made once; each caller says how much of a
+ * delay is left to chance.
  *
  * @module
  */

@@ -4,10 +4,11 @@
  *
  * @module
  */
+import { backoffMs } from "../../ops/backoff.ts";
 
 /**
  * Attempts of an operation that keeps meeting a locked database before the error is passed on:
- * about half a second in all, which two processes writing flat out on one file needed.
+ * 0.2-0.4 s in all, which two processes writing flat out on one file needed.
  */
 const LOCKED_ATTEMPTS = 10;
 /** First wait after a locked database; doubled on each retry up to {@linkcode LOCKED_MAX_WAIT_MS}. */
@@ -36,8 +37,13 @@ export async function retryWhileLocked<T>(operation: () => Promise<T>): Promise<
       return await operation();
     } catch (error) {
       if (!isDatabaseLocked(error) || attempt >= LOCKED_ATTEMPTS) throw error;
-      const wait = Math.min(LOCKED_MAX_WAIT_MS, LOCKED_FIRST_WAIT_MS * 2 ** (attempt - 1));
-      await new Promise((resolve) => setTimeout(resolve, wait * (0.5 + Math.random())));
+      const wait = backoffMs(attempt - 1, {
+        baseDelayMs: LOCKED_FIRST_WAIT_MS,
+        maxDelayMs: LOCKED_MAX_WAIT_MS,
+        jitter: 0.5,
+        random: Math.random,
+      });
+      await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
 }
