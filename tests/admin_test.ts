@@ -18,9 +18,9 @@ import {
   postDelivery,
   startTestServer,
   TEST_ADMIN_TOKEN,
-  textsDelivery,
   waitFor,
 } from "./support.ts";
+import { textsDelivery } from "./deliveries.ts";
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import { recordAll, RETENTION, setRecordState } from "./kv_records.ts";
 import { fixtureEvents, textMessageEvent } from "./fixtures/catalog.ts";

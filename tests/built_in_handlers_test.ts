@@ -8,13 +8,8 @@
 import assert from "node:assert/strict";
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import { STATUS_TRACKING_HANDLER } from "../src/handlers/status_tracker.ts";
-import {
-  messagesDelivery,
-  postDelivery,
-  startTestServer,
-  textsDelivery,
-  waitFor,
-} from "./support.ts";
+import { postDelivery, startTestServer, waitFor } from "./support.ts";
+import { messagesDelivery, textsDelivery } from "./deliveries.ts";
 
 const STATUS = {
   id: "wamid.OUTBOUND1",

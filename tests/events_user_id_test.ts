@@ -7,7 +7,7 @@
 
 import { equal } from "node:assert/strict";
 import { parseDelivery, userIdOf, type WebhookEvent } from "../src/events/events.ts";
-import { messagesDelivery } from "./support.ts";
+import { messagesDelivery } from "./deliveries.ts";
 
 const BSUID = "BR.1502576394655843";
 const PHONE = "5511999990000";

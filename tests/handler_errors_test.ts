@@ -10,7 +10,8 @@ import { createWorker } from "../src/dispatch/worker.ts";
 import { parseDelivery } from "../src/events/events.ts";
 import { silentLogger } from "../src/ops/log.ts";
 import { deadLetterKey, eventKey, type KvEventRecord } from "../src/store/kv/keys.ts";
-import { advanceUntil, kvStore, openTempKv, textsDelivery, waitFor } from "./support.ts";
+import { advanceUntil, kvStore, openTempKv, waitFor } from "./support.ts";
+import { textsDelivery } from "./deliveries.ts";
 
 const WAMID = "wamid.HANDLERERR1";
 const EVENT_ID = `message:${WAMID}`;

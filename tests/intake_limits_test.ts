@@ -11,7 +11,8 @@ import type { KvEventRecord as EventRecord } from "../src/store/kv/keys.ts";
 import { readEvent } from "../src/store/kv/parts.ts";
 import { signBody } from "../src/webhook/signature.ts";
 import { serviceEnv, startService, withDataDir } from "./service_process.ts";
-import { messagesDelivery, postDelivery, startTestServer, TEST_SECRET } from "./support.ts";
+import { postDelivery, startTestServer, TEST_SECRET } from "./support.ts";
+import { messagesDelivery } from "./deliveries.ts";
 
 /** A text message every delivery below carries, so that losing it would show. */
 const MESSAGE = {

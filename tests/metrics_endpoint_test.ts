@@ -9,6 +9,14 @@ import { get, serveService } from "./route_server.ts";
 import { kvStore, openTempKv, TEST_ADMIN_TOKEN } from "./support.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
+
+/** Serves `/metrics` alone over a KV store on `kv`. */
+function _serveMetrics(
+  kv: Deno.Kv,
+  options: Omit<Parameters<typeof createMetricsHandler>[0], "store">,
+): ReturnType<typeof serveService> {
+  return serveService({ metrics: createMetricsHandler({ ...options, store: kvStore(kv) }) });
+}
 const AUTH = { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
 
 Deno.test("GET /metrics answers the exposition with the 0.0.4 content type", async () => {
@@ -18,13 +26,10 @@ Deno.test("GET /metrics answers the exposition with the 0.0.4 content type", asy
   metrics.observeDelivery("bad_json");
   await temp.kv.set(readyKey(T0 - 30_000, "late"), "late");
   await clock.advance(90_000);
-  await using server = serveService({
-    metrics: createMetricsHandler({
-      metrics,
-      adminToken: TEST_ADMIN_TOKEN,
-      store: kvStore(temp.kv),
-      clock,
-    }),
+  await using server = _serveMetrics(temp.kv, {
+    metrics: metrics,
+    adminToken: TEST_ADMIN_TOKEN,
+    clock,
   });
 
   const response = await get(server.origin, "/metrics", AUTH);
@@ -41,13 +46,10 @@ Deno.test("GET /metrics answers the exposition with the 0.0.4 content type", asy
 Deno.test("GET /metrics answers 401 without the admin token, or with a wrong one", async () => {
   await using temp = await openTempKv();
   const clock = new ManualClock(T0);
-  await using server = serveService({
-    metrics: createMetricsHandler({
-      metrics: createServiceMetrics({ clock }),
-      adminToken: TEST_ADMIN_TOKEN,
-      store: kvStore(temp.kv),
-      clock,
-    }),
+  await using server = _serveMetrics(temp.kv, {
+    metrics: createServiceMetrics({ clock }),
+    adminToken: TEST_ADMIN_TOKEN,
+    clock,
   });
   const missing = await get(server.origin, "/metrics");
   assert.equal(missing.status, 401);
@@ -63,13 +65,10 @@ Deno.test("GET /metrics answers 401 without the admin token, or with a wrong one
 Deno.test("GET /metrics is open when no admin token is configured", async () => {
   await using temp = await openTempKv();
   const clock = new ManualClock(T0);
-  await using server = serveService({
-    metrics: createMetricsHandler({
-      metrics: createServiceMetrics({ clock }),
-      adminToken: undefined,
-      store: kvStore(temp.kv),
-      clock,
-    }),
+  await using server = _serveMetrics(temp.kv, {
+    metrics: createServiceMetrics({ clock }),
+    adminToken: undefined,
+    clock,
   });
   const response = await get(server.origin, "/metrics");
   assert.equal(response.status, 200);
@@ -79,13 +78,10 @@ Deno.test("GET /metrics is open when no admin token is configured", async () => 
 Deno.test("GET /metrics still answers 200 when KV fails, logging the failure", async () => {
   await using temp = await openTempKv();
   const clock = new ManualClock(T0);
-  await using server = serveService({
-    metrics: createMetricsHandler({
-      metrics: createServiceMetrics({ clock }),
-      adminToken: undefined,
-      store: kvStore(temp.kv),
-      clock,
-    }),
+  await using server = _serveMetrics(temp.kv, {
+    metrics: createServiceMetrics({ clock }),
+    adminToken: undefined,
+    clock,
   });
   temp.kv.close();
   const response = await get(server.origin, "/metrics");
@@ -101,13 +97,10 @@ Deno.test("GET /metrics still answers 200 when KV fails, logging the failure", a
 Deno.test("HEAD /metrics answers as GET does, without a body, and needs the token too", async () => {
   await using temp = await openTempKv();
   const clock = new ManualClock(T0);
-  await using server = serveService({
-    metrics: createMetricsHandler({
-      metrics: createServiceMetrics({ clock }),
-      adminToken: TEST_ADMIN_TOKEN,
-      store: kvStore(temp.kv),
-      clock,
-    }),
+  await using server = _serveMetrics(temp.kv, {
+    metrics: createServiceMetrics({ clock }),
+    adminToken: TEST_ADMIN_TOKEN,
+    clock,
   });
   const head = await fetch(`${server.origin}/metrics`, { method: "HEAD", headers: AUTH });
   assert.equal(head.status, 200);

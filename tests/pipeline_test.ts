@@ -19,14 +19,13 @@ import { expirationMs, setRecordState } from "./kv_records.ts";
 import {
   advanceUntil,
   kvStore,
-  messagesDelivery,
   openTempKv,
   postDelivery,
   startTestServer,
   TEST_ADMIN_TOKEN,
-  textsDelivery,
   waitFor,
 } from "./support.ts";
+import { messagesDelivery, textsDelivery } from "./deliveries.ts";
 
 /** Counts handler runs per event id. */
 function countingDispatcher(

@@ -11,7 +11,8 @@ import { type RunContext, runHandlers } from "../src/dispatch/run_handlers.ts";
 import { parseDelivery, type WebhookEvent } from "../src/events/events.ts";
 import { newRecord } from "../src/store/event_record.ts";
 import type { ClaimedEvent, Store } from "../src/store/store.ts";
-import { captureLogs, messagesDelivery } from "./support.ts";
+import { captureLogs } from "./support.ts";
+import { messagesDelivery } from "./deliveries.ts";
 
 const T0 = 1_000_000;
 const RETRY = { maxAttempts: 3, baseDelayMs: 1_000, maxDelayMs: 60_000 };

@@ -18,7 +18,8 @@ import { queueFigures } from "../src/store/kv/queue_figures.ts";
 import { createIntakeHandler } from "../src/webhook/intake.ts";
 import { createSignatureVerifier, signBody } from "../src/webhook/signature.ts";
 import { type Exposition, parseExposition, samplesOf, valueOf } from "./prometheus_text.ts";
-import { captureLogs, kvStore, messagesDelivery, openTempKv, TEST_SECRET } from "./support.ts";
+import { captureLogs, kvStore, openTempKv, TEST_SECRET } from "./support.ts";
+import { messagesDelivery } from "./deliveries.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const HOUR_MS = 3_600_000;

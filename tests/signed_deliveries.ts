@@ -5,7 +5,8 @@
  * @module
  */
 import { signBody } from "../src/webhook/signature.ts";
-import { messagesDelivery, TEST_SECRET } from "./support.ts";
+import { messagesDelivery } from "./deliveries.ts";
+import { TEST_SECRET } from "./support.ts";
 
 /** One signed delivery and the id of the event it holds. */
 export interface SignedDelivery {

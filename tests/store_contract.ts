@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { messagesDelivery } from "./deliveries.ts";
 import assert from "node:assert/strict";
 import { parseDelivery, type WebhookEvent } from "../src/events/events.ts";
 import {
@@ -1150,23 +1151,10 @@ function _textEvents(
     type: "text",
     text: { body: bodyOf(n) },
   }));
-  // The shape of `tests/support.ts`'s `messagesDelivery`, which this suite does not import: it
-  // would bring in the whole app, and the contract needs only the store.
-  const delivery = {
-    object: "whatsapp_business_account",
-    entry: [{
-      id: "102290000000001",
-      changes: [{
-        field: "messages",
-        value: {
-          messaging_product: "whatsapp",
-          metadata: { display_phone_number: "15550001111", phone_number_id: "106540000000002" },
-          contacts: [{ profile: { name: "Ana" }, wa_id: "5511999990000" }],
-          messages,
-        },
-      }],
-    }],
-  };
+  const delivery = messagesDelivery({
+    contacts: [{ profile: { name: "Ana" }, wa_id: "5511999990000" }],
+    messages,
+  });
   const { events } = parseDelivery(delivery);
   assert.deepEqual(events.map((e) => e.kind), numbers.map(() => "message"));
   return events;
