@@ -24,12 +24,12 @@ import { instrumentIntake, instrumentVerifier } from "./ops/instrument.ts";
 import { createServiceMetrics, type ServiceMetrics } from "./ops/service_metrics.ts";
 import { registerStatusTracking } from "./handlers/status_tracker.ts";
 import { recordLifeMs } from "./store/event_record.ts";
-import type { RecordOutcome, Store, StoreOptions } from "./store/store.ts";
+import type { Store, StoreOptions } from "./store/store.ts";
 import { serviceRoutes } from "./routes.ts";
-import { annotateSpan } from "./ops/telemetry.ts";
 import { discardBody, hasHiddenBody, type ReadBodyOptions } from "./webhook/body.ts";
 import { answerHandshake } from "./webhook/handshake.ts";
 import { createIntakeHandler } from "./webhook/intake.ts";
+import { createRecordStep } from "./webhook/record_step.ts";
 import { createSignatureVerifier } from "./webhook/signature.ts";
 
 /** What {@linkcode createApp} needs. */
@@ -122,31 +122,7 @@ export async function createApp(options: AppOptions): Promise<App> {
           verifier,
           bodyLimits,
           onDrift: (drift) => metrics.observeDrift(drift),
-          recordEvents: async (events, log) => {
-            // Events this process can run at once are recorded leased to its worker, so they
-            // run without being claimed; the others wait in the ready set.
-            const reservation = worker.reserve(events.length);
-            let outcome: RecordOutcome;
-            try {
-              outcome = await store.recordEvents(events, { now: clock.now(), lease: reservation });
-            } catch (error) {
-              reservation.run([]); // events committed leased run once their lease runs out
-              throw error;
-            }
-            reservation.run(outcome.leased);
-            metrics.observeRecorded(events, outcome, clock.now());
-            const counts = {
-              recorded: outcome.recorded.length,
-              duplicates: outcome.duplicates.length,
-            };
-            annotateSpan({
-              "wa.events.recorded": counts.recorded,
-              "wa.events.duplicates": counts.duplicates,
-              "wa.events.leased": outcome.leased.length,
-            });
-            log.debug("delivery recorded", counts);
-            if (outcome.recorded.length > outcome.leased.length) worker.wake();
-          },
+          recordEvents: createRecordStep({ store, worker, metrics, clock }),
         }),
         metrics,
       ),
