@@ -6,6 +6,7 @@
  * @module
  */
 import { dirname } from "node:path";
+import { DEFAULTS } from "../../config.ts";
 import { retryWhileLocked } from "./commit.ts";
 import type { Store } from "../store.ts";
 import { type KvLocation, selectKvLocation } from "./location.ts";
@@ -31,10 +32,19 @@ export async function isDirectoryLocation(location: KvLocation): Promise<boolean
 }
 
 /**
- * Opens Deno KV at `path` (a file, `:memory:` or a KV Connect URL) as a {@linkcode Store}; closing
- * the store closes it.
+ * Opens Deno KV at `path` (a file, its directory created; `:memory:`; or a KV Connect URL) as a
+ * {@linkcode Store}; closing the store closes it. Options left out take the service's defaults
+ * (`DEFAULTS`: dedup TTL, event retention, lease).
  */
-export async function openKvStore(path: string, options: KvStoreOptions): Promise<Store> {
+export async function openKvStore(
+  path: string,
+  options: Partial<KvStoreOptions> = {},
+): Promise<Store> {
   const location = selectKvLocation(path, { isKvPathSet: true, isDeploy: false });
-  return createKvStore(await openKv(location), options);
+  return createKvStore(await openKv(location), {
+    dedupTtlMs: DEFAULTS.dedupTtlMs,
+    retentionMs: DEFAULTS.eventRetentionMs,
+    leaseMs: DEFAULTS.leaseMs,
+    ...options,
+  });
 }
