@@ -116,7 +116,10 @@ Deno.test("sendOnce() reads a 429's Retry-After HTTP date against the clock", as
     assert.ok(outcome.kind === "retry", `got ${outcome.kind}`);
     assert.equal(outcome.status, 429);
     assert.equal(outcome.retryAfterMs, 5_000);
-    assert.equal(outcome.reason, "Destination answered HTTP 429: the destination asks to slow down");
+    assert.equal(
+      outcome.reason,
+      "Destination answered HTTP 429: the destination asks to slow down",
+    );
   } finally {
     await server.close();
   }
@@ -256,7 +259,10 @@ Deno.test("sendOnce() ends an endless trickling body at the timeout and keeps th
     assert.equal(outcome.status, 503);
     assert.ok(outcome.durationMs < SHORT_TIMEOUT_MS + 1_000, `${outcome.durationMs} ms`);
     assert.match(outcome.reason, /^Destination answered HTTP 503: the destination is unavailable/);
-    assert.match(outcome.reason, new RegExp(`its body was not read within ${SHORT_TIMEOUT_MS} ms$`));
+    assert.match(
+      outcome.reason,
+      new RegExp(`its body was not read within ${SHORT_TIMEOUT_MS} ms$`),
+    );
     await server.cancelled; // the connection was closed, not left hanging
   } finally {
     await server.close();
@@ -351,7 +357,9 @@ Deno.test("sendOnce() retries a connection reset after the request as a network 
     assert.equal(outcome.cause, "network");
     assert.match(
       outcome.reason,
-      new RegExp(`^Lost the connection to "http://127.0.0.1:${listener.addr.port}" before its answer: `),
+      new RegExp(
+        `^Lost the connection to "http://127.0.0.1:${listener.addr.port}" before its answer: `,
+      ),
     );
   } finally {
     listener.close();

@@ -38,10 +38,14 @@ const MAX_DETAIL_CHARS = 300;
 /** Control characters, including C1 and Unicode line separators: a reason stays one line. */
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
 
+/** How Deno's fetch names the URL in its errors. */
+const FOR_URL_PATTERN = /(for url \()[^)]*\)/g;
+
 /** What each answer means for the person reading the reason; see {@linkcode _statusMeaning}. */
 const STATUS_MEANINGS: Readonly<Record<number, string>> = {
   400: "the destination refused this event as malformed",
-  401: "the destination refused the request's credentials: check the signing secret it verifies with",
+  401:
+    "the destination refused the request's credentials: check the signing secret it verifies with",
   403: "the destination refused the request: check the signing secret and its access rules",
   404: "no endpoint at this URL: check the destination's URL",
   405: "the URL does not accept POST: check the destination's URL",
@@ -177,7 +181,9 @@ export async function sendOnce(options: SendOnceOptions): Promise<AttemptOutcome
         durationMs: elapsed(),
       };
     }
-    const reason = `Destination answered HTTP ${status}: ${_statusMeaning(status)}${quoted}${unread}`;
+    const reason = `Destination answered HTTP ${status}: ${
+      _statusMeaning(status)
+    }${quoted}${unread}`;
     if (status === 410) return { kind: "gone", status, reason, durationMs: elapsed() };
     if (status === 408 || status === 429 || status >= 500) {
       const asked = parseRetryAfter(response.headers.get("Retry-After"), clock.now());
@@ -257,7 +263,12 @@ async function _readPrefix(response: Response, signal: AbortSignal): Promise<_Pr
 
 /** Why no answer came, worded for a person: no connection made, or the connection lost. */
 function _networkReason(error: unknown, url: string, origin: string): string {
-  const detail = _clip(_oneLine(describeError(error).replaceAll(url, origin)), MAX_DETAIL_CHARS);
+  // Deno names the URL in its error ("for url (…)"); only the origin is kept, as everywhere.
+  const text = describeError(error).replaceAll(url, origin).replace(
+    FOR_URL_PATTERN,
+    `$1${origin})`,
+  );
+  const detail = _clip(_oneLine(text), MAX_DETAIL_CHARS);
   return isConnectFailure(error)
     ? `Cannot connect to "${origin}": ${detail}`
     : `Lost the connection to "${origin}" before its answer: ${detail}`;
