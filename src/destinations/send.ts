@@ -35,8 +35,8 @@ export const MAX_REASON_EXCERPT_CHARS = 200;
 /** The most of a network error's text or a `Location` kept in a reason, in characters. */
 const MAX_DETAIL_CHARS = 300;
 
-/** Control characters, including C1 and Unicode line separators: a reason stays one line. */
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
+/** Control characters (C0, DEL, C1) and Unicode line separators: a reason stays one line. */
+const CONTROL_CHARACTERS = /[\p{Cc}\u2028\u2029]+/gu;
 
 /** How Deno's fetch names the URL in its errors. */
 const FOR_URL_PATTERN = /(for url \()[^)]*\)/g;
