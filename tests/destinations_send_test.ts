@@ -277,6 +277,18 @@ Deno.test("sendOnce() ends an endless trickling body at the timeout and keeps th
   }
 });
 
+Deno.test("sendOnce() counts a 2xx as delivered even when its body never ends", async () => {
+  const server = startTricklingServer(200, new TextEncoder().encode("."), 20);
+  try {
+    const outcome = await send(server.url, { timeoutMs: SHORT_TIMEOUT_MS });
+    assert.equal(outcome.kind, "delivered", "the status line said so; the body is not the event's");
+    assert.ok(outcome.durationMs < SHORT_TIMEOUT_MS + 1_000, `${outcome.durationMs} ms`);
+    assert.ok(await isClosedSoon(server.cancelled), "the body was closed, not left hanging");
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test("sendOnce() stops reading a trickling body at the byte cap, well before the timeout", async () => {
   const server = startTricklingServer(400, new TextEncoder().encode("e".repeat(512)), 5);
   try {

@@ -162,13 +162,7 @@ export async function sendOnce(options: SendOnceOptions): Promise<AttemptOutcome
     const prefix = await _readPrefix(response, request.signal);
     if (signal?.aborted) throw signal.reason;
     if (status >= 200 && status < 300) return { kind: "delivered", status, durationMs: elapsed() };
-    const unread = prefix.isComplete
-      ? ""
-      : hasTimedOut
-      ? `; its body was not read within ${timeoutMs} ms`
-      : prefix.failure === undefined
-      ? ""
-      : `; reading its body failed: ${_clip(_oneLine(prefix.failure), MAX_DETAIL_CHARS)}`;
+    const unread = _unreadNote(prefix, hasTimedOut, timeoutMs);
     const excerpt = _excerpt(prefix.bytes);
     const quoted = excerpt === "" ? "" : ` (body: "${excerpt}")`;
     if (status >= 300 && status < 400) {
@@ -181,9 +175,8 @@ export async function sendOnce(options: SendOnceOptions): Promise<AttemptOutcome
         durationMs: elapsed(),
       };
     }
-    const reason = `Destination answered HTTP ${status}: ${
-      _statusMeaning(status)
-    }${quoted}${unread}`;
+    const meaning = _statusMeaning(status);
+    const reason = `Destination answered HTTP ${status}: ${meaning}${quoted}${unread}`;
     if (status === 410) return { kind: "gone", status, reason, durationMs: elapsed() };
     if (status === 408 || status === 429 || status >= 500) {
       const asked = parseRetryAfter(response.headers.get("Retry-After"), clock.now());
@@ -259,6 +252,14 @@ async function _readPrefix(response: Response, signal: AbortSignal): Promise<_Pr
     if (offset === bytes.byteLength) break;
   }
   return { bytes, isComplete, ...(failure === undefined ? {} : { failure }) };
+}
+
+/** What a reason adds when the body was not read to its end: the timeout, or the read's error. */
+function _unreadNote(prefix: _Prefix, hasTimedOut: boolean, timeoutMs: number): string {
+  if (prefix.isComplete) return "";
+  if (hasTimedOut) return `; its body was not read within ${timeoutMs} ms`;
+  if (prefix.failure === undefined) return ""; // the cap was reached: the rest is not needed
+  return `; reading its body failed: ${_clip(_oneLine(prefix.failure), MAX_DETAIL_CHARS)}`;
 }
 
 /** Why no answer came, worded for a person: no connection made, or the connection lost. */
