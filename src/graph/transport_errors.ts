@@ -34,7 +34,7 @@ export interface FailedAttempt {
  */
 export function transportError(error: unknown, attempt: FailedAttempt): GraphApiError {
   const { token, timeoutMs, hasTimedOut, answeredStatus } = attempt;
-  const reason = redactToken(_describe(error), token);
+  const reason = redactToken(describeError(error), token);
   const what = hasTimedOut ? `did not finish within ${timeoutMs} ms` : `failed: ${reason}`;
   if (answeredStatus !== undefined && answeredStatus >= 300) {
     // Meta said no before the body was lost: nothing was sent.
@@ -62,7 +62,7 @@ export function transportError(error: unknown, attempt: FailedAttempt): GraphApi
       cause: error,
     });
   }
-  if (_isConnectFailure(error)) {
+  if (isConnectFailure(error)) {
     return new GraphApiError({
       message: `Cannot connect to the Graph API: ${reason}`,
       category: "transient",
@@ -92,9 +92,10 @@ export function unreadableSuccess(): GraphApiError {
  * rejects with `TypeError("fetch failed")` both for a refused connection or a failed DNS lookup
  * and for a connection lost after the request was written; only its cause tells them apart
  * (`client error (Connect)` for the first). Anything not recognised counts as possibly sent: the
- * safe side, since it is then sent again once at most rather than up to the retry limit.
+ * safe side, since it is then sent again once at most rather than up to the retry limit. The
+ * destinations' delivery attempt (`destinations/send.ts`) reads it to word its reasons.
  */
-function _isConnectFailure(error: unknown): boolean {
+export function isConnectFailure(error: unknown): boolean {
   for (let cause = error, depth = 0; cause instanceof Error && depth < 5; depth++) {
     if (cause instanceof Deno.errors.NotCapable || cause instanceof Deno.errors.PermissionDenied) {
       return true; // refused by Deno's permissions before any connection
@@ -105,8 +106,11 @@ function _isConnectFailure(error: unknown): boolean {
   return false;
 }
 
-/** An error's message and its causes' (Deno's `fetch failed` hides the reason in its cause). */
-function _describe(error: unknown): string {
+/**
+ * An error's message and its causes', joined with `: ` (Deno's `fetch failed` hides the reason in
+ * its cause); three levels at most.
+ */
+export function describeError(error: unknown): string {
   const parts: string[] = [];
   for (let cause = error, depth = 0; cause !== undefined && depth < 3; depth++) {
     parts.push(cause instanceof Error ? cause.message : String(cause));
