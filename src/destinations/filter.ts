@@ -168,12 +168,12 @@ export function destinationsFor(
 }
 
 /**
- * `value` for a refusal: text quoted (cut to {@linkcode MAX_QUOTED_CHARS}, escaped so it stays on
- * one line), anything else by its type. Never use it on a secret.
+ * `value` for a refusal: text quoted (cut to `maxChars`, 40 unless said, and escaped so that it
+ * stays on one line), anything else by its type. Never use it on a secret.
  */
-export function describeValue(value: unknown): string {
+export function describeValue(value: unknown, maxChars: number = MAX_QUOTED_CHARS): string {
   if (typeof value === "string") {
-    const cut = value.length > MAX_QUOTED_CHARS ? `${value.slice(0, MAX_QUOTED_CHARS)}…` : value;
+    const cut = value.length > maxChars ? `${value.slice(0, maxChars)}…` : value;
     return JSON.stringify(cut);
   }
   if (typeof value === "number" || typeof value === "boolean") return `"${value}"`;
