@@ -65,7 +65,7 @@ const BASE64_PATTERN = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/
 /** The directory the tasks and the compiled binary may read (`--allow-read=./data`). */
 const READABLE_DIRECTORY = "./data";
 
-const _nameSchema = z.string({ error: _requiredOr("a name") }).regex(DESTINATION_NAME_PATTERN, {
+const _nameSchema = z.string({ error: _requiredOr("text") }).regex(DESTINATION_NAME_PATTERN, {
   error: (issue) =>
     `must be 1 to 64 characters of a-z, 0-9, "_" and "-", got ${describeValue(issue.input)}`,
 });
@@ -107,11 +107,13 @@ const _secretsSchema = z.array(_secretSchema, {
       : issue.input === undefined
       ? "is required: one or more Standard Webhooks secrets"
       : `must be a list of Standard Webhooks secrets, got ${describeValue(issue.input)}`,
-}).min(1, "must hold at least one Standard Webhooks secret")
-  .max(
+}).pipe(
+  // Counted once it is a list: zod would count the characters of a text too.
+  z.array(z.string()).min(1, "must hold at least one Standard Webhooks secret").max(
     MAX_SECRETS_PER_DESTINATION,
     `must have at most ${MAX_SECRETS_PER_DESTINATION} secrets (two while rotating)`,
-  );
+  ),
+);
 
 /** A number within `DESTINATION_BOUNDS[field]`, whole unless said, or `fallback` when absent. */
 function _bounded<T extends number | undefined>(
@@ -148,9 +150,12 @@ const _destinationSchema = z.strictObject({
     error: (issue) => `must be true or false, got ${describeValue(issue.input)}`,
   }).default(DESTINATION_DEFAULTS.paused),
 }, { error: (issue) => `must be an object, got ${describeValue(issue.input)}` })
-  .transform(({ ratePerSecond, ...destination }) =>
-    ratePerSecond === undefined ? destination : { ...destination, ratePerSecond }
-  );
+  .transform(({ ratePerSecond, ...destination }) => {
+    // No limit leaves the key out rather than holding `undefined`.
+    const declared: typeof destination & { ratePerSecond?: number } = destination;
+    if (ratePerSecond !== undefined) declared.ratePerSecond = ratePerSecond;
+    return declared;
+  });
 
 /**
  * A checked destination, its defaults filled: `name`, `url` (normalised), `secrets` (never logged),

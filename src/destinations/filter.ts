@@ -77,7 +77,13 @@ function _listOf<const T extends readonly string[]>(allowed: T, what: string) {
 /** An optional list of at most {@linkcode MAX_FILTER_VALUES} items. */
 function _boundedList<T extends z.ZodType>(item: T) {
   return z.array(item, { error: (issue) => `must be a list, got ${describeValue(issue.input)}` })
-    .max(MAX_FILTER_VALUES, `must have at most ${MAX_FILTER_VALUES} values`)
+    // Counted once it is a list: zod would count the characters of a text too.
+    .pipe(
+      z.array(z.custom<z.output<T>>()).max(
+        MAX_FILTER_VALUES,
+        `must have at most ${MAX_FILTER_VALUES} values`,
+      ),
+    )
     .optional();
 }
 
