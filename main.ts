@@ -24,6 +24,7 @@ import {
 import type { Dispatcher } from "./src/dispatch/dispatcher.ts";
 import { type CronFunction, registerSweepCron } from "./src/dispatch/sweep.ts";
 import { isListenError, listenFailureReason } from "./src/http/listen_errors.ts";
+import { readDestinationsFile } from "./src/destinations/declarations.ts";
 import { kvOpenFailureReason, selectKvLocation } from "./src/store/kv/location.ts";
 import { isDirectoryLocation, openKv } from "./src/store/kv/open.ts";
 import { createKvStore } from "./src/store/kv/store.ts";
@@ -153,7 +154,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   const environment = Object.fromEntries(CONFIG_NAMES.map((name) => [name, Deno.env.get(name)]));
   let loaded;
   try {
-    loaded = loadConfig(environment, { isDevelopment });
+    loaded = loadConfig(environment, { isDevelopment, readDestinationsFile });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     // LOG_FORMAT is honoured when it alone is valid: the reasons reach a person readably.

@@ -17,6 +17,12 @@
  */
 import { z } from "zod";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./ops/log.ts";
+// A cycle: declarations.ts throws this module's ConfigError. Neither uses the other at load time.
+import {
+  checkDestinations,
+  type Destination,
+  type DestinationDeclaration,
+} from "./destinations/declarations.ts";
 
 const MINUTE_MS = 60_000;
 /** One hour in milliseconds: the unit of the settings the environment gives in hours. */
@@ -87,6 +93,11 @@ export interface Config {
   silenceAfterMs: number;
   /** How long the status of a sent message is kept after its last change. */
   statusRetentionMs: number;
+  /**
+   * The HTTP endpoints every recorded event is delivered to, signed (see `destinations/`); their
+   * secrets are never logged. Declared as JSON in `DESTINATIONS` or `DESTINATIONS_FILE`.
+   */
+  destinations: Destination[];
 }
 
 /** The settings without which there is no configuration. */
@@ -95,10 +106,12 @@ type _RequiredField = "appSecrets" | "verifyToken";
 /**
  * The settings of {@linkcode resolveConfig}: {@linkcode Config} with only `appSecrets` and
  * `verifyToken` required; what is left out (or `undefined`) takes its value from {@linkcode DEFAULTS}.
+ * Destinations are given as declarations, their own defaults left out.
  */
 export type ConfigInput =
   & Pick<Config, _RequiredField>
-  & { [K in Exclude<keyof Config, _RequiredField>]?: Config[K] | undefined };
+  & { [K in Exclude<keyof Config, _RequiredField | "destinations">]?: Config[K] | undefined }
+  & { destinations?: readonly DestinationDeclaration[] | undefined };
 
 /** Every default of the service, written here once: camelCase, durations in milliseconds. */
 export const DEFAULTS = Object.freeze({
@@ -139,6 +152,8 @@ export const DEFAULTS = Object.freeze({
   silenceAfterMs: HOUR_MS,
   /** A month of history. */
   statusRetentionMs: 30 * DAY_MS,
+  /** None: events reach the handlers only. A destination's own defaults are `DESTINATION_DEFAULTS`. */
+  destinations: [] as Destination[],
 }) satisfies Partial<Config>;
 
 /** The placeholder secrets of `.env.example`: accepted only in development, with a warning. */
@@ -273,6 +288,13 @@ const _configSchema = z.strictObject({
   graphTimeoutMs: _wholeNumber("graphTimeoutMs"),
   silenceAfterMs: _wholeNumber("silenceAfterMs"),
   statusRetentionMs: _wholeNumber("statusRetentionMs"),
+  destinations: z.unknown().optional().transform((value, ctx) => {
+    if (value === undefined) return [...DEFAULTS.destinations];
+    const check = checkDestinations(value);
+    if (check.isValid) return check.destinations;
+    for (const reason of check.reasons) ctx.addIssue({ code: "custom", message: reason });
+    return z.NEVER;
+  }),
 });
 
 /** Raised when the settings cannot make a safe configuration; the message says why. */

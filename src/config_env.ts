@@ -25,6 +25,11 @@ import {
   type WholeNumberField,
   wholeNumberReason,
 } from "./config.ts";
+import {
+  destinationsFileFailureReason,
+  readDeclarationsText,
+} from "./destinations/declarations.ts";
+import { describeValue } from "./destinations/filter.ts";
 
 /**
  * The environment variable of each setting, in the order of the start task's `--allow-env` list,
@@ -59,13 +64,23 @@ const _ENV_NAMES = {
   graphTimeoutMs: "GRAPH_TIMEOUT_MS",
   silenceAfterMs: "SILENCE_AFTER_MS",
   statusRetentionMs: "STATUS_RETENTION_DAYS",
+  destinations: "DESTINATIONS",
 } as const satisfies Record<keyof Config, string>;
 
+/**
+ * The other place destinations may be declared: the path of a JSON file, read at start (the tasks
+ * and the binary may read `./data` only). Not both: that is refused.
+ */
+const _DESTINATIONS_FILE = "DESTINATIONS_FILE";
+
 /** An environment variable the service reads. */
-export type ConfigName = (typeof _ENV_NAMES)[keyof Config];
+export type ConfigName = (typeof _ENV_NAMES)[keyof Config] | typeof _DESTINATIONS_FILE;
 
 /** Every environment variable the service reads: the `--allow-env` list of the start task. */
-export const CONFIG_NAMES = Object.values(_ENV_NAMES) as ConfigName[];
+export const CONFIG_NAMES: ConfigName[] = [...Object.values(_ENV_NAMES), _DESTINATIONS_FILE];
+
+/** Paths are quoted up to this many characters in a refusal (they are not secret, but bounded). */
+const _MAX_QUOTED_PATH_CHARS = 256;
 
 /**
  * Variables the Deno runtime reads on the service's behalf, which `--allow-env` must list beside
@@ -167,26 +182,77 @@ function _readTokenPairs(raw: string, ctx: _EnvContext): Record<string, string> 
   return tokens;
 }
 
+/** Options for {@linkcode loadConfig}. */
+export interface LoadEnvOptions extends LoadConfigOptions {
+  /**
+   * Reads the file named by `DESTINATIONS_FILE` (`main.ts` passes `readDestinationsFile` of
+   * `destinations/declarations.ts`); throws when it cannot. Without it that variable is refused.
+   */
+  readDestinationsFile?: (path: string) => string;
+}
+
 /**
  * Validates the environment: the variables of {@linkcode CONFIG_NAMES}, in the units of the
  * README's table. An empty value means "not set", as `NAME=` in an env file reads. The defaults,
- * bounds and cross-checks are `resolveConfig`'s; the reasons name the variables.
+ * bounds and cross-checks are `resolveConfig`'s; the reasons name the variables (for destinations
+ * read from a file, `DESTINATIONS_FILE` and its path).
  *
  * @param env the raw values by name (missing names may be absent or `undefined`)
  * @throws {ConfigError} naming each bad variable and the reason, one per line
  */
 export function loadConfig(
   env: Record<string, string | undefined>,
-  options: LoadConfigOptions = {},
+  options: LoadEnvOptions = {},
 ): LoadedConfig {
   const input: Record<string, unknown> = {};
   const problems: SettingProblem[] = [];
   for (const [field, name] of Object.entries(_ENV_NAMES) as [keyof Config, ConfigName][]) {
-    const raw = env[name]?.trim() === "" ? undefined : env[name];
+    if (field === "destinations") continue;
+    const raw = _valueOf(env, name);
     const read = (_ENV_READERS[field] ?? z.string().optional()).safeParse(raw);
     if (!read.success) {
       problems.push(...read.error.issues.map((issue) => ({ field, reason: issue.message })));
     } else if (read.data !== undefined) input[field] = read.data;
   }
-  return resolveSettings(input, options, { names: _ENV_NAMES, problems });
+  const declarations = _destinationsText(env, options.readDestinationsFile);
+  if ("reason" in declarations) {
+    problems.push({ field: "destinations", reason: declarations.reason });
+  } else if (declarations.text !== undefined) {
+    const read = readDeclarationsText(declarations.text);
+    if ("reason" in read) problems.push({ field: "destinations", reason: read.reason });
+    else input.destinations = read.value;
+  }
+  const names = { ..._ENV_NAMES, destinations: declarations.source };
+  return resolveSettings(input, options, { names, problems });
+}
+
+/** A variable's value, `undefined` when unset or blank. */
+function _valueOf(env: Record<string, string | undefined>, name: ConfigName): string | undefined {
+  return env[name]?.trim() === "" ? undefined : env[name];
+}
+
+/**
+ * The JSON text of the destinations, from `DESTINATIONS` or the file of `DESTINATIONS_FILE`, and
+ * the name the reasons about it start with; or why it cannot be had.
+ */
+function _destinationsText(
+  env: Record<string, string | undefined>,
+  readFile: ((path: string) => string) | undefined,
+): { source: string } & ({ text: string | undefined } | { reason: string }) {
+  const inline = _valueOf(env, _ENV_NAMES.destinations);
+  const path = _valueOf(env, _DESTINATIONS_FILE)?.trim();
+  if (path === undefined) return { source: _ENV_NAMES.destinations, text: inline };
+  if (inline !== undefined) {
+    return {
+      source: _ENV_NAMES.destinations,
+      reason: `and ${_DESTINATIONS_FILE} are both set: declare the destinations in one of them`,
+    };
+  }
+  const source = `${_DESTINATIONS_FILE} ${describeValue(path, _MAX_QUOTED_PATH_CHARS)}`;
+  if (readFile === undefined) return { source, reason: "cannot be read: no file reader was given" };
+  try {
+    return { source, text: readFile(path) };
+  } catch (error) {
+    return { source, reason: destinationsFileFailureReason(error) };
+  }
 }
