@@ -29,7 +29,7 @@ import {
   destinationsFileFailureReason,
   readDeclarationsText,
 } from "./destinations/declarations.ts";
-import { describeValue } from "./destinations/filter.ts";
+import { describeValue } from "./refusal_text.ts";
 
 /**
  * The environment variable of each setting, in the order of the start task's `--allow-env` list,

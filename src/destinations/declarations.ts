@@ -13,7 +13,8 @@
 import { z } from "zod";
 import { ConfigError } from "../config.ts";
 import { InvalidJsonError, parseJsonText } from "../events/json_text.ts";
-import { describeValue, destinationFilterSchema } from "./filter.ts";
+import { describeValue } from "../refusal_text.ts";
+import { destinationFilterSchema } from "./filter.ts";
 
 /** Every default of a destination, written here once; durations in milliseconds. */
 export const DESTINATION_DEFAULTS = Object.freeze({

@@ -24,6 +24,7 @@
  *
  * @module
  */
+import { describeValue } from "../refusal_text.ts";
 import { z } from "zod";
 import { CHANGE_VALUE_SCHEMAS } from "../events/field_schemas.ts";
 import { MESSAGE_SCHEMAS } from "../events/message_schemas.ts";
@@ -42,9 +43,6 @@ export const MAX_FILTER_VALUES = 100;
 
 /** Meta's phone number ids are about 15 digits; twice that leaves room and bounds the text. */
 const MAX_PHONE_NUMBER_ID_DIGITS = 32;
-
-/** Quoted values in a refusal are cut to this many characters. */
-const MAX_QUOTED_CHARS = 40;
 
 /** The message types a filter may name: the known ones, and `"unknown"` for the rest. */
 const _FILTER_MESSAGE_TYPES = [
@@ -171,21 +169,6 @@ export function destinationsFor(
   event: WebhookEvent,
 ): Destination[] {
   return destinations.filter((destination) => matchesFilter(destination.filter, event));
-}
-
-/**
- * `value` for a refusal: text quoted (cut to `maxChars`, 40 unless said, and escaped so that it
- * stays on one line), anything else by its type. Never use it on a secret.
- */
-export function describeValue(value: unknown, maxChars: number = MAX_QUOTED_CHARS): string {
-  if (typeof value === "string") {
-    const cut = value.length > maxChars ? `${value.slice(0, maxChars)}…` : value;
-    return JSON.stringify(cut);
-  }
-  if (typeof value === "number" || typeof value === "boolean") return `"${value}"`;
-  if (value === null) return "null";
-  if (value === undefined) return "nothing";
-  return Array.isArray(value) ? "a list" : `an ${typeof value}`;
 }
 
 /** A list allows `value` when it is absent, empty, or holds it. */
