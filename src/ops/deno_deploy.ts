@@ -1,7 +1,7 @@
 /**
  * Deno Deploy: how the service knows it runs there. What differs there is wired in `main.ts`:
  * the same entry point runs without flags (every permission), `Deno.openKv()` without a path
- * opens the app's database (`kv_location.ts`), the platform picks the port, and the isolate
+ * opens the app's database (`store/kv/location.ts`), the platform picks the port, and the isolate
  * sleeps between requests, so a `Deno.cron` job sweeps due events (`dispatch/sweep.ts`).
  *
  * @module
