@@ -18,6 +18,7 @@ import {
   type EventRecord,
   type EventSummary,
   InvalidCursorError,
+  type JobRecord,
   type ListEventsOptions,
   type MessageStatusRecord,
   type ReplyOf,
@@ -1135,6 +1136,102 @@ export function storeContract(name: string, open: OpenStore): void {
     },
     { options: SHORT_OPTIONS },
   );
+
+  // --- Delivery jobs --------------------------------------------------------------------------
+
+  test("recordEvents with destinationsFor writes one pending job per destination, due at now", async (store) => {
+    const events = _textEvents([1, 2, 3]);
+    const destinationsFor = (event: WebhookEvent): string[] =>
+      event.id === events[1]!.id ? ["crm"] : ["crm", "warehouse"];
+    const outcome = await store.recordEvents(events, { now: T0, destinationsFor });
+    assert.deepEqual(_sorted(outcome.recorded), _sorted(_ids(events)));
+    for (const event of events) {
+      const jobs = await store.getJobs(event.id);
+      assert.deepEqual(jobs.map((job) => job.destination), destinationsFor(event));
+      const expiresAt = (await _record(store, event.id)).expiresAt;
+      for (const job of jobs) {
+        assert.deepEqual(job, {
+          eventId: event.id,
+          destination: job.destination,
+          state: "pending",
+          attempts: 0,
+          dueAt: T0,
+          createdAt: T0,
+          expiresAt,
+          history: [],
+        });
+      }
+    }
+  });
+
+  test("recordEvents writes no jobs for a duplicate, even when destinationsFor names others", async (store) => {
+    const [a, b] = _textEvents([1, 2]) as [WebhookEvent, WebhookEvent];
+    await store.recordEvents([a], { now: T0, destinationsFor: () => ["crm"] });
+    const outcome = await store.recordEvents([a, b], {
+      now: T0 + SECOND_MS,
+      destinationsFor: () => ["crm", "warehouse"],
+    });
+    assert.deepEqual(outcome.duplicates, [a.id]);
+    assert.deepEqual(_jobsView(await store.getJobs(a.id)), [["crm", "pending", T0]]);
+    assert.deepEqual(_jobsView(await store.getJobs(b.id)), [
+      ["crm", "pending", T0 + SECOND_MS],
+      ["warehouse", "pending", T0 + SECOND_MS],
+    ]);
+  });
+
+  test("recordEvents without destinationsFor, or with none for an event, writes no jobs", async (store) => {
+    const [a, b, c] = _textEvents([1, 2, 3]) as [WebhookEvent, WebhookEvent, WebhookEvent];
+    await store.recordEvents([a], { now: T0 });
+    await store.recordEvents([b, c], {
+      now: T0,
+      destinationsFor: (event) => event.id === b.id ? [] : ["crm"],
+    });
+    assert.deepEqual(await store.getJobs(a.id), []);
+    assert.deepEqual(await store.getJobs(b.id), []);
+    assert.deepEqual(_jobsView(await store.getJobs(c.id)), [["crm", "pending", T0]]);
+    assert.deepEqual(await store.getJobs(_textEvent(9).id), [], "an unknown event has none");
+  });
+
+  test("recordEvents writes a destination named twice for an event as one job", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0, destinationsFor: () => ["crm", "crm"] });
+    assert.deepEqual(_jobsView(await store.getJobs(event!.id)), [["crm", "pending", T0]]);
+  });
+
+  test("recordEvents records twelve events of 60 destinations each, every job written", async (store) => {
+    // 12 events with 60 jobs each are more writes than one commit may hold.
+    const destinations = _range(1, 60).map((n) => `destination-${n}`);
+    const events = _textEvents(_range(1, 12));
+    const outcome = await store.recordEvents(events, {
+      now: T0,
+      destinationsFor: () => destinations,
+    });
+    assert.deepEqual(_sorted(outcome.recorded), _sorted(_ids(events)));
+    for (const event of events) {
+      const jobs = await store.getJobs(event.id);
+      assert.deepEqual(jobs.map((job) => job.destination), destinations);
+    }
+  });
+
+  test("concurrent recordEvents calls with destinations write each new event's jobs once", async (store) => {
+    const calls = [
+      _textEvents(_range(1, 12)),
+      _textEvents(_range(6, 18)),
+      _textEvents([3, 18, 19]),
+    ];
+    const destinationsFor = (): string[] => ["crm", "warehouse"];
+    const outcomes = await Promise.all(
+      calls.map((events) => store.recordEvents(events, { now: T0, destinationsFor })),
+    );
+    const recorded = outcomes.flatMap((outcome) => outcome.recorded);
+    assert.deepEqual(_sorted(recorded), _sorted(_ids(_textEvents(_range(1, 19)))));
+    for (const id of recorded) {
+      assert.deepEqual(_jobsView(await store.getJobs(id)), [
+        ["crm", "pending", T0],
+        ["warehouse", "pending", T0],
+      ]);
+    }
+  });
 }
 
 // --- Helpers ----------------------------------------------------------------------------------
@@ -1225,6 +1322,11 @@ async function _record(store: Store, id: string): Promise<EventRecord> {
   const stored = await store.getEvent(id);
   assert.ok(stored, `event "${id}" is stored`);
   return stored.record;
+}
+
+/** Jobs as `[destination, state, dueAt]` lines. */
+function _jobsView(jobs: readonly JobRecord[]): [string, string, number | null][] {
+  return jobs.map((job) => [job.destination, job.state, job.dueAt]);
 }
 
 /** A page as `[id, state, attempts]` lines. */

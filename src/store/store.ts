@@ -12,11 +12,14 @@
  */
 import type { WebhookEvent } from "../events/events.ts";
 import type { EventRecord, EventState } from "./event_record.ts";
+import type { JobRecord } from "./job_record.ts";
 import type { MessageStatusRecord } from "./message_status.ts";
 import type { ReplyRecord } from "./reply_record.ts";
 
 export type { AttemptRecord, EventRecord, EventState } from "./event_record.ts";
 export { EVENT_STATES } from "./event_record.ts";
+export type { JobOutcome, JobRecord, JobState } from "./job_record.ts";
+export { JOB_STATES } from "./job_record.ts";
 export type { MessageStatusRecord, TrackedStatus } from "./message_status.ts";
 export type { ReplyRecord, SentReplyRecord, UnknownReplyRecord } from "./reply_record.ts";
 
@@ -118,6 +121,11 @@ export interface Store {
    */
   purgeExpired(now: number, limit: number): Promise<number>;
 
+  // --- Delivery jobs: one per event and destination, written by recordEvents ------------------
+
+  /** Every delivery job of event `eventId`, one per destination; none when unknown or expired. */
+  getJobs(eventId: string): Promise<JobRecord[]>;
+
   /** Lets go of the store; nothing may be called after. */
   close(): void;
 }
@@ -141,6 +149,12 @@ export interface RecordOptions {
   now: number;
   /** Records the first `count` events (those that are new) leased to the caller until `until`. */
   lease?: { count: number; until: number };
+  /**
+   * The names of the destinations each event goes to: every event recorded now gets one delivery
+   * job per name, due at `now`, written in the same atomic commit as its record (a duplicate gets
+   * none). Absent: no jobs, and no work spent on them.
+   */
+  destinationsFor?: (event: WebhookEvent) => readonly string[];
 }
 
 /** Which events were recorded now and which had been recorded before. */
