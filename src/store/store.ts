@@ -12,7 +12,7 @@
  */
 import type { WebhookEvent } from "../events/events.ts";
 import type { EventRecord, EventState } from "./event_record.ts";
-import type { JobRecord } from "./job_record.ts";
+import type { JobOutcome, JobRecord } from "./job_record.ts";
 import type { MessageStatusRecord } from "./message_status.ts";
 import type { ReplyRecord } from "./reply_record.ts";
 
@@ -123,6 +123,26 @@ export interface Store {
 
   // --- Delivery jobs: one per event and destination, written by recordEvents ------------------
 
+  /**
+   * Claims `destination`'s due jobs (pending, retrying, or leased with the lease run out), oldest
+   * due first, at most `limit`: each is `delivering`, leased to the caller until `leaseUntil`, and
+   * no other caller can claim it while the lease lasts. Each comes with its event read back whole.
+   */
+  claimJobs(destination: string, options: ClaimJobsOptions): Promise<ClaimedJob[]>;
+
+  /**
+   * Extends a job's lease to `until`. Resolves `false` when the lease was lost (the job was
+   * claimed again after the lease ran out, or replayed): the delivery holding it must stop.
+   */
+  extendJobLease(lease: Lease, until: number): Promise<boolean>;
+
+  /**
+   * Stores what a delivery attempt came to, if the claim's lease still holds: the job is delivered,
+   * waits for a retry at `retryAt`, or is dead (a dead letter of its destination). Resolves
+   * `false`, storing nothing, when the lease was lost; a claim settles once.
+   */
+  settleJob(claim: ClaimedJob, outcome: JobOutcome): Promise<boolean>;
+
   /** Every delivery job of event `eventId`, one per destination; none when unknown or expired. */
   getJobs(eventId: string): Promise<JobRecord[]>;
 
@@ -192,6 +212,22 @@ export interface ClaimOptions {
   isRunning?: (id: string) => boolean;
   /** Room left for claims once the due events are found (slots taken meanwhile). */
   room?: () => number;
+}
+
+/** Options for {@linkcode Store.claimJobs}. */
+export interface ClaimJobsOptions {
+  now: number;
+  /** Jobs claimed at most. */
+  limit: number;
+  /** When the claims' leases end. */
+  leaseUntil: number;
+}
+
+/** A delivery job leased to the caller: its record as claimed, the event, and the lease. */
+export interface ClaimedJob {
+  job: JobRecord;
+  event: WebhookEvent;
+  lease: Lease;
 }
 
 /** What one run of an event's handlers came to, for {@linkcode Store.settle}. */

@@ -11,6 +11,7 @@ import type { Store, StoreOptions } from "../store.ts";
 import { bringForward } from "./bring_forward.ts";
 import { claimDue } from "./claims.ts";
 import { getEvent, listEvents, replayDeadLetters, replayEvent } from "./event_log.ts";
+import { claimJobs, extendJobLease, settleJob } from "./job_claims.ts";
 import { getJobs } from "./job_log.ts";
 import { healthProbeKey } from "./keys.ts";
 import { kvClaim, kvLease } from "./lease.ts";
@@ -82,6 +83,9 @@ export function createKvStore(kv: Deno.Kv, options: KvStoreOptions): Store {
       const read = await kv.get(healthProbeKey());
       if (read.versionstamp === null) throw new Error("the probe key just written reads as absent");
     },
+    claimJobs: (destination, claimOptions) => claimJobs(kv, destination, claimOptions),
+    extendJobLease: (lease, until) => extendJobLease(kv, lease, until),
+    settleJob: (claim, outcome) => settleJob(kv, claim, outcome),
     getJobs: (eventId) => getJobs(kv, eventId),
     purgeExpired: (now, limit) => purgeExpired(kv, { now, lifeMs, limit }),
     close: () => kv.close(),
