@@ -1391,6 +1391,122 @@ export function storeContract(name: string, open: OpenStore): void {
       "delivered",
     ]);
   });
+
+  test("replayDeadJobs puts a destination's dead jobs back to pending with a fresh schedule, and only its own", async (store) => {
+    const events = _textEvents([1, 2, 3]);
+    await store.recordEvents(events, { now: T0, destinationsFor: () => ["crm", "warehouse"] });
+    for (const destination of ["crm", "warehouse"]) {
+      for (const claim of await store.claimJobs(destination, _claimJobsAt(T0, { limit: 2 }))) {
+        assert.equal(await store.settleJob(claim, _jobDead(T0, "answered 400")), true);
+      }
+    }
+    const now = T0 + HOUR_MS;
+    assert.equal(await store.replayDeadJobs("crm", now), 2);
+    const [crm, warehouse] = await store.getJobs(events[0]!.id);
+    assert.equal(crm?.state, "pending");
+    assert.equal(crm?.dueAt, now);
+    assert.equal(crm?.attempts, 0);
+    assert.equal(crm?.history.length, 1, "its history is kept");
+    assert.equal(warehouse?.state, "dead", "another destination's dead job stays dead");
+    const claims = await store.claimJobs("crm", _claimJobsAt(now));
+    assert.deepEqual(_sorted(_jobIds(claims)), _sorted(_ids(events)));
+    for (const claim of claims) {
+      assert.equal(await store.settleJob(claim, _delivered(now, now + 5)), true);
+    }
+    assert.equal(await store.replayDeadJobs("crm", now + 10), 0, "none is dead any more");
+  });
+
+  test("replayJob is busy while a lease lasts, replays once it ran out, and the old lease then stores nothing", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0, destinationsFor: () => ["crm"] });
+    assert.deepEqual(await store.replayJob("crm", _textEvent(2).id, T0), { status: "not_found" });
+    assert.deepEqual(await store.replayJob("warehouse", event!.id, T0), { status: "not_found" });
+    const [claim] = await store.claimJobs("crm", _claimJobsAt(T0));
+    assert.deepEqual(await store.replayJob("crm", event!.id, T0 + LEASE_MS - 1), {
+      status: "busy",
+    });
+    const now = T0 + LEASE_MS + 1;
+    const result = await store.replayJob("crm", event!.id, now);
+    assert.equal(result.status, "replayed");
+    assert.equal(await store.settleJob(claim!, _delivered(T0, now)), false, "the lease was lost");
+    const [again] = await store.claimJobs("crm", _claimJobsAt(now));
+    assert.deepEqual(_jobIds(again ? [again] : []), [event!.id]);
+    assert.deepEqual(await store.claimJobs("crm", _claimJobsAt(now + LEASE_MS - 1)), [], "once");
+    assert.equal(await store.settleJob(again!, _delivered(now, now + 5)), true);
+    const replayed = await store.replayJob("crm", event!.id, now + 10);
+    assert.equal(replayed.status, "replayed", "a delivered job is replayed too");
+    assert.equal((await store.claimJobs("crm", _claimJobsAt(now + 10))).length, 1);
+  });
+
+  test("listJobs lists a destination's jobs newest first, filtered by state, with cursors that neither repeat nor skip", async (store) => {
+    const events = _textEvents(_range(1, 7));
+    for (const [i, event] of events.entries()) {
+      await store.recordEvents([event], {
+        now: T0 + i * SECOND_MS,
+        destinationsFor: (e) => e.id === events[3]!.id ? ["warehouse"] : ["crm"],
+      });
+    }
+    const claims = await store.claimJobs("crm", _claimJobsAt(T0 + HOUR_MS, { limit: 2 }));
+    assert.equal(await store.settleJob(claims[0]!, _jobDead(T0 + HOUR_MS, "answered 400")), true);
+    assert.equal(
+      await store.settleJob(claims[1]!, _delivered(T0 + HOUR_MS, T0 + HOUR_MS + 5)),
+      true,
+    );
+    const crmIds = _ids(events).filter((id) => id !== events[3]!.id).reverse();
+    const all = await store.listJobs("crm", { limit: 10 });
+    assert.deepEqual(all.jobs.map((job) => job.eventId), crmIds, "newest first, crm's only");
+    assert.equal(all.cursor, undefined);
+    const dead = await store.listJobs("crm", { state: "dead", limit: 10 });
+    assert.deepEqual(dead.jobs.map((job) => [job.eventId, job.state]), [[events[0]!.id, "dead"]]);
+    const pending = await store.listJobs("crm", { state: "pending", limit: 10 });
+    assert.deepEqual(pending.jobs.map((job) => job.eventId), crmIds.slice(0, 4));
+    const paged: string[] = [];
+    let cursor: string | undefined;
+    for (let i = 0; i < MAX_PAGES; i++) {
+      const page = await store.listJobs(
+        "crm",
+        cursor === undefined ? { limit: 2 } : {
+          limit: 2,
+          cursor,
+        },
+      );
+      assert.ok(page.jobs.length <= 2);
+      paged.push(...page.jobs.map((job) => job.eventId));
+      cursor = page.cursor;
+      if (cursor === undefined) break;
+    }
+    assert.deepEqual(paged, crmIds, "pages continue without repeat or gap");
+    await assert.rejects(
+      store.listJobs("crm", { limit: 2, cursor: "nonsense!" }),
+      InvalidCursorError,
+    );
+  });
+
+  test("jobFigures counts a destination's due and later jobs and the oldest due one's age", async (store) => {
+    const events = _textEvents([1, 2, 3, 4]);
+    for (const [i, event] of events.entries()) {
+      await store.recordEvents([event], {
+        now: T0 + i * SECOND_MS,
+        destinationsFor: () => ["crm"],
+      });
+    }
+    await store.recordEvents(_textEvents([5]), { now: T0, destinationsFor: () => ["warehouse"] });
+    const [claim] = await store.claimJobs("crm", _claimJobsAt(T0, { limit: 1 }));
+    assert.equal(await store.settleJob(claim!, _jobRetrying(T0, T0 + HOUR_MS)), true);
+    const now = T0 + 10 * SECOND_MS;
+    const [leased] = await store.claimJobs("crm", _claimJobsAt(now, { limit: 1 }));
+    assert.ok(leased);
+    assert.deepEqual(await store.jobFigures("crm", { now, limit: 100 }), {
+      due: 2,
+      later: 2,
+      oldestDueAgeMs: 8 * SECOND_MS,
+    });
+    assert.deepEqual(await store.jobFigures("nowhere", { now, limit: 100 }), {
+      due: 0,
+      later: 0,
+      oldestDueAgeMs: 0,
+    });
+  });
 }
 
 // --- Helpers ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@
  */
 import type { WebhookEvent } from "../events/events.ts";
 import type { EventRecord, EventState } from "./event_record.ts";
-import type { JobOutcome, JobRecord } from "./job_record.ts";
+import type { JobOutcome, JobRecord, JobState } from "./job_record.ts";
 import type { MessageStatusRecord } from "./message_status.ts";
 import type { ReplyRecord } from "./reply_record.ts";
 
@@ -146,6 +146,28 @@ export interface Store {
   /** Every delivery job of event `eventId`, one per destination; none when unknown or expired. */
   getJobs(eventId: string): Promise<JobRecord[]>;
 
+  /**
+   * A page of `destination`'s jobs, newest first (by their event's reception), filtered by state,
+   * with a cursor that neither repeats nor skips.
+   */
+  listJobs(destination: string, options: ListJobsOptions): Promise<JobPage>;
+
+  /**
+   * Puts the job of event `eventId` to `destination` back to pending, due at `now`, with a fresh
+   * retry schedule; `busy` while a deliverer's lease on it lasts (delivering it again now could
+   * deliver it twice at once).
+   */
+  replayJob(destination: string, eventId: string, now: number): Promise<JobReplayResult>;
+
+  /** Replays every dead job of `destination`; returns how many were replayed. */
+  replayDeadJobs(destination: string, now: number): Promise<number>;
+
+  /**
+   * `destination`'s waiting jobs at `now`, reading at most `limit` of them in due order: how many
+   * are due, how many due later (leased, or waiting for a retry), the oldest due one's age.
+   */
+  jobFigures(destination: string, options: { now: number; limit: number }): Promise<JobFigures>;
+
   /** Lets go of the store; nothing may be called after. */
   close(): void;
 }
@@ -228,6 +250,46 @@ export interface ClaimedJob {
   job: JobRecord;
   event: WebhookEvent;
   lease: Lease;
+}
+
+/** Options for {@linkcode Store.listJobs}. */
+export interface ListJobsOptions {
+  /** Only jobs in this state. */
+  state?: JobState;
+  /** Most jobs returned (at least 1). */
+  limit: number;
+  /** Where to resume: the `cursor` of the previous page. */
+  cursor?: string;
+}
+
+/** A page of a destination's jobs. */
+export interface JobPage {
+  /** Newest first. */
+  jobs: JobRecord[];
+  /**
+   * Present when another matching job follows this page: pass it back to continue. A store may
+   * also end a page early with a cursor to bound one call's work.
+   */
+  cursor?: string;
+}
+
+/**
+ * What {@linkcode Store.replayJob} did: `replayed` (the job as now stored), `not_found` (unknown
+ * or expired), or `busy` (a deliverer's lease on it lasts).
+ */
+export type JobReplayResult =
+  | { status: "replayed"; job: JobRecord }
+  | { status: "not_found" }
+  | { status: "busy" };
+
+/** A destination's waiting jobs as one reading sees them. */
+export interface JobFigures {
+  /** Jobs due by now: the backlog. */
+  due: number;
+  /** Jobs due later: leased ones and scheduled retries. */
+  later: number;
+  /** How long the oldest due job has waited, in ms; 0 when none is due. */
+  oldestDueAgeMs: number;
 }
 
 /** What one run of an event's handlers came to, for {@linkcode Store.settle}. */
