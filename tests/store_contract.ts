@@ -13,11 +13,15 @@ import assert from "node:assert/strict";
 import { parseDelivery, type WebhookEvent } from "../src/events/events.ts";
 import {
   type ClaimedEvent,
+  type ClaimedJob,
+  type ClaimJobsOptions,
   type ClaimOptions,
   type EventPage,
   type EventRecord,
   type EventSummary,
   InvalidCursorError,
+  type JobOutcome,
+  type JobRecord,
   type ListEventsOptions,
   type MessageStatusRecord,
   type ReplyOf,
@@ -1135,6 +1139,374 @@ export function storeContract(name: string, open: OpenStore): void {
     },
     { options: SHORT_OPTIONS },
   );
+
+  // --- Delivery jobs --------------------------------------------------------------------------
+
+  test("recordEvents with destinationsFor writes one pending job per destination, due at now", async (store) => {
+    const events = _textEvents([1, 2, 3]);
+    const destinationsFor = (event: WebhookEvent): string[] =>
+      event.id === events[1]!.id ? ["crm"] : ["crm", "warehouse"];
+    const outcome = await store.recordEvents(events, { now: T0, destinationsFor });
+    assert.deepEqual(_sorted(outcome.recorded), _sorted(_ids(events)));
+    for (const event of events) {
+      const jobs = await store.getJobs(event.id);
+      assert.deepEqual(jobs.map((job) => job.destination), destinationsFor(event));
+      const expiresAt = (await _record(store, event.id)).expiresAt;
+      for (const job of jobs) {
+        assert.deepEqual(job, {
+          eventId: event.id,
+          destination: job.destination,
+          state: "pending",
+          attempts: 0,
+          dueAt: T0,
+          createdAt: T0,
+          expiresAt,
+          history: [],
+        });
+      }
+    }
+  });
+
+  test("recordEvents writes no jobs for a duplicate, even when destinationsFor names others", async (store) => {
+    const [a, b] = _textEvents([1, 2]) as [WebhookEvent, WebhookEvent];
+    await store.recordEvents([a], { now: T0, destinationsFor: () => ["crm"] });
+    const outcome = await store.recordEvents([a, b], {
+      now: T0 + SECOND_MS,
+      destinationsFor: () => ["crm", "warehouse"],
+    });
+    assert.deepEqual(outcome.duplicates, [a.id]);
+    assert.deepEqual(_jobsView(await store.getJobs(a.id)), [["crm", "pending", T0]]);
+    assert.deepEqual(_jobsView(await store.getJobs(b.id)), [
+      ["crm", "pending", T0 + SECOND_MS],
+      ["warehouse", "pending", T0 + SECOND_MS],
+    ]);
+  });
+
+  test("recordEvents without destinationsFor, or with none for an event, writes no jobs", async (store) => {
+    const [a, b, c] = _textEvents([1, 2, 3]) as [WebhookEvent, WebhookEvent, WebhookEvent];
+    await store.recordEvents([a], { now: T0 });
+    await store.recordEvents([b, c], {
+      now: T0,
+      destinationsFor: (event) => event.id === b.id ? [] : ["crm"],
+    });
+    assert.deepEqual(await store.getJobs(a.id), []);
+    assert.deepEqual(await store.getJobs(b.id), []);
+    assert.deepEqual(_jobsView(await store.getJobs(c.id)), [["crm", "pending", T0]]);
+    assert.deepEqual(await store.getJobs(_textEvent(9).id), [], "an unknown event has none");
+  });
+
+  test("recordEvents writes a destination named twice for an event as one job", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0, destinationsFor: () => ["crm", "crm"] });
+    assert.deepEqual(_jobsView(await store.getJobs(event!.id)), [["crm", "pending", T0]]);
+  });
+
+  test("recordEvents records twelve events of 60 destinations each, every job written", async (store) => {
+    // 12 events with 60 jobs each are more writes than one commit may hold.
+    const destinations = _range(1, 60).map((n) => `destination-${n}`);
+    const events = _textEvents(_range(1, 12));
+    const outcome = await store.recordEvents(events, {
+      now: T0,
+      destinationsFor: () => destinations,
+    });
+    assert.deepEqual(_sorted(outcome.recorded), _sorted(_ids(events)));
+    for (const event of events) {
+      const jobs = await store.getJobs(event.id);
+      assert.deepEqual(jobs.map((job) => job.destination), destinations);
+    }
+  });
+
+  test("concurrent recordEvents calls with destinations write each new event's jobs once", async (store) => {
+    const calls = [
+      _textEvents(_range(1, 12)),
+      _textEvents(_range(6, 18)),
+      _textEvents([3, 18, 19]),
+    ];
+    const destinationsFor = (): string[] => ["crm", "warehouse"];
+    const outcomes = await Promise.all(
+      calls.map((events) => store.recordEvents(events, { now: T0, destinationsFor })),
+    );
+    const recorded = outcomes.flatMap((outcome) => outcome.recorded);
+    assert.deepEqual(_sorted(recorded), _sorted(_ids(_textEvents(_range(1, 19)))));
+    for (const id of recorded) {
+      assert.deepEqual(_jobsView(await store.getJobs(id)), [
+        ["crm", "pending", T0],
+        ["warehouse", "pending", T0],
+      ]);
+    }
+    for (const destination of ["crm", "warehouse"]) {
+      const claims = await store.claimJobs(destination, _claimJobsAt(T0));
+      assert.deepEqual(_sorted(_jobIds(claims)), _sorted(recorded), `each ${destination} job once`);
+    }
+  });
+
+  test("claimJobs claims a destination's due jobs oldest due first, delivering until leaseUntil, each with its event", async (store) => {
+    const events = _textEvents([1, 2, 3, 4]);
+    for (const [i, event] of events.entries()) {
+      await store.recordEvents([event], {
+        now: T0 + i * SECOND_MS,
+        destinationsFor: () => ["crm", "warehouse"],
+      });
+    }
+    const now = T0 + 2 * SECOND_MS;
+    const claims = await store.claimJobs("crm", _claimJobsAt(now));
+    assert.deepEqual(_jobIds(claims), _ids(events.slice(0, 3)), "the fourth is due later");
+    for (const [i, claim] of claims.entries()) {
+      assert.deepEqual(claim.event, events[i]);
+      assert.equal(claim.job.destination, "crm");
+      assert.equal(claim.job.state, "delivering");
+      assert.equal(claim.job.attempts, 0);
+      assert.equal(claim.lease.until, now + LEASE_MS);
+    }
+    assert.deepEqual(await store.claimJobs("crm", _claimJobsAt(now)), [], "none claimed twice");
+    assert.deepEqual(
+      _jobsView(await store.getJobs(events[0]!.id)),
+      [["crm", "delivering", now + LEASE_MS], ["warehouse", "pending", T0]],
+      "the other destination's job waits on its own",
+    );
+    const other = await store.claimJobs("warehouse", _claimJobsAt(now, { limit: 2 }));
+    assert.deepEqual(_jobIds(other), _ids(events.slice(0, 2)), "at most limit");
+    assert.deepEqual(await store.claimJobs("nowhere", _claimJobsAt(now)), []);
+  });
+
+  test("claimJobs never gives one job to two concurrent callers", async (store) => {
+    const events = _textEvents(_range(1, 25));
+    await store.recordEvents(events, { now: T0, destinationsFor: () => ["crm"] });
+    const rounds = await Promise.all(
+      [1, 2, 3].map(() => store.claimJobs("crm", _claimJobsAt(T0, { limit: 25 }))),
+    );
+    const claimed = rounds.flatMap(_jobIds);
+    assert.equal(new Set(claimed).size, claimed.length, `claimed twice: ${claimed.join(", ")}`);
+    const rest = await store.claimJobs("crm", _claimJobsAt(T0, { limit: 25 }));
+    const all = [...claimed, ..._jobIds(rest)];
+    assert.deepEqual(_sorted(all), _sorted(_ids(events)), "each job claimed exactly once");
+  });
+
+  test("claimJobs does not claim a leased job before leaseUntil, and claims it again once the lease ran out", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0, destinationsFor: () => ["crm"] });
+    const leaseUntil = T0 + LEASE_MS;
+    assert.equal((await store.claimJobs("crm", _claimJobsAt(T0, { leaseUntil }))).length, 1);
+    assert.deepEqual(await store.claimJobs("crm", _claimJobsAt(leaseUntil - 1)), []);
+    const again = await store.claimJobs("crm", _claimJobsAt(leaseUntil + 1));
+    assert.deepEqual(_jobIds(again), [event!.id]);
+    assert.equal(again[0]!.lease.until, leaseUntil + 1 + LEASE_MS);
+    assert.deepEqual(again[0]!.event, event);
+  });
+
+  test("extendJobLease moves the lease's end, and returns false once the job was claimed again", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0, destinationsFor: () => ["crm"] });
+    const [claim] = await store.claimJobs("crm", _claimJobsAt(T0));
+    const until = T0 + 3 * LEASE_MS;
+    assert.equal(await store.extendJobLease(claim!.lease, until), true);
+    assert.equal(claim!.lease.until, until);
+    assert.deepEqual(await store.claimJobs("crm", _claimJobsAt(T0 + LEASE_MS + 1)), []);
+    const [taken] = await store.claimJobs("crm", _claimJobsAt(until + 1));
+    assert.ok(taken, "claimed again once the extended lease ran out");
+    assert.equal(await store.extendJobLease(claim!.lease, until + 10 * LEASE_MS), false);
+    assert.equal(await store.settleJob(taken, _delivered(until + 1, until + 9)), true);
+  });
+
+  test("settleJob delivered: one attempt in its history, never claimed again", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0, destinationsFor: () => ["crm"] });
+    const [claim] = await store.claimJobs("crm", _claimJobsAt(T0));
+    assert.equal(await store.settleJob(claim!, _delivered(T0 + 10, T0 + 60)), true);
+    const [job] = await store.getJobs(event!.id);
+    assert.equal(job?.state, "delivered");
+    assert.equal(job?.attempts, 1);
+    assert.equal(job?.dueAt, null);
+    assert.deepEqual(job?.history, [{ at: T0 + 10, ms: 50 }]);
+    assert.equal(job?.lastError, undefined);
+    assert.deepEqual(await store.claimJobs("crm", _claimJobsAt(T0 + 10 * LEASE_MS)), []);
+    assert.equal(await store.settleJob(claim!, _delivered(T0, T0 + 70)), false, "settles once");
+  });
+
+  test("settleJob returns false and stores nothing once the lease was lost", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0, destinationsFor: () => ["crm"] });
+    const [lost] = await store.claimJobs("crm", _claimJobsAt(T0));
+    const now = T0 + LEASE_MS + 1;
+    const [taken] = await store.claimJobs("crm", _claimJobsAt(now));
+    assert.ok(taken, "claimed again once the lease ran out");
+    assert.equal(await store.settleJob(lost!, _jobDead(T0, "crm answered 400")), false);
+    const [job] = await store.getJobs(event!.id);
+    assert.equal(job?.state, "delivering");
+    assert.equal(job?.attempts, 0);
+    assert.deepEqual(job?.history, []);
+    assert.equal(await store.settleJob(taken, _jobRetrying(now, now + 60 * SECOND_MS)), true);
+    assert.equal((await store.getJobs(event!.id))[0]?.state, "retrying");
+  });
+
+  test("settleJob retrying: the job is due again from retryAt, in due order with the others", async (store) => {
+    const events = _textEvents([1, 2, 3]);
+    await store.recordEvents(events.slice(0, 2), { now: T0, destinationsFor: () => ["crm"] });
+    const claims = await store.claimJobs("crm", _claimJobsAt(T0));
+    const error = 'crm answered 503 "Service unavailable"';
+    assert.equal(
+      await store.settleJob(claims[0]!, _jobRetrying(T0, T0 + 90 * SECOND_MS, error)),
+      true,
+    );
+    assert.equal(await store.settleJob(claims[1]!, _jobRetrying(T0, T0 + 30 * SECOND_MS)), true);
+    await store.recordEvents([events[2]!], {
+      now: T0 + 60 * SECOND_MS,
+      destinationsFor: () => ["crm"],
+    });
+    const [job] = await store.getJobs(events[0]!.id);
+    assert.equal(job?.state, "retrying");
+    assert.equal(job?.attempts, 1);
+    assert.equal(job?.dueAt, T0 + 90 * SECOND_MS);
+    assert.equal(job?.lastError, error);
+    assert.deepEqual(job?.history, [{ at: T0, ms: 5, error }]);
+    assert.deepEqual(await store.claimJobs("crm", _claimJobsAt(T0 + 30 * SECOND_MS - 1)), []);
+    const due = await store.claimJobs("crm", _claimJobsAt(T0 + 90 * SECOND_MS));
+    assert.deepEqual(_jobIds(due), [events[1]!.id, events[2]!.id, events[0]!.id], "due order");
+    assert.equal(due[2]!.job.attempts, 1);
+  });
+
+  test("settleJob dead: the job is dead with its error and not claimed again", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0, destinationsFor: () => ["crm"] });
+    const [claim] = await store.claimJobs("crm", _claimJobsAt(T0));
+    assert.equal(await store.settleJob(claim!, _jobDead(T0, "crm answered 400")), true);
+    const [job] = await store.getJobs(event!.id);
+    assert.equal(job?.state, "dead");
+    assert.equal(job?.dueAt, null);
+    assert.equal(job?.lastError, "crm answered 400");
+    assert.deepEqual(await store.claimJobs("crm", _claimJobsAt(T0 + DAY_MS)), []);
+  });
+
+  test("claimJobs reads back whole the event of a job larger than 64 KiB", async (store) => {
+    const text = "Olá, ação 🎉 ".repeat(LARGE_TEXT_CHARS / 12).slice(0, LARGE_TEXT_CHARS);
+    const [large] = _textEvents([1], () => text);
+    await store.recordEvents([large!], { now: T0, destinationsFor: () => ["crm", "warehouse"] });
+    for (const destination of ["crm", "warehouse"]) {
+      const [claim] = await store.claimJobs(destination, _claimJobsAt(T0));
+      assert.deepEqual(claim?.event, large);
+      assert.equal(await store.settleJob(claim!, _delivered(T0, T0 + 5)), true);
+    }
+    assert.deepEqual((await store.getJobs(large!.id)).map((job) => job.state), [
+      "delivered",
+      "delivered",
+    ]);
+  });
+
+  test("replayDeadJobs puts a destination's dead jobs back to pending with a fresh schedule, and only its own", async (store) => {
+    const events = _textEvents([1, 2, 3]);
+    await store.recordEvents(events, { now: T0, destinationsFor: () => ["crm", "warehouse"] });
+    for (const destination of ["crm", "warehouse"]) {
+      for (const claim of await store.claimJobs(destination, _claimJobsAt(T0, { limit: 2 }))) {
+        assert.equal(await store.settleJob(claim, _jobDead(T0, "answered 400")), true);
+      }
+    }
+    const now = T0 + HOUR_MS;
+    assert.equal(await store.replayDeadJobs("crm", now), 2);
+    const [crm, warehouse] = await store.getJobs(events[0]!.id);
+    assert.equal(crm?.state, "pending");
+    assert.equal(crm?.dueAt, now);
+    assert.equal(crm?.attempts, 0);
+    assert.equal(crm?.history.length, 1, "its history is kept");
+    assert.equal(warehouse?.state, "dead", "another destination's dead job stays dead");
+    const claims = await store.claimJobs("crm", _claimJobsAt(now));
+    assert.deepEqual(_sorted(_jobIds(claims)), _sorted(_ids(events)));
+    for (const claim of claims) {
+      assert.equal(await store.settleJob(claim, _delivered(now, now + 5)), true);
+    }
+    assert.equal(await store.replayDeadJobs("crm", now + 10), 0, "none is dead any more");
+  });
+
+  test("replayJob is busy while a lease lasts, replays once it ran out, and the old lease then stores nothing", async (store) => {
+    const [event] = _textEvents([1]);
+    await store.recordEvents([event!], { now: T0, destinationsFor: () => ["crm"] });
+    assert.deepEqual(await store.replayJob("crm", _textEvent(2).id, T0), { status: "not_found" });
+    assert.deepEqual(await store.replayJob("warehouse", event!.id, T0), { status: "not_found" });
+    const [claim] = await store.claimJobs("crm", _claimJobsAt(T0));
+    assert.deepEqual(await store.replayJob("crm", event!.id, T0 + LEASE_MS - 1), {
+      status: "busy",
+    });
+    const now = T0 + LEASE_MS + 1;
+    const result = await store.replayJob("crm", event!.id, now);
+    assert.equal(result.status, "replayed");
+    assert.equal(await store.settleJob(claim!, _delivered(T0, now)), false, "the lease was lost");
+    const [again] = await store.claimJobs("crm", _claimJobsAt(now));
+    assert.deepEqual(_jobIds(again ? [again] : []), [event!.id]);
+    assert.deepEqual(await store.claimJobs("crm", _claimJobsAt(now + LEASE_MS - 1)), [], "once");
+    assert.equal(await store.settleJob(again!, _delivered(now, now + 5)), true);
+    const replayed = await store.replayJob("crm", event!.id, now + 10);
+    assert.equal(replayed.status, "replayed", "a delivered job is replayed too");
+    assert.equal((await store.claimJobs("crm", _claimJobsAt(now + 10))).length, 1);
+  });
+
+  test("listJobs lists a destination's jobs newest first, filtered by state, with cursors that neither repeat nor skip", async (store) => {
+    const events = _textEvents(_range(1, 7));
+    for (const [i, event] of events.entries()) {
+      await store.recordEvents([event], {
+        now: T0 + i * SECOND_MS,
+        destinationsFor: (e) => e.id === events[3]!.id ? ["warehouse"] : ["crm"],
+      });
+    }
+    const claims = await store.claimJobs("crm", _claimJobsAt(T0 + HOUR_MS, { limit: 2 }));
+    assert.equal(await store.settleJob(claims[0]!, _jobDead(T0 + HOUR_MS, "answered 400")), true);
+    assert.equal(
+      await store.settleJob(claims[1]!, _delivered(T0 + HOUR_MS, T0 + HOUR_MS + 5)),
+      true,
+    );
+    const crmIds = _ids(events).filter((id) => id !== events[3]!.id).reverse();
+    const all = await store.listJobs("crm", { limit: 10 });
+    assert.deepEqual(all.jobs.map((job) => job.eventId), crmIds, "newest first, crm's only");
+    assert.equal(all.cursor, undefined);
+    const dead = await store.listJobs("crm", { state: "dead", limit: 10 });
+    assert.deepEqual(dead.jobs.map((job) => [job.eventId, job.state]), [[events[0]!.id, "dead"]]);
+    const pending = await store.listJobs("crm", { state: "pending", limit: 10 });
+    assert.deepEqual(pending.jobs.map((job) => job.eventId), crmIds.slice(0, 4));
+    const paged: string[] = [];
+    let cursor: string | undefined;
+    for (let i = 0; i < MAX_PAGES; i++) {
+      const page = await store.listJobs(
+        "crm",
+        cursor === undefined ? { limit: 2 } : {
+          limit: 2,
+          cursor,
+        },
+      );
+      assert.ok(page.jobs.length <= 2);
+      paged.push(...page.jobs.map((job) => job.eventId));
+      cursor = page.cursor;
+      if (cursor === undefined) break;
+    }
+    assert.deepEqual(paged, crmIds, "pages continue without repeat or gap");
+    await assert.rejects(
+      store.listJobs("crm", { limit: 2, cursor: "nonsense!" }),
+      InvalidCursorError,
+    );
+  });
+
+  test("jobFigures counts a destination's due and later jobs and the oldest due one's age", async (store) => {
+    const events = _textEvents([1, 2, 3, 4]);
+    for (const [i, event] of events.entries()) {
+      await store.recordEvents([event], {
+        now: T0 + i * SECOND_MS,
+        destinationsFor: () => ["crm"],
+      });
+    }
+    await store.recordEvents(_textEvents([5]), { now: T0, destinationsFor: () => ["warehouse"] });
+    const [claim] = await store.claimJobs("crm", _claimJobsAt(T0, { limit: 1 }));
+    assert.equal(await store.settleJob(claim!, _jobRetrying(T0, T0 + HOUR_MS)), true);
+    const now = T0 + 10 * SECOND_MS;
+    const [leased] = await store.claimJobs("crm", _claimJobsAt(now, { limit: 1 }));
+    assert.ok(leased);
+    assert.deepEqual(await store.jobFigures("crm", { now, limit: 100 }), {
+      due: 2,
+      later: 2,
+      oldestDueAgeMs: 8 * SECOND_MS,
+    });
+    assert.deepEqual(await store.jobFigures("nowhere", { now, limit: 100 }), {
+      due: 0,
+      later: 0,
+      oldestDueAgeMs: 0,
+    });
+  });
 }
 
 // --- Helpers ----------------------------------------------------------------------------------
@@ -1225,6 +1597,35 @@ async function _record(store: Store, id: string): Promise<EventRecord> {
   const stored = await store.getEvent(id);
   assert.ok(stored, `event "${id}" is stored`);
   return stored.record;
+}
+
+/** Claim-jobs options at `now`: up to 100 jobs, leased {@linkcode LEASE_MS}. */
+function _claimJobsAt(now: number, options: Partial<ClaimJobsOptions> = {}): ClaimJobsOptions {
+  return { now, limit: 100, leaseUntil: now + LEASE_MS, ...options };
+}
+
+function _jobIds(claims: readonly ClaimedJob[]): string[] {
+  return claims.map((claim) => claim.job.eventId);
+}
+
+/** A delivery attempt from `startedAt` to `endedAt` that was delivered. */
+function _delivered(startedAt: number, endedAt: number): JobOutcome {
+  return { state: "delivered", startedAt, endedAt };
+}
+
+/** A failed attempt that started at `startedAt`, ran 5 ms, and retries at `retryAt`. */
+function _jobRetrying(startedAt: number, retryAt: number, error = "crm answered 503"): JobOutcome {
+  return { state: "retrying", startedAt, endedAt: startedAt + 5, error, retryAt };
+}
+
+/** An attempt that started at `startedAt`, ran 5 ms, and gave up. */
+function _jobDead(startedAt: number, error: string): JobOutcome {
+  return { state: "dead", startedAt, endedAt: startedAt + 5, error };
+}
+
+/** Jobs as `[destination, state, dueAt]` lines. */
+function _jobsView(jobs: readonly JobRecord[]): [string, string, number | null][] {
+  return jobs.map((job) => [job.destination, job.state, job.dueAt]);
 }
 
 /** A page as `[id, state, attempts]` lines. */

@@ -16,6 +16,10 @@ export interface GroupCommitOptions<T, R> {
   sizeOf?: (item: T) => number;
   /** Bytes per commit at most, by `sizeOf`. */
   maxGroupBytes?: number;
+  /** The writes (mutations) an item adds to its commit, to keep under Deno KV's 1000. */
+  mutationsOf?: (item: T) => number;
+  /** Mutations per commit at most, by `mutationsOf`. */
+  maxGroupMutations?: number;
   /**
    * What an item checks in its commit (Deno KV's `check`): items that return the same value share
    * one check. With `maxChecks`, bounds the checks of a commit beside its items.
@@ -56,6 +60,8 @@ export function createGroupCommitter<T, R>(
   const maxInFlight = options.maxInFlight ?? 2;
   const sizeOf = options.sizeOf ?? (() => 0);
   const maxGroupBytes = options.maxGroupBytes ?? Infinity;
+  const mutationsOf = options.mutationsOf ?? (() => 0);
+  const maxGroupMutations = options.maxGroupMutations ?? Infinity;
   const checkOf = options.checkOf ?? ((item: T) => item);
   const maxChecks = options.maxChecks ?? Infinity;
   const queue: _Waiting<T, R>[] = [];
@@ -65,15 +71,19 @@ export function createGroupCommitter<T, R>(
     const group: _Waiting<T, R>[] = [];
     const checks = new Set<unknown>();
     let bytes = 0;
+    let mutations = 0;
     while (queue.length > 0 && group.length < options.maxGroupSize) {
       const next = queue[0]!;
       const size = sizeOf(next.item);
+      const writes = mutationsOf(next.item);
       const check = checkOf(next.item);
       const isNewCheck = !checks.has(check);
       if (group.length > 0 && bytes + size > maxGroupBytes) break;
+      if (group.length > 0 && mutations + writes > maxGroupMutations) break;
       if (group.length > 0 && isNewCheck && checks.size >= maxChecks) break;
       group.push(queue.shift()!);
       bytes += size;
+      mutations += writes;
       checks.add(check);
     }
     return group;

@@ -12,11 +12,14 @@
  */
 import type { WebhookEvent } from "../events/events.ts";
 import type { EventRecord, EventState } from "./event_record.ts";
+import type { JobOutcome, JobRecord, JobState } from "./job_record.ts";
 import type { MessageStatusRecord } from "./message_status.ts";
 import type { ReplyRecord } from "./reply_record.ts";
 
 export type { AttemptRecord, EventRecord, EventState } from "./event_record.ts";
 export { EVENT_STATES } from "./event_record.ts";
+export type { JobOutcome, JobRecord, JobState } from "./job_record.ts";
+export { JOB_STATES } from "./job_record.ts";
 export type { MessageStatusRecord, TrackedStatus } from "./message_status.ts";
 export type { ReplyRecord, SentReplyRecord, UnknownReplyRecord } from "./reply_record.ts";
 
@@ -118,6 +121,53 @@ export interface Store {
    */
   purgeExpired(now: number, limit: number): Promise<number>;
 
+  // --- Delivery jobs: one per event and destination, written by recordEvents ------------------
+
+  /**
+   * Claims `destination`'s due jobs (pending, retrying, or leased with the lease run out), oldest
+   * due first, at most `limit`: each is `delivering`, leased to the caller until `leaseUntil`, and
+   * no other caller can claim it while the lease lasts. Each comes with its event read back whole.
+   */
+  claimJobs(destination: string, options: ClaimJobsOptions): Promise<ClaimedJob[]>;
+
+  /**
+   * Extends a job's lease to `until`. Resolves `false` when the lease was lost (the job was
+   * claimed again after the lease ran out, or replayed): the delivery holding it must stop.
+   */
+  extendJobLease(lease: Lease, until: number): Promise<boolean>;
+
+  /**
+   * Stores what a delivery attempt came to, if the claim's lease still holds: the job is delivered,
+   * waits for a retry at `retryAt`, or is dead (a dead letter of its destination). Resolves
+   * `false`, storing nothing, when the lease was lost; a claim settles once.
+   */
+  settleJob(claim: ClaimedJob, outcome: JobOutcome): Promise<boolean>;
+
+  /** Every delivery job of event `eventId`, one per destination; none when unknown or expired. */
+  getJobs(eventId: string): Promise<JobRecord[]>;
+
+  /**
+   * A page of `destination`'s jobs, newest first (by their event's reception), filtered by state,
+   * with a cursor that neither repeats nor skips.
+   */
+  listJobs(destination: string, options: ListJobsOptions): Promise<JobPage>;
+
+  /**
+   * Puts the job of event `eventId` to `destination` back to pending, due at `now`, with a fresh
+   * retry schedule; `busy` while a deliverer's lease on it lasts (delivering it again now could
+   * deliver it twice at once).
+   */
+  replayJob(destination: string, eventId: string, now: number): Promise<JobReplayResult>;
+
+  /** Replays every dead job of `destination`; returns how many were replayed. */
+  replayDeadJobs(destination: string, now: number): Promise<number>;
+
+  /**
+   * `destination`'s waiting jobs at `now`, reading at most `limit` of them in due order: how many
+   * are due, how many due later (leased, or waiting for a retry), the oldest due one's age.
+   */
+  jobFigures(destination: string, options: { now: number; limit: number }): Promise<JobFigures>;
+
   /** Lets go of the store; nothing may be called after. */
   close(): void;
 }
@@ -141,6 +191,12 @@ export interface RecordOptions {
   now: number;
   /** Records the first `count` events (those that are new) leased to the caller until `until`. */
   lease?: { count: number; until: number };
+  /**
+   * The names of the destinations each event goes to: every event recorded now gets one delivery
+   * job per name, due at `now`, written in the same atomic commit as its record (a duplicate gets
+   * none). Absent: no jobs, and no work spent on them.
+   */
+  destinationsFor?: (event: WebhookEvent) => readonly string[];
 }
 
 /** Which events were recorded now and which had been recorded before. */
@@ -178,6 +234,62 @@ export interface ClaimOptions {
   isRunning?: (id: string) => boolean;
   /** Room left for claims once the due events are found (slots taken meanwhile). */
   room?: () => number;
+}
+
+/** Options for {@linkcode Store.claimJobs}. */
+export interface ClaimJobsOptions {
+  now: number;
+  /** Jobs claimed at most. */
+  limit: number;
+  /** When the claims' leases end. */
+  leaseUntil: number;
+}
+
+/** A delivery job leased to the caller: its record as claimed, the event, and the lease. */
+export interface ClaimedJob {
+  job: JobRecord;
+  event: WebhookEvent;
+  lease: Lease;
+}
+
+/** Options for {@linkcode Store.listJobs}. */
+export interface ListJobsOptions {
+  /** Only jobs in this state. */
+  state?: JobState;
+  /** Most jobs returned (at least 1). */
+  limit: number;
+  /** Where to resume: the `cursor` of the previous page. */
+  cursor?: string;
+}
+
+/** A page of a destination's jobs. */
+export interface JobPage {
+  /** Newest first. */
+  jobs: JobRecord[];
+  /**
+   * Present when another matching job follows this page: pass it back to continue. A store may
+   * also end a page early with a cursor to bound one call's work.
+   */
+  cursor?: string;
+}
+
+/**
+ * What {@linkcode Store.replayJob} did: `replayed` (the job as now stored), `not_found` (unknown
+ * or expired), or `busy` (a deliverer's lease on it lasts).
+ */
+export type JobReplayResult =
+  | { status: "replayed"; job: JobRecord }
+  | { status: "not_found" }
+  | { status: "busy" };
+
+/** A destination's waiting jobs as one reading sees them. */
+export interface JobFigures {
+  /** Jobs due by now: the backlog. */
+  due: number;
+  /** Jobs due later: leased ones and scheduled retries. */
+  later: number;
+  /** How long the oldest due job has waited, in ms; 0 when none is due. */
+  oldestDueAgeMs: number;
 }
 
 /** What one run of an event's handlers came to, for {@linkcode Store.settle}. */

@@ -46,14 +46,14 @@ const LIST_BATCH_SIZE = 500;
 const REPLAY_ATTEMPTS = 10;
 
 /** A position in the timeline: an entry (its key parts after the prefix) and an index in it. */
-interface TimelinePosition {
+export interface TimelinePosition {
   receivedAt: number;
   entryId: string;
   index: number;
 }
 
 /** An event's place in the timeline. */
-interface TimelineEvent extends TimelinePosition {
+export interface TimelineEvent extends TimelinePosition {
   id: string;
 }
 
@@ -67,9 +67,9 @@ interface TimelineEvent extends TimelinePosition {
  */
 export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promise<EventPage> {
   const limit = Math.max(1, Math.floor(options.limit));
-  const after = options.cursor === undefined ? undefined : _decodeCursor(options.cursor);
+  const after = options.cursor === undefined ? undefined : decodeTimelineCursor(options.cursor);
   // Each entry holds at least one event: this many entries cover the budget and one more.
-  const timeline = _newestFirst(kv, after, {
+  const timeline = newestFirst(kv, after, {
     maxEntries: MAX_SCAN_EVENTS + 1,
     batchSize: Math.min(LIST_BATCH_SIZE, limit + GET_MANY_MAX_KEYS),
   });
@@ -107,10 +107,10 @@ export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promi
       lastScanned = batch[i];
     }
   }
-  if (hasMoreMatches) return { events, cursor: _encodeCursor(lastReturned!) };
+  if (hasMoreMatches) return { events, cursor: encodeTimelineCursor(lastReturned!) };
   // Out of budget with events left: resume after the last one read, all of which were seen.
   if (!isExhausted && lastScanned && !(await timeline.next()).done) {
-    return { events, cursor: _encodeCursor(lastScanned) };
+    return { events, cursor: encodeTimelineCursor(lastScanned) };
   }
   return { events };
 }
@@ -119,7 +119,7 @@ export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promi
  * The timeline's events newest first, after `after` when given: the rest of its entry first, then
  * the older entries, reading at most `maxEntries` of them, `batchSize` per round trip.
  */
-async function* _newestFirst(
+export async function* newestFirst(
   kv: Deno.Kv,
   after: TimelinePosition | undefined,
   { maxEntries, batchSize }: { maxEntries: number; batchSize: number },
@@ -253,13 +253,14 @@ function _summary(record: KvEventRecord): EventSummary {
 }
 
 /** A cursor is the last timeline position consumed, as base64url JSON: opaque to clients. */
-function _encodeCursor(position: TimelinePosition): string {
+export function encodeTimelineCursor(position: TimelinePosition): string {
   const json = JSON.stringify([position.receivedAt, position.entryId, position.index]);
   const base64 = btoa(String.fromCharCode(...new TextEncoder().encode(json)));
   return base64.replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
-function _decodeCursor(cursor: string): TimelinePosition {
+/** The position a cursor names; throws {@linkcode InvalidCursorError} for one it did not make. */
+export function decodeTimelineCursor(cursor: string): TimelinePosition {
   const invalid = new InvalidCursorError(
     `Cannot read "cursor": pass back the cursor of the previous page unchanged`,
   );

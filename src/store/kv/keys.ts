@@ -17,6 +17,17 @@
  * - `["dead", id]`: dead letters, for replaying them all.
  * - `["event_parts", id, n]`: the JSON of an event too large for one KV value, in chunks.
  *
+ * Per delivery job (an event to one destination; `job_record.ts`):
+ * - `["jobs", destination, eventId]`: the job's record, written with the event's record in the
+ *   same intake commit (the event's dedup check covers it) and expiring with it. The event's record
+ *   lists the destinations of its jobs (`jobs`), so an event's jobs are read without a scan.
+ * - `["job_ready", destination, dueAt, eventId]`: a destination's due order, holding the event id,
+ *   for every waiting job (pending, retrying, or leased: a claim moves the entry to the lease's
+ *   end, so jobs whose deliverer died become due again by themselves). Exactly one per waiting job,
+ *   at its record's `dueAt`: whatever moves the entry rewrites the record, so checking the record's
+ *   versionstamp guards both.
+ * - `["job_dead", destination, eventId]`: a destination's dead jobs, for replaying them all.
+ *
  * Per reply a handler sent:
  * - `["replies", handler, inboundWamid]`: the reply record (`reply_record.ts`) that handler
  *   sent to an inbound message. A handler that finds it sent does not send again, which makes its
@@ -51,11 +62,13 @@ export interface KvEventRecord extends EventRecord {
   event?: WebhookEvent;
   /** Number of `["event_parts", id, n]` chunks holding the event's JSON. */
   parts?: number;
+  /** The destinations of its delivery jobs (`["jobs", destination, id]`); absent for none. */
+  jobs?: string[];
 }
 
 /** The domain record of a stored one: without the fields of KV's format. */
 export function domainRecord(stored: KvEventRecord): EventRecord {
-  const { readyId: _entry, event: _event, parts: _parts, ...record } = stored;
+  const { readyId: _entry, event: _event, parts: _parts, jobs: _jobs, ...record } = stored;
   return record;
 }
 
@@ -113,6 +126,31 @@ export const DEAD_LETTER_PREFIX: Deno.KvKey = ["dead"];
 /** Chunk `n` of the JSON of a large event. */
 export function eventPartKey(id: string, n: number): Deno.KvKey {
   return ["event_parts", id, n];
+}
+
+/** The delivery job of event `eventId` to `destination`. */
+export function jobKey(destination: string, eventId: string): Deno.KvKey {
+  return ["jobs", destination, eventId];
+}
+
+/** The due-order entry of a waiting job of `destination`, due (or leased) until `dueAt`. */
+export function jobReadyKey(destination: string, dueAt: number, eventId: string): Deno.KvKey {
+  return ["job_ready", destination, dueAt, eventId];
+}
+
+/** The prefix of `destination`'s due order. */
+export function jobReadyPrefix(destination: string): Deno.KvKey {
+  return ["job_ready", destination];
+}
+
+/** The dead-letter entry of event `eventId`'s job to `destination`. */
+export function jobDeadKey(destination: string, eventId: string): Deno.KvKey {
+  return ["job_dead", destination, eventId];
+}
+
+/** The prefix of `destination`'s dead jobs. */
+export function jobDeadPrefix(destination: string): Deno.KvKey {
+  return ["job_dead", destination];
 }
 
 /**

@@ -8,10 +8,19 @@
 import type { WebhookEvent } from "../../events/events.ts";
 import { newRecord, recordLifeMs, type RetentionOptions } from "../event_record.ts";
 import { createGroupCommitter } from "../group_commit.ts";
+import { type JobRecord, newJob } from "../job_record.ts";
 import type { RecordOptions } from "../store.ts";
 import { commitWithRetry } from "./commit.ts";
 import { getManyInBatches } from "./get_many.ts";
-import { eventKey, type KvEventRecord, readyEntryValue, readyKey, timelineKey } from "./keys.ts";
+import {
+  eventKey,
+  jobKey,
+  jobReadyKey,
+  type KvEventRecord,
+  readyEntryValue,
+  readyKey,
+  timelineKey,
+} from "./keys.ts";
 import { type KvClaim, KvLease } from "./lease.ts";
 import { chunkEvent, MAX_INLINE_EVENT_CHARS, writeParts } from "./parts.ts";
 
@@ -19,6 +28,16 @@ import { chunkEvent, MAX_INLINE_EVENT_CHARS, writeParts } from "./parts.ts";
 export const MAX_EVENTS_PER_COMMIT = 10;
 /** Budget per commit, under Deno KV's 800 KiB limit with room for keys and metadata. */
 const MAX_COMMIT_BYTES = 600 * 1024;
+/**
+ * Mutations of the events of one commit at most (a record each, two per delivery job), well under
+ * Deno KV's 1000 per atomic with room for the commit's own three (ready entries and timeline).
+ */
+export const MAX_COMMIT_MUTATIONS = 500;
+/**
+ * Estimated bytes a delivery job adds to its commit: its record (ids, destination, times; two bytes
+ * a character as strings may be stored) and its due-order entry, with their keys.
+ */
+const JOB_BYTES = 1024;
 
 /** Options for {@linkcode prepareEvent}. */
 export interface PrepareOptions extends RetentionOptions {
@@ -26,6 +45,8 @@ export interface PrepareOptions extends RetentionOptions {
   now: number;
   /** Records the event leased to the caller until then: its ready entry is put there. */
   leaseUntil?: number;
+  /** The destinations the event goes to: one delivery job each, due at `now`. */
+  destinations?: readonly string[];
 }
 
 /** Which events were recorded now and which had been recorded before. */
@@ -43,8 +64,12 @@ export interface PreparedEvent {
   record: KvEventRecord;
   /** The end of the recorder's lease, when it is recorded leased to its recorder. */
   leaseUntil?: number;
-  /** Estimated serialised size of the record, for commit budgets. */
+  /** Estimated serialised size of the record and its jobs, for commit budgets. */
   bytes: number;
+  /** The writes it adds to its commit: its record, and a record and an entry per job. */
+  mutations: number;
+  /** Its delivery jobs, one per destination, written with its record. */
+  jobs: JobRecord[];
   /**
    * How long the record and its timeline entry live: {@linkcode recordLifeMs} after the record is
    * due (at once, or when the recorder's lease ends).
@@ -73,15 +98,18 @@ export function createInbox(kv: Deno.Kv, retention: RetentionOptions): Inbox {
     maxGroupSize: MAX_EVENTS_PER_COMMIT,
     sizeOf: (event) => event.bytes,
     maxGroupBytes: MAX_COMMIT_BYTES,
+    mutationsOf: (event) => event.mutations,
+    maxGroupMutations: MAX_COMMIT_MUTATIONS,
     commit: (group) => commitGroup(kv, group),
   });
   return {
-    async record(events, { now, lease }) {
+    async record(events, { now, lease, destinationsFor }) {
       const prepared = events.map((event, i) =>
         prepareEvent(event, {
           ...retention,
           now,
           ...(lease && i < lease.count ? { leaseUntil: lease.until } : {}),
+          ...(destinationsFor ? { destinations: destinationsFor(event) } : {}),
         })
       );
       await Promise.all(prepared.map((event) => writeParts(kv, event)));
@@ -115,9 +143,21 @@ export function prepareEvent(event: WebhookEvent, options: PrepareOptions): Prep
   } else {
     record.event = event;
   }
+  const jobs = options.destinations?.length ? _newJobs(record, options.destinations) : [];
+  if (jobs.length > 0) record.jobs = jobs.map((job) => job.destination);
   // Strings may be stored as UTF-16: count two bytes a character, plus the record's own fields.
-  const bytes = (record.event ? json.length * 2 : 0) + 512;
-  const prepared: PreparedEvent = { id: event.id, event, record, bytes, expireInMs, parts };
+  const bytes = (record.event ? json.length * 2 : 0) + 512 + JOB_BYTES * jobs.length;
+  const mutations = 1 + 2 * jobs.length;
+  const prepared: PreparedEvent = {
+    id: event.id,
+    event,
+    record,
+    bytes,
+    mutations,
+    jobs,
+    expireInMs,
+    parts,
+  };
   if (options.leaseUntil !== undefined) prepared.leaseUntil = options.leaseUntil;
   return prepared;
 }
@@ -127,16 +167,20 @@ export function groupForCommit(events: readonly PreparedEvent[]): PreparedEvent[
   const groups: PreparedEvent[][] = [];
   let current: PreparedEvent[] = [];
   let bytes = 0;
+  let mutations = 0;
   for (const event of events) {
     const isFull = current.length >= MAX_EVENTS_PER_COMMIT ||
-      bytes + event.bytes > MAX_COMMIT_BYTES;
+      bytes + event.bytes > MAX_COMMIT_BYTES ||
+      mutations + event.mutations > MAX_COMMIT_MUTATIONS;
     if (current.length > 0 && isFull) {
       groups.push(current);
       current = [];
       bytes = 0;
+      mutations = 0;
     }
     current.push(event);
     bytes += event.bytes;
+    mutations += event.mutations;
   }
   if (current.length > 0) groups.push(current);
   return groups;
@@ -201,13 +245,26 @@ export async function commitGroup(
 }
 
 /**
- * Adds one event's check and write to an atomic: its record, which is its dedup mark. (Its ready
+ * Adds one event's check and writes to an atomic: its record, which is its dedup mark, and its
+ * delivery jobs (a record and a due-order entry each), which that one check covers. (Its ready
  * entry is shared with the other events of the commit: see {@linkcode commitGroup}.)
  */
 export function addEventWrites(atomic: Deno.AtomicOperation, event: PreparedEvent): void {
+  const expireIn = event.expireInMs;
   atomic
     .check({ key: eventKey(event.id), versionstamp: null })
-    .set(eventKey(event.id), event.record, { expireIn: event.expireInMs });
+    .set(eventKey(event.id), event.record, { expireIn });
+  for (const job of event.jobs) {
+    atomic
+      .set(jobKey(job.destination, job.eventId), job, { expireIn })
+      .set(jobReadyKey(job.destination, job.dueAt!, job.eventId), job.eventId, { expireIn });
+  }
+}
+
+/** One job per destination (a name given twice counts once), due when the event is received. */
+function _newJobs(record: KvEventRecord, destinations: readonly string[]): JobRecord[] {
+  const timing = { now: record.receivedAt, expiresAt: record.expiresAt };
+  return [...new Set(destinations)].map((destination) => newJob(record.id, destination, timing));
 }
 
 /** A new ready entry due at the latest of `times`; none for no times. */

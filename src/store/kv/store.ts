@@ -11,6 +11,8 @@ import type { Store, StoreOptions } from "../store.ts";
 import { bringForward } from "./bring_forward.ts";
 import { claimDue } from "./claims.ts";
 import { getEvent, listEvents, replayDeadLetters, replayEvent } from "./event_log.ts";
+import { claimJobs, extendJobLease, settleJob } from "./job_claims.ts";
+import { getJobs, jobFigures, listJobs, replayDeadJobs, replayJob } from "./job_log.ts";
 import { healthProbeKey } from "./keys.ts";
 import { kvClaim, kvLease } from "./lease.ts";
 import { createLeaseChanges } from "./lease_changes.ts";
@@ -81,6 +83,14 @@ export function createKvStore(kv: Deno.Kv, options: KvStoreOptions): Store {
       const read = await kv.get(healthProbeKey());
       if (read.versionstamp === null) throw new Error("the probe key just written reads as absent");
     },
+    claimJobs: (destination, claimOptions) => claimJobs(kv, destination, claimOptions),
+    extendJobLease: (lease, until) => extendJobLease(kv, lease, until),
+    settleJob: (claim, outcome) => settleJob(kv, claim, outcome),
+    getJobs: (eventId) => getJobs(kv, eventId),
+    listJobs: (destination, listOptions) => listJobs(kv, destination, listOptions),
+    replayJob: (destination, eventId, now) => replayJob(kv, destination, { eventId, now }),
+    replayDeadJobs: (destination, now) => replayDeadJobs(kv, destination, now),
+    jobFigures: (destination, figureOptions) => jobFigures(kv, destination, figureOptions),
     purgeExpired: (now, limit) => purgeExpired(kv, { now, lifeMs, limit }),
     close: () => kv.close(),
   };

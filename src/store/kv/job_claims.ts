@@ -1,0 +1,206 @@
+/**
+ * Claiming and settling delivery jobs in Deno KV: due jobs of a destination move, oldest due
+ * first, from their due-order entry to one at the lease's end, and their records to `delivering`,
+ * in atomics that check each entry's versionstamp (at most ten per atomic), so two deliverers never
+ * hold one job and jobs whose deliverer died become due again by themselves. Settling and
+ * extending check the job record's versionstamp: whatever takes a job away (a new claim after the
+ * lease ran out, a replay) rewrites its record, so a lost lease stores nothing.
+ *
+ * @module
+ */
+import type { WebhookEvent } from "../../events/events.ts";
+import { type JobOutcome, type JobRecord, leasedJob, settledJob } from "../job_record.ts";
+import type { ClaimedJob, ClaimJobsOptions, Lease } from "../store.ts";
+import { commitWithRetry } from "./commit.ts";
+import { getManyInBatches } from "./get_many.ts";
+import {
+  eventKey,
+  jobDeadKey,
+  jobKey,
+  jobReadyKey,
+  jobReadyPrefix,
+  type KvEventRecord,
+} from "./keys.ts";
+import { readEvent } from "./parts.ts";
+
+/** Due entries per claim atomic: one check each, KV Connect's limit of ten. */
+export const JOBS_PER_CLAIM = 10;
+
+/** A lease on one job: its record as the claim (or the last extension) stored it. */
+export class KvJobLease implements Lease {
+  /** The job record as stored under this lease. */
+  record: JobRecord;
+  /** The versionstamp of that write: any other write to the job ends the lease. */
+  versionstamp: string;
+
+  /** A lease on `record`, stored at `versionstamp`. */
+  constructor(record: JobRecord, versionstamp: string) {
+    this.record = record;
+    this.versionstamp = versionstamp;
+  }
+
+  /** When the lease ends: the leased record's due time. */
+  get until(): number {
+    return this.record.dueAt!;
+  }
+}
+
+/** The KV lease behind a lease handle; throws for a handle another store (or claimDue) made. */
+export function kvJobLease(lease: Lease): KvJobLease {
+  if (!(lease instanceof KvJobLease)) {
+    throw new TypeError("Cannot use a lease not made by claimJobs");
+  }
+  return lease;
+}
+
+/**
+ * Claims `destination`'s due jobs (due by `now`), oldest due first, at most `limit`, leased until
+ * `leaseUntil`. Jobs whose record or event is gone (expired) are dropped; a job whose event cannot
+ * be read is left where it is.
+ */
+export async function claimJobs(
+  kv: Deno.Kv,
+  destination: string,
+  { now, limit, leaseUntil }: ClaimJobsOptions,
+): Promise<ClaimedJob[]> {
+  const due: Deno.KvEntry<string>[] = [];
+  const selector = {
+    start: jobReadyPrefix(destination),
+    end: jobReadyKey(destination, now + 1, ""),
+  };
+  for await (const entry of kv.list<string>(selector, { limit: Math.max(1, limit) })) {
+    due.push(entry);
+  }
+  const batches: Deno.KvEntry<string>[][] = [];
+  for (let i = 0; i < due.length; i += JOBS_PER_CLAIM) {
+    batches.push(due.slice(i, i + JOBS_PER_CLAIM));
+  }
+  const claimed = await Promise.all(
+    batches.map((batch) => _claimBatch(kv, destination, batch, { now, leaseUntil })),
+  );
+  return claimed.flat();
+}
+
+/** What a claim does to one due entry: takes its job, or drops a stale entry (and job). */
+interface _JobPlan {
+  entry: Deno.KvEntry<string>;
+  /** The job and its event, when the job is claimable; absent for an entry to drop. */
+  take?: { job: JobRecord; event: WebhookEvent };
+  /** Whether the job's record goes too (its event is gone). */
+  isOrphan: boolean;
+}
+
+/**
+ * Claims due entries in one atomic checking each; when another claimer took one of them, one by
+ * one. The jobs' records and events are read first, so a claimed job can always be delivered.
+ */
+async function _claimBatch(
+  kv: Deno.Kv,
+  destination: string,
+  entries: Deno.KvEntry<string>[],
+  { now, leaseUntil }: { now: number; leaseUntil: number },
+): Promise<ClaimedJob[]> {
+  const ids = entries.map((entry) => String(entry.key[3]));
+  const jobs = await getManyInBatches<JobRecord>(kv, ids.map((id) => jobKey(destination, id)));
+  const records = await getManyInBatches<KvEventRecord>(kv, ids.map(eventKey));
+  const plans: _JobPlan[] = [];
+  for (const [i, entry] of entries.entries()) {
+    const job = jobs[i]!.value;
+    const record = records[i]!.value;
+    const isCurrent = job !== null && job.dueAt === entry.key[2] && job.state !== "delivered" &&
+      job.state !== "dead";
+    if (!isCurrent || record === null) {
+      plans.push({ entry, isOrphan: job !== null && record === null });
+      continue;
+    }
+    try {
+      plans.push({ entry, take: { job, event: await readEvent(kv, record) }, isOrphan: false });
+    } catch {
+      // Its parts are missing: left to expire with its event rather than delivered broken.
+    }
+  }
+  const claim = async (group: _JobPlan[]): Promise<ClaimedJob[]> => {
+    const leased = group.map((plan) => plan.take && leasedJob(plan.take.job, leaseUntil));
+    const result = await commitWithRetry(() => {
+      const atomic = kv.atomic();
+      group.forEach((plan, i) => {
+        const id = String(plan.entry.key[3]);
+        atomic.check(plan.entry).delete(plan.entry.key);
+        if (plan.isOrphan) atomic.delete(jobKey(destination, id));
+        const job = leased[i];
+        if (!job) return;
+        const expireIn = Math.max(1, job.expiresAt - now);
+        atomic
+          .set(jobReadyKey(destination, leaseUntil, id), id, { expireIn })
+          .set(jobKey(destination, id), job, { expireIn });
+      });
+      return atomic;
+    });
+    if (!result.ok) return [];
+    return group.flatMap((plan, i) =>
+      plan.take
+        ? [{
+          job: leased[i]!,
+          event: plan.take.event,
+          lease: new KvJobLease(leased[i]!, result.versionstamp),
+        }]
+        : []
+    );
+  };
+  if (plans.length === 0) return [];
+  const together = await claim(plans);
+  if (together.length > 0 || plans.every((plan) => !plan.take)) return together;
+  const alone = await Promise.all(plans.map((plan) => claim([plan])));
+  return alone.flat();
+}
+
+/**
+ * Stores an attempt's outcome if the claim's lease still holds (the job record unchanged since the
+ * claim or the last extension): the job's lease entry goes, a retry's entry or a dead letter comes.
+ * `false`, storing nothing, when the lease was lost. The lease is spent either way.
+ */
+export async function settleJob(
+  kv: Deno.Kv,
+  claim: ClaimedJob,
+  outcome: JobOutcome,
+): Promise<boolean> {
+  const lease = kvJobLease(claim.lease);
+  const { destination, eventId } = lease.record;
+  const next = settledJob(lease.record, outcome);
+  const expireIn = Math.max(1, next.expiresAt - outcome.endedAt);
+  const result = await commitWithRetry(() => {
+    const atomic = kv.atomic()
+      .check({ key: jobKey(destination, eventId), versionstamp: lease.versionstamp })
+      .delete(jobReadyKey(destination, lease.until, eventId))
+      .set(jobKey(destination, eventId), next, { expireIn });
+    if (next.state === "retrying") {
+      atomic.set(jobReadyKey(destination, next.dueAt!, eventId), eventId, { expireIn });
+    }
+    if (next.state === "dead") atomic.set(jobDeadKey(destination, eventId), eventId, { expireIn });
+    return atomic;
+  });
+  return result.ok;
+}
+
+/**
+ * Moves a job lease's end to `until`; `false` when the lease was lost. The writes keep the job's
+ * expiry as seen from the lease's old end (no clock is passed in): if anything, a little early.
+ */
+export async function extendJobLease(kv: Deno.Kv, handle: Lease, until: number): Promise<boolean> {
+  const lease = kvJobLease(handle);
+  const { destination, eventId } = lease.record;
+  const next: JobRecord = { ...lease.record, dueAt: until };
+  const expireIn = Math.max(1, next.expiresAt - lease.until);
+  const result = await commitWithRetry(() => {
+    const atomic = kv.atomic()
+      .check({ key: jobKey(destination, eventId), versionstamp: lease.versionstamp });
+    if (until !== lease.until) atomic.delete(jobReadyKey(destination, lease.until, eventId));
+    return atomic
+      .set(jobReadyKey(destination, until, eventId), eventId, { expireIn })
+      .set(jobKey(destination, eventId), next, { expireIn });
+  });
+  if (!result.ok) return false;
+  lease.record = next;
+  lease.versionstamp = result.versionstamp;
+  return true;
+}

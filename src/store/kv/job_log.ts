@@ -1,0 +1,175 @@
+/**
+ * The delivery jobs' log: an event's jobs read back, a destination's jobs listed, and jobs
+ * replayed (one, or every dead job of a destination) so they are delivered again.
+ *
+ * @module
+ */
+import { isWaitingJob, type JobRecord, replayedJob } from "../job_record.ts";
+import type { JobFigures, JobPage, JobReplayResult, ListJobsOptions } from "../store.ts";
+import { commitWithRetry } from "./commit.ts";
+import {
+  decodeTimelineCursor,
+  encodeTimelineCursor,
+  MAX_SCAN_EVENTS,
+  newestFirst,
+  type TimelineEvent,
+  type TimelinePosition,
+} from "./event_log.ts";
+import { GET_MANY_MAX_KEYS, getManyInBatches } from "./get_many.ts";
+import {
+  eventKey,
+  jobDeadKey,
+  jobDeadPrefix,
+  jobKey,
+  jobReadyKey,
+  jobReadyPrefix,
+  type KvEventRecord,
+} from "./keys.ts";
+
+/** Most entries fetched per round trip while listing. */
+const LIST_BATCH_SIZE = 500;
+/** Attempts of a replay whose record keeps changing under it before giving up. */
+const REPLAY_ATTEMPTS = 10;
+
+/** Every job of event `eventId`, in the order its destinations were given; none when unknown. */
+export async function getJobs(kv: Deno.Kv, eventId: string): Promise<JobRecord[]> {
+  const record = (await kv.get<KvEventRecord>(eventKey(eventId))).value;
+  const destinations = record?.jobs ?? [];
+  const entries = await getManyInBatches<JobRecord>(
+    kv,
+    destinations.map((destination) => jobKey(destination, eventId)),
+  );
+  return entries.flatMap((entry) => entry.value === null ? [] : [entry.value]);
+}
+
+/**
+ * Lists `destination`'s jobs newest first (by the reception of their events, walking the event
+ * timeline), filtered by state, at most `limit`, with a cursor exactly when another match follows
+ * (or when {@linkcode MAX_SCAN_EVENTS} events were read without settling the page).
+ */
+export async function listJobs(
+  kv: Deno.Kv,
+  destination: string,
+  options: ListJobsOptions,
+): Promise<JobPage> {
+  const limit = Math.max(1, Math.floor(options.limit));
+  const after = options.cursor === undefined ? undefined : decodeTimelineCursor(options.cursor);
+  const timeline = newestFirst(kv, after, {
+    maxEntries: MAX_SCAN_EVENTS + 1,
+    batchSize: Math.min(LIST_BATCH_SIZE, limit + GET_MANY_MAX_KEYS),
+  });
+  const jobs: JobRecord[] = [];
+  let scanned = 0;
+  let lastReturned: TimelinePosition | undefined;
+  let lastScanned: TimelinePosition | undefined;
+  let hasMoreMatches = false;
+  let isExhausted = false;
+  while (!hasMoreMatches && !isExhausted && scanned < MAX_SCAN_EVENTS) {
+    const batch: TimelineEvent[] = [];
+    while (batch.length < GET_MANY_MAX_KEYS && scanned < MAX_SCAN_EVENTS) {
+      const next = await timeline.next();
+      if (next.done) {
+        isExhausted = true;
+        break;
+      }
+      scanned++;
+      batch.push(next.value);
+    }
+    if (batch.length === 0) continue;
+    const entries = await kv.getMany<JobRecord[]>(batch.map((p) => jobKey(destination, p.id)));
+    for (const [i, entry] of entries.entries()) {
+      const job = entry.value;
+      if (job && (options.state === undefined || job.state === options.state)) {
+        if (jobs.length === limit) {
+          hasMoreMatches = true; // read ahead only: the next page starts with it
+          break;
+        }
+        jobs.push(job);
+        lastReturned = batch[i];
+      }
+      lastScanned = batch[i];
+    }
+  }
+  if (hasMoreMatches) return { jobs, cursor: encodeTimelineCursor(lastReturned!) };
+  if (!isExhausted && lastScanned && !(await timeline.next()).done) {
+    return { jobs, cursor: encodeTimelineCursor(lastScanned) };
+  }
+  return { jobs };
+}
+
+/**
+ * Puts the job of event `eventId` to `destination` back to pending, due at `now`, with a fresh
+ * retry schedule (`replayedJob`); `busy` while a deliverer's lease on it lasts (one that ran out
+ * is taken over: its deliverer's settle then stores nothing). One atomic checks the record's
+ * versionstamp (which guards its due-order entry too), moves the entry and drops a dead letter.
+ */
+export async function replayJob(
+  kv: Deno.Kv,
+  destination: string,
+  { eventId, now }: { eventId: string; now: number },
+): Promise<JobReplayResult> {
+  for (let attempt = 1; attempt <= REPLAY_ATTEMPTS; attempt++) {
+    const current = await kv.get<JobRecord>(jobKey(destination, eventId));
+    const job = current.value;
+    if (job === null) return { status: "not_found" };
+    if (job.state === "delivering" && job.dueAt! > now) return { status: "busy" };
+    const replayed = replayedJob(job, now);
+    const expireIn = Math.max(1, job.expiresAt - now);
+    const result = await commitWithRetry(() => {
+      const atomic = kv.atomic().check(current);
+      if (isWaitingJob(job) && job.dueAt !== now) {
+        atomic.delete(jobReadyKey(destination, job.dueAt!, eventId));
+      }
+      return atomic
+        .set(jobReadyKey(destination, now, eventId), eventId, { expireIn })
+        .set(jobKey(destination, eventId), replayed, { expireIn })
+        .delete(jobDeadKey(destination, eventId));
+    });
+    if (result.ok) return { status: "replayed", job: replayed };
+  }
+  throw new Error(
+    `Cannot replay the job of event "${eventId}" to "${destination}": its record keeps changing`,
+  );
+}
+
+/** Replays every dead job of `destination` (see {@linkcode replayJob}); returns how many. */
+export async function replayDeadJobs(
+  kv: Deno.Kv,
+  destination: string,
+  now: number,
+): Promise<number> {
+  // Collected first: each replay deletes the entry being listed.
+  const entries: Deno.KvEntry<unknown>[] = [];
+  for await (const entry of kv.list({ prefix: jobDeadPrefix(destination) })) entries.push(entry);
+  let replayed = 0;
+  for (const entry of entries) {
+    const eventId = String(entry.key[2]);
+    const result = await replayJob(kv, destination, { eventId, now });
+    if (result.status === "replayed") replayed++;
+    else if (result.status === "not_found") {
+      await kv.atomic().check(entry).delete(entry.key).commit();
+    }
+  }
+  return replayed;
+}
+
+/**
+ * `destination`'s due order at `now`, reading at most `limit` waiting jobs: how many are due, how
+ * many later (leased or waiting for a retry), and how long the oldest due one has waited.
+ */
+export async function jobFigures(
+  kv: Deno.Kv,
+  destination: string,
+  { now, limit }: { now: number; limit: number },
+): Promise<JobFigures> {
+  const figures: JobFigures = { due: 0, later: 0, oldestDueAgeMs: 0 };
+  const batchSize = Math.max(1, Math.min(limit, LIST_BATCH_SIZE));
+  const entries = kv.list({ prefix: jobReadyPrefix(destination) }, { limit, batchSize });
+  for await (const entry of entries) {
+    const dueAt = entry.key[2];
+    if (typeof dueAt !== "number") continue;
+    if (dueAt > now) figures.later++;
+    else if (figures.due++ === 0) figures.oldestDueAgeMs = now - dueAt;
+  }
+  return figures;
+}
