@@ -45,3 +45,20 @@ Deno.test("items submitted together share their commits, the first one not commi
   assert.deepEqual(commits, [["a:0", "a:1", "a:2", "a:3"], ["a:4", "a:5"]]);
   assert.deepEqual(results, [100, 101, 102, 103, 200, 201], "results in the items' order");
 });
+
+Deno.test("maxGroupMutations cuts a commit before its items' writes pass it, a large item alone", async () => {
+  const commits: string[][] = [];
+  const committer = createGroupCommitter<string, number>({
+    maxGroupSize: 50,
+    maxInFlight: 1,
+    // Items are "<name>:<writes>".
+    mutationsOf: (item) => Number(item.split(":")[1]),
+    maxGroupMutations: 10,
+    commit: (items) => {
+      commits.push(items);
+      return Promise.resolve(items.map((_, i) => i));
+    },
+  });
+  await committer.submitAll(["a:4", "b:4", "c:4", "d:12", "e:1"]);
+  assert.deepEqual(commits, [["a:4", "b:4"], ["c:4"], ["d:12"], ["e:1"]]);
+});
