@@ -1140,6 +1140,35 @@ export function storeContract(name: string, open: OpenStore): void {
     { options: SHORT_OPTIONS },
   );
 
+  test(
+    "purgeExpired removes an expired event's delivery jobs too: none listed, counted or claimed",
+    async (store) => {
+      const [event] = _textEvents([1]);
+      await store.recordEvents([event!], { now: T0, destinationsFor: () => ["crm", "erp"] });
+      const [retrying] = await store.claimJobs("erp", { now: T0, limit: 1, leaseUntil: T0 + 10 });
+      assert.equal(
+        await store.settleJob(retrying!, _jobRetrying(T0, T0 + 30 * 60_000)),
+        true,
+        "one job waits for a retry, the other is still pending",
+      );
+      const expired = T0 + 3 * HOUR_MS;
+      assert.equal(await store.purgeExpired(expired, 100), 1);
+      assert.deepEqual(await store.getJobs(event!.id), []);
+      for (const destination of ["crm", "erp"]) {
+        const figures = await store.jobFigures(destination, { now: expired, limit: 100 });
+        assert.equal(figures.due + figures.later, 0, `${destination}: nothing left waiting`);
+        assert.deepEqual((await store.listJobs(destination, { limit: 10 })).jobs, []);
+        const claims = await store.claimJobs(destination, {
+          now: expired,
+          limit: 10,
+          leaseUntil: expired + 10,
+        });
+        assert.deepEqual(claims, []);
+      }
+    },
+    { options: SHORT_OPTIONS },
+  );
+
   // --- Delivery jobs --------------------------------------------------------------------------
 
   test("recordEvents with destinationsFor writes one pending job per destination, due at now", async (store) => {

@@ -1,17 +1,22 @@
 /**
  * Retention in Deno KV: every record is written with `expireIn`, but KV deletes expired entries
  * lazily, so a purge removes the events whose records expired, oldest first, with what they leave
- * behind (parts, a dead letter, their timeline entry once it lists no live event).
+ * behind (parts, a dead letter, their delivery jobs, their timeline entry once it lists no live
+ * event).
  *
  * @module
  */
 import { commitWithRetry } from "./commit.ts";
 import { getManyInBatches } from "./get_many.ts";
+import type { JobRecord } from "../job_record.ts";
 import {
   deadLetterKey,
   eventKey,
   eventPartKey,
   idsOfEntry,
+  jobDeadKey,
+  jobKey,
+  jobReadyKey,
   type KvEventRecord,
   TIMELINE_PREFIX,
   timelineKey,
@@ -39,11 +44,13 @@ export async function purgeExpired(
     const live = records.filter((stored) => stored.value !== null).length - expired.length;
     for (const stored of expired) {
       const record = stored.value!;
+      const jobKeys = await _jobKeysOf(kv, record);
       const result = await commitWithRetry(() => {
         const atomic = kv.atomic().check(stored).delete(stored.key).delete(
           deadLetterKey(record.id),
         );
         for (let n = 0; n < (record.parts ?? 0); n++) atomic.delete(eventPartKey(record.id, n));
+        for (const key of jobKeys) atomic.delete(key);
         return atomic;
       });
       if (result.ok) purged++;
@@ -51,4 +58,24 @@ export async function purgeExpired(
     if (live === 0) await kv.atomic().check(entry).delete(entry.key).commit();
   }
   return purged;
+}
+
+/**
+ * Every key of an event's delivery jobs: each job's record, its due-order entry (where its record
+ * says it waits) and its dead letter.
+ */
+async function _jobKeysOf(kv: Deno.Kv, record: KvEventRecord): Promise<Deno.KvKey[]> {
+  const destinations = record.jobs ?? [];
+  if (destinations.length === 0) return [];
+  const jobs = await getManyInBatches<JobRecord>(
+    kv,
+    destinations.map((destination) => jobKey(destination, record.id)),
+  );
+  return jobs.flatMap((entry, i) => {
+    const destination = destinations[i]!;
+    const keys = [entry.key, jobDeadKey(destination, record.id)];
+    const dueAt = entry.value?.dueAt;
+    if (typeof dueAt === "number") keys.push(jobReadyKey(destination, dueAt, record.id));
+    return keys;
+  });
 }
