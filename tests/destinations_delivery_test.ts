@@ -67,15 +67,16 @@ function startConsumer(statusOf: (n: number) => number = () => 204): Consumer {
 
 /** `DESTINATIONS` for the given declarations. */
 function destinationsEnv(
-  declarations: { name: string; consumer: Consumer; filter?: unknown }[],
+  declarations: { name: string; consumer: Consumer; filter?: unknown; paused?: boolean }[],
   env: Record<string, string> = {},
 ): Record<string, string> {
   return {
-    DESTINATIONS: JSON.stringify(declarations.map(({ name, consumer, filter }) => ({
+    DESTINATIONS: JSON.stringify(declarations.map(({ name, consumer, filter, paused }) => ({
       name,
       url: consumer.url,
       secrets: [consumer.secret],
       ...(filter === undefined ? {} : { filter }),
+      ...(paused === undefined ? {} : { paused }),
     }))),
     ...env,
   };
@@ -207,4 +208,54 @@ Deno.test("a 400 ends the job dead after RETRY_MAX_ATTEMPTS, the reason kept", a
       line.eventId === eventId
     ),
   );
+});
+
+Deno.test("a 410 keeps the job waiting and stops deliveries to that destination only", async () => {
+  await using gone = startConsumer(() => 410);
+  await using healthy = startConsumer();
+  await using server = await startTestServer({
+    env: destinationsEnv([{ name: "gone", consumer: gone }, {
+      name: "healthy",
+      consumer: healthy,
+    }]),
+  });
+  const [first, second] = [messageEventId("wamid.G1"), messageEventId("wamid.G2")];
+  assert.equal((await postDelivery(server.origin, textsDelivery(["wamid.G1"]))).status, 200);
+  await waitFor(
+    () => server.logs.lines.some((line) => line.level === "error" && line.destination === "gone"),
+    "the error line naming the gone destination",
+  );
+  assert.equal((await postDelivery(server.origin, textsDelivery(["wamid.G2"]))).status, 200);
+  await waitFor(async () => {
+    const jobs = await server.store.getJobs(second);
+    return jobs.some((job) => job.destination === "healthy" && job.state === "delivered");
+  }, "the second event delivered to the healthy destination");
+
+  const goneJob = (await server.store.getJobs(first)).find((job) => job.destination === "gone");
+  assert.equal(goneJob!.state, "retrying");
+  assert.match(goneJob!.lastError ?? "", /HTTP 410/);
+  const waiting = (await server.store.getJobs(second)).find((job) => job.destination === "gone");
+  assert.equal(waiting!.state, "pending");
+  assert.deepEqual(gone.received.map((r) => r.eventId), [first]);
+});
+
+Deno.test("a paused destination gets no delivery: its jobs wait", async () => {
+  await using paused = startConsumer();
+  await using healthy = startConsumer();
+  await using server = await startTestServer({
+    env: destinationsEnv([
+      { name: "paused", consumer: paused, paused: true },
+      { name: "healthy", consumer: healthy },
+    ]),
+  });
+  const eventId = messageEventId("wamid.P1");
+  assert.equal((await postDelivery(server.origin, textsDelivery(["wamid.P1"]))).status, 200);
+  await waitFor(async () => {
+    const jobs = await server.store.getJobs(eventId);
+    return jobs.some((job) => job.destination === "healthy" && job.state === "delivered");
+  }, "the event delivered to the healthy destination");
+
+  const job = (await server.store.getJobs(eventId)).find((job) => job.destination === "paused");
+  assert.equal(job!.state, "pending");
+  assert.equal(paused.received.length, 0);
 });
