@@ -259,3 +259,75 @@ Deno.test("a paused destination gets no delivery: its jobs wait", async () => {
   assert.equal(job!.state, "pending");
   assert.equal(paused.received.length, 0);
 });
+
+Deno.test("no more than `concurrency` requests are in flight to a destination", async () => {
+  const secret = newSecret();
+  let inFlight = 0;
+  let maxInFlight = 0;
+  let started = 0;
+  const releases: (() => void)[] = [];
+  await using consumer = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req) => {
+      await req.text();
+      started++;
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      await new Promise<void>((resolve) => releases.push(resolve));
+      inFlight--;
+      return new Response(null, { status: 204 });
+    },
+  );
+  await using server = await startTestServer({
+    env: {
+      DESTINATIONS: JSON.stringify([{
+        name: "narrow",
+        url: `http://127.0.0.1:${consumer.addr.port}/`,
+        secrets: [secret],
+        concurrency: 2,
+      }]),
+    },
+  });
+  const wamids = ["wamid.C1", "wamid.C2", "wamid.C3", "wamid.C4", "wamid.C5"];
+  assert.equal((await postDelivery(server.origin, textsDelivery(wamids))).status, 200);
+  for (let answered = 0; answered < wamids.length; answered++) {
+    // Each answer frees one slot: the next request comes only then.
+    await waitFor(() => started >= Math.min(wamids.length, answered + 2), "requests in flight");
+    await waitFor(() => releases.length > 0, "a request waiting");
+    releases.shift()!();
+  }
+  await waitFor(async () => {
+    const jobs = await Promise.all(wamids.map((w) => server.store.getJobs(messageEventId(w))));
+    return jobs.every((list) => list[0]?.state === "delivered");
+  }, "every job delivered");
+  assert.equal(started, wamids.length);
+  assert.equal(maxInFlight, 2);
+});
+
+Deno.test("attempts to a destination with ratePerSecond start that far apart", async () => {
+  const starts: number[] = [];
+  await using consumer = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req) => {
+      starts.push(performance.now());
+      await req.text();
+      return new Response(null, { status: 204 });
+    },
+  );
+  await using server = await startTestServer({
+    env: {
+      DESTINATIONS: JSON.stringify([{
+        name: "paced",
+        url: `http://127.0.0.1:${consumer.addr.port}/`,
+        secrets: [newSecret()],
+        ratePerSecond: 10,
+      }]),
+    },
+  });
+  const wamids = ["wamid.L1", "wamid.L2", "wamid.L3"];
+  assert.equal((await postDelivery(server.origin, textsDelivery(wamids))).status, 200);
+  await waitFor(() => starts.length === wamids.length, "every attempt");
+  const gaps = starts.slice(1).map((at, i) => at - starts[i]!);
+  // 100 ms apart, less a few ms for the request's way from the timer to the consumer.
+  assert.ok(gaps.every((gap) => gap >= 90), `gaps ${gaps.map(Math.round).join(", ")} ms`);
+});
