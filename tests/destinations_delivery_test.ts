@@ -12,7 +12,9 @@ import { Webhook } from "standardwebhooks";
 import { webhookId } from "../src/destinations/payload.ts";
 import { messageEventId } from "../src/events/event_ids.ts";
 import { messagesDelivery, textsDelivery } from "./deliveries.ts";
-import { postDelivery, startTestServer, waitFor } from "./support.ts";
+import { ManualClock } from "../src/ops/clock.ts";
+import { DEFAULT_CIRCUIT_LIMITS } from "../src/destinations/circuit.ts";
+import { advanceUntil, postDelivery, startTestServer, waitFor } from "./support.ts";
 
 /** One POST a consumer received. */
 interface Received {
@@ -330,4 +332,37 @@ Deno.test("attempts to a destination with ratePerSecond start that far apart", a
   const gaps = starts.slice(1).map((at, i) => at - starts[i]!);
   // 100 ms apart, less a few ms for the request's way from the timer to the consumer.
   assert.ok(gaps.every((gap) => gap >= 90), `gaps ${gaps.map(Math.round).join(", ")} ms`);
+});
+
+Deno.test("after repeated failures the circuit holds a destination's jobs until one probe", async () => {
+  const clock = new ManualClock(Date.now());
+  await using consumer = startConsumer(() => 503);
+  await using server = await startTestServer({
+    clock,
+    env: destinationsEnv([{ name: "down", consumer }], {
+      RETRY_MAX_ATTEMPTS: "100",
+      RETRY_BASE_DELAY_MS: "10",
+      RETRY_MAX_DELAY_MS: "20",
+    }),
+  });
+  const { failureThreshold, baseProbeIntervalMs } = DEFAULT_CIRCUIT_LIMITS;
+  assert.equal((await postDelivery(server.origin, textsDelivery(["wamid.O1"]))).status, 200);
+  const isOpen = () =>
+    server.logs.lines.some((line) =>
+      line.msg === "destination failing: deliveries wait for a probe" && line.destination === "down"
+    );
+  await advanceUntil(clock, () => Promise.resolve(isOpen()), "the circuit open", 10);
+  assert.equal(consumer.received.length, failureThreshold);
+  // The retries fall due every 20 ms of clock time; while the circuit is open none goes out, and
+  // once the probe interval has passed exactly one does.
+  const eventId = messageEventId("wamid.O1");
+  await advanceUntil(
+    clock,
+    async () => (await server.store.getJobs(eventId))[0]!.attempts > failureThreshold,
+    "the probe settled",
+    100,
+  );
+  const [job] = await server.store.getJobs(eventId);
+  assert.ok(job!.history.at(-1)!.at - job!.history.at(-2)!.at >= baseProbeIntervalMs);
+  assert.equal(consumer.received.length, failureThreshold + 1);
 });
