@@ -366,3 +366,43 @@ Deno.test("after repeated failures the circuit holds a destination's jobs until 
   assert.ok(job!.history.at(-1)!.at - job!.history.at(-2)!.at >= baseProbeIntervalMs);
   assert.equal(consumer.received.length, failureThreshold + 1);
 });
+
+Deno.test("stopping aborts an attempt still in flight after the grace; its job keeps its lease", async () => {
+  let requests = 0;
+  const { promise: released, resolve: release } = Promise.withResolvers<void>();
+  await using consumer = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async () => {
+      requests++;
+      await released; // no answer until the test ends
+      return new Response(null, { status: 204 });
+    },
+  );
+  // Disposed before the consumer, whose shutdown waits for its handlers.
+  await using _answer = { [Symbol.asyncDispose]: () => Promise.resolve(release()) };
+  await using server = await startTestServer({
+    env: {
+      DESTINATIONS: JSON.stringify([{
+        name: "slow",
+        url: `http://127.0.0.1:${consumer.addr.port}/`,
+        secrets: [newSecret()],
+        timeoutMs: 60_000,
+      }]),
+    },
+  });
+  const eventId = messageEventId("wamid.S1");
+  assert.equal((await postDelivery(server.origin, textsDelivery(["wamid.S1"]))).status, 200);
+  await waitFor(() => requests === 1, "the request in flight");
+  const started = performance.now();
+  await server.app.deliveries.stop(50);
+  assert.ok(performance.now() - started < 5_000, "stop waited for the 60 s timeout");
+  const [job] = await server.store.getJobs(eventId);
+  assert.equal(job!.state, "delivering");
+  assert.equal(job!.attempts, 0);
+  assert.ok(
+    server.logs.lines.some((line) =>
+      line.msg === "deliveries still in flight at shutdown; aborting them" &&
+      line.destination === "slow"
+    ),
+  );
+});
