@@ -195,6 +195,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   let sweepKind = sweep.isRegistered ? "cron" : "poll";
   if (hasWorker(config)) {
     app.worker.start();
+    app.deliveries.start();
     sweep.connect({ store, worker: app.worker, clock: systemClock, logger });
   } else {
     sweep.stop(); // nothing here runs handlers: processes with a worker sweep for themselves
@@ -218,7 +219,10 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     },
     async close() {
       sweep.stop();
-      await app.worker.stop(HANDLER_GRACE_MS);
+      await Promise.all([
+        app.worker.stop(HANDLER_GRACE_MS),
+        app.deliveries.stop(HANDLER_GRACE_MS),
+      ]);
       store.close();
     },
   };

@@ -1,7 +1,7 @@
 /**
  * The service as a web-standard `Request -> Response` function plus its background worker: the
  * handlers wired into the route table (`routes.ts`), the access log, the one place where errors
- * become responses, and the wiring of intake -> record -> worker -> dispatcher. Everything it needs is passed in, so tests build the
+ * become responses, and the wiring of intake -> record -> worker -> dispatcher (and -> deliverers, `destinations/deliveries.ts`). Everything it needs is passed in, so tests build the
  * same app as `main.ts` does, with a store on a temp file and a manual clock.
  *
  * @module
@@ -12,6 +12,7 @@ import type { Clock } from "./ops/clock.ts";
 import { type Config, hasGraphToken, hasWorker } from "./config.ts";
 import { Dispatcher, registerLoggingHandlers } from "./dispatch/dispatcher.ts";
 import { createWorker, type Worker } from "./dispatch/worker.ts";
+import { createDeliveries, type Deliveries } from "./destinations/deliveries.ts";
 import { createGraphClient, type GraphClient } from "./graph/client.ts";
 import { registerEchoHandler } from "./handlers/echo.ts";
 import { createHealthHandlers } from "./ops/health.ts";
@@ -64,6 +65,8 @@ export interface App {
   drain(options?: DrainOptions): Promise<void>;
   /** Runs the handlers of recorded events; `main.ts` starts and stops it. */
   worker: Worker;
+  /** Delivers recorded events to the declared destinations; started and stopped with `worker`. */
+  deliveries: Deliveries;
 }
 
 /** Options for {@linkcode App.drain}. */
@@ -83,6 +86,20 @@ export async function createApp(options: AppOptions): Promise<App> {
   const graph = hasGraphToken(config) ? _createGraphClient(options, metrics) : undefined;
   const dispatcher = _builtInDispatcher(config, clock);
   if (options.dispatcher) dispatcher.include(options.dispatcher);
+  const retry = {
+    maxAttempts: config.retryMaxAttempts,
+    baseDelayMs: config.retryBaseDelayMs,
+    maxDelayMs: config.retryMaxDelayMs,
+  };
+  const deliveries = await createDeliveries({
+    destinations: config.destinations,
+    store,
+    clock,
+    logger,
+    retry,
+    leaseMs: config.leaseMs,
+    ...(options.random ? { random: options.random } : {}),
+  });
   const worker = createWorker({
     store,
     dispatcher,
@@ -90,11 +107,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     clock,
     leaseMs: config.leaseMs,
     concurrency: config.workerConcurrency,
-    retry: {
-      maxAttempts: config.retryMaxAttempts,
-      baseDelayMs: config.retryBaseDelayMs,
-      maxDelayMs: config.retryMaxDelayMs,
-    },
+    retry,
     // Reply records must outlive every way the event can come back: redelivery and replay.
     replyTtlMs: recordLifeMs(storeOptions(config)),
     ...(options.random ? { random: options.random } : {}),
@@ -122,7 +135,7 @@ export async function createApp(options: AppOptions): Promise<App> {
           verifier,
           bodyLimits,
           onDrift: (drift) => metrics.observeDrift(drift),
-          recordEvents: createRecordStep({ store, worker, metrics, clock }),
+          recordEvents: createRecordStep({ store, worker, metrics, clock, deliveries }),
         }),
         metrics,
       ),
@@ -228,6 +241,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       });
     },
     worker,
+    deliveries,
   };
 }
 

@@ -36,7 +36,7 @@ export interface ServiceOptions {
 export interface Service {
   /** Answers one request (the webhook, health, metrics and admin routes); never throws. */
   fetch(request: Request): Promise<Response>;
-  /** Starts the worker (none when `workerConcurrency` is 0). */
+  /** Starts the worker and the destinations' deliverers (none when `workerConcurrency` is 0). */
   start(): void;
   /**
    * Stops: new requests are answered 503 (Meta retries them), requests in flight are answered,
@@ -73,11 +73,14 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   return {
     fetch: app.fetch,
     start() {
-      if (hasWorker(config)) app.worker.start();
+      if (!hasWorker(config)) return;
+      app.worker.start();
+      app.deliveries.start();
     },
     async stop(stopOptions = {}) {
       await app.drain();
-      await app.worker.stop(stopOptions.graceMs ?? DEFAULT_STOP_GRACE_MS);
+      const graceMs = stopOptions.graceMs ?? DEFAULT_STOP_GRACE_MS;
+      await Promise.all([app.worker.stop(graceMs), app.deliveries.stop(graceMs)]);
       if (!options.store) store.close();
     },
     app,

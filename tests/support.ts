@@ -123,7 +123,10 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const config = options.config ?? testConfig(options.env);
   const store = createKvStore(kv, { ...storeOptions(config), logger: logs.logger });
   const app = await createApp({ ...options, config, logger: logs.logger, store, clock });
-  if (options.startWorker !== false) app.worker.start();
+  if (options.startWorker !== false) {
+    app.worker.start();
+    app.deliveries.start();
+  }
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.fetch);
   return {
     origin: `http://127.0.0.1:${server.addr.port}`,
@@ -133,7 +136,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     store,
     async [Symbol.asyncDispose]() {
       await server.shutdown();
-      await app.worker.stop(1_000);
+      await Promise.all([app.worker.stop(1_000), app.deliveries.stop(1_000)]);
       await temp?.[Symbol.asyncDispose]();
     },
   };

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { Deliveries } from "../destinations/deliveries.ts";
 import type { Worker } from "../dispatch/worker.ts";
 import type { Clock } from "../ops/clock.ts";
 import type { ServiceMetrics } from "../ops/service_metrics.ts";
@@ -19,16 +20,26 @@ export interface RecordStepOptions {
   worker: Pick<Worker, "reserve" | "wake">;
   metrics: Pick<ServiceMetrics, "observeRecorded">;
   clock: Clock;
+  /**
+   * The destinations' deliverers: each new event gets a delivery job per destination it goes to
+   * (`destinationsFor`, absent when none is declared), and they are woken once it is recorded.
+   */
+  deliveries?: Pick<Deliveries, "destinationsFor" | "wake">;
 }
 
 /** The intake's {@linkcode EventRecorder} over the store and the process's worker. */
 export function createRecordStep(options: RecordStepOptions): EventRecorder {
-  const { store, worker, metrics, clock } = options;
+  const { store, worker, metrics, clock, deliveries } = options;
+  const destinationsFor = deliveries?.destinationsFor;
   return async (events, log) => {
     const reservation = worker.reserve(events.length);
     let outcome: RecordOutcome;
     try {
-      outcome = await store.recordEvents(events, { now: clock.now(), lease: reservation });
+      outcome = await store.recordEvents(events, {
+        now: clock.now(),
+        lease: reservation,
+        ...(destinationsFor ? { destinationsFor } : {}),
+      });
     } catch (error) {
       reservation.run([]); // events committed leased run once their lease runs out
       throw error;
@@ -43,5 +54,6 @@ export function createRecordStep(options: RecordStepOptions): EventRecorder {
     });
     log.debug("delivery recorded", counts);
     if (outcome.recorded.length > outcome.leased.length) worker.wake();
+    if (destinationsFor && outcome.recorded.length > 0) deliveries?.wake();
   };
 }

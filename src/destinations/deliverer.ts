@@ -1,0 +1,284 @@
+/**
+ * The deliverer of one destination: a loop that claims the destination's due delivery jobs from
+ * the store under a lease, sends each one signed (`signing.ts`) with one attempt (`send.ts`), and
+ * settles what the attempt came to.
+ *
+ * - At most `destination.concurrency` requests are in flight; with `ratePerSecond`, attempts start
+ *   at least `1000 / ratePerSecond` ms apart.
+ * - While the destination's circuit (`circuit.ts`) is open nothing is claimed: the jobs stay due,
+ *   and one probe goes out when the circuit allows it.
+ * - `delivered` settles the job delivered. `retry` and `rejected` settle it `retrying`, due after
+ *   the retry policy's delay (or the answer's `Retry-After` when longer, capped by the policy), or
+ *   `dead` once it has had `retry.maxAttempts` attempts, the last reason in `lastError`.
+ * - `gone` (410) settles the job `retrying` and stops this deliverer until the process restarts,
+ *   with an error line naming the destination: its jobs wait. (A pause kept in the store, and
+ *   resumed through the admin API, is not built yet.)
+ *
+ * A job's lease covers its wait for the rate limit and its whole attempt, so it is never extended;
+ * when the process dies the lease runs out and the job is claimed again. Log lines name the
+ * destination and the event id, never a secret, a signature or a body.
+ *
+ * @module
+ */
+import type { Clock } from "../ops/clock.ts";
+import type { Logger } from "../ops/log.ts";
+import { within } from "../ops/timeout.ts";
+import type { ClaimedJob, JobOutcome, Store } from "../store/store.ts";
+import { retryDelayMs, type RetryPolicy } from "../dispatch/retry_delay.ts";
+import { createCircuitBreaker } from "./circuit.ts";
+import type { Destination } from "./declarations.ts";
+import { deliveryBody, webhookId } from "./payload.ts";
+import { sendOnce } from "./send.ts";
+import { createSigner } from "./signing.ts";
+
+/** What {@linkcode createDeliverer} needs. */
+export interface DelivererOptions {
+  store: Pick<Store, "claimJobs" | "settleJob">;
+  destination: Destination;
+  clock: Clock;
+  logger: Logger;
+  /** The retry policy of every job (the configuration's `RETRY_*`). */
+  retry: RetryPolicy;
+  /** The shortest lease a claim takes, ms (the configuration's `LEASE_MS`). */
+  leaseMs: number;
+  /** How often to look for due jobs when nothing wakes the loop, ms (default 1 s). */
+  pollIntervalMs?: number;
+  /** Returns a number in [0, 1) for the retry delays' jitter; defaults to `Math.random`. */
+  random?: () => number;
+  /** Defaults to the global `fetch`. */
+  fetch?: typeof fetch;
+}
+
+/** A destination's delivery loop. */
+export interface Deliverer {
+  /** Starts the loop. */
+  start(): void;
+  /** Looks for due jobs now instead of at the next poll (intake calls it after recording). */
+  wake(): void;
+  /**
+   * Stops claiming, lets attempts in flight finish within `graceMs`, then aborts the rest (their
+   * leases run out and they are claimed again).
+   */
+  stop(graceMs: number): Promise<void>;
+}
+
+/** Default wait between two looks for due jobs when nothing wakes the loop. */
+const DEFAULT_POLL_INTERVAL_MS = 1_000;
+
+/**
+ * Added to a claim's lease beyond the rate limit's wait and the attempt's timeout: settling takes a
+ * commit, which must land while the lease holds.
+ */
+const LEASE_MARGIN_MS = 5_000;
+
+/** Shortest sleep of the loop, so a job that cannot be claimed never spins it. */
+const MIN_SLEEP_MS = 1;
+
+/**
+ * Creates the deliverer of `destination`, its signer made once.
+ *
+ * @throws {SigningSecretError} when a secret cannot sign (the message names its position only).
+ */
+export async function createDeliverer(options: DelivererOptions): Promise<Deliverer> {
+  const { store, destination, clock, retry } = options;
+  const { name, url, timeoutMs, concurrency } = destination;
+  const logger = options.logger.child({ destination: name });
+  const random = options.random ?? Math.random;
+  const pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
+  const sendInterval = destination.ratePerSecond === undefined
+    ? 0
+    : 1_000 / destination.ratePerSecond;
+  const signer = await createSigner(destination.secrets);
+  const circuit = createCircuitBreaker({
+    clock,
+    onTransition: (change) => {
+      const fields = { from: change.from, to: change.to, failures: change.consecutiveFailures };
+      if (change.to === "open") {
+        logger.warn("destination failing: deliveries wait for a probe", {
+          ...fields,
+          probeInMs: change.probeIntervalMs,
+        });
+      } else logger.info("destination circuit changed", fields);
+    },
+  });
+
+  const inFlight = new Set<Promise<void>>();
+  const abort = new AbortController();
+  let loop: Promise<void> | undefined;
+  let isStopping = false;
+  let isGone = false;
+  let isWoken = false;
+  let wakeUp: (() => void) | undefined;
+  /** When the next attempt may start under the rate limit. */
+  let nextSendAt = 0;
+  /** The earliest retry this deliverer scheduled, so the loop wakes for it before the poll. */
+  let nextRetryAt = Infinity;
+
+  async function runLoop(): Promise<void> {
+    while (!isStopping && !isGone) {
+      isWoken = false;
+      const free = concurrency - inFlight.size;
+      let claimed = 0;
+      let limit = free;
+      if (free > 0 && circuit.state() !== "closed") {
+        // One probe at a time, and only when the circuit grants it; the jobs stay due meanwhile.
+        limit = inFlight.size === 0 && circuit.canSend() ? 1 : 0;
+      }
+      if (sendInterval > 0) {
+        // Claim no more than a second's worth of attempts: each waits its turn under its lease.
+        limit = Math.min(limit, Math.max(1, Math.floor(1_000 / sendInterval)));
+      }
+      if (limit > 0) {
+        try {
+          claimed = await claim(limit);
+        } catch (error) {
+          logger.error("cannot claim delivery jobs", { error });
+        }
+      }
+      if (isStopping || isGone) break;
+      if (limit === 0 || claimed < limit) await waitForWork();
+    }
+  }
+
+  /** Claims up to `limit` due jobs and starts their attempts; returns how many it claimed. */
+  async function claim(limit: number): Promise<number> {
+    const now = clock.now();
+    const waitMs = Math.max(0, nextSendAt - now) + limit * sendInterval;
+    const leaseUntil = now + Math.max(options.leaseMs, waitMs + timeoutMs + LEASE_MARGIN_MS);
+    const claims = await store.claimJobs(name, { now, limit, leaseUntil });
+    for (const job of claims) startAttempt(job);
+    return claims.length;
+  }
+
+  /** Sleeps until woken, until an attempt ends, until a retry or probe is due, or one poll. */
+  async function waitForWork(): Promise<void> {
+    if (isWoken) return;
+    const now = clock.now();
+    let sleepMs = pollIntervalMs;
+    if (nextRetryAt > now) sleepMs = Math.min(sleepMs, nextRetryAt - now);
+    else if (nextRetryAt !== Infinity) nextRetryAt = Infinity;
+    const probeAt = circuit.nextProbeAtMs();
+    if (probeAt !== undefined) sleepMs = Math.min(sleepMs, probeAt - now);
+    sleepMs = Math.max(MIN_SLEEP_MS, sleepMs);
+    const cancelSleep = new AbortController();
+    const woken = new Promise<void>((resolve) => (wakeUp = resolve));
+    await Promise.race([clock.sleep(sleepMs, cancelSleep.signal).catch(() => {}), woken]);
+    cancelSleep.abort();
+    wakeUp = undefined;
+  }
+
+  function wake(): void {
+    isWoken = true;
+    wakeUp?.();
+  }
+
+  function startAttempt(claim: ClaimedJob): void {
+    const startAt = Math.max(clock.now(), nextSendAt);
+    nextSendAt = startAt + sendInterval;
+    const attempt = deliver(claim, startAt)
+      .catch((error) => {
+        if (!abort.signal.aborted) {
+          logger.error("delivery failed", { eventId: claim.job.eventId, error });
+        }
+      })
+      .finally(() => {
+        inFlight.delete(attempt);
+        wake(); // a slot is free
+      });
+    inFlight.add(attempt);
+  }
+
+  /** Sends one job once (after its turn under the rate limit) and settles what that came to. */
+  async function deliver(claim: ClaimedJob, startAt: number): Promise<void> {
+    const { job, event } = claim;
+    const waitMs = startAt - clock.now();
+    if (waitMs > 0) await clock.sleep(waitMs, abort.signal);
+    const startedAt = clock.now();
+    const body = deliveryBody(event, job.createdAt);
+    const headers = await signer.sign({
+      id: webhookId(name, event.id),
+      timestamp: Math.floor(startedAt / 1_000),
+      body,
+    });
+    const outcome = await sendOnce({
+      url,
+      headers,
+      body,
+      timeoutMs,
+      maxRetryAfterMs: retry.maxDelayMs,
+      clock,
+      signal: abort.signal,
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+    });
+    circuit.record(outcome);
+    const endedAt = clock.now();
+    const attempt = job.attempts + 1;
+    const fields = { eventId: event.id, attempt, status: "status" in outcome ? outcome.status : 0 };
+    let settled: JobOutcome;
+    if (outcome.kind === "delivered") {
+      settled = { state: "delivered", startedAt, endedAt };
+    } else {
+      const isDead = outcome.kind !== "gone" && attempt >= retry.maxAttempts;
+      const delayMs = retryDelayMs(attempt, retry, {
+        random,
+        retryAfterMs: outcome.kind === "retry" ? outcome.retryAfterMs ?? 0 : 0,
+      });
+      settled = isDead ? { state: "dead", startedAt, endedAt, error: outcome.reason } : {
+        state: "retrying",
+        startedAt,
+        endedAt,
+        error: outcome.reason,
+        retryAt: endedAt + delayMs,
+      };
+      if (outcome.kind === "gone") {
+        if (!isGone) {
+          isGone = true;
+          logger.error(
+            "destination answered 410 Gone: its deliveries stop until the service restarts",
+            { ...fields, reason: outcome.reason },
+          );
+          wake();
+        }
+      } else if (isDead) {
+        logger.error("delivery dead after its last attempt", { ...fields, reason: outcome.reason });
+      } else {
+        logger.warn("delivery failed, will retry", {
+          ...fields,
+          retryInMs: delayMs,
+          reason: outcome.reason,
+        });
+      }
+      if (settled.state === "retrying" && !isGone) {
+        nextRetryAt = Math.min(nextRetryAt, endedAt + delayMs);
+      }
+    }
+    const isStored = await store.settleJob(claim, settled);
+    if (!isStored) {
+      logger.warn("delivery result not stored: the job's lease was lost", { eventId: event.id });
+    } else if (settled.state === "delivered") {
+      logger.debug("delivered", { ...fields, ms: endedAt - startedAt });
+    }
+  }
+
+  return {
+    start() {
+      if (loop !== undefined) return;
+      loop = runLoop().catch((error) => logger.error("delivery loop failed", { error }));
+    },
+    wake,
+    async stop(graceMs) {
+      isStopping = true;
+      wake();
+      await loop;
+      const all = Promise.allSettled([...inFlight]);
+      const isLate = await within(all.then(() => false), graceMs, { otherwise: true });
+      if (isLate) {
+        logger.warn("deliveries still in flight at shutdown; aborting them", {
+          inFlight: inFlight.size,
+        });
+        abort.abort(new Error("Shutting down"));
+        await all;
+      }
+    },
+  };
+}
