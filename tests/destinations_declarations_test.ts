@@ -160,6 +160,10 @@ Deno.test("parseDestinations() refuses a bad secret by its position, never quoti
   assertRefused([declaration({ secrets: [] })], [
     `Invalid configuration: DESTINATIONS destination "crm" secrets must hold at least one Standard Webhooks secret`,
   ]);
+  // No more secrets than a delivery signs with: the start would fail later, at signing.
+  assertRefused([declaration({ secrets: [1, 2, 3, 4, 5].map((n) => secretOf(24 + n)) })], [
+    `Invalid configuration: DESTINATIONS destination "crm" secrets must have at most 4 secrets (two while rotating)`,
+  ]);
   // The bounds of the key size are accepted.
   const edges = [secretOf(24), secretOf(64), secretOf(25), secretOf(26)];
   assert.deepEqual(

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { MAX_SIGNING_SECRETS } from "./signing.ts";
 import { z } from "zod";
 import { ConfigError } from "../config.ts";
 import { InvalidJsonError, parseJsonText } from "../events/json_text.ts";
@@ -41,9 +42,6 @@ export const DESTINATION_BOUNDS = {
  * same atomic write as the event, and Deno KV bounds the mutations of one commit.
  */
 export const MAX_DESTINATIONS = 32;
-
-/** Two secrets while rotating, a few more by mistake; more is not a rotation. */
-export const MAX_SECRETS_PER_DESTINATION = 8;
 
 /** The longest URL most servers and proxies accept. */
 export const MAX_URL_CHARS = 2_048;
@@ -111,8 +109,8 @@ const _secretsSchema = z.array(_secretSchema, {
 }).pipe(
   // Counted once it is a list: zod would count the characters of a text too.
   z.array(z.string()).min(1, "must hold at least one Standard Webhooks secret").max(
-    MAX_SECRETS_PER_DESTINATION,
-    `must have at most ${MAX_SECRETS_PER_DESTINATION} secrets (two while rotating)`,
+    MAX_SIGNING_SECRETS,
+    `must have at most ${MAX_SIGNING_SECRETS} secrets (two while rotating)`,
   ),
 );
 
