@@ -7,6 +7,7 @@
  * @module
  */
 import { createAdminHandlers } from "./admin/events.ts";
+import { createJobHandlers } from "./admin/jobs.ts";
 import { createMessageStatusHandler } from "./admin/messages.ts";
 import type { Clock } from "./ops/clock.ts";
 import { type Config, hasGraphToken, hasWorker } from "./config.ts";
@@ -157,6 +158,13 @@ export async function createApp(options: AppOptions): Promise<App> {
       clock,
       onReplay: () => worker.wake(),
       handlersFor: (event) => dispatcher.handlersFor(event).map((handler) => handler.name),
+    }),
+    jobs: createJobHandlers({
+      store,
+      adminToken: config.adminToken,
+      clock,
+      destinations: config.destinations.map((destination) => destination.name),
+      onReplay: () => deliveries.wake(),
     }),
     messageStatus: createMessageStatusHandler({ store, adminToken: config.adminToken }),
   });

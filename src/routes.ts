@@ -7,6 +7,7 @@
  * @module
  */
 import type { AdminHandlers } from "./admin/events.ts";
+import type { JobHandlers } from "./admin/jobs.ts";
 import type { Route, RouteHandler } from "./http/router.ts";
 import type { HealthHandlers } from "./ops/health.ts";
 
@@ -20,6 +21,8 @@ export interface ServiceHandlers {
   metrics: RouteHandler;
   /** `createAdminHandlers` (`admin/events.ts`); `undefined` without an admin token. */
   admin: AdminHandlers | undefined;
+  /** `createJobHandlers` (`admin/jobs.ts`); `undefined` without an admin token. */
+  jobs: JobHandlers | undefined;
   /** `createMessageStatusHandler` (`admin/messages.ts`); `undefined` without an admin token. */
   messageStatus: RouteHandler | undefined;
 }
@@ -36,7 +39,7 @@ interface _Row {
  * out, so their paths answer 404 like any unknown path.
  */
 export function serviceRoutes(handlers: ServiceHandlers): Route[] {
-  const { webhook, health, metrics, admin, messageStatus } = handlers;
+  const { webhook, health, metrics, admin, jobs, messageStatus } = handlers;
   const table: _Row[] = [
     { method: "GET", path: "/webhook/whatsapp", handler: webhook.handshake },
     { method: "POST", path: "/webhook/whatsapp", handler: webhook.intake },
@@ -47,6 +50,17 @@ export function serviceRoutes(handlers: ServiceHandlers): Route[] {
     { method: "GET", path: "/admin/events/:id", handler: admin?.getEvent },
     { method: "POST", path: "/admin/events/:id/replay", handler: admin?.replayEvent },
     { method: "POST", path: "/admin/dead-letters/replay", handler: admin?.replayDeadLetters },
+    { method: "GET", path: "/admin/destinations/:name/jobs", handler: jobs?.listJobs },
+    {
+      method: "POST",
+      path: "/admin/destinations/:name/jobs/:eventId/replay",
+      handler: jobs?.replayJob,
+    },
+    {
+      method: "POST",
+      path: "/admin/destinations/:name/dead-jobs/replay",
+      handler: jobs?.replayDeadJobs,
+    },
     { method: "GET", path: "/admin/messages/:wamid", handler: messageStatus },
   ];
   return table.filter((row): row is Route => row.handler !== undefined);

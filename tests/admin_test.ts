@@ -378,6 +378,7 @@ Deno.test("GET /admin/events/:id returns the record, its attempts and the typed 
     lastError: "echo: timeout",
     history: [{ at: "2026-01-01T00:00:00.100Z", ms: 42, error: "echo: timeout" }],
     event: status,
+    jobs: [], // no destination declared
   });
   for (const event of [message, slashed]) {
     const found = await call(server, "GET", `/admin/events/${encodeURIComponent(event.id)}`);

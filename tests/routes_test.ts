@@ -62,6 +62,7 @@ Deno.test("serviceRoutes() lists exactly the README's endpoints, in its order", 
       replayEvent: _stub,
       replayDeadLetters: _stub,
     },
+    jobs: { listJobs: _stub, replayJob: _stub, replayDeadJobs: _stub },
     messageStatus: _stub,
   });
   const table = routes.map((route) => ({

@@ -14,6 +14,7 @@ import type { WebhookEvent } from "../events/events.ts";
 import { clipForReason, HttpError } from "../http/errors.ts";
 import type { RouteHandler } from "../http/router.ts";
 import { requireAdmin } from "./auth.ts";
+import { jobView } from "./jobs.ts";
 import {
   currentError,
   EVENT_KINDS,
@@ -48,7 +49,10 @@ export const MAX_LIST_LIMIT = 1000;
 export interface AdminHandlers {
   /** `GET /admin/events`: a page of event summaries, newest first. */
   listEvents: RouteHandler;
-  /** `GET /admin/events/:id`: one record with its event and, for a message, its replies. */
+  /**
+   * `GET /admin/events/:id`: one record with its event, its delivery jobs (one per destination)
+   * and, for a message, its replies.
+   */
   getEvent: RouteHandler;
   /** `POST /admin/events/:id/replay`: runs one event through its handlers again. */
   replayEvent: RouteHandler;
@@ -80,8 +84,15 @@ export function createAdminHandlers(options: AdminOptions): AdminHandlers | unde
       const id = params.id ?? "";
       const stored = await store.getEvent(id);
       if (!stored) throw new HttpError(404, `Event "${id}" is unknown or has expired`);
-      const replies = await _repliesOf(store, stored.event, options.handlersFor);
-      return Response.json({ ..._recordView(stored.record, stored.event), ...replies });
+      const [replies, jobs] = await Promise.all([
+        _repliesOf(store, stored.event, options.handlersFor),
+        store.getJobs(id),
+      ]);
+      return Response.json({
+        ..._recordView(stored.record, stored.event),
+        ...replies,
+        jobs: jobs.map(jobView),
+      });
     }),
     replayEvent: guard(async (_request, { params, log }) => {
       const id = params.id ?? "";

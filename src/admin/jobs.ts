@@ -1,0 +1,181 @@
+/**
+ * The admin API's delivery jobs, for operators: see a destination's jobs and recover dead or stuck
+ * ones — the handlers of `/admin/destinations/:name/jobs…` and
+ * `/admin/destinations/:name/dead-jobs/replay` (their paths are in `src/routes.ts`).
+ *
+ * Every handler needs `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time. With no
+ * admin token configured there are no handlers at all, so the paths answer 404 like any unknown
+ * path. A destination not declared answers 404. Times are ISO 8601 strings (UTC). Event ids are
+ * percent-encoded in paths (`encodeURIComponent`); they are decoded once by the router.
+ *
+ * @module
+ */
+import type { Clock } from "../ops/clock.ts";
+import { clipForReason, HttpError } from "../http/errors.ts";
+import type { RouteHandler } from "../http/router.ts";
+import { requireAdmin } from "./auth.ts";
+import { totalJobAttempts } from "../store/job_record.ts";
+import {
+  InvalidCursorError,
+  JOB_STATES,
+  type JobRecord,
+  type JobState,
+  type ListJobsOptions,
+  type Store,
+} from "../store/store.ts";
+
+/** What {@linkcode createJobHandlers} needs. */
+export interface JobAdminOptions {
+  store: Store;
+  /** The bearer token operators send; `undefined` turns the admin API off (404). */
+  adminToken: string | undefined;
+  clock: Clock;
+  /** The declared destinations' names; any other name answers 404. */
+  destinations: readonly string[];
+  /** Called after a replay made jobs due, so the app can wake the deliverers at once. */
+  onReplay?: () => void;
+}
+
+/** Jobs listed when the query has no `limit`. */
+export const DEFAULT_JOB_LIST_LIMIT = 100;
+/** Largest `limit`: a page of jobs (each with at most its history) stays well under a megabyte. */
+export const MAX_JOB_LIST_LIMIT = 1000;
+
+/** The handlers of the admin API's delivery jobs. */
+export interface JobHandlers {
+  /** `GET /admin/destinations/:name/jobs`: a page of the destination's jobs, newest first. */
+  listJobs: RouteHandler;
+  /** `POST /admin/destinations/:name/jobs/:eventId/replay`: delivers one event again. */
+  replayJob: RouteHandler;
+  /** `POST /admin/destinations/:name/dead-jobs/replay`: delivers every dead job again. */
+  replayDeadJobs: RouteHandler;
+}
+
+/**
+ * The job handlers, or `undefined` when `adminToken` is undefined: the admin API is then off.
+ * Handlers throw {@linkcode HttpError}: 400 for a bad query, 401 (with `WWW-Authenticate`) for a
+ * missing or wrong token, 404 for a destination not declared or an unknown job, 409 for a job a
+ * deliverer is delivering now.
+ */
+export function createJobHandlers(options: JobAdminOptions): JobHandlers | undefined {
+  const { store, adminToken, clock } = options;
+  if (adminToken === undefined) return undefined;
+  const guard = (handler: RouteHandler): RouteHandler => requireAdmin(adminToken, handler);
+  const declared = new Set(options.destinations);
+  /** The `:name` parameter, when it names a declared destination. */
+  const destinationOf = (params: Record<string, string>): string => {
+    const name = params.name ?? "";
+    if (!declared.has(name)) {
+      throw new HttpError(404, `Destination "${clipForReason(name)}" is not declared`);
+    }
+    return name;
+  };
+
+  return {
+    listJobs: guard(async (request, { params }) => {
+      const destination = destinationOf(params);
+      const query = _listOptions(new URL(request.url).searchParams);
+      const page = await store.listJobs(destination, query).catch((error) => {
+        if (error instanceof InvalidCursorError) throw new HttpError(400, error.message);
+        throw error;
+      });
+      return Response.json({
+        jobs: page.jobs.map(jobView),
+        ...(page.cursor === undefined ? {} : { cursor: page.cursor }),
+      });
+    }),
+    replayJob: guard(async (_request, { params, log }) => {
+      const destination = destinationOf(params);
+      const eventId = params.eventId ?? "";
+      const result = await store.replayJob(destination, eventId, clock.now());
+      if (result.status === "not_found") {
+        throw new HttpError(
+          404,
+          `No job of event "${
+            clipForReason(eventId)
+          }" to destination "${destination}": unknown or expired`,
+        );
+      }
+      if (result.status === "busy") {
+        throw new HttpError(
+          409,
+          `Cannot replay the job of event "${
+            clipForReason(eventId)
+          }" to destination "${destination}": ` +
+            `a deliverer is delivering it now`,
+        );
+      }
+      log.info("job replayed", { destination, eventId });
+      options.onReplay?.();
+      return Response.json({ replayed: eventId, destination }, { status: 202 });
+    }),
+    replayDeadJobs: guard(async (_request, { params, log }) => {
+      const destination = destinationOf(params);
+      const replayed = await store.replayDeadJobs(destination, clock.now());
+      log.info("dead jobs replayed", { destination, replayed });
+      if (replayed > 0) options.onReplay?.();
+      return Response.json({ replayed }, { status: 202 });
+    }),
+  };
+}
+
+/**
+ * A job as the API shows it: times as ISO strings, no storage details; `attempts` counts every
+ * attempt, replayed ones included, and `lastError` is gone once one succeeded.
+ */
+export function jobView(job: JobRecord): Record<string, unknown> {
+  return {
+    eventId: job.eventId,
+    destination: job.destination,
+    state: job.state,
+    attempts: totalJobAttempts(job),
+    createdAt: _iso(job.createdAt),
+    dueAt: job.dueAt === null ? null : _iso(job.dueAt),
+    expiresAt: _iso(job.expiresAt),
+    ...(job.lastError === undefined ? {} : { lastError: job.lastError }),
+    history: job.history.map((attempt) => ({
+      at: _iso(attempt.at),
+      ms: attempt.ms,
+      ...(attempt.error === undefined ? {} : { error: attempt.error }),
+    })),
+  };
+}
+
+/** Reads `state`, `limit` and `cursor`; an empty parameter counts as absent. */
+function _listOptions(query: URLSearchParams): ListJobsOptions {
+  const options: ListJobsOptions = { limit: DEFAULT_JOB_LIST_LIMIT };
+  const limit = query.get("limit") || undefined;
+  if (limit !== undefined) {
+    const value = /^\d{1,7}$/.test(limit) ? Number(limit) : NaN;
+    if (!(value >= 1 && value <= MAX_JOB_LIST_LIMIT)) {
+      throw new HttpError(
+        400,
+        `Cannot list jobs: "limit" must be an integer from 1 to ${MAX_JOB_LIST_LIMIT}, got "${
+          clipForReason(limit)
+        }"`,
+      );
+    }
+    options.limit = value;
+  }
+  const state = query.get("state") || undefined;
+  if (state !== undefined) {
+    if (!(JOB_STATES as readonly string[]).includes(state)) {
+      throw new HttpError(
+        400,
+        `Cannot list jobs: "state" must be one of ${JOB_STATES.join(", ")}, got "${
+          clipForReason(state)
+        }"`,
+      );
+    }
+    options.state = state as JobState;
+  }
+  const cursor = query.get("cursor") || undefined;
+  if (cursor !== undefined) options.cursor = cursor;
+  return options;
+}
+
+/** A time as an ISO string, or `null` for one no `Date` can hold (one bad time must not fail). */
+function _iso(ms: number): string | null {
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? null : date.toISOString();
+}
