@@ -100,7 +100,9 @@ export async function createApp(options: AppOptions): Promise<App> {
     retry,
     leaseMs: config.leaseMs,
     ...(options.random ? { random: options.random } : {}),
+    observer: metrics.destinationObserver(),
   });
+  metrics.watchDestinations(config.destinations.map((d) => d.name), store, clock);
   const worker = createWorker({
     store,
     dispatcher,
@@ -150,6 +152,10 @@ export async function createApp(options: AppOptions): Promise<App> {
       lastDeliveryAt: () => metrics.lastDeliveryAt(),
       logger,
       metrics,
+      destinations: {
+        names: config.destinations.filter((d) => !d.paused).map((d) => d.name),
+        store,
+      },
     }),
     metrics: createMetricsHandler({ metrics, adminToken: config.adminToken, store, clock }),
     admin: createAdminHandlers({

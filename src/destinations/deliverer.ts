@@ -25,10 +25,10 @@ import type { Logger } from "../ops/log.ts";
 import { within } from "../ops/timeout.ts";
 import type { ClaimedJob, JobOutcome, Store } from "../store/store.ts";
 import { retryDelayMs, type RetryPolicy } from "../dispatch/retry_delay.ts";
-import { createCircuitBreaker } from "./circuit.ts";
+import { type CircuitState, createCircuitBreaker } from "./circuit.ts";
 import type { Destination } from "./declarations.ts";
 import { deliveryBody, webhookId } from "./payload.ts";
-import { sendOnce } from "./send.ts";
+import { type AttemptOutcome, sendOnce } from "./send.ts";
 import { createSigner } from "./signing.ts";
 
 /** What {@linkcode createDeliverer} needs. */
@@ -47,6 +47,23 @@ export interface DelivererOptions {
   random?: () => number;
   /** Defaults to the global `fetch`. */
   fetch?: typeof fetch;
+  /** Told about attempts, settled jobs and circuit changes (metrics); none by default. */
+  observer?: DelivererObserver;
+}
+
+/** What a deliverer tells its observer; each call names the destination. */
+export interface DelivererObserver {
+  /** One attempt ended with `outcome`, after `durationMs` on the deliverer's clock. */
+  onAttempt?(
+    attempt: { destination: string; outcome: AttemptOutcome["kind"]; durationMs: number },
+  ): void;
+  /**
+   * A job's result was stored; `lagMs` (from the event's reception to its delivery) is given for
+   * `delivered` only.
+   */
+  onSettled?(settled: { destination: string; state: JobOutcome["state"]; lagMs?: number }): void;
+  /** The destination's circuit changed to `state`. */
+  onCircuit?(change: { destination: string; state: CircuitState }): void;
 }
 
 /** A destination's delivery loop. */
@@ -92,6 +109,7 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
   const circuit = createCircuitBreaker({
     clock,
     onTransition: (change) => {
+      options.observer?.onCircuit?.({ destination: name, state: change.to });
       const fields = { from: change.from, to: change.to, failures: change.consecutiveFailures };
       if (change.to === "open") {
         logger.warn("destination failing: deliveries wait for a probe", {
@@ -212,6 +230,11 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
     });
     circuit.record(outcome);
     const endedAt = clock.now();
+    options.observer?.onAttempt?.({
+      destination: name,
+      outcome: outcome.kind,
+      durationMs: endedAt - startedAt,
+    });
     const attempt = job.attempts + 1;
     const fields = { eventId: event.id, attempt, status: "status" in outcome ? outcome.status : 0 };
     let settled: JobOutcome;
@@ -253,6 +276,10 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
       }
     }
     const isStored = await store.settleJob(claim, settled);
+    if (isStored) {
+      const lag = settled.state === "delivered" ? { lagMs: endedAt - job.createdAt } : {};
+      options.observer?.onSettled?.({ destination: name, state: settled.state, ...lag });
+    }
     if (!isStored) {
       logger.warn("delivery result not stored: the job's lease was lost", { eventId: event.id });
     } else if (settled.state === "delivered") {

@@ -12,7 +12,7 @@ import type { Logger } from "../ops/log.ts";
 import type { Store } from "../store/store.ts";
 import type { RetryPolicy } from "../dispatch/retry_delay.ts";
 import type { Destination } from "./declarations.ts";
-import { createDeliverer, type Deliverer } from "./deliverer.ts";
+import { createDeliverer, type Deliverer, type DelivererObserver } from "./deliverer.ts";
 import { destinationsFor } from "./filter.ts";
 
 /** What {@linkcode createDeliveries} needs. */
@@ -26,6 +26,8 @@ export interface DeliveriesOptions {
   random?: () => number;
   /** Defaults to the global `fetch`. */
   fetch?: typeof fetch;
+  /** Given to every deliverer (metrics). */
+  observer?: DelivererObserver;
 }
 
 /** The deliverers of every running destination. */

@@ -13,6 +13,11 @@
  * the instance is fine, but Meta is not sending to it (subscription, URL, certificate, app mode).
  * Silence is evaluated on each `/readyz` probe and each `/metrics` scrape.
  *
+ * Destination backlog: when a running destination's oldest due delivery job has waited longer
+ * than {@linkcode DESTINATION_BACKLOG_WARN_AFTER_MS}, `/readyz` stays 200 but adds a warning
+ * naming the destination: its consumer is down, answered 410, or cannot keep up. Paused
+ * destinations are left out: their jobs wait on purpose.
+ *
  * @module
  */
 import type { Clock } from "./clock.ts";
@@ -26,6 +31,13 @@ import type { Store } from "../store/store.ts";
 export const DEFAULT_WORKER_STALE_AFTER_MS = 10_000;
 /** A store probe slower than this fails readiness: intake would time out behind such a store. */
 export const DEFAULT_PROBE_TIMEOUT_MS = 2_000;
+
+/**
+ * A due delivery job older than this makes `/readyz` warn for its destination. The circuit's
+ * longest probe interval is 5 minutes, so a healthy destination recovering from an outage clears
+ * its oldest job well within 15; a job due for longer means deliveries are stuck, not slow.
+ */
+export const DESTINATION_BACKLOG_WARN_AFTER_MS = 15 * 60_000;
 
 /** What {@linkcode createHealthHandlers} needs. */
 export interface HealthOptions {
@@ -45,6 +57,11 @@ export interface HealthOptions {
    * evaluates the silence too (a collector is added to its registry).
    */
   metrics?: ServiceMetrics;
+  /**
+   * The running destinations whose oldest due job is checked on each `/readyz` (one job read per
+   * destination, in due order); none by default.
+   */
+  destinations?: { names: readonly string[]; store: Pick<Store, "jobFigures"> };
   /** Defaults to {@linkcode DEFAULT_WORKER_STALE_AFTER_MS}. */
   workerStaleAfterMs?: number;
   /** Defaults to {@linkcode DEFAULT_PROBE_TIMEOUT_MS}. */
@@ -98,11 +115,15 @@ export function createHealthHandlers(options: HealthOptions): HealthHandlers {
           if (workerProblem !== undefined) reasons.push(workerProblem);
         }
       }
-      const warning = silence.check();
+      const silenceWarning = silence.check();
+      const warnings = [
+        ...(silenceWarning !== undefined ? [silenceWarning] : []),
+        ...await _backlogWarnings(options.destinations, clock.now()),
+      ];
       const body: Readiness = {
         status: reasons.length === 0 ? "ready" : "unavailable",
         ...(reasons.length > 0 ? { reasons } : {}),
-        ...(warning !== undefined ? { warnings: [warning] } : {}),
+        ...(warnings.length > 0 ? { warnings } : {}),
       };
       return Response.json(body, {
         status: reasons.length === 0 ? 200 : 503,
@@ -181,6 +202,32 @@ export function createSilenceMonitor(options: SilenceMonitorOptions): SilenceMon
 }
 
 const _NO_STORE = { "Cache-Control": "no-store" };
+
+/**
+ * A warning per destination whose oldest due job has waited past
+ * {@linkcode DESTINATION_BACKLOG_WARN_AFTER_MS}, or whose jobs cannot be read. Reads one job per
+ * destination: the oldest due comes first.
+ */
+async function _backlogWarnings(
+  destinations: HealthOptions["destinations"],
+  now: number,
+): Promise<string[]> {
+  const warnings: string[] = [];
+  for (const name of destinations?.names ?? []) {
+    try {
+      const { oldestDueAgeMs } = await destinations!.store.jobFigures(name, { now, limit: 1 });
+      if (oldestDueAgeMs > DESTINATION_BACKLOG_WARN_AFTER_MS) {
+        warnings.push(
+          `Destination "${name}" has a delivery due for ${Math.floor(oldestDueAgeMs / 1_000)} s`,
+        );
+      }
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      warnings.push(`Cannot read the backlog of destination "${name}": ${reason}`);
+    }
+  }
+  return warnings;
+}
 
 function _workerProblem(lastLoopAt: number, now: number, staleAfterMs: number): string | undefined {
   if (lastLoopAt === 0) return "Worker loop has not started";
