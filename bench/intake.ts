@@ -20,6 +20,12 @@ const ROOT = new URL("..", import.meta.url);
 const DAY_MS = 86_400_000;
 /** A run sustains its load when no more than this (or 2% of its events) is left undone. */
 const SUSTAINED_BACKLOG = 200;
+/** The bench destination's signing secret: `whsec_` + base64 of 32 bytes (the consumer ignores it). */
+const SINK_SECRET = `whsec_${btoa(String.fromCharCode(...new Uint8Array(32).fill(7)))}`;
+/** The bench destination's name, as the store's jobs carry it. */
+const SINK_NAME = "sink";
+/** Events recorded before the delivery scenario starts the service: a few seconds of delivery. */
+const DELIVERY_BACKLOG = 5_000;
 
 // deno-lint-ignore no-console
 const print = console.log;
@@ -119,6 +125,25 @@ async function main(): Promise<void> {
       0.20,
       10,
     );
+    // The same again with one destination declared (a consumer answering 204 at once): what
+    // writing one delivery job beside each event costs the intake. No worker, so nothing is sent.
+    const fast = await startConsumer(204);
+    try {
+      const withDestination = await withService(
+        `${work}/alone-destination.kv`,
+        (port) => wrk(port, 32, bodies1, 0),
+        { WORKER_CONCURRENCY: "0", DESTINATIONS: sinkDeclaration(fast.port) },
+      );
+      const r = withDestination.result.requestsPerSecond / alone.result.requestsPerSecond;
+      report("  + one destination declared", withDestination.result, base);
+      print(
+        `  with/without a destination: ${r.toFixed(2)}x (target >= 0.90x: ${
+          r >= 0.9 ? "met" : "MISSED"
+        })`,
+      );
+    } finally {
+      await fast.close();
+    }
     print("");
 
     const eight = await withService(`${work}/eight.kv`, (port) => wrk(port, 8, bodies1, 0));
@@ -162,6 +187,52 @@ async function main(): Promise<void> {
         ratio(drain, base)
       } (target >= 0.15x)\n`,
     );
+
+    // Delivery to a consumer answering 200: a recorded backlog, then the service with its worker
+    // and the destination; the rate is counted at the consumer, against the no-op drain above.
+    const consumer = await startConsumer(200);
+    let delivered = 0;
+    try {
+      for (const concurrency of [undefined, 16]) {
+        const rate = await deliveryAlone(
+          `${work}/deliver-${concurrency ?? "default"}.kv`,
+          DELIVERY_BACKLOG,
+          consumer,
+          concurrency,
+        );
+        delivered = Math.max(delivered, rate.eventsPerSecond);
+        const r = rate.eventsPerSecond / drain;
+        print(
+          `delivery of a ${DELIVERY_BACKLOG}-event backlog to a consumer answering 200, ` +
+            `concurrency ${concurrency ?? "4 (default)"}: ${rate.eventsPerSecond.toFixed(0)} ` +
+            `events/s = ${r.toFixed(2)}x the no-op drain (target >= 0.50x: ${
+              r >= 0.5 ? "met" : "MISSED"
+            }); ${rate.requests} requests for ${rate.distinct} events`,
+        );
+      }
+      // From reception to delivery under a steady load at half the delivery rate just measured.
+      consumer.reset();
+      const offered = delivered * 0.5;
+      const pauseMs = Math.max(0, Math.round((32 / offered) * 1000 - 1));
+      const steady = await withService(
+        `${work}/deliver-steady.kv`,
+        (port) => wrk(port, 32, bodies1, pauseMs),
+        { DESTINATIONS: sinkDeclaration(consumer.port) },
+      );
+      const arrived = consumer.distinct();
+      const lags = consumer.lagsMs.toSorted((a, b) => a - b);
+      const p = (q: number): number =>
+        lags[Math.min(lags.length - 1, Math.floor(lags.length * q))] ?? NaN;
+      print(
+        `delivery under a steady load, 32 conn, ${pauseMs} ms pause: intake ${
+          (steady.recorded / SECONDS).toFixed(0)
+        } events/s, delivered ${(arrived / SECONDS).toFixed(0)} events/s, backlog at the end ${
+          steady.recorded - arrived
+        }; reception to delivery p50 ${p(0.5).toFixed(0)} ms, p99 ${p(0.99).toFixed(0)} ms\n`,
+      );
+    } finally {
+      await consumer.close();
+    }
 
     // The highest steady load the service sustains: each connection pauses between requests,
     // and the load is raised while the worker keeps up with the intake.
@@ -506,6 +577,118 @@ async function workerAlone(kvPath: string, count: number): Promise<number> {
       lines.find((line) => line.handled >= count)!;
     if (last.at <= first.at) throw new Error("drained within one progress interval: raise count");
     return (last.handled - first.handled) / ((last.at - first.at) / 1000);
+  } finally {
+    await process.stop();
+  }
+}
+
+/** `DESTINATIONS` declaring the bench destination on loopback `port`. */
+function sinkDeclaration(port: number, concurrency?: number): string {
+  return JSON.stringify([{
+    name: SINK_NAME,
+    url: `http://127.0.0.1:${port}/hook`,
+    secrets: [SINK_SECRET],
+    ...(concurrency === undefined ? {} : { concurrency }),
+  }]);
+}
+
+/** A consumer in the bench process: counts what it receives and how long after reception. */
+interface Consumer {
+  port: number;
+  /** Requests received. */
+  requests: () => number;
+  /** Distinct `webhook-id`s received. */
+  distinct: () => number;
+  /** When each distinct event arrived, ms since the epoch, in order. */
+  arrivals: number[];
+  /** For each distinct event, its arrival minus the payload's `timestamp` (its reception). */
+  lagsMs: number[];
+  reset: () => void;
+  close: () => Promise<void>;
+}
+
+/** Starts a consumer on a free loopback port answering `status` to every request. */
+function startConsumer(status: number): Promise<Consumer> {
+  let requests = 0;
+  let ids = new Set<string>();
+  const arrivals: number[] = [];
+  const lagsMs: number[] = [];
+  return new Promise((resolve) => {
+    const server = Deno.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      onListen: ({ port }) =>
+        resolve({
+          port,
+          requests: () => requests,
+          distinct: () => ids.size,
+          arrivals,
+          lagsMs,
+          reset: () => {
+            requests = 0;
+            ids = new Set();
+            arrivals.length = 0;
+            lagsMs.length = 0;
+          },
+          close: () => server.shutdown(),
+        }),
+    }, async (request) => {
+      const body = await request.json() as { timestamp: string };
+      const now = Date.now();
+      requests++;
+      const id = request.headers.get("webhook-id") ?? "";
+      if (!ids.has(id)) {
+        ids.add(id);
+        arrivals.push(now);
+        lagsMs.push(now - Date.parse(body.timestamp));
+      }
+      return new Response(null, { status });
+    });
+  });
+}
+
+/**
+ * Records `count` events with a job each for the bench destination straight into a KV file, then
+ * times their delivery to `consumer` by the service (its worker draining the same events beside).
+ */
+async function deliveryAlone(
+  kvPath: string,
+  count: number,
+  consumer: Consumer,
+  concurrency?: number,
+): Promise<{ eventsPerSecond: number; requests: number; distinct: number }> {
+  const store = createKvStore(await Deno.openKv(kvPath), {
+    dedupTtlMs: 8 * DAY_MS,
+    retentionMs: 7 * DAY_MS,
+    leaseMs: 15_000,
+  });
+  for (let n = 0; n < count; n += 100) {
+    const { events } = parseDelivery(delivery(`D${n}`, 100));
+    await store.recordEvents(events, { now: Date.now(), destinationsFor: () => [SINK_NAME] });
+  }
+  store.close();
+  consumer.reset();
+  const process = spawnService(kvPath, freePort(), {
+    DESTINATIONS: sinkDeclaration(consumer.port, concurrency),
+  });
+  try {
+    const deadline = performance.now() + 120_000;
+    while (consumer.distinct() < count) {
+      if (performance.now() > deadline) {
+        throw new Error(
+          `${consumer.distinct()} of ${count} delivered in 2 min:\n${process.lines.join("\n")}`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    // From the first arrival to the last, so the start-up does not count.
+    const { arrivals } = consumer;
+    const seconds = (arrivals.at(-1)! - arrivals[0]!) / 1000;
+    return {
+      eventsPerSecond: (arrivals.length - 1) / seconds,
+      requests: consumer.requests(),
+      distinct: consumer.distinct(),
+    };
   } finally {
     await process.stop();
   }
