@@ -1368,6 +1368,26 @@ export function storeContract(name: string, open: OpenStore): void {
     assert.equal((await store.getJobs(event!.id))[0]?.state, "retrying");
   });
 
+  test("settleJob of many jobs at once stores each, and refuses only the one whose lease was lost", async (store) => {
+    const events = _textEvents(_range(1, 12));
+    await store.recordEvents(events.slice(0, 1), { now: T0, destinationsFor: () => ["crm"] });
+    await store.recordEvents(events.slice(1), { now: T0 + 1, destinationsFor: () => ["crm"] });
+    const [lost] = await store.claimJobs("crm", { now: T0, limit: 1, leaseUntil: T0 + 10 });
+    const now = T0 + 20; // the first lease ran out: it is claimed again with the others
+    const claims = await store.claimJobs("crm", { now, limit: 12, leaseUntil: now + LEASE_MS });
+    assert.equal(claims.length, 12);
+    // The lost one among the others: a store that commits them together must not fail them all.
+    const settling = claims.map((claim) => store.settleJob(claim, _delivered(now, now + 5)));
+    settling.splice(6, 0, store.settleJob(lost!, _delivered(T0, T0 + 30)));
+    const settled = await Promise.all(settling);
+    assert.deepEqual(settled, settled.map((_, i) => i !== 6));
+    for (const event of events) {
+      const [job] = await store.getJobs(event.id);
+      assert.equal(job?.state, "delivered", event.id);
+      assert.equal(job?.attempts, 1, `${event.id}: the lost settle stored nothing`);
+    }
+  });
+
   test("settleJob retrying: the job is due again from retryAt, in due order with the others", async (store) => {
     const events = _textEvents([1, 2, 3]);
     await store.recordEvents(events.slice(0, 2), { now: T0, destinationsFor: () => ["crm"] });

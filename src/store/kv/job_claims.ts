@@ -11,6 +11,7 @@
 import type { WebhookEvent } from "../../events/events.ts";
 import { type JobOutcome, type JobRecord, leasedJob, settledJob } from "../job_record.ts";
 import type { ClaimedJob, ClaimJobsOptions, Lease } from "../store.ts";
+import { createGroupCommitter } from "../group_commit.ts";
 import { commitWithRetry } from "./commit.ts";
 import { getManyInBatches } from "./get_many.ts";
 import {
@@ -154,32 +155,72 @@ async function _claimBatch(
   return alone.flat();
 }
 
+/** Settles delivery attempts' results, gathered with those of other attempts. */
+export interface JobSettler {
+  /**
+   * Stores what an attempt came to while the claim's lease is held: the job's record, a retry's
+   * due entry or a dead letter. `false`, storing nothing, once the lease was lost.
+   */
+  settle(claim: ClaimedJob, outcome: JobOutcome): Promise<boolean>;
+}
+
+/** One job's settled record, ready to commit. */
+interface _Settled {
+  lease: KvJobLease;
+  next: JobRecord;
+  expireIn: number;
+}
+
 /**
- * Stores an attempt's outcome if the claim's lease still holds (the job record unchanged since the
- * claim or the last extension): the job's lease entry goes, a retry's entry or a dead letter comes.
- * `false`, storing nothing, when the lease was lost. The lease is spent either way.
+ * Creates the settler of job results over `kv`: results that finish while a commit runs go into
+ * the next one together (at most {@linkcode JOBS_PER_SETTLE} each: one check per job, KV
+ * Connect's limit), so a busy destination's deliveries share disk syncs as the worker's results
+ * do. When one lease in a commit was lost, each result of it is committed alone.
  */
-export async function settleJob(
+export function createJobSettler(kv: Deno.Kv): JobSettler {
+  const committer = createGroupCommitter<_Settled, boolean>({
+    maxGroupSize: JOBS_PER_SETTLE,
+    maxInFlight: 1,
+    commit: async (group) => {
+      if ((await _commitSettled(kv, group)).ok) return group.map(() => true);
+      return await Promise.all(group.map(async (one) => (await _commitSettled(kv, [one])).ok));
+    },
+  });
+  return {
+    settle(claim, outcome) {
+      const lease = kvJobLease(claim.lease);
+      const next = settledJob(lease.record, outcome);
+      const expireIn = Math.max(1, next.expiresAt - outcome.endedAt);
+      return committer.submit({ lease, next, expireIn });
+    },
+  };
+}
+
+/** Results settled per commit at most: one check each. */
+const JOBS_PER_SETTLE = 10;
+
+/** Commits settled jobs in one atomic, each checked by the versionstamp its lease holds. */
+function _commitSettled(
   kv: Deno.Kv,
-  claim: ClaimedJob,
-  outcome: JobOutcome,
-): Promise<boolean> {
-  const lease = kvJobLease(claim.lease);
-  const { destination, eventId } = lease.record;
-  const next = settledJob(lease.record, outcome);
-  const expireIn = Math.max(1, next.expiresAt - outcome.endedAt);
-  const result = await commitWithRetry(() => {
-    const atomic = kv.atomic()
-      .check({ key: jobKey(destination, eventId), versionstamp: lease.versionstamp })
-      .delete(jobReadyKey(destination, lease.until, eventId))
-      .set(jobKey(destination, eventId), next, { expireIn });
-    if (next.state === "retrying") {
-      atomic.set(jobReadyKey(destination, next.dueAt!, eventId), eventId, { expireIn });
+  group: readonly _Settled[],
+): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+  return commitWithRetry(() => {
+    const atomic = kv.atomic();
+    for (const { lease, next, expireIn } of group) {
+      const { destination, eventId } = lease.record;
+      atomic
+        .check({ key: jobKey(destination, eventId), versionstamp: lease.versionstamp })
+        .delete(jobReadyKey(destination, lease.until, eventId))
+        .set(jobKey(destination, eventId), next, { expireIn });
+      if (next.state === "retrying") {
+        atomic.set(jobReadyKey(destination, next.dueAt!, eventId), eventId, { expireIn });
+      }
+      if (next.state === "dead") {
+        atomic.set(jobDeadKey(destination, eventId), eventId, { expireIn });
+      }
     }
-    if (next.state === "dead") atomic.set(jobDeadKey(destination, eventId), eventId, { expireIn });
     return atomic;
   });
-  return result.ok;
 }
 
 /**

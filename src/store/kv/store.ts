@@ -11,7 +11,7 @@ import type { Store, StoreOptions } from "../store.ts";
 import { bringForward } from "./bring_forward.ts";
 import { claimDue } from "./claims.ts";
 import { getEvent, listEvents, replayDeadLetters, replayEvent } from "./event_log.ts";
-import { claimJobs, extendJobLease, settleJob } from "./job_claims.ts";
+import { claimJobs, createJobSettler, extendJobLease } from "./job_claims.ts";
 import { getJobs, jobFigures, listJobs, replayDeadJobs, replayJob } from "./job_log.ts";
 import { healthProbeKey } from "./keys.ts";
 import { kvClaim, kvLease } from "./lease.ts";
@@ -38,6 +38,7 @@ export function createKvStore(kv: Deno.Kv, options: KvStoreOptions): Store {
   const lifeMs = recordLifeMs(options);
   const inbox = createInbox(kv, options);
   const leaseChanges = createLeaseChanges(kv);
+  const jobSettler = createJobSettler(kv);
   return {
     name: "Deno KV",
     recordEvents: (events, recordOptions) => inbox.record(events, recordOptions),
@@ -85,7 +86,7 @@ export function createKvStore(kv: Deno.Kv, options: KvStoreOptions): Store {
     },
     claimJobs: (destination, claimOptions) => claimJobs(kv, destination, claimOptions),
     extendJobLease: (lease, until) => extendJobLease(kv, lease, until),
-    settleJob: (claim, outcome) => settleJob(kv, claim, outcome),
+    settleJob: (claim, outcome) => jobSettler.settle(claim, outcome),
     getJobs: (eventId) => getJobs(kv, eventId),
     listJobs: (destination, listOptions) => listJobs(kv, destination, listOptions),
     replayJob: (destination, eventId, now) => replayJob(kv, destination, { eventId, now }),
