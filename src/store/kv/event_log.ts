@@ -46,7 +46,7 @@ const LIST_BATCH_SIZE = 500;
 const REPLAY_ATTEMPTS = 10;
 
 /** A position in the timeline: an entry (its key parts after the prefix) and an index in it. */
-export interface TimelinePosition {
+interface TimelinePosition {
   receivedAt: number;
   entryId: string;
   index: number;
@@ -66,15 +66,35 @@ export interface TimelineEvent extends TimelinePosition {
  * {@linkcode InvalidCursorError} for a cursor it cannot read.
  */
 export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promise<EventPage> {
+  const { items, cursor } = await pageTimeline(kv, options, async (batch) => {
+    const stored = await kv.getMany<KvEventRecord[]>(batch.map((p) => eventKey(p.id)));
+    const records = await withCurrentState(kv, stored.map((entry) => entry.value));
+    return records.map((record) => record && _matches(record, options) ? _summary(record) : null);
+  });
+  return cursor === undefined ? { events: items } : { events: items, cursor };
+}
+
+/**
+ * One page of what the timeline lists, newest first: `read` turns each batch of timeline events
+ * (ten, one `getMany`) into items, `null` for those that do not match. At most `limit` items, with
+ * a cursor exactly when another match follows (it reads one match ahead to know); at most
+ * {@linkcode MAX_SCAN_EVENTS} events read per call, after which the cursor resumes behind the last
+ * one read. Throws {@linkcode InvalidCursorError} for a cursor it cannot read.
+ */
+export async function pageTimeline<T>(
+  kv: Deno.Kv,
+  options: { limit: number; cursor?: string },
+  read: (batch: readonly TimelineEvent[]) => Promise<(T | null)[]>,
+): Promise<{ items: T[]; cursor?: string }> {
   const limit = Math.max(1, Math.floor(options.limit));
-  const after = options.cursor === undefined ? undefined : decodeTimelineCursor(options.cursor);
+  const after = options.cursor === undefined ? undefined : _decodeCursor(options.cursor);
   // Each entry holds at least one event: this many entries cover the budget and one more.
-  const timeline = newestFirst(kv, after, {
+  const timeline = _newestFirst(kv, after, {
     maxEntries: MAX_SCAN_EVENTS + 1,
     batchSize: Math.min(LIST_BATCH_SIZE, limit + GET_MANY_MAX_KEYS),
   });
 
-  const events: EventSummary[] = [];
+  const items: T[] = [];
   let scanned = 0;
   let lastReturned: TimelinePosition | undefined;
   let lastScanned: TimelinePosition | undefined;
@@ -92,34 +112,33 @@ export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promi
       batch.push(next.value);
     }
     if (batch.length === 0) continue;
-    const stored = await kv.getMany<KvEventRecord[]>(batch.map((p) => eventKey(p.id)));
-    const records = await withCurrentState(kv, stored.map((entry) => entry.value));
+    const found = await read(batch);
     for (let i = 0; i < batch.length; i++) {
-      const record = records[i];
-      if (record && _matches(record, options)) {
-        if (events.length === limit) {
+      const item = found[i];
+      if (item !== null && item !== undefined) {
+        if (items.length === limit) {
           hasMoreMatches = true; // read ahead only: the next page starts with it
           break;
         }
-        events.push(_summary(record));
+        items.push(item);
         lastReturned = batch[i];
       }
       lastScanned = batch[i];
     }
   }
-  if (hasMoreMatches) return { events, cursor: encodeTimelineCursor(lastReturned!) };
+  if (hasMoreMatches) return { items, cursor: _encodeCursor(lastReturned!) };
   // Out of budget with events left: resume after the last one read, all of which were seen.
   if (!isExhausted && lastScanned && !(await timeline.next()).done) {
-    return { events, cursor: encodeTimelineCursor(lastScanned) };
+    return { items, cursor: _encodeCursor(lastScanned) };
   }
-  return { events };
+  return { items };
 }
 
 /**
  * The timeline's events newest first, after `after` when given: the rest of its entry first, then
  * the older entries, reading at most `maxEntries` of them, `batchSize` per round trip.
  */
-export async function* newestFirst(
+async function* _newestFirst(
   kv: Deno.Kv,
   after: TimelinePosition | undefined,
   { maxEntries, batchSize }: { maxEntries: number; batchSize: number },
@@ -253,14 +272,14 @@ function _summary(record: KvEventRecord): EventSummary {
 }
 
 /** A cursor is the last timeline position consumed, as base64url JSON: opaque to clients. */
-export function encodeTimelineCursor(position: TimelinePosition): string {
+function _encodeCursor(position: TimelinePosition): string {
   const json = JSON.stringify([position.receivedAt, position.entryId, position.index]);
   const base64 = btoa(String.fromCharCode(...new TextEncoder().encode(json)));
   return base64.replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
 /** The position a cursor names; throws {@linkcode InvalidCursorError} for one it did not make. */
-export function decodeTimelineCursor(cursor: string): TimelinePosition {
+function _decodeCursor(cursor: string): TimelinePosition {
   const invalid = new InvalidCursorError(
     `Cannot read "cursor": pass back the cursor of the previous page unchanged`,
   );

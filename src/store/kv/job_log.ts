@@ -7,15 +7,8 @@
 import { isWaitingJob, type JobRecord, replayedJob } from "../job_record.ts";
 import type { JobFigures, JobPage, JobReplayResult, ListJobsOptions } from "../store.ts";
 import { commitWithRetry } from "./commit.ts";
-import {
-  decodeTimelineCursor,
-  encodeTimelineCursor,
-  MAX_SCAN_EVENTS,
-  newestFirst,
-  type TimelineEvent,
-  type TimelinePosition,
-} from "./event_log.ts";
-import { GET_MANY_MAX_KEYS, getManyInBatches } from "./get_many.ts";
+import { pageTimeline } from "./event_log.ts";
+import { getManyInBatches } from "./get_many.ts";
 import {
   eventKey,
   jobDeadKey,
@@ -52,49 +45,13 @@ export async function listJobs(
   destination: string,
   options: ListJobsOptions,
 ): Promise<JobPage> {
-  const limit = Math.max(1, Math.floor(options.limit));
-  const after = options.cursor === undefined ? undefined : decodeTimelineCursor(options.cursor);
-  const timeline = newestFirst(kv, after, {
-    maxEntries: MAX_SCAN_EVENTS + 1,
-    batchSize: Math.min(LIST_BATCH_SIZE, limit + GET_MANY_MAX_KEYS),
-  });
-  const jobs: JobRecord[] = [];
-  let scanned = 0;
-  let lastReturned: TimelinePosition | undefined;
-  let lastScanned: TimelinePosition | undefined;
-  let hasMoreMatches = false;
-  let isExhausted = false;
-  while (!hasMoreMatches && !isExhausted && scanned < MAX_SCAN_EVENTS) {
-    const batch: TimelineEvent[] = [];
-    while (batch.length < GET_MANY_MAX_KEYS && scanned < MAX_SCAN_EVENTS) {
-      const next = await timeline.next();
-      if (next.done) {
-        isExhausted = true;
-        break;
-      }
-      scanned++;
-      batch.push(next.value);
-    }
-    if (batch.length === 0) continue;
+  const { items, cursor } = await pageTimeline(kv, options, async (batch) => {
     const entries = await kv.getMany<JobRecord[]>(batch.map((p) => jobKey(destination, p.id)));
-    for (const [i, entry] of entries.entries()) {
-      const job = entry.value;
-      if (job && (options.state === undefined || job.state === options.state)) {
-        if (jobs.length === limit) {
-          hasMoreMatches = true; // read ahead only: the next page starts with it
-          break;
-        }
-        jobs.push(job);
-        lastReturned = batch[i];
-      }
-      lastScanned = batch[i];
-    }
-  }
-  if (hasMoreMatches) return { jobs, cursor: encodeTimelineCursor(lastReturned!) };
-  if (!isExhausted && lastScanned && !(await timeline.next()).done) {
-    return { jobs, cursor: encodeTimelineCursor(lastScanned) };
-  }
-  return { jobs };
+    return entries.map(({ value: job }) =>
+      job && (options.state === undefined || job.state === options.state) ? job : null
+    );
+  });
+  return cursor === undefined ? { jobs: items } : { jobs: items, cursor };
 }
 
 /**
