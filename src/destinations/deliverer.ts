@@ -21,6 +21,7 @@
  * @module
  */
 import type { Clock } from "../ops/clock.ts";
+import { createWakeup } from "../ops/wakeup.ts";
 import type { Logger } from "../ops/log.ts";
 import { within } from "../ops/timeout.ts";
 import type { ClaimedJob, JobOutcome, Store } from "../store/store.ts";
@@ -125,8 +126,7 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
   let loop: Promise<void> | undefined;
   let isStopping = false;
   let isGone = false;
-  let isWoken = false;
-  let wakeUp: (() => void) | undefined;
+  const wakeup = createWakeup(clock);
   /** When the next attempt may start under the rate limit. */
   let nextSendAt = 0;
   /** The earliest retry this deliverer scheduled, so the loop wakes for it before the poll. */
@@ -134,7 +134,7 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
 
   async function runLoop(): Promise<void> {
     while (!isStopping && !isGone) {
-      isWoken = false;
+      wakeup.clear();
       const free = concurrency - inFlight.size;
       let claimed = 0;
       let limit = free;
@@ -170,25 +170,17 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
 
   /** Sleeps until woken, until an attempt ends, until a retry or probe is due, or one poll. */
   async function waitForWork(): Promise<void> {
-    if (isWoken) return;
+    if (wakeup.isWoken()) return;
     const now = clock.now();
     let sleepMs = pollIntervalMs;
     if (nextRetryAt > now) sleepMs = Math.min(sleepMs, nextRetryAt - now);
     else if (nextRetryAt !== Infinity) nextRetryAt = Infinity;
     const probeAt = circuit.nextProbeAtMs();
     if (probeAt !== undefined) sleepMs = Math.min(sleepMs, probeAt - now);
-    sleepMs = Math.max(MIN_SLEEP_MS, sleepMs);
-    const cancelSleep = new AbortController();
-    const woken = new Promise<void>((resolve) => (wakeUp = resolve));
-    await Promise.race([clock.sleep(sleepMs, cancelSleep.signal).catch(() => {}), woken]);
-    cancelSleep.abort();
-    wakeUp = undefined;
+    await wakeup.sleep(Math.max(MIN_SLEEP_MS, sleepMs));
   }
 
-  function wake(): void {
-    isWoken = true;
-    wakeUp?.();
-  }
+  const wake = (): void => wakeup.wake();
 
   function startAttempt(claim: ClaimedJob): void {
     const startAt = Math.max(clock.now(), nextSendAt);

@@ -19,6 +19,7 @@ import type { Clock } from "../ops/clock.ts";
 import type { Logger } from "../ops/log.ts";
 import { annotateSpan, withSpan } from "../ops/telemetry.ts";
 import { within } from "../ops/timeout.ts";
+import { createWakeup } from "../ops/wakeup.ts";
 import type { ClaimedEvent, Store } from "../store/store.ts";
 import type { Dispatcher, HandlerServices } from "./dispatcher.ts";
 import { createLeaseKeeper } from "./lease_keeper.ts";
@@ -152,8 +153,7 @@ export function createWorker(options: WorkerOptions): Worker {
   let lastLoopAt = 0;
   let lastPurgeAt = 0;
   let purging: Promise<unknown> = Promise.resolve();
-  let wakeUp: (() => void) | undefined;
-  let isWoken = false;
+  const wakeup = createWakeup(clock);
   /** Due events may be waiting for a slot: finished runs wake the claim loop. */
   let isBacklogged = true;
   /** Slots whose event's handlers are running. */
@@ -168,7 +168,7 @@ export function createWorker(options: WorkerOptions): Worker {
     await bringForwardParked();
     while (!isStopping) {
       lastLoopAt = clock.now();
-      isWoken = false;
+      wakeup.clear();
       if (lastLoopAt - lastPurgeAt >= PURGE_EVERY_MS) purgeExpired(lastLoopAt);
       const free = freeSlots();
       // While runs are going, claim only once a batch's worth of slots is free: claiming each
@@ -221,7 +221,7 @@ export function createWorker(options: WorkerOptions): Worker {
    * one poll interval. When every slot is busy only a finished run or the poll wakes it.
    */
   async function waitForWork(isFull: boolean): Promise<void> {
-    if (isWoken) return;
+    if (wakeup.isWoken()) return;
     let sleepMs = pollIntervalMs;
     if (!isFull) {
       try {
@@ -231,18 +231,10 @@ export function createWorker(options: WorkerOptions): Worker {
         }
       } catch { /* the poll interval will do */ }
     }
-    if (isWoken) return;
-    const cancelSleep = new AbortController();
-    const woken = new Promise<void>((resolve) => (wakeUp = resolve));
-    await Promise.race([clock.sleep(sleepMs, cancelSleep.signal).catch(() => {}), woken]);
-    cancelSleep.abort();
-    wakeUp = undefined;
+    await wakeup.sleep(sleepMs);
   }
 
-  function wake(): void {
-    isWoken = true;
-    wakeUp?.();
-  }
+  const wake = (): void => wakeup.wake();
 
   /** Claims up to `limit` due events and starts their runs; returns how many it claimed. */
   async function claimDue(limit: number): Promise<number> {
