@@ -100,9 +100,9 @@ export async function createApp(options: AppOptions): Promise<App> {
     retry,
     leaseMs: config.leaseMs,
     ...(options.random ? { random: options.random } : {}),
-    observer: metrics.destinationObserver(),
+    observer: metrics.destinations.observer(),
   });
-  metrics.watchDestinations(config.destinations.map((d) => d.name), store, clock);
+  metrics.destinations.watch(config.destinations.map((d) => d.name), store, clock);
   const worker = createWorker({
     store,
     dispatcher,

@@ -12,7 +12,7 @@ import { Webhook } from "standardwebhooks";
 import { webhookId } from "../src/destinations/payload.ts";
 import { messageEventId } from "../src/events/event_ids.ts";
 import { ManualClock } from "../src/ops/clock.ts";
-import { CIRCUIT_STATE_VALUES } from "../src/ops/service_metrics.ts";
+import { CIRCUIT_STATE_VALUES } from "../src/ops/destination_metrics.ts";
 import { textsDelivery } from "./deliveries.ts";
 import { serviceEnv, startService, withDataDir } from "./service_process.ts";
 import { postSigned, textDelivery } from "./signed_deliveries.ts";

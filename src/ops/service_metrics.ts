@@ -2,15 +2,15 @@
  * The service's metrics, declared once with stable `wa_webhook_` names, and the small observers
  * the pipeline calls: intake (deliveries by outcome, acknowledgement latency, signature failures,
  * events, duplicates, schema drift), the worker (handler runs, retries, dead letters), the
- * Graph API client (calls by outcome and error code), and the deliverers of HTTP destinations
- * (attempts, settled jobs, durations, circuit state, per declared destination name).
+ * Graph API client (calls by outcome and error code), and, in `destination_metrics.ts` on the same
+ * registry, the deliverers of HTTP destinations.
  *
  * Gauges that describe state rather than count things (ready-queue depth, age of the oldest ready
  * event, seconds since the last delivery) are filled by {@linkcode ServiceMetrics.collect} at
  * scrape time. Every label takes values from a closed set (outcomes, kinds, known status values,
- * handler names, Meta's error codes, destination names: at most 32 are declared), or from a payload through a {@linkcode BoundedLabelValues}
- * (message types Meta sends that this service does not know), so the number of series stays
- * bounded.
+ * handler names, Meta's error codes, destination names: at most 32 are declared), or from a
+ * payload through a {@linkcode BoundedLabelValues} (message types Meta sends that this service
+ * does not know), so the number of series stays bounded.
  *
  * @module
  */
@@ -28,8 +28,7 @@ import {
   Registry,
 } from "./metrics.ts";
 import type { Store } from "../store/store.ts";
-import type { CircuitState } from "../destinations/circuit.ts";
-import type { DelivererObserver } from "../destinations/deliverer.ts";
+import { DestinationMetrics } from "./destination_metrics.ts";
 
 /**
  * Waiting groups of events the queue gauges read per scrape at most. Counting reads each one, so
@@ -107,55 +106,6 @@ export const GRAPH_CALL_BUCKETS_SECONDS: readonly number[] = [
 ];
 
 /**
- * Buckets of a destination attempt's duration, in seconds, up to the longest destination
- * `timeoutMs` (60 s).
- */
-export const DESTINATION_ATTEMPT_BUCKETS_SECONDS: readonly number[] = [
-  0.01,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-  10,
-  30,
-  60,
-];
-
-/**
- * Buckets of a destination's delivery lag (reception to delivered), in seconds: from a delivery
- * right away to a day of retries and outages.
- */
-export const DESTINATION_LAG_BUCKETS_SECONDS: readonly number[] = [
-  0.1,
-  0.5,
-  1,
-  5,
-  30,
-  60,
-  300,
-  900,
-  3_600,
-  21_600,
-  86_400,
-];
-
-/** Every attempt outcome of a destination; each series exists from the start, at 0. */
-const DESTINATION_ATTEMPT_OUTCOMES = ["delivered", "retry", "rejected", "gone"] as const;
-
-/** Every state a destination's job settles in; each series exists from the start, at 0. */
-const DESTINATION_SETTLED_STATES = ["delivered", "retrying", "dead"] as const;
-
-/** `wa_webhook_destination_circuit_state`'s value of each circuit state. */
-export const CIRCUIT_STATE_VALUES: Readonly<Record<CircuitState, number>> = {
-  closed: 0,
-  half_open: 1,
-  open: 2,
-};
-
-/**
  * Message types not known to this service kept as their own `type` label of
  * `wa_webhook_events_total`, the first ones seen; later ones count as `other`. Meta adds a type
  * or two a year, so this is room for years, and a sender cannot grow the scrape past it.
@@ -229,20 +179,8 @@ export class ServiceMetrics {
   readonly secondsSinceLastDelivery: Gauge;
   /** `wa_webhook_delivery_silence`: 1 while no delivery has arrived for the silence threshold. */
   readonly deliverySilence: Gauge;
-  /** `wa_webhook_destination_attempts_total{destination,outcome}` */
-  readonly destinationAttempts: Counter<"destination" | "outcome">;
-  /** `wa_webhook_destination_jobs_settled_total{destination,state}` */
-  readonly destinationSettled: Counter<"destination" | "state">;
-  /** `wa_webhook_destination_attempt_seconds{destination}` */
-  readonly destinationAttemptDuration: Histogram<"destination">;
-  /** `wa_webhook_destination_delivery_lag_seconds{destination}` */
-  readonly destinationLag: Histogram<"destination">;
-  /** `wa_webhook_destination_backlog{destination,due}`, filled at scrape time. */
-  readonly destinationBacklog: Gauge<"destination" | "due">;
-  /** `wa_webhook_destination_oldest_due_age_seconds{destination}`, filled at scrape time. */
-  readonly destinationOldestDueAge: Gauge<"destination">;
-  /** `wa_webhook_destination_circuit_state{destination}`: 0 closed, 1 half open, 2 open. */
-  readonly destinationCircuit: Gauge<"destination">;
+  /** The metrics of the HTTP destinations (`destination_metrics.ts`). */
+  readonly destinations: DestinationMetrics;
 
   #startedAt: number;
   #lastDeliveryAt: number | undefined;
@@ -265,6 +203,7 @@ export class ServiceMetrics {
     const registry = this.registry;
     this.#startedAt = (options.clock ?? systemClock).now();
     this.#readyScanLimit = options.readyScanLimit ?? READY_SCAN_LIMIT;
+    this.destinations = new DestinationMetrics(registry, this.#readyScanLimit);
 
     this.deliveries = registry.counter({
       name: "wa_webhook_deliveries_total",
@@ -339,101 +278,6 @@ export class ServiceMetrics {
       name: "wa_webhook_delivery_silence",
       help: "1 while no delivery has arrived for longer than SILENCE_AFTER_MS, else 0.",
     });
-    this.destinationAttempts = registry.counter({
-      name: "wa_webhook_destination_attempts_total",
-      help: "Delivery attempts to HTTP destinations, by destination and outcome.",
-      labelNames: ["destination", "outcome"],
-    });
-    this.destinationSettled = registry.counter({
-      name: "wa_webhook_destination_jobs_settled_total",
-      help: "Delivery jobs settled after an attempt, by destination and state.",
-      labelNames: ["destination", "state"],
-    });
-    this.destinationAttemptDuration = registry.histogram({
-      name: "wa_webhook_destination_attempt_seconds",
-      help: "Duration of delivery attempts to HTTP destinations, by destination.",
-      labelNames: ["destination"],
-      buckets: DESTINATION_ATTEMPT_BUCKETS_SECONDS,
-    });
-    this.destinationLag = registry.histogram({
-      name: "wa_webhook_destination_delivery_lag_seconds",
-      help: "Time from an event's reception to its delivery to a destination, by destination.",
-      labelNames: ["destination"],
-      buckets: DESTINATION_LAG_BUCKETS_SECONDS,
-    });
-    this.destinationBacklog = registry.gauge({
-      name: "wa_webhook_destination_backlog",
-      help: "A destination's waiting jobs, due now (backlog) or later (leases, retries); " +
-        `counted in up to ${this.#readyScanLimit} jobs.`,
-      labelNames: ["destination", "due"],
-    });
-    this.destinationOldestDueAge = registry.gauge({
-      name: "wa_webhook_destination_oldest_due_age_seconds",
-      help: "How long a destination's oldest due job has waited; 0 when none is due.",
-      labelNames: ["destination"],
-    });
-    this.destinationCircuit = registry.gauge({
-      name: "wa_webhook_destination_circuit_state",
-      help: "A destination's circuit: 0 closed, 1 half open (a probe out), 2 open.",
-      labelNames: ["destination"],
-    });
-  }
-
-  /**
-   * Makes every series of the `destinations` (their declared names, at most 32) visible at 0, and
-   * adds a collector filling their backlog gauges from `store` at scrape time (at most
-   * `readyScanLimit` jobs read per destination; `NaN` when the store failed, the error thrown).
-   */
-  watchDestinations(
-    destinations: readonly string[],
-    store: Pick<Store, "jobFigures">,
-    clock: Clock,
-  ): void {
-    for (const destination of destinations) {
-      for (const outcome of DESTINATION_ATTEMPT_OUTCOMES) {
-        this.destinationAttempts.inc({ destination, outcome }, 0);
-      }
-      for (const state of DESTINATION_SETTLED_STATES) {
-        this.destinationSettled.inc({ destination, state }, 0);
-      }
-      this.destinationCircuit.set({ destination }, CIRCUIT_STATE_VALUES.closed);
-    }
-    if (destinations.length === 0) return;
-    this.registry.addCollector(async () => {
-      const errors: unknown[] = [];
-      const now = clock.now();
-      for (const destination of destinations) {
-        try {
-          const figures = await store.jobFigures(destination, { now, limit: this.#readyScanLimit });
-          this.destinationBacklog.set({ destination, due: "now" }, figures.due);
-          this.destinationBacklog.set({ destination, due: "later" }, figures.later);
-          this.destinationOldestDueAge.set({ destination }, figures.oldestDueAgeMs / 1_000);
-        } catch (error) {
-          this.destinationBacklog.set({ destination, due: "now" }, NaN);
-          this.destinationBacklog.set({ destination, due: "later" }, NaN);
-          this.destinationOldestDueAge.set({ destination }, NaN);
-          errors.push(error);
-        }
-      }
-      if (errors.length > 0) throw errors[0];
-    });
-  }
-
-  /** The observer the deliverers call: attempts, settled jobs, and circuit changes. */
-  destinationObserver(): DelivererObserver {
-    return {
-      onAttempt: ({ destination, outcome, durationMs }) => {
-        this.destinationAttempts.inc({ destination, outcome });
-        this.destinationAttemptDuration.observe({ destination }, durationMs / 1_000);
-      },
-      onSettled: ({ destination, state, lagMs }) => {
-        this.destinationSettled.inc({ destination, state });
-        if (lagMs !== undefined) this.destinationLag.observe({ destination }, lagMs / 1_000);
-      },
-      onCircuit: ({ destination, state }) => {
-        this.destinationCircuit.set({ destination }, CIRCUIT_STATE_VALUES[state]);
-      },
-    };
   }
 
   /**
