@@ -11,7 +11,8 @@
  */
 import type { Clock } from "../ops/clock.ts";
 import type { WebhookEvent } from "../events/events.ts";
-import { clipForReason, HttpError } from "../http/errors.ts";
+import { HttpError } from "../http/errors.ts";
+import { historyView, isoTime, pageQuery } from "./page_query.ts";
 import type { RouteHandler } from "../http/router.ts";
 import { requireAdmin } from "./auth.ts";
 import { jobView } from "./jobs.ts";
@@ -39,11 +40,6 @@ export interface AdminOptions {
    */
   handlersFor?: (event: WebhookEvent) => string[];
 }
-
-/** Events listed when the query has no `limit`. */
-export const DEFAULT_LIST_LIMIT = 100;
-/** Largest `limit`: a page of summaries stays well under a megabyte. */
-export const MAX_LIST_LIMIT = 1000;
 
 /** The handlers of the admin API's event log and replays. */
 export interface AdminHandlers {
@@ -118,25 +114,13 @@ export function createAdminHandlers(options: AdminOptions): AdminHandlers | unde
 
 /** Reads `state`, `kind`, `limit` and `cursor`; an empty parameter counts as absent. */
 function _listOptions(query: URLSearchParams): ListEventsOptions {
-  const options: ListEventsOptions = { limit: DEFAULT_LIST_LIMIT };
-  const limit = query.get("limit") || undefined;
-  if (limit !== undefined) {
-    const value = /^\d{1,7}$/.test(limit) ? Number(limit) : NaN;
-    if (!(value >= 1 && value <= MAX_LIST_LIMIT)) {
-      throw new HttpError(
-        400,
-        `Cannot list events: "limit" must be an integer from 1 to ${MAX_LIST_LIMIT}, got "${
-          clipForReason(limit)
-        }"`,
-      );
-    }
-    options.limit = value;
-  }
-  const state = _oneOfParam(query, "state", EVENT_STATES);
+  const page = pageQuery(query, "events");
+  const options: ListEventsOptions = { limit: page.limit() };
+  const state = page.oneOf("state", EVENT_STATES);
   if (state !== undefined) options.state = state;
-  const kind = _oneOfParam(query, "kind", EVENT_KINDS);
+  const kind = page.oneOf("kind", EVENT_KINDS);
   if (kind !== undefined) options.kind = kind;
-  const cursor = query.get("cursor") || undefined;
+  const cursor = page.cursor();
   if (cursor !== undefined) options.cursor = cursor;
   return options;
 }
@@ -152,16 +136,12 @@ function _recordView(record: EventRecord, event: WebhookEvent): Record<string, u
     kind: record.kind,
     state: record.state,
     attempts: totalAttempts(record),
-    receivedAt: _iso(record.receivedAt),
-    dueAt: record.dueAt === null ? null : _iso(record.dueAt),
-    expiresAt: _iso(record.expiresAt),
+    receivedAt: isoTime(record.receivedAt),
+    dueAt: record.dueAt === null ? null : isoTime(record.dueAt),
+    expiresAt: isoTime(record.expiresAt),
     completedHandlers: record.completedHandlers,
     ...(lastError === undefined ? {} : { lastError }),
-    history: record.history.map((attempt) => ({
-      at: _iso(attempt.at),
-      ms: attempt.ms,
-      ...(attempt.error === undefined ? {} : { error: attempt.error }),
-    })),
+    history: historyView(record.history),
     event,
   };
 }
@@ -190,35 +170,4 @@ async function _repliesOf(
     }
   });
   return { replies };
-}
-
-/**
- * A time as an ISO string, or `null` for one no `Date` can hold: records written before delays
- * were capped may hold `Infinity` as their `dueAt`, and one bad time must not fail the answer.
- */
-function _iso(ms: number): string | null {
-  const date = new Date(ms);
-  return Number.isNaN(date.getTime()) ? null : date.toISOString();
-}
-
-/**
- * Reads query parameter `name`, which must be one of `allowed` (an empty one counts as absent).
- *
- * @throws {HttpError} 400 naming the parameter, the allowed values and what was sent
- */
-function _oneOfParam<T extends string>(
-  query: URLSearchParams,
-  name: string,
-  allowed: readonly T[],
-): T | undefined {
-  const value = query.get(name) || undefined;
-  if (value === undefined || (allowed as readonly string[]).includes(value)) {
-    return value as T | undefined;
-  }
-  throw new HttpError(
-    400,
-    `Cannot list events: "${name}" must be one of ${allowed.join(", ")}, got "${
-      clipForReason(value)
-    }"`,
-  );
 }

@@ -12,6 +12,7 @@
  */
 import type { Clock } from "../ops/clock.ts";
 import { clipForReason, HttpError } from "../http/errors.ts";
+import { historyView, isoTime, pageQuery } from "./page_query.ts";
 import type { RouteHandler } from "../http/router.ts";
 import { requireAdmin } from "./auth.ts";
 import { totalJobAttempts } from "../store/job_record.ts";
@@ -19,7 +20,6 @@ import {
   InvalidCursorError,
   JOB_STATES,
   type JobRecord,
-  type JobState,
   type ListJobsOptions,
   type Store,
 } from "../store/store.ts";
@@ -35,11 +35,6 @@ export interface JobAdminOptions {
   /** Called after a replay made jobs due, so the app can wake the deliverers at once. */
   onReplay?: () => void;
 }
-
-/** Jobs listed when the query has no `limit`. */
-export const DEFAULT_JOB_LIST_LIMIT = 100;
-/** Largest `limit`: a page of jobs (each with at most its history) stays well under a megabyte. */
-export const MAX_JOB_LIST_LIMIT = 1000;
 
 /** The handlers of the admin API's delivery jobs. */
 export interface JobHandlers {
@@ -129,53 +124,21 @@ export function jobView(job: JobRecord): Record<string, unknown> {
     destination: job.destination,
     state: job.state,
     attempts: totalJobAttempts(job),
-    createdAt: _iso(job.createdAt),
-    dueAt: job.dueAt === null ? null : _iso(job.dueAt),
-    expiresAt: _iso(job.expiresAt),
+    createdAt: isoTime(job.createdAt),
+    dueAt: job.dueAt === null ? null : isoTime(job.dueAt),
+    expiresAt: isoTime(job.expiresAt),
     ...(job.lastError === undefined ? {} : { lastError: job.lastError }),
-    history: job.history.map((attempt) => ({
-      at: _iso(attempt.at),
-      ms: attempt.ms,
-      ...(attempt.error === undefined ? {} : { error: attempt.error }),
-    })),
+    history: historyView(job.history),
   };
 }
 
 /** Reads `state`, `limit` and `cursor`; an empty parameter counts as absent. */
 function _listOptions(query: URLSearchParams): ListJobsOptions {
-  const options: ListJobsOptions = { limit: DEFAULT_JOB_LIST_LIMIT };
-  const limit = query.get("limit") || undefined;
-  if (limit !== undefined) {
-    const value = /^\d{1,7}$/.test(limit) ? Number(limit) : NaN;
-    if (!(value >= 1 && value <= MAX_JOB_LIST_LIMIT)) {
-      throw new HttpError(
-        400,
-        `Cannot list jobs: "limit" must be an integer from 1 to ${MAX_JOB_LIST_LIMIT}, got "${
-          clipForReason(limit)
-        }"`,
-      );
-    }
-    options.limit = value;
-  }
-  const state = query.get("state") || undefined;
-  if (state !== undefined) {
-    if (!(JOB_STATES as readonly string[]).includes(state)) {
-      throw new HttpError(
-        400,
-        `Cannot list jobs: "state" must be one of ${JOB_STATES.join(", ")}, got "${
-          clipForReason(state)
-        }"`,
-      );
-    }
-    options.state = state as JobState;
-  }
-  const cursor = query.get("cursor") || undefined;
+  const page = pageQuery(query, "jobs");
+  const options: ListJobsOptions = { limit: page.limit() };
+  const state = page.oneOf("state", JOB_STATES);
+  if (state !== undefined) options.state = state;
+  const cursor = page.cursor();
   if (cursor !== undefined) options.cursor = cursor;
   return options;
-}
-
-/** A time as an ISO string, or `null` for one no `Date` can hold (one bad time must not fail). */
-function _iso(ms: number): string | null {
-  const date = new Date(ms);
-  return Number.isNaN(date.getTime()) ? null : date.toISOString();
 }
