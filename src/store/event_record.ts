@@ -102,6 +102,21 @@ export function newRecord(event: WebhookEvent, now: number, lifeMs: number): Eve
 }
 
 /**
+ * `history` with one more attempt, from its start and end and its error if it failed; the last
+ * {@linkcode MAX_HISTORY} kept. Events' runs and delivery jobs' attempts keep it alike.
+ */
+export function withAttempt(
+  history: readonly AttemptRecord[],
+  attempt: { startedAt: number; endedAt: number; error?: string },
+): AttemptRecord[] {
+  return [...history, {
+    at: attempt.startedAt,
+    ms: attempt.endedAt - attempt.startedAt,
+    ...(attempt.error === undefined ? {} : { error: attempt.error }),
+  }].slice(-MAX_HISTORY);
+}
+
+/**
  * The record after a run: one more attempt in its count and history (the last
  * {@linkcode MAX_HISTORY} kept), the handlers done so far, and the state the outcome says. The
  * last error is this run's: a run that succeeds clears an earlier one. Its expiry is unchanged
@@ -109,11 +124,7 @@ export function newRecord(event: WebhookEvent, now: number, lifeMs: number): Eve
  */
 export function settledRecord<R extends EventRecord>(record: R, outcome: RunOutcome): R {
   const { lastError: _earlier, ...rest } = record;
-  const history: AttemptRecord[] = [...record.history, {
-    at: outcome.startedAt,
-    ms: outcome.endedAt - outcome.startedAt,
-    ...(outcome.error === undefined ? {} : { error: outcome.error }),
-  }].slice(-MAX_HISTORY);
+  const history = withAttempt(record.history, outcome);
   const next = {
     ...rest,
     state: outcome.state,

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type AttemptRecord, MAX_HISTORY } from "./event_record.ts";
+import { type AttemptRecord, withAttempt } from "./event_record.ts";
 
 /** The record of one event's delivery to one destination. */
 export interface JobRecord {
@@ -29,7 +29,7 @@ export interface JobRecord {
   expiresAt: number;
   /** The error of the last failed attempt; absent once one succeeded and before any failed. */
   lastError?: string;
-  /** One entry per attempt, oldest first, the last {@linkcode MAX_HISTORY} kept. */
+  /** One entry per attempt, oldest first, the last `MAX_HISTORY` kept. */
   history: AttemptRecord[];
 }
 
@@ -86,16 +86,12 @@ export function leasedJob(job: JobRecord, until: number): JobRecord {
 
 /**
  * The job after an attempt: one more attempt in its count and history (the last
- * {@linkcode MAX_HISTORY} kept) and the state the outcome says; the last error is this attempt's,
+ * `MAX_HISTORY` kept) and the state the outcome says; the last error is this attempt's,
  * so a delivery clears an earlier one.
  */
 export function settledJob(job: JobRecord, outcome: JobOutcome): JobRecord {
   const { lastError: _earlier, ...rest } = job;
-  const history: AttemptRecord[] = [...job.history, {
-    at: outcome.startedAt,
-    ms: outcome.endedAt - outcome.startedAt,
-    ...(outcome.error === undefined ? {} : { error: outcome.error }),
-  }].slice(-MAX_HISTORY);
+  const history = withAttempt(job.history, outcome);
   const next: JobRecord = {
     ...rest,
     state: outcome.state,
