@@ -1556,6 +1556,114 @@ export function storeContract(name: string, open: OpenStore): void {
       oldestDueAgeMs: 0,
     });
   });
+
+  test("replayJobs replays a destination's jobs matching a state, a kind and a time range, and only those", async (store) => {
+    const texts = _textEvents(_range(1, 4));
+    const status = firstFixtureEvent("status_failed", "status");
+    const all = [...texts, status];
+    for (const [i, event] of all.entries()) {
+      await store.recordEvents([event], {
+        now: T0 + i * SECOND_MS,
+        destinationsFor: () => ["crm", "warehouse"],
+      });
+    }
+    for (const destination of ["crm", "warehouse"]) {
+      for (const claim of await store.claimJobs(destination, _claimJobsAt(T0 + HOUR_MS))) {
+        assert.equal(await store.settleJob(claim, _jobDead(T0 + HOUR_MS, "answered 500")), true);
+      }
+    }
+    const now = T0 + 2 * HOUR_MS;
+    // Received T0+1s to T0+4s: texts 2-4 and the status; of those, messages only: texts 2-4.
+    const options = {
+      now,
+      state: "dead" as const,
+      kind: "message" as const,
+      receivedFrom: T0 + SECOND_MS,
+      receivedTo: T0 + 4 * SECOND_MS,
+      limit: 100,
+    };
+    assert.deepEqual(await store.replayJobs("crm", { ...options, dryRun: true }), {
+      matched: 3,
+      replayed: 0,
+      busy: 0,
+    });
+    assert.equal((await store.getJobs(texts[1]!.id))[0]?.state, "dead", "a dry run replays none");
+    const { kind: _kind, ...anyKind } = options;
+    assert.equal(
+      (await store.replayJobs("crm", { ...anyKind, receivedTo: T0 + 3 * SECOND_MS, dryRun: true }))
+        .matched,
+      3,
+      "both ends of the range are included: texts 2 to 4",
+    );
+    assert.deepEqual(await store.replayJobs("crm", options), { matched: 3, replayed: 3, busy: 0 });
+    const states = async (destination: number): Promise<string[]> =>
+      await Promise.all(
+        all.map(async (event) => (await store.getJobs(event.id))[destination]!.state),
+      );
+    assert.deepEqual(await states(0), ["dead", "pending", "pending", "pending", "dead"]);
+    assert.deepEqual(await states(1), ["dead", "dead", "dead", "dead", "dead"], "crm's only");
+    const claims = await store.claimJobs("crm", _claimJobsAt(now));
+    assert.deepEqual(_sorted(_jobIds(claims)), _sorted(_ids(texts.slice(1))));
+    assert.deepEqual(await store.replayJobs("crm", { ...options, now: now + 1 }), {
+      matched: 0,
+      replayed: 0,
+      busy: 0,
+    }, "none of them is dead any more");
+  });
+
+  test("replayJobs leaves leased jobs alone as busy and continues with its cursor without repeat or gap", async (store) => {
+    const events = _textEvents(_range(1, 5));
+    for (const [i, event] of events.entries()) {
+      await store.recordEvents([event], {
+        now: T0 + i * SECOND_MS,
+        destinationsFor: () => ["crm"],
+      });
+    }
+    const [leased] = await store.claimJobs("crm", _claimJobsAt(T0 + HOUR_MS, { limit: 1 }));
+    assert.ok(leased);
+    const now = T0 + HOUR_MS + SECOND_MS;
+    let outcome = await store.replayJobs("crm", { now, limit: 2 });
+    const totals = { matched: outcome.matched, replayed: outcome.replayed, busy: outcome.busy };
+    for (let i = 0; outcome.cursor !== undefined && i < MAX_PAGES; i++) {
+      assert.ok(outcome.matched <= 2);
+      outcome = await store.replayJobs("crm", { now, limit: 2, cursor: outcome.cursor });
+      totals.matched += outcome.matched;
+      totals.replayed += outcome.replayed;
+      totals.busy += outcome.busy;
+    }
+    assert.equal(outcome.cursor, undefined, "the walk ends");
+    assert.deepEqual(totals, { matched: 5, replayed: 4, busy: 1 });
+    assert.equal(await store.settleJob(leased, _delivered(now, now + 5)), true, "still its own");
+  });
+
+  // --- Paused destinations --------------------------------------------------------------------
+
+  test("pauseDestination keeps a destination paused, with its first reason, until resumeDestination", async (store) => {
+    assert.deepEqual(await store.listPausedDestinations(), []);
+    await store.pauseDestination({ destination: "crm", reason: "answered 410 Gone", since: T0 });
+    await store.pauseDestination({
+      destination: "crm",
+      reason: "paused by an operator",
+      since: T0 + 1,
+    });
+    await store.pauseDestination({
+      destination: "warehouse",
+      reason: "paused by an operator",
+      since: T0 + 2,
+    });
+    const byName = (pauses: { destination: string }[]) =>
+      [...pauses].sort((a, b) => a.destination.localeCompare(b.destination));
+    assert.deepEqual(byName(await store.listPausedDestinations()), [
+      { destination: "crm", reason: "answered 410 Gone", since: T0 },
+      { destination: "warehouse", reason: "paused by an operator", since: T0 + 2 },
+    ]);
+    assert.equal(await store.resumeDestination("crm"), true);
+    assert.equal(await store.resumeDestination("crm"), false, "it was no longer paused");
+    assert.equal(await store.resumeDestination("nowhere"), false);
+    assert.deepEqual(await store.listPausedDestinations(), [
+      { destination: "warehouse", reason: "paused by an operator", since: T0 + 2 },
+    ]);
+  });
 }
 
 // --- Helpers ----------------------------------------------------------------------------------

@@ -168,6 +168,28 @@ export interface Store {
    */
   jobFigures(destination: string, options: { now: number; limit: number }): Promise<JobFigures>;
 
+  /**
+   * Replays `destination`'s jobs that match `options` (see {@linkcode replayJob}), walking its
+   * jobs newest first by their event's reception: at most `limit` matches per call, with a cursor
+   * when more may follow. With `dryRun` it only counts the matches. Jobs a deliverer's lease holds
+   * are counted `busy` and left alone.
+   */
+  replayJobs(destination: string, options: ReplayJobsOptions): Promise<JobsReplayed>;
+
+  // --- Destinations paused at run time (by an operator, or by a 410 Gone) ---------------------
+
+  /**
+   * Pauses `pause.destination` until {@linkcode Store.resumeDestination}: its deliverers, in every
+   * process, claim nothing meanwhile. Pausing a paused destination keeps its first pause.
+   */
+  pauseDestination(pause: DestinationPause): Promise<void>;
+
+  /** Lifts `destination`'s pause; returns whether it was paused. */
+  resumeDestination(destination: string): Promise<boolean>;
+
+  /** Every destination paused now, with why and since when. */
+  listPausedDestinations(): Promise<DestinationPause[]>;
+
   /** Lets go of the store; nothing may be called after. */
   close(): void;
 }
@@ -290,6 +312,47 @@ export interface JobFigures {
   later: number;
   /** How long the oldest due job has waited, in ms; 0 when none is due. */
   oldestDueAgeMs: number;
+}
+
+/** Options for {@linkcode Store.replayJobs}: which jobs, and how much work per call. */
+export interface ReplayJobsOptions {
+  /** The time of the replay: replayed jobs are due then. */
+  now: number;
+  /** Only jobs in this state. */
+  state?: JobState;
+  /** Only jobs of events of this kind. */
+  kind?: WebhookEvent["kind"];
+  /** Only jobs of events received at or after this time, ms since the epoch. */
+  receivedFrom?: number;
+  /** Only jobs of events received at or before this time, ms since the epoch. */
+  receivedTo?: number;
+  /** Most matching jobs handled per call (at least 1). */
+  limit: number;
+  /** Where to resume: the `cursor` of the previous call. */
+  cursor?: string;
+  /** Count the matching jobs without replaying them. */
+  dryRun?: boolean;
+}
+
+/** What {@linkcode Store.replayJobs} did. */
+export interface JobsReplayed {
+  /** Jobs that matched in this call. */
+  matched: number;
+  /** Of those, the jobs replayed (none with `dryRun`). */
+  replayed: number;
+  /** Of those, the jobs a deliverer's lease held, left alone. */
+  busy: number;
+  /** Present when more jobs may match: pass it back to continue. */
+  cursor?: string;
+}
+
+/** A destination paused at run time. */
+export interface DestinationPause {
+  destination: string;
+  /** Why, in words for the operator (`"paused by an operator"`, the 410's reason). */
+  reason: string;
+  /** Since when, ms since the epoch. */
+  since: number;
 }
 
 /** What one run of an event's handlers came to, for {@linkcode Store.settle}. */

@@ -52,6 +52,18 @@ interface TimelinePosition {
   index: number;
 }
 
+/** Which page of the timeline {@linkcode pageTimeline} reads. */
+export interface TimelinePageOptions {
+  /** Most items on the page. */
+  limit: number;
+  /** Where to resume: the cursor of the previous page. */
+  cursor?: string;
+  /** Only events received at or after this time, ms since the epoch. */
+  receivedFrom?: number;
+  /** Only events received at or before this time, ms since the epoch. */
+  receivedTo?: number;
+}
+
 /** An event's place in the timeline. */
 export interface TimelineEvent extends TimelinePosition {
   id: string;
@@ -79,17 +91,18 @@ export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promi
  * (ten, one `getMany`) into items, `null` for those that do not match. At most `limit` items, with
  * a cursor exactly when another match follows (it reads one match ahead to know); at most
  * {@linkcode MAX_SCAN_EVENTS} events read per call, after which the cursor resumes behind the last
- * one read. Throws {@linkcode InvalidCursorError} for a cursor it cannot read.
+ * one read. With `receivedFrom` / `receivedTo` only events received in that range (both ends
+ * included) are read. Throws {@linkcode InvalidCursorError} for a cursor it cannot read.
  */
 export async function pageTimeline<T>(
   kv: Deno.Kv,
-  options: { limit: number; cursor?: string },
+  options: TimelinePageOptions,
   read: (batch: readonly TimelineEvent[]) => Promise<(T | null)[]>,
 ): Promise<{ items: T[]; cursor?: string }> {
   const limit = Math.max(1, Math.floor(options.limit));
   const after = options.cursor === undefined ? undefined : _decodeCursor(options.cursor);
   // Each entry holds at least one event: this many entries cover the budget and one more.
-  const timeline = _newestFirst(kv, after, {
+  const timeline = _newestFirst(kv, _timelineSelector(after, options), after, {
     maxEntries: MAX_SCAN_EVENTS + 1,
     batchSize: Math.min(LIST_BATCH_SIZE, limit + GET_MANY_MAX_KEYS),
   });
@@ -135,11 +148,36 @@ export async function pageTimeline<T>(
 }
 
 /**
- * The timeline's events newest first, after `after` when given: the rest of its entry first, then
- * the older entries, reading at most `maxEntries` of them, `batchSize` per round trip.
+ * The timeline entries to walk: those older than `after` (when given) within the range received
+ * (both ends included). A cursor is only made inside the range, so `after` bounds it from above.
+ */
+function _timelineSelector(
+  after: TimelinePosition | undefined,
+  range: { receivedFrom?: number; receivedTo?: number },
+): Deno.KvListSelector {
+  const start = range.receivedFrom === undefined
+    ? undefined
+    : [...TIMELINE_PREFIX, range.receivedFrom];
+  // Every key of a time `t` sorts before `[…, t + 1]`, so that end includes `receivedTo`.
+  const end = after
+    ? timelineKey(after.receivedAt, after.entryId)
+    : range.receivedTo === undefined
+    ? undefined
+    : [...TIMELINE_PREFIX, range.receivedTo + 1];
+  if (start && end) return { start, end };
+  if (start) return { prefix: TIMELINE_PREFIX, start };
+  if (end) return { prefix: TIMELINE_PREFIX, end };
+  return { prefix: TIMELINE_PREFIX };
+}
+
+/**
+ * The events of the timeline entries `selector` picks, newest first, after `after` when given:
+ * the rest of its entry first, then the older entries, reading at most `maxEntries` of them,
+ * `batchSize` per round trip.
  */
 async function* _newestFirst(
   kv: Deno.Kv,
+  selector: Deno.KvListSelector,
   after: TimelinePosition | undefined,
   { maxEntries, batchSize }: { maxEntries: number; batchSize: number },
 ): AsyncGenerator<TimelineEvent> {
@@ -150,9 +188,6 @@ async function* _newestFirst(
       yield { receivedAt: after.receivedAt, entryId: after.entryId, index, id: ids[index]! };
     }
   }
-  const selector: Deno.KvListSelector = after
-    ? { prefix: TIMELINE_PREFIX, end: timelineKey(after.receivedAt, after.entryId) }
-    : { prefix: TIMELINE_PREFIX };
   const entries = kv.list(selector, { reverse: true, limit: maxEntries, batchSize });
   for await (const entry of entries) {
     const [, receivedAt, entryId] = entry.key;

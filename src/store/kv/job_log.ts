@@ -5,7 +5,14 @@
  * @module
  */
 import { isWaitingJob, type JobRecord, replayedJob } from "../job_record.ts";
-import type { JobFigures, JobPage, JobReplayResult, ListJobsOptions } from "../store.ts";
+import type {
+  JobFigures,
+  JobPage,
+  JobReplayResult,
+  JobsReplayed,
+  ListJobsOptions,
+  ReplayJobsOptions,
+} from "../store.ts";
 import { commitWithRetry } from "./commit.ts";
 import { pageTimeline } from "./event_log.ts";
 import { getManyInBatches } from "./get_many.ts";
@@ -108,6 +115,42 @@ export async function replayDeadJobs(
     }
   }
   return replayed;
+}
+
+/**
+ * Replays `destination`'s jobs that match `options` (state, their event's kind, when it was
+ * received), newest first along the event timeline: at most `limit` matches, each replayed
+ * on its own ({@linkcode replayJob}), with a cursor when more may follow. `dryRun` only counts.
+ */
+export async function replayJobs(
+  kv: Deno.Kv,
+  destination: string,
+  options: ReplayJobsOptions,
+): Promise<JobsReplayed> {
+  const { state, kind } = options;
+  const { items, cursor } = await pageTimeline(kv, options, async (batch) => {
+    const [jobs, records] = await Promise.all([
+      kv.getMany<JobRecord[]>(batch.map((p) => jobKey(destination, p.id))),
+      kind === undefined
+        ? undefined
+        : kv.getMany<KvEventRecord[]>(batch.map((p) => eventKey(p.id))),
+    ]);
+    return jobs.map(({ value: job }, i) =>
+      job && (state === undefined || job.state === state) &&
+        (records === undefined || records[i]?.value?.kind === kind)
+        ? job
+        : null
+    );
+  });
+  const outcome: JobsReplayed = { matched: items.length, replayed: 0, busy: 0 };
+  if (cursor !== undefined) outcome.cursor = cursor;
+  if (options.dryRun) return outcome;
+  for (const job of items) {
+    const result = await replayJob(kv, destination, { eventId: job.eventId, now: options.now });
+    if (result.status === "replayed") outcome.replayed++;
+    else if (result.status === "busy") outcome.busy++;
+  }
+  return outcome;
 }
 
 /**

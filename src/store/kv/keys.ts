@@ -28,6 +28,9 @@
  *   versionstamp guards both.
  * - `["job_dead", destination, eventId]`: a destination's dead jobs, for replaying them all.
  *
+ * - `["destination_pause", destination]`: a destination paused at run time (`DestinationPause`),
+ *   until an operator resumes it; never expires.
+ *
  * Per reply a handler sent:
  * - `["replies", handler, inboundWamid]`: the reply record (`reply_record.ts`) that handler
  *   sent to an inbound message. A handler that finds it sent does not send again, which makes its
@@ -152,6 +155,14 @@ export function jobDeadKey(destination: string, eventId: string): Deno.KvKey {
 export function jobDeadPrefix(destination: string): Deno.KvKey {
   return ["job_dead", destination];
 }
+
+/** The run-time pause of `destination`. */
+export function destinationPauseKey(destination: string): Deno.KvKey {
+  return ["destination_pause", destination];
+}
+
+/** The prefix of every destination's run-time pause. */
+export const DESTINATION_PAUSE_PREFIX: Deno.KvKey = ["destination_pause"];
 
 /**
  * The reply record (`reply_record.ts`) of the reply that handler `handler` sent to the inbound message

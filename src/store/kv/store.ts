@@ -12,7 +12,12 @@ import { bringForward } from "./bring_forward.ts";
 import { claimDue } from "./claims.ts";
 import { getEvent, listEvents, replayDeadLetters, replayEvent } from "./event_log.ts";
 import { claimJobs, createJobSettler, extendJobLease } from "./job_claims.ts";
-import { getJobs, jobFigures, listJobs, replayDeadJobs, replayJob } from "./job_log.ts";
+import {
+  listPausedDestinations,
+  pauseDestination,
+  resumeDestination,
+} from "./destination_pauses.ts";
+import { getJobs, jobFigures, listJobs, replayDeadJobs, replayJob, replayJobs } from "./job_log.ts";
 import { healthProbeKey } from "./keys.ts";
 import { kvClaim, kvLease } from "./lease.ts";
 import { createLeaseChanges } from "./lease_changes.ts";
@@ -92,6 +97,10 @@ export function createKvStore(kv: Deno.Kv, options: KvStoreOptions): Store {
     replayJob: (destination, eventId, now) => replayJob(kv, destination, { eventId, now }),
     replayDeadJobs: (destination, now) => replayDeadJobs(kv, destination, now),
     jobFigures: (destination, figureOptions) => jobFigures(kv, destination, figureOptions),
+    replayJobs: (destination, replayOptions) => replayJobs(kv, destination, replayOptions),
+    pauseDestination: (pause) => pauseDestination(kv, pause),
+    resumeDestination: (destination) => resumeDestination(kv, destination),
+    listPausedDestinations: () => listPausedDestinations(kv),
     purgeExpired: (now, limit) => purgeExpired(kv, { now, lifeMs, limit }),
     close: () => kv.close(),
   };
