@@ -7,6 +7,7 @@
  * @module
  */
 import { createAdminHandlers } from "./admin/events.ts";
+import { createDestinationHandlers } from "./admin/destinations.ts";
 import { createJobHandlers } from "./admin/jobs.ts";
 import { createMessageStatusHandler } from "./admin/messages.ts";
 import type { Clock } from "./ops/clock.ts";
@@ -164,6 +165,13 @@ export async function createApp(options: AppOptions): Promise<App> {
       clock,
       onReplay: () => worker.wake(),
       handlersFor: (event) => dispatcher.handlersFor(event).map((handler) => handler.name),
+    }),
+    destinations: createDestinationHandlers({
+      store,
+      adminToken: config.adminToken,
+      clock,
+      destinations: config.destinations,
+      deliveries,
     }),
     jobs: createJobHandlers({
       store,

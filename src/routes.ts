@@ -7,6 +7,7 @@
  * @module
  */
 import type { AdminHandlers } from "./admin/events.ts";
+import type { DestinationHandlers } from "./admin/destinations.ts";
 import type { JobHandlers } from "./admin/jobs.ts";
 import type { Route, RouteHandler } from "./http/router.ts";
 import type { HealthHandlers } from "./ops/health.ts";
@@ -21,6 +22,8 @@ export interface ServiceHandlers {
   metrics: RouteHandler;
   /** `createAdminHandlers` (`admin/events.ts`); `undefined` without an admin token. */
   admin: AdminHandlers | undefined;
+  /** `createDestinationHandlers` (`admin/destinations.ts`); `undefined` without an admin token. */
+  destinations: DestinationHandlers | undefined;
   /** `createJobHandlers` (`admin/jobs.ts`); `undefined` without an admin token. */
   jobs: JobHandlers | undefined;
   /** `createMessageStatusHandler` (`admin/messages.ts`); `undefined` without an admin token. */
@@ -39,7 +42,7 @@ interface _Row {
  * out, so their paths answer 404 like any unknown path.
  */
 export function serviceRoutes(handlers: ServiceHandlers): Route[] {
-  const { webhook, health, metrics, admin, jobs, messageStatus } = handlers;
+  const { webhook, health, metrics, admin, destinations, jobs, messageStatus } = handlers;
   const table: _Row[] = [
     { method: "GET", path: "/webhook/whatsapp", handler: webhook.handshake },
     { method: "POST", path: "/webhook/whatsapp", handler: webhook.intake },
@@ -50,7 +53,19 @@ export function serviceRoutes(handlers: ServiceHandlers): Route[] {
     { method: "GET", path: "/admin/events/:id", handler: admin?.getEvent },
     { method: "POST", path: "/admin/events/:id/replay", handler: admin?.replayEvent },
     { method: "POST", path: "/admin/dead-letters/replay", handler: admin?.replayDeadLetters },
+    { method: "GET", path: "/admin/destinations", handler: destinations?.listDestinations },
+    {
+      method: "POST",
+      path: "/admin/destinations/:name/pause",
+      handler: destinations?.pauseDestination,
+    },
+    {
+      method: "POST",
+      path: "/admin/destinations/:name/resume",
+      handler: destinations?.resumeDestination,
+    },
     { method: "GET", path: "/admin/destinations/:name/jobs", handler: jobs?.listJobs },
+    { method: "POST", path: "/admin/destinations/:name/jobs/replay", handler: jobs?.replayJobs },
     {
       method: "POST",
       path: "/admin/destinations/:name/jobs/:eventId/replay",

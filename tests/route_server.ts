@@ -64,6 +64,7 @@ const _NOT_UNDER_TEST: ServiceHandlers = {
   health: { healthz: _notUnderTest, readyz: _notUnderTest },
   metrics: _notUnderTest,
   admin: undefined,
+  destinations: undefined,
   jobs: undefined,
   messageStatus: undefined,
 };

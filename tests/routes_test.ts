@@ -62,7 +62,12 @@ Deno.test("serviceRoutes() lists exactly the README's endpoints, in its order", 
       replayEvent: _stub,
       replayDeadLetters: _stub,
     },
-    jobs: { listJobs: _stub, replayJob: _stub, replayDeadJobs: _stub },
+    destinations: {
+      listDestinations: _stub,
+      pauseDestination: _stub,
+      resumeDestination: _stub,
+    },
+    jobs: { listJobs: _stub, replayJob: _stub, replayDeadJobs: _stub, replayJobs: _stub },
     messageStatus: _stub,
   });
   const table = routes.map((route) => ({

@@ -24,7 +24,12 @@ import {
   totalAttempts,
 } from "../store/event_record.ts";
 import { isReplySent } from "../store/reply_record.ts";
-import { InvalidCursorError, type ListEventsOptions, type Store } from "../store/store.ts";
+import {
+  InvalidCursorError,
+  type JobRecord,
+  type ListEventsOptions,
+  type Store,
+} from "../store/store.ts";
 
 /** What {@linkcode createAdminHandlers} needs. */
 export interface AdminOptions {
@@ -46,8 +51,9 @@ export interface AdminHandlers {
   /** `GET /admin/events`: a page of event summaries, newest first. */
   listEvents: RouteHandler;
   /**
-   * `GET /admin/events/:id`: one record with its event, its delivery jobs (one per destination)
-   * and, for a message, its replies.
+   * `GET /admin/events/:id`: one record with its event, its delivery jobs (one per destination),
+   * whether it is `done` (handlers succeeded, every job delivered or dead) and, for a message, its
+   * replies.
    */
   getEvent: RouteHandler;
   /** `POST /admin/events/:id/replay`: runs one event through its handlers again. */
@@ -86,6 +92,7 @@ export function createAdminHandlers(options: AdminOptions): AdminHandlers | unde
       ]);
       return Response.json({
         ..._recordView(stored.record, stored.event),
+        ..._completion(stored.record, jobs),
         ...replies,
         jobs: jobs.map(jobView),
       });
@@ -144,6 +151,20 @@ function _recordView(record: EventRecord, event: WebhookEvent): Record<string, u
     history: historyView(record.history),
     event,
   };
+}
+
+/**
+ * Whether the event is through: `done` once its handlers succeeded (`state: "done"`) and every
+ * delivery job is delivered or dead, with its jobs counted by where they are (`jobCounts`), so
+ * an operator sees which part still waits.
+ */
+function _completion(record: EventRecord, jobs: readonly JobRecord[]): Record<string, unknown> {
+  const jobCounts = { delivered: 0, dead: 0, waiting: 0 };
+  for (const job of jobs) {
+    if (job.state === "delivered" || job.state === "dead") jobCounts[job.state]++;
+    else jobCounts.waiting++;
+  }
+  return { done: record.state === "done" && jobCounts.waiting === 0, jobCounts };
 }
 
 /**

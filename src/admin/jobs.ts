@@ -16,11 +16,13 @@ import { historyView, isoTime, pageQuery } from "./page_query.ts";
 import type { RouteHandler } from "../http/router.ts";
 import { requireAdmin } from "./auth.ts";
 import { totalJobAttempts } from "../store/job_record.ts";
+import { EVENT_KINDS } from "../store/event_record.ts";
 import {
   InvalidCursorError,
   JOB_STATES,
   type JobRecord,
   type ListJobsOptions,
+  type ReplayJobsOptions,
   type Store,
 } from "../store/store.ts";
 
@@ -44,6 +46,11 @@ export interface JobHandlers {
   replayJob: RouteHandler;
   /** `POST /admin/destinations/:name/dead-jobs/replay`: delivers every dead job again. */
   replayDeadJobs: RouteHandler;
+  /**
+   * `POST /admin/destinations/:name/jobs/replay?state&kind&from&to&limit&cursor&dryRun`: delivers
+   * again every job matching the filter (or counts them, with `dryRun=true`), `limit` per call.
+   */
+  replayJobs: RouteHandler;
 }
 
 /**
@@ -56,15 +63,7 @@ export function createJobHandlers(options: JobAdminOptions): JobHandlers | undef
   const { store, adminToken, clock } = options;
   if (adminToken === undefined) return undefined;
   const guard = (handler: RouteHandler): RouteHandler => requireAdmin(adminToken, handler);
-  const declared = new Set(options.destinations);
-  /** The `:name` parameter, when it names a declared destination. */
-  const destinationOf = (params: Record<string, string>): string => {
-    const name = params.name ?? "";
-    if (!declared.has(name)) {
-      throw new HttpError(404, `Destination "${clipForReason(name)}" is not declared`);
-    }
-    return name;
-  };
+  const destinationOf = declaredDestination(options.destinations);
 
   return {
     listJobs: guard(async (request, { params }) => {
@@ -111,6 +110,38 @@ export function createJobHandlers(options: JobAdminOptions): JobHandlers | undef
       if (replayed > 0) options.onReplay?.();
       return Response.json({ replayed }, { status: 202 });
     }),
+    replayJobs: guard(async (request, { params, log }) => {
+      const destination = destinationOf(params);
+      const query = new URL(request.url).searchParams;
+      const replay = _replayOptions(query, clock.now());
+      const outcome = await store.replayJobs(destination, replay).catch((error) => {
+        if (error instanceof InvalidCursorError) throw new HttpError(400, error.message);
+        throw error;
+      });
+      if (replay.dryRun) return Response.json(outcome);
+      const { matched, replayed, busy } = outcome;
+      log.info("jobs replayed", { destination, matched, replayed, busy });
+      if (outcome.replayed > 0) options.onReplay?.();
+      return Response.json(outcome, { status: 202 });
+    }),
+  };
+}
+
+/**
+ * Reads a route's `:name` parameter, which must name one of `destinations`.
+ *
+ * @throws {HttpError} 404 for a name not declared
+ */
+export function declaredDestination(
+  destinations: readonly string[],
+): (params: Record<string, string>) => string {
+  const declared = new Set(destinations);
+  return (params) => {
+    const name = params.name ?? "";
+    if (!declared.has(name)) {
+      throw new HttpError(404, `Destination "${clipForReason(name)}" is not declared`);
+    }
+    return name;
   };
 }
 
@@ -130,6 +161,27 @@ export function jobView(job: JobRecord): Record<string, unknown> {
     ...(job.lastError === undefined ? {} : { lastError: job.lastError }),
     history: historyView(job.history),
   };
+}
+
+/**
+ * Reads a filtered replay's query: `state`, `kind`, `from` and `to` (ISO 8601 times, both
+ * included), `limit`, `cursor` and `dryRun` (`true` or `false`).
+ */
+function _replayOptions(query: URLSearchParams, now: number): ReplayJobsOptions {
+  const page = pageQuery(query, "jobs");
+  const options: ReplayJobsOptions = { now, limit: page.limit() };
+  const state = page.oneOf("state", JOB_STATES);
+  if (state !== undefined) options.state = state;
+  const kind = page.oneOf("kind", EVENT_KINDS);
+  if (kind !== undefined) options.kind = kind;
+  const from = page.time("from");
+  if (from !== undefined) options.receivedFrom = from;
+  const to = page.time("to");
+  if (to !== undefined) options.receivedTo = to;
+  const cursor = page.cursor();
+  if (cursor !== undefined) options.cursor = cursor;
+  if (page.oneOf("dryRun", ["true", "false"]) === "true") options.dryRun = true;
+  return options;
 }
 
 /** Reads `state`, `limit` and `cursor`; an empty parameter counts as absent. */

@@ -12,6 +12,8 @@ import { clipForReason, HttpError } from "../http/errors.ts";
 export const MAX_PAGE_LIMIT = 1000;
 /** Items listed when the query has no `limit`. */
 export const DEFAULT_PAGE_LIMIT = 100;
+/** A date and time with a zone (`Z` or `±hh:mm`), so no time is read in the server's zone. */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
 
 /** A page's query parameters, read on demand; see {@linkcode pageQuery}. */
 export interface PageQuery {
@@ -21,6 +23,8 @@ export interface PageQuery {
   oneOf<T extends string>(name: string, allowed: readonly T[]): T | undefined;
   /** `cursor`, passed back unread. */
   cursor(): string | undefined;
+  /** Parameter `name` as an ISO 8601 time with a date and a zone, in ms since the epoch. */
+  time(name: string): number | undefined;
 }
 
 /** Reads a page's query: the `what` of its refusals is `"events"` or `"jobs"`. */
@@ -61,6 +65,24 @@ export function pageQuery(query: URLSearchParams, what: string): PageQuery {
     /** `cursor`, passed back unread. */
     cursor(): string | undefined {
       return query.get("cursor") || undefined;
+    },
+    /**
+     * Parameter `name` as an ISO 8601 time (`2026-12-04T10:00:00Z`, or with an offset).
+     *
+     * @throws {HttpError} 400 naming the parameter and what was sent
+     */
+    time(name: string): number | undefined {
+      const value = query.get(name) || undefined;
+      if (value === undefined) return undefined;
+      const ms = ISO_TIME.test(value) ? Date.parse(value) : NaN;
+      if (Number.isNaN(ms)) {
+        throw new HttpError(
+          400,
+          `Cannot list ${what}: "${name}" must be an ISO 8601 time with a zone ` +
+            `(2026-12-04T10:00:00Z), got "${clipForReason(value)}"`,
+        );
+      }
+      return ms;
     },
   };
 }

@@ -10,9 +10,10 @@
  * - `delivered` settles the job delivered. `retry` and `rejected` settle it `retrying`, due after
  *   the retry policy's delay (or the answer's `Retry-After` when longer, capped by the policy), or
  *   `dead` once it has had `retry.maxAttempts` attempts, the last reason in `lastError`.
- * - `gone` (410) settles the job `retrying` and stops this deliverer until the process restarts,
- *   with an error line naming the destination: its jobs wait. (A pause kept in the store, and
- *   resumed through the admin API, is not built yet.)
+ * - `gone` (410) settles the job `retrying`, due at once, and pauses the destination in the store
+ *   (`pauses.ts`), with an error line naming it: its jobs wait, in every process and across
+ *   restarts, until an operator resumes it through the admin API.
+ * - While the destination is paused (declared so, or at run time) nothing is claimed.
  *
  * A job's lease covers its wait for the rate limit and its whole attempt, so it is never extended;
  * when the process dies the lease runs out and the job is claimed again. Log lines name the
@@ -28,6 +29,7 @@ import type { ClaimedJob, JobOutcome, Store } from "../store/store.ts";
 import { retryDelayMs, type RetryPolicy } from "../dispatch/retry_delay.ts";
 import { type CircuitState, createCircuitBreaker } from "./circuit.ts";
 import type { Destination } from "./declarations.ts";
+import type { Pauses } from "./pauses.ts";
 import { deliveryBody, webhookId } from "./payload.ts";
 import { type AttemptOutcome, sendOnce } from "./send.ts";
 import { createSigner } from "./signing.ts";
@@ -36,6 +38,8 @@ import { createSigner } from "./signing.ts";
 export interface DelivererOptions {
   store: Pick<Store, "claimJobs" | "settleJob">;
   destination: Destination;
+  /** Asked before each claim; a 410 pauses the destination through it. */
+  pauses: Pick<Pauses, "of" | "pause">;
   clock: Clock;
   logger: Logger;
   /** The retry policy of every job (the configuration's `RETRY_*`). */
@@ -73,6 +77,8 @@ export interface Deliverer {
   start(): void;
   /** Looks for due jobs now instead of at the next poll (intake calls it after recording). */
   wake(): void;
+  /** The destination's circuit in this process. */
+  circuit(): CircuitState;
   /**
    * Stops claiming, lets attempts in flight finish within `graceMs`, then aborts the rest (their
    * leases run out and they are claimed again).
@@ -125,7 +131,8 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
   const abort = new AbortController();
   let loop: Promise<void> | undefined;
   let isStopping = false;
-  let isGone = false;
+  /** Whether the last look found the destination paused, to log its changes once. */
+  let wasPaused = false;
   const wakeup = createWakeup(clock);
   /** When the next attempt may start under the rate limit. */
   let nextSendAt = 0;
@@ -133,8 +140,12 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
   let nextRetryAt = Infinity;
 
   async function runLoop(): Promise<void> {
-    while (!isStopping && !isGone) {
+    while (!isStopping) {
       wakeup.clear();
+      if (await isPaused()) {
+        await waitForWork();
+        continue;
+      }
       const free = concurrency - inFlight.size;
       let claimed = 0;
       let limit = free;
@@ -153,9 +164,26 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
           logger.error("cannot claim delivery jobs", { error });
         }
       }
-      if (isStopping || isGone) break;
+      if (isStopping) break;
       if (limit === 0 || claimed < limit) await waitForWork();
     }
+  }
+
+  /** Whether the destination is paused now (or its pause cannot be read): nothing is claimed. */
+  async function isPaused(): Promise<boolean> {
+    let pause;
+    try {
+      pause = await options.pauses.of(name);
+    } catch (error) {
+      logger.error("cannot read whether the destination is paused; claiming nothing", { error });
+      return true;
+    }
+    if ((pause !== undefined) !== wasPaused) {
+      wasPaused = pause !== undefined;
+      if (pause) logger.info("destination paused: its deliveries wait", { ...pause });
+      else logger.info("destination resumed: delivering again");
+    }
+    return pause !== undefined;
   }
 
   /** Claims up to `limit` due jobs and starts their attempts; returns how many it claimed. */
@@ -233,8 +261,10 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
     if (outcome.kind === "delivered") {
       settled = { state: "delivered", startedAt, endedAt };
     } else {
-      const isDead = outcome.kind !== "gone" && attempt >= retry.maxAttempts;
-      const delayMs = retryDelayMs(attempt, retry, {
+      const isGone = outcome.kind === "gone";
+      const isDead = !isGone && attempt >= retry.maxAttempts;
+      // A 410 pauses the destination, which is the wait: the job is due again once resumed.
+      const delayMs = isGone ? 0 : retryDelayMs(attempt, retry, {
         random,
         retryAfterMs: outcome.kind === "retry" ? outcome.retryAfterMs ?? 0 : 0,
       });
@@ -245,15 +275,13 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
         error: outcome.reason,
         retryAt: endedAt + delayMs,
       };
-      if (outcome.kind === "gone") {
-        if (!isGone) {
-          isGone = true;
-          logger.error(
-            "destination answered 410 Gone: its deliveries stop until the service restarts",
-            { ...fields, reason: outcome.reason },
-          );
-          wake();
-        }
+      if (isGone) {
+        logger.error(
+          "destination answered 410 Gone: paused until resumed through the admin API",
+          { ...fields, reason: outcome.reason },
+        );
+        await options.pauses.pause(name, outcome.reason);
+        wake();
       } else if (isDead) {
         logger.error("delivery dead after its last attempt", { ...fields, reason: outcome.reason });
       } else {
@@ -285,6 +313,7 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
       loop = runLoop().catch((error) => logger.error("delivery loop failed", { error }));
     },
     wake,
+    circuit: () => circuit.state(),
     async stop(graceMs) {
       isStopping = true;
       wake();

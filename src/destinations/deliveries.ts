@@ -2,7 +2,8 @@
  * Every destination's deliverer, owned together: the app creates them once, intake wakes them
  * after recording, and `main.ts` / `service.ts` start and stop them beside the worker.
  *
- * Destinations declared `paused` get no deliverer: their jobs are recorded and wait.
+ * A paused destination (declared so, paused by an operator, or by a 410: `pauses.ts`) keeps its
+ * deliverer, which claims nothing while the pause lasts: its jobs are recorded and wait.
  *
  * @module
  */
@@ -14,11 +15,20 @@ import type { RetryPolicy } from "../dispatch/retry_delay.ts";
 import type { Destination } from "./declarations.ts";
 import { createDeliverer, type Deliverer, type DelivererObserver } from "./deliverer.ts";
 import { destinationsFor } from "./filter.ts";
+import { createPauses, type Pauses } from "./pauses.ts";
+import type { CircuitState } from "./circuit.ts";
 
 /** What {@linkcode createDeliveries} needs. */
 export interface DeliveriesOptions {
   destinations: readonly Destination[];
-  store: Pick<Store, "claimJobs" | "settleJob">;
+  store: Pick<
+    Store,
+    | "claimJobs"
+    | "settleJob"
+    | "pauseDestination"
+    | "resumeDestination"
+    | "listPausedDestinations"
+  >;
   clock: Clock;
   logger: Logger;
   retry: RetryPolicy;
@@ -28,6 +38,8 @@ export interface DeliveriesOptions {
   fetch?: typeof fetch;
   /** Given to every deliverer (metrics). */
   observer?: DelivererObserver;
+  /** How often run-time pauses are read again (`pauses.ts`'s default when absent). */
+  pauseRefreshMs?: number;
 }
 
 /** The deliverers of every running destination. */
@@ -37,6 +49,10 @@ export interface Deliveries {
    * destination is declared, so recording spends nothing on jobs.
    */
   readonly destinationsFor: ((event: WebhookEvent) => readonly string[]) | undefined;
+  /** Which destinations are paused; pausing or resuming through it wakes the deliverers. */
+  readonly pauses: Pauses;
+  /** The circuit of `destination`'s deliverer in this process; `undefined` when not declared. */
+  circuitOf(destination: string): CircuitState | undefined;
   /** Starts every deliverer. */
   start(): void;
   /** Tells every deliverer that jobs may be due. */
@@ -46,26 +62,43 @@ export interface Deliveries {
 }
 
 /**
- * Creates a deliverer per destination that is not paused (each signer made once).
+ * Creates a deliverer per destination (each signer made once).
  *
  * @throws {SigningSecretError} when a destination's secret cannot sign.
  */
 export async function createDeliveries(options: DeliveriesOptions): Promise<Deliveries> {
-  const { destinations, logger } = options;
-  const deliverers: Deliverer[] = [];
+  const { destinations } = options;
+  const pauses = createPauses({
+    destinations,
+    store: options.store,
+    clock: options.clock,
+    ...(options.pauseRefreshMs === undefined ? {} : { refreshMs: options.pauseRefreshMs }),
+  });
+  const byName = new Map<string, Deliverer>();
   for (const destination of destinations) {
-    if (destination.paused) {
-      logger.info("destination paused: its deliveries wait", { destination: destination.name });
-      continue;
-    }
-    deliverers.push(await createDeliverer({ ...options, destination }));
+    byName.set(destination.name, await createDeliverer({ ...options, destination, pauses }));
   }
+  const deliverers = [...byName.values()];
+  const wake = (): void => deliverers.forEach((deliverer) => deliverer.wake());
   return {
     destinationsFor: destinations.length === 0
       ? undefined
       : (event) => destinationsFor(destinations, event).map((destination) => destination.name),
+    pauses: {
+      of: (destination) => pauses.of(destination),
+      pause: async (destination, reason) => {
+        await pauses.pause(destination, reason);
+        wake();
+      },
+      resume: async (destination) => {
+        const result = await pauses.resume(destination);
+        wake();
+        return result;
+      },
+    },
+    circuitOf: (destination) => byName.get(destination)?.circuit(),
     start: () => deliverers.forEach((deliverer) => deliverer.start()),
-    wake: () => deliverers.forEach((deliverer) => deliverer.wake()),
+    wake,
     stop: async (graceMs) => {
       await Promise.all(deliverers.map((deliverer) => deliverer.stop(graceMs)));
     },
