@@ -5,6 +5,11 @@
  *
  * - At most `destination.concurrency` requests are in flight; with `ratePerSecond`, attempts start
  *   at least `1000 / ratePerSecond` ms apart.
+ * - It claims ahead: up to {@linkcode CLAIM_AHEAD} times `concurrency` jobs are held (queued in
+ *   memory, under their leases, or in flight), so a claim's commit serves several rounds of
+ *   attempts; a queued job whose lease would end during its attempt has it extended first (or is
+ *   left to whoever took it). Queued jobs are let go (their leases run out) when the circuit
+ *   opens, when the destination is paused, and at shutdown.
  * - While the destination's circuit (`circuit.ts`) is open nothing is claimed: the jobs stay due,
  *   and one probe goes out when the circuit allows it.
  * - `delivered` settles the job delivered. `retry` and `rejected` settle it `retrying`, due after
@@ -15,8 +20,8 @@
  *   restarts, until an operator resumes it through the admin API.
  * - While the destination is paused (declared so, or at run time) nothing is claimed.
  *
- * A job's lease covers its wait for the rate limit and its whole attempt, so it is never extended;
- * when the process dies the lease runs out and the job is claimed again. Log lines name the
+ * A job's lease covers its wait for the rate limit and its whole attempt; when the process dies
+ * the lease runs out and the job is claimed again. Log lines name the
  * destination and the event id, never a secret, a signature or a body.
  *
  * @module
@@ -36,7 +41,7 @@ import { createSigner } from "./signing.ts";
 
 /** What {@linkcode createDeliverer} needs. */
 export interface DelivererOptions {
-  store: Pick<Store, "claimJobs" | "settleJob">;
+  store: Pick<Store, "claimJobs" | "extendJobLease" | "settleJob">;
   destination: Destination;
   /** Asked before each claim; a 410 pauses the destination through it. */
   pauses: Pick<Pauses, "of" | "pause">;
@@ -81,7 +86,7 @@ export interface Deliverer {
   circuit(): CircuitState;
   /**
    * Stops claiming, lets attempts in flight finish within `graceMs`, then aborts the rest (their
-   * leases run out and they are claimed again).
+   * leases run out and they are claimed again), and waits for the results being stored.
    */
   stop(graceMs: number): Promise<void>;
 }
@@ -90,10 +95,23 @@ export interface Deliverer {
 const DEFAULT_POLL_INTERVAL_MS = 1_000;
 
 /**
- * Added to a claim's lease beyond the rate limit's wait and the attempt's timeout: settling takes a
+ * What an attempt's lease must still have beyond its timeout when it starts: settling takes a
  * commit, which must land while the lease holds.
  */
+const SETTLE_MARGIN_MS = 1_000;
+
+/**
+ * Added to a claim's lease beyond the rate limit's wait and the attempt's timeout: the settle
+ * margin, and how long a job claimed ahead may wait in the queue before its lease needs extending.
+ */
 const LEASE_MARGIN_MS = 5_000;
+
+/**
+ * Jobs held at most, in `concurrency`s: one claim commit then feeds several rounds of attempts,
+ * which a consumer answering at once needs to be kept busy (claiming only the free slots cost a
+ * commit per few attempts).
+ */
+export const CLAIM_AHEAD = 4;
 
 /** Shortest sleep of the loop, so a job that cannot be claimed never spins it. */
 const MIN_SLEEP_MS = 1;
@@ -128,6 +146,10 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
   });
 
   const inFlight = new Set<Promise<void>>();
+  /** Jobs claimed ahead, leased, waiting for a free slot, oldest due first. */
+  const queue: ClaimedJob[] = [];
+  /** Results of attempts being stored. */
+  const settles = new Set<Promise<void>>();
   const abort = new AbortController();
   let loop: Promise<void> | undefined;
   let isStopping = false;
@@ -143,20 +165,14 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
     while (!isStopping) {
       wakeup.clear();
       if (await isPaused()) {
+        queue.length = 0; // let go: their leases run out, and the pause holds them meanwhile
         await waitForWork();
         continue;
       }
-      const free = concurrency - inFlight.size;
+      if (circuit.state() !== "closed") queue.length = 0; // they wait for the probe's answer
+      startQueued();
+      const limit = claimLimit();
       let claimed = 0;
-      let limit = free;
-      if (free > 0 && circuit.state() !== "closed") {
-        // One probe at a time, and only when the circuit grants it; the jobs stay due meanwhile.
-        limit = inFlight.size === 0 && circuit.canSend() ? 1 : 0;
-      }
-      if (sendInterval > 0) {
-        // Claim no more than a second's worth of attempts: each waits its turn under its lease.
-        limit = Math.min(limit, Math.max(1, Math.floor(1_000 / sendInterval)));
-      }
       if (limit > 0) {
         try {
           claimed = await claim(limit);
@@ -166,6 +182,29 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
       }
       if (isStopping) break;
       if (limit === 0 || claimed < limit) await waitForWork();
+    }
+    queue.length = 0; // stopping: their leases run out and the next process claims them
+  }
+
+  /** How many jobs to claim now: none while enough are queued; one probe while not closed. */
+  function claimLimit(): number {
+    if (circuit.state() !== "closed") {
+      // One probe at a time, and only when the circuit grants it; the jobs stay due meanwhile.
+      return inFlight.size === 0 && circuit.canSend() ? 1 : 0;
+    }
+    if (queue.length >= concurrency) return 0;
+    let limit = concurrency * CLAIM_AHEAD - queue.length - inFlight.size - settles.size;
+    if (sendInterval > 0) {
+      // Hold no more than a second's worth of attempts: each waits its turn under its lease.
+      limit = Math.min(limit, Math.max(1, Math.floor(1_000 / sendInterval)) - queue.length);
+    }
+    return Math.max(0, limit);
+  }
+
+  /** Starts queued jobs in the free slots (none while the circuit is not closed). */
+  function startQueued(): void {
+    while (inFlight.size < concurrency && queue.length > 0 && !isStopping) {
+      startAttempt(queue.shift()!);
     }
   }
 
@@ -186,13 +225,14 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
     return pause !== undefined;
   }
 
-  /** Claims up to `limit` due jobs and starts their attempts; returns how many it claimed. */
+  /** Claims up to `limit` due jobs, queues them and starts what fits; returns how many. */
   async function claim(limit: number): Promise<number> {
     const now = clock.now();
     const waitMs = Math.max(0, nextSendAt - now) + limit * sendInterval;
     const leaseUntil = now + Math.max(options.leaseMs, waitMs + timeoutMs + LEASE_MARGIN_MS);
     const claims = await store.claimJobs(name, { now, limit, leaseUntil });
-    for (const job of claims) startAttempt(job);
+    queue.push(...claims);
+    startQueued();
     return claims.length;
   }
 
@@ -221,16 +261,44 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
       })
       .finally(() => {
         inFlight.delete(attempt);
-        wake(); // a slot is free
+        if (circuit.state() === "closed" && !wasPaused) startQueued(); // the free slot, at once
+        wake(); // and the loop tops the queue up
       });
     inFlight.add(attempt);
   }
 
-  /** Sends one job once (after its turn under the rate limit) and settles what that came to. */
+  /**
+   * Sends one job once and stores what that came to; the request's slot is free as soon as the
+   * answer is in, while the result's commit (which the job's lease covers) lands beside the next
+   * attempts.
+   */
   async function deliver(claim: ClaimedJob, startAt: number): Promise<void> {
+    const result = await attemptOnce(claim, startAt);
+    if (result === undefined) return;
+    const settling = settle(claim, result)
+      .catch((error) => logger.error("cannot store a delivery's result", { error }))
+      .finally(() => {
+        settles.delete(settling);
+        wake(); // room to claim
+      });
+    settles.add(settling);
+  }
+
+  /**
+   * Sends one job once (after its turn under the rate limit): what the attempt came to, as the
+   * job's next state; `undefined` when the job's lease was lost before it was sent.
+   */
+  async function attemptOnce(
+    claim: ClaimedJob,
+    startAt: number,
+  ): Promise<{ settled: JobOutcome; fields: Record<string, unknown> } | undefined> {
     const { job, event } = claim;
     const waitMs = startAt - clock.now();
     if (waitMs > 0) await clock.sleep(waitMs, abort.signal);
+    if (!(await holdsLeaseThroughAttempt(claim))) {
+      logger.debug("queued job's lease lost: left to its new holder", { eventId: event.id });
+      return;
+    }
     const startedAt = clock.now();
     const body = deliveryBody(event, job.createdAt);
     const headers = await signer.sign({
@@ -295,16 +363,39 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
         nextRetryAt = Math.min(nextRetryAt, endedAt + delayMs);
       }
     }
+    return { settled, fields };
+  }
+
+  /** Stores an attempt's result, if the job's lease still holds, and tells the observer. */
+  async function settle(
+    claim: ClaimedJob,
+    { settled, fields }: { settled: JobOutcome; fields: Record<string, unknown> },
+  ): Promise<void> {
     const isStored = await store.settleJob(claim, settled);
+    const { job, event } = claim;
     if (isStored) {
-      const lag = settled.state === "delivered" ? { lagMs: endedAt - job.createdAt } : {};
+      const lag = settled.state === "delivered" ? { lagMs: settled.endedAt - job.createdAt } : {};
       options.observer?.onSettled?.({ destination: name, state: settled.state, ...lag });
     }
     if (!isStored) {
       logger.warn("delivery result not stored: the job's lease was lost", { eventId: event.id });
     } else if (settled.state === "delivered") {
-      logger.debug("delivered", { ...fields, ms: endedAt - startedAt });
+      logger.debug("delivered", { ...fields, ms: settled.endedAt - settled.startedAt });
     }
+  }
+
+  /**
+   * Whether the claim's lease lasts through an attempt starting now, extending it when it would
+   * not (a job queued behind slow attempts); `false` when it was lost meanwhile.
+   */
+  async function holdsLeaseThroughAttempt(claim: ClaimedJob): Promise<boolean> {
+    const needed = clock.now() + timeoutMs + SETTLE_MARGIN_MS;
+    if (claim.lease.until >= needed) return true;
+    const until = Math.max(
+      clock.now() + timeoutMs + LEASE_MARGIN_MS,
+      clock.now() + options.leaseMs,
+    );
+    return await store.extendJobLease(claim.lease, until);
   }
 
   return {
@@ -327,6 +418,7 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
         abort.abort(new Error("Shutting down"));
         await all;
       }
+      await Promise.allSettled([...settles]); // the answers already in are stored
     },
   };
 }

@@ -24,6 +24,7 @@ export interface DeliveriesOptions {
   store: Pick<
     Store,
     | "claimJobs"
+    | "extendJobLease"
     | "settleJob"
     | "pauseDestination"
     | "resumeDestination"
