@@ -11,7 +11,8 @@
  * of `.env.example`, or with echo replies on and no access token, outside development, the
  * configuration is refused. In development the last two are warnings (and echo stays off).
  * Settings that cannot work together are refused too (a retry base delay above the maximum
- * delay); an app secret too short to be Meta's is a warning.
+ * delay), and so is a WhatsApp Flows private key that cannot be read (damaged, encrypted without
+ * its passphrase, not RSA, under 2048 bits); an app secret too short to be Meta's is a warning.
  *
  * @module
  */

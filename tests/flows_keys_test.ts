@@ -10,6 +10,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { ConfigError } from "../src/config.ts";
 import { loadConfig } from "../src/config_env.ts";
 import { FlowsKeyError, readFlowsKeyFile, readFlowsPrivateKey } from "../src/flows/keys.ts";
+import { generateFlowsKeys, registrationCommand } from "../tools/flows_keygen.ts";
 import { flowsKeyPair } from "./flows_support.ts";
 import { TEST_SECRET, TEST_VERIFY_TOKEN } from "./support.ts";
 
@@ -122,5 +123,17 @@ Deno.test("loadConfig() reads FLOWS_PRIVATE_KEY_FILE once and names the file in 
   assert.equal(
     refusal({ FLOWS_PRIVATE_KEY_FILE: "./data/a.pem", FLOWS_PRIVATE_KEY: privateKeyPem }),
     "Invalid configuration: FLOWS_PRIVATE_KEY and FLOWS_PRIVATE_KEY_FILE are both set: give the key in one of them",
+  );
+});
+
+Deno.test("flows-keygen makes a key the service reads and prints Meta's registration call", () => {
+  const keys = generateFlowsKeys();
+  assert.equal(readFlowsPrivateKey({ pem: keys.privateKeyPem }).byteLength > 1_000, true);
+  assert.match(keys.publicKeyPem, /^-----BEGIN PUBLIC KEY-----\n/);
+  assert.equal(
+    registrationCommand("./data/flows_public_key.pem"),
+    'curl -X POST "https://graph.facebook.com/v26.0/<PHONE_NUMBER_ID>/whatsapp_business_encryption" \\\n' +
+      '  -H "Authorization: Bearer $WHATSAPP_TOKEN" \\\n' +
+      '  --data-urlencode "business_public_key@./data/flows_public_key.pem"',
   );
 });

@@ -2,8 +2,8 @@
  * The service's metrics, declared once with stable `wa_webhook_` names, and the small observers
  * the pipeline calls: intake (deliveries by outcome, acknowledgement latency, signature failures,
  * events, duplicates, schema drift), the worker (handler runs, retries, dead letters), the
- * Graph API client (calls by outcome and error code), and, in `destination_metrics.ts` on the same
- * registry, the deliverers of HTTP destinations.
+ * Graph API client (calls by outcome and error code), and, on the same registry, the deliverers of
+ * HTTP destinations (`destination_metrics.ts`) and the Flows endpoint (`flow_metrics.ts`).
  *
  * Gauges that describe state rather than count things (ready-queue depth, age of the oldest ready
  * event, seconds since the last delivery) are filled by {@linkcode ServiceMetrics.collect} at
