@@ -25,6 +25,8 @@ import type { Dispatcher } from "./src/dispatch/dispatcher.ts";
 import { type CronFunction, registerSweepCron } from "./src/dispatch/sweep.ts";
 import { isListenError, listenFailureReason } from "./src/http/listen_errors.ts";
 import { readDestinationsFile } from "./src/destinations/declarations.ts";
+import type { Flows } from "./src/flows/flows.ts";
+import { readFlowsKeyFile } from "./src/flows/keys.ts";
 import { kvOpenFailureReason, selectKvLocation } from "./src/store/kv/location.ts";
 import { isDirectoryLocation, openKv } from "./src/store/kv/open.ts";
 import { createKvStore } from "./src/store/kv/store.ts";
@@ -50,6 +52,8 @@ export interface ServiceOptions {
   args: string[];
   /** The handlers to run; defaults to the built-in ones. */
   dispatcher?: Dispatcher;
+  /** The WhatsApp Flows screen handlers, served when `FLOWS_PRIVATE_KEY(_FILE)` is set. */
+  flows?: Flows;
 }
 
 /** A started service without its HTTP server: the app, its worker running, and what it holds. */
@@ -154,7 +158,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   const environment = Object.fromEntries(CONFIG_NAMES.map((name) => [name, Deno.env.get(name)]));
   let loaded;
   try {
-    loaded = loadConfig(environment, { isDevelopment, readDestinationsFile });
+    loaded = loadConfig(environment, { isDevelopment, readDestinationsFile, readFlowsKeyFile });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     // LOG_FORMAT is honoured when it alone is valid: the reasons reach a person readably.
@@ -191,6 +195,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     store,
     clock: systemClock,
     ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
+    ...(options.flows ? { flows: options.flows } : {}),
   });
   let sweepKind = sweep.isRegistered ? "cron" : "poll";
   if (hasWorker(config)) {

@@ -49,6 +49,16 @@ export type {
   WebhookEvent,
   WhatsAppError,
 } from "./src/events/events.ts";
+export {
+  type FlowContext,
+  type FlowErrorNotification,
+  type FlowHandler,
+  type FlowHandlerOptions,
+  Flows,
+  type FlowsOptions,
+  InvalidFlowTokenError,
+} from "./src/flows/flows.ts";
+export { completeFlow, type FlowAction, type FlowScreenAnswer } from "./src/flows/protocol.ts";
 export type { GraphClient } from "./src/graph/client.ts";
 export { GraphApiError, type GraphErrorCategory } from "./src/graph/errors.ts";
 export { createLogger, type Logger } from "./src/ops/log.ts";

@@ -11,10 +11,13 @@ import { createDestinationHandlers } from "./admin/destinations.ts";
 import { createJobHandlers } from "./admin/jobs.ts";
 import { createMessageStatusHandler } from "./admin/messages.ts";
 import type { Clock } from "./ops/clock.ts";
-import { type Config, hasGraphToken, hasWorker } from "./config.ts";
+import { type Config, hasFlows, hasGraphToken, hasWorker } from "./config.ts";
 import { Dispatcher, registerLoggingHandlers } from "./dispatch/dispatcher.ts";
 import { createWorker, type Worker } from "./dispatch/worker.ts";
 import { createDeliveries, type Deliveries } from "./destinations/deliveries.ts";
+import { createFlowsEndpoint } from "./flows/endpoint.ts";
+import { Flows } from "./flows/flows.ts";
+import { importFlowsPrivateKey } from "./flows/keys.ts";
 import { createGraphClient, type GraphClient } from "./graph/client.ts";
 import { registerEchoHandler } from "./handlers/echo.ts";
 import { createHealthHandlers } from "./ops/health.ts";
@@ -53,6 +56,8 @@ export interface AppOptions {
   fetch?: typeof fetch;
   /** The metrics to update and serve; defaults to new ones (tests pass their own to read them). */
   metrics?: ServiceMetrics;
+  /** The WhatsApp Flows screen handlers, served when a Flows private key is configured. */
+  flows?: Flows;
 }
 
 /** The service: its request handler and its worker. */
@@ -84,7 +89,8 @@ export interface DrainOptions {
 export async function createApp(options: AppOptions): Promise<App> {
   const { config, logger, store, clock } = options;
   const metrics = options.metrics ?? createServiceMetrics({ clock });
-  const verifier = instrumentVerifier(await createSignatureVerifier(config.appSecrets), metrics);
+  const signatures = await createSignatureVerifier(config.appSecrets);
+  const verifier = instrumentVerifier(signatures, metrics);
   const graph = hasGraphToken(config) ? _createGraphClient(options, metrics) : undefined;
   const dispatcher = _builtInDispatcher(config, clock);
   if (options.dispatcher) dispatcher.include(options.dispatcher);
@@ -181,6 +187,21 @@ export async function createApp(options: AppOptions): Promise<App> {
       onReplay: () => deliveries.wake(),
     }),
     messageStatus: createMessageStatusHandler({ store, adminToken: config.adminToken }),
+    flows: hasFlows(config)
+      ? {
+        path: config.flowsPath,
+        exchange: createFlowsEndpoint({
+          privateKey: await importFlowsPrivateKey({
+            pem: config.flowsPrivateKey ?? "",
+            passphrase: config.flowsKeyPassphrase,
+          }),
+          flows: options.flows ?? new Flows(),
+          verifier: signatures,
+          bodyLimits,
+          metrics: metrics.flows,
+        }),
+      }
+      : undefined,
   });
   const route = createRouter(routes);
   let inFlight = 0;

@@ -11,7 +11,8 @@
  * of `.env.example`, or with echo replies on and no access token, outside development, the
  * configuration is refused. In development the last two are warnings (and echo stays off).
  * Settings that cannot work together are refused too (a retry base delay above the maximum
- * delay); an app secret too short to be Meta's is a warning.
+ * delay), and so is a WhatsApp Flows private key that cannot be read (damaged, encrypted without
+ * its passphrase, not RSA, under 2048 bits); an app secret too short to be Meta's is a warning.
  *
  * @module
  */
@@ -23,6 +24,7 @@ import {
   type Destination,
   type DestinationDeclaration,
 } from "./destinations/declarations.ts";
+import { FlowsKeyError, readFlowsPrivateKey } from "./flows/keys.ts";
 
 const MINUTE_MS = 60_000;
 /** One hour in milliseconds: the unit of the settings the environment gives in hours. */
@@ -98,6 +100,15 @@ export interface Config {
    * secrets are never logged. Declared as JSON in `DESTINATIONS` or `DESTINATIONS_FILE`.
    */
   destinations: Destination[];
+  /**
+   * The business's RSA private key (PEM) that opens WhatsApp Flows requests; set, it turns the
+   * Flows endpoint on (`flows/`). Never logged.
+   */
+  flowsPrivateKey?: string | undefined;
+  /** The passphrase of an encrypted `flowsPrivateKey`. Never logged. */
+  flowsKeyPassphrase?: string | undefined;
+  /** The path Meta posts Flows requests to: the flow's endpoint URL ends with it. */
+  flowsPath: string;
 }
 
 /** The settings without which there is no configuration. */
@@ -154,6 +165,7 @@ export const DEFAULTS = Object.freeze({
   statusRetentionMs: 30 * DAY_MS,
   /** None: events reach the handlers only. A destination's own defaults are `DESTINATION_DEFAULTS`. */
   destinations: [] as Destination[],
+  flowsPath: "/flows",
 }) satisfies Partial<Config>;
 
 /** The placeholder secrets of `.env.example`: accepted only in development, with a warning. */
@@ -171,6 +183,12 @@ const MIN_ADMIN_TOKEN_LENGTH = 16;
  * value copied from the wrong field) and gets a warning: no delivery from Meta would verify.
  */
 const MIN_APP_SECRET_LENGTH = 16;
+
+/** A Flows path: plain segments, so that it is matched exactly like the other fixed routes. */
+const _FLOWS_PATH = /^\/[A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*$/;
+
+/** The service's own paths and prefixes (`routes.ts`), which the Flows path must not take. */
+const _SERVICE_PATHS = ["/webhook", "/healthz", "/readyz", "/metrics", "/admin"];
 
 /** Meta's highest throughput tier: more than this per number is never allowed. */
 const MAX_MESSAGES_PER_SECOND = 1_000;
@@ -295,6 +313,15 @@ const _configSchema = z.strictObject({
     for (const reason of check.reasons) ctx.addIssue({ code: "custom", message: reason });
     return z.NEVER;
   }),
+  flowsPrivateKey: z.string().trim().min(1, "must not be empty").optional(),
+  flowsKeyPassphrase: z.string().min(1, "must not be empty").optional(),
+  flowsPath: z.string().trim().regex(
+    _FLOWS_PATH,
+    'expected a path such as "/flows": a "/" then letters, digits, "-", "_", "." or "/"',
+  ).refine(
+    (path) => !_SERVICE_PATHS.some((own) => path === own || path.startsWith(`${own}/`)),
+    `must not be one of the service's own paths (${_SERVICE_PATHS.join(", ")})`,
+  ).default(DEFAULTS.flowsPath),
 });
 
 /** Raised when the settings cannot make a safe configuration; the message says why. */
@@ -446,8 +473,39 @@ function _crossCheck(
       );
     }
   }
+  problems.push(..._flowsKeyProblems(config, naming));
   if (problems.length > 0) throw new ConfigError(problems.join("\n"));
   return { config, warnings };
+}
+
+/**
+ * Why the Flows key cannot be used, when one is set: it must be a readable PEM RSA key of 2048
+ * bits or more, decrypted by its passphrase. A passphrase without a key is refused too.
+ */
+function _flowsKeyProblems(config: Config, naming: (field: keyof Config) => string): string[] {
+  const [key, passphrase] = [naming("flowsPrivateKey"), naming("flowsKeyPassphrase")];
+  if (config.flowsPrivateKey === undefined) {
+    if (config.flowsKeyPassphrase === undefined) return [];
+    return [
+      `Invalid configuration: ${passphrase} is set but ${key} is not: set the key, or unset the passphrase`,
+    ];
+  }
+  try {
+    readFlowsPrivateKey({
+      pem: config.flowsPrivateKey,
+      passphrase: config.flowsKeyPassphrase,
+      passphraseName: passphrase,
+    });
+    return [];
+  } catch (error) {
+    if (error instanceof FlowsKeyError) return [`Invalid configuration: ${key} ${error.message}`];
+    throw error;
+  }
+}
+
+/** Whether a Flows private key is configured: the Flows endpoint is on. */
+export function hasFlows(config: Config): boolean {
+  return config.flowsPrivateKey !== undefined;
 }
 
 /** True unless `workerConcurrency` is 0: a process that only records and acknowledges. */

@@ -29,6 +29,7 @@ import {
   destinationsFileFailureReason,
   readDeclarationsText,
 } from "./destinations/declarations.ts";
+import { flowsKeyFileFailureReason } from "./flows/keys.ts";
 import { describeValue } from "./refusal_text.ts";
 
 /**
@@ -65,6 +66,9 @@ const _ENV_NAMES = {
   silenceAfterMs: "SILENCE_AFTER_MS",
   statusRetentionMs: "STATUS_RETENTION_DAYS",
   destinations: "DESTINATIONS",
+  flowsPrivateKey: "FLOWS_PRIVATE_KEY",
+  flowsKeyPassphrase: "FLOWS_KEY_PASSPHRASE",
+  flowsPath: "FLOWS_PATH",
 } as const satisfies Record<keyof Config, string>;
 
 /**
@@ -73,11 +77,24 @@ const _ENV_NAMES = {
  */
 const _DESTINATIONS_FILE = "DESTINATIONS_FILE";
 
+/**
+ * The other place the Flows private key may be given: the path of its PEM file, read once at
+ * start (the tasks and the binary may read `./data` only). Not both: that is refused.
+ */
+const _FLOWS_PRIVATE_KEY_FILE = "FLOWS_PRIVATE_KEY_FILE";
+
 /** An environment variable the service reads. */
-export type ConfigName = (typeof _ENV_NAMES)[keyof Config] | typeof _DESTINATIONS_FILE;
+export type ConfigName =
+  | (typeof _ENV_NAMES)[keyof Config]
+  | typeof _DESTINATIONS_FILE
+  | typeof _FLOWS_PRIVATE_KEY_FILE;
 
 /** Every environment variable the service reads: the `--allow-env` list of the start task. */
-export const CONFIG_NAMES: ConfigName[] = [...Object.values(_ENV_NAMES), _DESTINATIONS_FILE];
+export const CONFIG_NAMES: ConfigName[] = [
+  ...Object.values(_ENV_NAMES),
+  _DESTINATIONS_FILE,
+  _FLOWS_PRIVATE_KEY_FILE,
+];
 
 /** Paths are quoted up to this many characters in a refusal (they are not secret, but bounded). */
 const _MAX_QUOTED_PATH_CHARS = 256;
@@ -189,6 +206,11 @@ export interface LoadEnvOptions extends LoadConfigOptions {
    * `destinations/declarations.ts`); throws when it cannot. Without it that variable is refused.
    */
   readDestinationsFile?: (path: string) => string;
+  /**
+   * Reads the PEM file named by `FLOWS_PRIVATE_KEY_FILE` (`main.ts` passes `readFlowsKeyFile` of
+   * `flows/keys.ts`); throws when it cannot. Without it that variable is refused.
+   */
+  readFlowsKeyFile?: (path: string) => string;
 }
 
 /**
@@ -207,7 +229,7 @@ export function loadConfig(
   const input: Record<string, unknown> = {};
   const problems: SettingProblem[] = [];
   for (const [field, name] of Object.entries(_ENV_NAMES) as [keyof Config, ConfigName][]) {
-    if (field === "destinations") continue;
+    if (field === "destinations" || field === "flowsPrivateKey") continue;
     const raw = _valueOf(env, name);
     const read = (_ENV_READERS[field] ?? z.string().optional()).safeParse(raw);
     if (!read.success) {
@@ -222,8 +244,41 @@ export function loadConfig(
     if ("reason" in read) problems.push({ field: "destinations", reason: read.reason });
     else input.destinations = read.value;
   }
-  const names = { ..._ENV_NAMES, destinations: declarations.source };
+  const flowsKey = _flowsKeyText(env, options.readFlowsKeyFile);
+  if ("reason" in flowsKey) problems.push({ field: "flowsPrivateKey", reason: flowsKey.reason });
+  else if (flowsKey.text !== undefined) input.flowsPrivateKey = flowsKey.text;
+  const names = {
+    ..._ENV_NAMES,
+    destinations: declarations.source,
+    flowsPrivateKey: flowsKey.source,
+  };
   return resolveSettings(input, options, { names, problems });
+}
+
+/**
+ * The PEM text of the Flows private key, from `FLOWS_PRIVATE_KEY` or the file of
+ * `FLOWS_PRIVATE_KEY_FILE`, and the name the reasons about it start with; or why it cannot be had.
+ */
+function _flowsKeyText(
+  env: Record<string, string | undefined>,
+  readFile: ((path: string) => string) | undefined,
+): { source: string } & ({ text: string | undefined } | { reason: string }) {
+  const inline = _valueOf(env, _ENV_NAMES.flowsPrivateKey);
+  const path = _valueOf(env, _FLOWS_PRIVATE_KEY_FILE)?.trim();
+  if (path === undefined) return { source: _ENV_NAMES.flowsPrivateKey, text: inline };
+  if (inline !== undefined) {
+    return {
+      source: _ENV_NAMES.flowsPrivateKey,
+      reason: `and ${_FLOWS_PRIVATE_KEY_FILE} are both set: give the key in one of them`,
+    };
+  }
+  const source = `${_FLOWS_PRIVATE_KEY_FILE} ${describeValue(path, _MAX_QUOTED_PATH_CHARS)}`;
+  if (readFile === undefined) return { source, reason: "cannot be read: no file reader was given" };
+  try {
+    return { source, text: readFile(path) };
+  } catch (error) {
+    return { source, reason: flowsKeyFileFailureReason(error) };
+  }
 }
 
 /** A variable's value, `undefined` when unset or blank. */

@@ -28,6 +28,11 @@ export interface ServiceHandlers {
   jobs: JobHandlers | undefined;
   /** `createMessageStatusHandler` (`admin/messages.ts`); `undefined` without an admin token. */
   messageStatus: RouteHandler | undefined;
+  /**
+   * `createFlowsEndpoint` (`flows/endpoint.ts`) on `FLOWS_PATH`; `undefined` without a Flows
+   * private key.
+   */
+  flows?: { path: string; exchange: RouteHandler } | undefined;
 }
 
 /** A row of the table; one whose handler is `undefined` is off. */
@@ -38,11 +43,12 @@ interface _Row {
 }
 
 /**
- * The route table. Rows whose handler is `undefined` (the admin API without `ADMIN_TOKEN`) are left
- * out, so their paths answer 404 like any unknown path.
+ * The route table. Rows whose handler is `undefined` (the admin API without `ADMIN_TOKEN`, the
+ * Flows endpoint without a private key) are left out, so their paths answer 404 like any unknown
+ * path.
  */
 export function serviceRoutes(handlers: ServiceHandlers): Route[] {
-  const { webhook, health, metrics, admin, destinations, jobs, messageStatus } = handlers;
+  const { webhook, health, metrics, admin, destinations, jobs, messageStatus, flows } = handlers;
   const table: _Row[] = [
     { method: "GET", path: "/webhook/whatsapp", handler: webhook.handshake },
     { method: "POST", path: "/webhook/whatsapp", handler: webhook.intake },
@@ -77,6 +83,7 @@ export function serviceRoutes(handlers: ServiceHandlers): Route[] {
       handler: jobs?.replayDeadJobs,
     },
     { method: "GET", path: "/admin/messages/:wamid", handler: messageStatus },
+    { method: "POST", path: flows?.path ?? "/flows", handler: flows?.exchange },
   ];
   return table.filter((row): row is Route => row.handler !== undefined);
 }

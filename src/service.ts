@@ -8,6 +8,7 @@
 import { type App, createApp, storeOptions } from "./app.ts";
 import { type ConfigInput, hasWorker, resolveConfig } from "./config.ts";
 import type { Dispatcher } from "./dispatch/dispatcher.ts";
+import type { Flows } from "./flows/flows.ts";
 import { type Clock, systemClock } from "./ops/clock.ts";
 import { createLogger, type Logger } from "./ops/log.ts";
 import { openKvStore } from "./store/kv/open.ts";
@@ -24,6 +25,11 @@ export interface ServiceOptions {
   store?: Store;
   /** The caller's handlers, run beside the built-in ones (logging, status tracking, echo). */
   dispatcher?: Dispatcher;
+  /**
+   * The WhatsApp Flows screen handlers, served on `config.flowsPath` when
+   * `config.flowsPrivateKey` is set (without them the endpoint answers health checks only).
+   */
+  flows?: Flows;
   /** Where log lines go; by default JSON lines at `config.logLevel`. */
   logger?: Logger;
   /** The time; the system clock by default (tests pass a manual one). */
@@ -68,6 +74,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     store,
     clock: options.clock ?? systemClock,
     ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
+    ...(options.flows ? { flows: options.flows } : {}),
     ...(options.fetch ? { fetch: options.fetch } : {}),
   });
   return {

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import type { RouteHandler } from "../src/http/router.ts";
 import { serviceRoutes } from "../src/routes.ts";
+import { flowsKeyPair } from "./flows_support.ts";
 import { startTestServer, TEST_ADMIN_TOKEN, testConfig } from "./support.ts";
 
 const AUTH = { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
@@ -69,6 +70,7 @@ Deno.test("serviceRoutes() lists exactly the README's endpoints, in its order", 
     },
     jobs: { listJobs: _stub, replayJob: _stub, replayDeadJobs: _stub, replayJobs: _stub },
     messageStatus: _stub,
+    flows: { path: "/flows", exchange: _stub },
   });
   const table = routes.map((route) => ({
     method: route.method,
@@ -78,7 +80,10 @@ Deno.test("serviceRoutes() lists exactly the README's endpoints, in its order", 
 });
 
 Deno.test("the app routes every README endpoint, with HEAD on each GET, and no other path", async () => {
-  await using server = await startTestServer({ startWorker: false });
+  await using server = await startTestServer({
+    startWorker: false,
+    env: { FLOWS_PRIVATE_KEY: flowsKeyPair().privateKeyPem },
+  });
   const endpoints = await readmeEndpoints();
   assert.ok(endpoints.length > 0);
   for (const { method, path } of endpoints) {
@@ -98,10 +103,19 @@ Deno.test("the app routes every README endpoint, with HEAD on each GET, and no o
   }
 });
 
+Deno.test("without a Flows private key the app does not route POST /flows", async () => {
+  await using server = await startTestServer({ startWorker: false });
+  const response = await fetch(`${server.origin}/flows`, { method: "POST", body: "{}" });
+  assert.equal(await isRouted(response), false);
+});
+
 Deno.test("without an admin token the app routes no /admin/ endpoint, and all the others", async () => {
   await using server = await startTestServer({
     startWorker: false,
-    config: { ...testConfig(), adminToken: undefined },
+    config: {
+      ...testConfig({ FLOWS_PRIVATE_KEY: flowsKeyPair().privateKeyPem }),
+      adminToken: undefined,
+    },
   });
   const endpoints = await readmeEndpoints();
   assert.ok(endpoints.some(isAdmin) && endpoints.some((endpoint) => !isAdmin(endpoint)));

@@ -2,8 +2,8 @@
  * The service's metrics, declared once with stable `wa_webhook_` names, and the small observers
  * the pipeline calls: intake (deliveries by outcome, acknowledgement latency, signature failures,
  * events, duplicates, schema drift), the worker (handler runs, retries, dead letters), the
- * Graph API client (calls by outcome and error code), and, in `destination_metrics.ts` on the same
- * registry, the deliverers of HTTP destinations.
+ * Graph API client (calls by outcome and error code), and, on the same registry, the deliverers of
+ * HTTP destinations (`destination_metrics.ts`) and the Flows endpoint (`flow_metrics.ts`).
  *
  * Gauges that describe state rather than count things (ready-queue depth, age of the oldest ready
  * event, seconds since the last delivery) are filled by {@linkcode ServiceMetrics.collect} at
@@ -29,6 +29,7 @@ import {
 } from "./metrics.ts";
 import type { Store } from "../store/store.ts";
 import { DestinationMetrics } from "./destination_metrics.ts";
+import { FlowMetrics } from "./flow_metrics.ts";
 
 /**
  * Waiting groups of events the queue gauges read per scrape at most. Counting reads each one, so
@@ -181,6 +182,8 @@ export class ServiceMetrics {
   readonly deliverySilence: Gauge;
   /** The metrics of the HTTP destinations (`destination_metrics.ts`). */
   readonly destinations: DestinationMetrics;
+  /** The metrics of the WhatsApp Flows endpoint (`flow_metrics.ts`). */
+  readonly flows: FlowMetrics;
 
   #startedAt: number;
   #lastDeliveryAt: number | undefined;
@@ -204,6 +207,7 @@ export class ServiceMetrics {
     this.#startedAt = (options.clock ?? systemClock).now();
     this.#readyScanLimit = options.readyScanLimit ?? READY_SCAN_LIMIT;
     this.destinations = new DestinationMetrics(registry, this.#readyScanLimit);
+    this.flows = new FlowMetrics(registry);
 
     this.deliveries = registry.counter({
       name: "wa_webhook_deliveries_total",
