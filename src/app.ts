@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { createDoctorHandler } from "./admin/doctor.ts";
 import { createAdminHandlers } from "./admin/events.ts";
 import { createJobHandlers } from "./admin/jobs.ts";
 import { createMessageStatusHandler } from "./admin/messages.ts";
@@ -173,6 +174,11 @@ export async function createApp(options: AppOptions): Promise<App> {
       onReplay: () => deliveries.wake(),
     }),
     messageStatus: createMessageStatusHandler({ store, adminToken: config.adminToken }),
+    doctor: createDoctorHandler({
+      config,
+      adminToken: config.adminToken,
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+    }),
   });
   const route = createRouter(routes);
   let inFlight = 0;
