@@ -435,7 +435,7 @@ Deno.test("GET /admin/doctor answers the task's JSON, and refuses without the ad
   assert.match((await bad.json()).error, /expected an absolute https URL/);
 });
 
-Deno.test("deno task doctor refuses an unknown argument and a URL that is not one with exit 2", async () => {
+Deno.test("deno task doctor refuses an unknown argument, a URL that is not one and a bad APP_ID with exit 2", async () => {
   const fake = { url: "http://127.0.0.1:9" } as FakeGraphApi;
   const unknown = await runTask(doctorEnv(fake), ["--verbose"]);
   assert.equal(unknown.code, 2);
@@ -443,4 +443,7 @@ Deno.test("deno task doctor refuses an unknown argument and a URL that is not on
   const notUrl = await runTask(doctorEnv(fake), ["--url", "hooks.example.com"]);
   assert.equal(notUrl.code, 2);
   assert.match(notUrl.stdout, /Cannot use "hooks\.example\.com" as the expected webhook URL/);
+  const badAppId = await runTask(doctorEnv(fake, { APP_ID: "my-app" }));
+  assert.equal(badAppId.code, 2);
+  assert.match(badAppId.stdout, /^Cannot run the doctor:\nInvalid configuration: APP_ID expected/);
 });
