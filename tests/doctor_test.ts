@@ -359,7 +359,10 @@ Deno.test("runDoctor() bounds each read by GRAPH_TIMEOUT_MS: a Graph API that ne
   await using fake = startFakeGraphApi({ doctor: healthyDoctorAccount() });
   fake.script({ delayMs: Infinity });
   const config = testConfig({ ...doctorEnv(fake), GRAPH_TIMEOUT_MS: "100" });
+  const started = performance.now();
   const report = await runDoctor({ config });
+  // Far above 100 ms, far below an unbounded wait: the fake never answers.
+  assert.ok(performance.now() - started < 5_000, "the read was not cut off by its time limit");
   assert.equal(report.status, "fail");
   assert.deepEqual(report.checks.map((c) => [c.name, c.status]), [
     ["settings", "ok"],
