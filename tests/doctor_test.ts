@@ -38,7 +38,7 @@ const HEALTHY_LINES = [
 ];
 
 /** The environment of the doctor against `fake`: the settings it needs, and a test's changes. */
-function doctorEnv(fake: FakeGraphApi, overrides: Record<string, string> = {}) {
+function doctorEnv(fake: { url: string }, overrides: Record<string, string> = {}) {
   return {
     APP_ID: FAKE_APP_ID,
     APP_SECRET: FAKE_APP_SECRET,
@@ -344,7 +344,7 @@ Deno.test("deno task doctor reports a Graph API it cannot reach, and stops there
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const closedPort = (listener.addr as Deno.NetAddr).port;
   listener.close();
-  const fake = { url: `http://127.0.0.1:${closedPort}` } as FakeGraphApi;
+  const fake = { url: `http://127.0.0.1:${closedPort}` };
   const run = await runTask(doctorEnv(fake));
   assert.equal(run.code, 1, run.stdout + run.stderr);
   const printed = printedLines(run.stdout);
@@ -439,7 +439,7 @@ Deno.test("GET /admin/doctor answers the task's JSON, and refuses without the ad
 });
 
 Deno.test("deno task doctor refuses an unknown argument, a URL that is not one and a bad APP_ID with exit 2", async () => {
-  const fake = { url: "http://127.0.0.1:9" } as FakeGraphApi;
+  const fake = { url: "http://127.0.0.1:9" };
   const unknown = await runTask(doctorEnv(fake), ["--verbose"]);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stdout, /^Unknown argument "--verbose"\n\nUsage: deno task doctor/);
