@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { createDoctorHandler } from "./admin/doctor.ts";
 import { createAdminHandlers } from "./admin/events.ts";
 import { createDestinationHandlers } from "./admin/destinations.ts";
 import { createJobHandlers } from "./admin/jobs.ts";
@@ -202,6 +203,11 @@ export async function createApp(options: AppOptions): Promise<App> {
         }),
       }
       : undefined,
+    doctor: createDoctorHandler({
+      config,
+      adminToken: config.adminToken,
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+    }),
   });
   const route = createRouter(routes);
   let inFlight = 0;

@@ -46,6 +46,8 @@ export interface Config {
   kvPath: string;
   /** Meta's app secrets deliveries may be signed with: several while rotating. Never logged. */
   appSecrets: string[];
+  /** The Meta app's id (App Dashboard, App settings > Basic), for `deno task doctor`; unset skips it. */
+  appId?: string | undefined;
   /** The verify token typed into Meta's webhook settings. */
   verifyToken: string;
   /** The Cloud API access token for every number without its own. Never logged. */
@@ -274,6 +276,8 @@ const _configSchema = z.strictObject({
   appSecrets: z.array(z.string().trim().min(1, "has an empty secret"), {
     error: "is required: the app secrets from Meta's App Dashboard",
   }).min(1, "is required: the app secrets from Meta's App Dashboard"),
+  appId: z.string().trim().regex(/^\d+$/, "expected the app's numeric id (App settings > Basic)")
+    .optional(),
   verifyToken: requiredText("the verify token typed into Meta's webhook settings"),
   whatsappToken: z.string().trim().min(1, "must not be empty").optional(),
   graphApiBaseUrl: z.url({ protocol: /^https?$/, error: "expected an http(s) URL" })

@@ -42,6 +42,7 @@ const _ENV_NAMES = {
   host: "HOST",
   kvPath: "KV_PATH",
   appSecrets: "APP_SECRET",
+  appId: "APP_ID",
   verifyToken: "VERIFY_TOKEN",
   whatsappToken: "WHATSAPP_TOKEN",
   graphApiBaseUrl: "GRAPH_API_BASE_URL",

@@ -33,6 +33,8 @@ export interface ServiceHandlers {
    * private key.
    */
   flows?: { path: string; exchange: RouteHandler } | undefined;
+  /** `createDoctorHandler` (`admin/doctor.ts`); `undefined` without an admin token. */
+  doctor: RouteHandler | undefined;
 }
 
 /** A row of the table; one whose handler is `undefined` is off. */
@@ -48,7 +50,8 @@ interface _Row {
  * path.
  */
 export function serviceRoutes(handlers: ServiceHandlers): Route[] {
-  const { webhook, health, metrics, admin, destinations, jobs, messageStatus, flows } = handlers;
+  const { webhook, health, metrics, admin, destinations, jobs, messageStatus, doctor, flows } =
+    handlers;
   const table: _Row[] = [
     { method: "GET", path: "/webhook/whatsapp", handler: webhook.handshake },
     { method: "POST", path: "/webhook/whatsapp", handler: webhook.intake },
@@ -84,6 +87,7 @@ export function serviceRoutes(handlers: ServiceHandlers): Route[] {
     },
     { method: "GET", path: "/admin/messages/:wamid", handler: messageStatus },
     { method: "POST", path: flows?.path ?? "/flows", handler: flows?.exchange },
+    { method: "GET", path: "/admin/doctor", handler: doctor },
   ];
   return table.filter((row): row is Route => row.handler !== undefined);
 }

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { answerDoctorRequest, type FakeDoctorAccount } from "./fake_graph_doctor.ts";
 
 /** The token the fake accepts unless told otherwise. */
 export const FAKE_TOKEN = "fake-graph-token";
@@ -115,6 +116,8 @@ export interface FakeGraphApiOptions {
   token?: string;
   /** Tokens that only one phone number id accepts. */
   tokensByPhoneNumberId?: Record<string, string>;
+  /** Answers the doctor's reads from this account (`fake_graph_doctor.ts`); changes apply at once. */
+  doctor?: FakeDoctorAccount;
 }
 
 /** A running fake; close it (or use `await using`) before the test ends. */
@@ -177,6 +180,8 @@ export function startFakeGraphApi(options: FakeGraphApiOptions = {}): FakeGraphA
   }
 
   function answerAsMeta(request: Request, path: string, body: unknown): Response {
+    const doctor = options.doctor && answerDoctorRequest(options.doctor, request, token);
+    if (doctor) return doctor;
     const match = /^\/(v\d+\.\d+)\/([^/]+)\/messages$/.exec(path);
     if (!match) return _metaError({ error: 100, message: "Unknown path components" });
     const phoneNumberId = match[2]!;

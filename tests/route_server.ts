@@ -67,6 +67,7 @@ const _NOT_UNDER_TEST: ServiceHandlers = {
   destinations: undefined,
   jobs: undefined,
   messageStatus: undefined,
+  doctor: undefined,
 };
 
 /** Fetches `path` and reads the whole body as text. */

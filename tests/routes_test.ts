@@ -71,6 +71,7 @@ Deno.test("serviceRoutes() lists exactly the README's endpoints, in its order", 
     jobs: { listJobs: _stub, replayJob: _stub, replayDeadJobs: _stub, replayJobs: _stub },
     messageStatus: _stub,
     flows: { path: "/flows", exchange: _stub },
+    doctor: _stub,
   });
   const table = routes.map((route) => ({
     method: route.method,
