@@ -25,6 +25,7 @@ import { createMetricsHandler } from "./ops/metrics_endpoint.ts";
 import { instrumentIntake, instrumentVerifier } from "./ops/instrument.ts";
 import { createServiceMetrics, type ServiceMetrics } from "./ops/service_metrics.ts";
 import { registerStatusTracking } from "./handlers/status_tracker.ts";
+import { registerWindowTracking } from "./handlers/window_tracker.ts";
 import { recordLifeMs } from "./store/event_record.ts";
 import type { Store, StoreOptions } from "./store/store.ts";
 import { serviceRoutes } from "./routes.ts";
@@ -43,7 +44,8 @@ export interface AppOptions {
   clock: Clock;
   /**
    * The caller's handlers, run beside the built-in ones: messages and statuses logged at debug,
-   * statuses tracked, and text messages echoed when echo replies are on.
+   * statuses tracked, customer-service windows opened by messages, and text messages echoed when
+   * echo replies are on.
    */
   dispatcher?: Dispatcher;
   /** Jitter source for retries; defaults to `Math.random`. */
@@ -269,7 +271,7 @@ export function storeOptions(config: Config): StoreOptions {
 }
 
 /**
- * The built-in handlers: status tracking, the logging handlers when the log level is `debug` (at
+ * The built-in handlers: status tracking, window tracking, the logging handlers when the log level is `debug` (at
  * any other level they would write nothing, yet each run costs a handler's bookkeeping and a name
  * in every record), and the echo handler when echo replies are on.
  */
@@ -277,10 +279,10 @@ function _builtInDispatcher(config: Config, clock: Clock): Dispatcher {
   const logging = config.logLevel === "debug"
     ? registerLoggingHandlers(new Dispatcher())
     : new Dispatcher();
-  const dispatcher = registerStatusTracking(logging, {
-    clock,
-    retentionMs: config.statusRetentionMs,
-  });
+  const dispatcher = registerWindowTracking(
+    registerStatusTracking(logging, { clock, retentionMs: config.statusRetentionMs }),
+    { clock },
+  );
   return config.echoReplies ? registerEchoHandler(dispatcher) : dispatcher;
 }
 

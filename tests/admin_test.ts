@@ -343,7 +343,10 @@ Deno.test("GET /admin/events checks limit (1 to 1000, default 100), state, kind 
   );
   const kind = await call(server, "GET", "/admin/events?kind=messages");
   assert.equal(kind.status, 400);
-  assert.match(String(kind.body.error), /"kind" must be one of message, status, change, unknown/);
+  assert.match(
+    String(kind.body.error),
+    /"kind" must be one of message, status, echo, change, unknown/,
+  );
   const cursor = await call(server, "GET", "/admin/events?cursor=forged");
   assert.equal(cursor.status, 400);
   assert.match(String(cursor.body.error), /"cursor"/);

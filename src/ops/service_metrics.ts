@@ -378,7 +378,7 @@ export class ServiceMetrics {
 /**
  * The `type` label of an event: the message type (`text`, …, `unknown`), the status value (one of
  * the known ones, else `other`), the change's field (`unknown` for fields not known), or
- * `unknown` for an unknown event.
+ * `unknown` for an unknown event; an echo's field (`smb_message_echoes`).
  */
 export function eventTypeOf(event: WebhookEvent): string {
   switch (event.kind) {
@@ -389,6 +389,7 @@ export function eventTypeOf(event: WebhookEvent): string {
         ? event.status.status
         : "other";
     case "change":
+    case "echo":
       return event.field;
     case "unknown":
       return "unknown";
