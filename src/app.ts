@@ -9,6 +9,7 @@
 import { createAdminHandlers } from "./admin/events.ts";
 import { createJobHandlers } from "./admin/jobs.ts";
 import { createMessageStatusHandler } from "./admin/messages.ts";
+import { createWindowHandler } from "./admin/windows.ts";
 import type { Clock } from "./ops/clock.ts";
 import { type Config, hasGraphToken, hasWorker } from "./config.ts";
 import { Dispatcher, registerLoggingHandlers } from "./dispatch/dispatcher.ts";
@@ -26,6 +27,7 @@ import { instrumentIntake, instrumentVerifier } from "./ops/instrument.ts";
 import { createServiceMetrics, type ServiceMetrics } from "./ops/service_metrics.ts";
 import { registerStatusTracking } from "./handlers/status_tracker.ts";
 import { registerWindowTracking } from "./handlers/window_tracker.ts";
+import { registerAlertHandler } from "./handlers/alerts.ts";
 import { recordLifeMs } from "./store/event_record.ts";
 import type { Store, StoreOptions } from "./store/store.ts";
 import { serviceRoutes } from "./routes.ts";
@@ -87,7 +89,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   const metrics = options.metrics ?? createServiceMetrics({ clock });
   const verifier = instrumentVerifier(await createSignatureVerifier(config.appSecrets), metrics);
   const graph = hasGraphToken(config) ? _createGraphClient(options, metrics) : undefined;
-  const dispatcher = _builtInDispatcher(config, clock);
+  const dispatcher = _builtInDispatcher(config, clock, metrics);
   if (options.dispatcher) dispatcher.include(options.dispatcher);
   const retry = {
     maxAttempts: config.retryMaxAttempts,
@@ -175,6 +177,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       onReplay: () => deliveries.wake(),
     }),
     messageStatus: createMessageStatusHandler({ store, adminToken: config.adminToken }),
+    conversationWindow: createWindowHandler({ store, clock, adminToken: config.adminToken }),
   });
   const route = createRouter(routes);
   let inFlight = 0;
@@ -271,17 +274,20 @@ export function storeOptions(config: Config): StoreOptions {
 }
 
 /**
- * The built-in handlers: status tracking, window tracking, the logging handlers when the log level is `debug` (at
+ * The built-in handlers: status tracking, window tracking, WhatsApp alerts, the logging handlers when the log level is `debug` (at
  * any other level they would write nothing, yet each run costs a handler's bookkeeping and a name
  * in every record), and the echo handler when echo replies are on.
  */
-function _builtInDispatcher(config: Config, clock: Clock): Dispatcher {
+function _builtInDispatcher(config: Config, clock: Clock, metrics: ServiceMetrics): Dispatcher {
   const logging = config.logLevel === "debug"
     ? registerLoggingHandlers(new Dispatcher())
     : new Dispatcher();
-  const dispatcher = registerWindowTracking(
-    registerStatusTracking(logging, { clock, retentionMs: config.statusRetentionMs }),
-    { clock },
+  const dispatcher = registerAlertHandler(
+    registerWindowTracking(
+      registerStatusTracking(logging, { clock, retentionMs: config.statusRetentionMs }),
+      { clock },
+    ),
+    { metrics: metrics.alerts },
   );
   return config.echoReplies ? registerEchoHandler(dispatcher) : dispatcher;
 }

@@ -29,6 +29,7 @@ import {
 } from "./metrics.ts";
 import type { Store } from "../store/store.ts";
 import { DestinationMetrics } from "./destination_metrics.ts";
+import { AlertMetrics } from "./alert_metrics.ts";
 
 /**
  * Waiting groups of events the queue gauges read per scrape at most. Counting reads each one, so
@@ -181,6 +182,8 @@ export class ServiceMetrics {
   readonly deliverySilence: Gauge;
   /** The metrics of the HTTP destinations (`destination_metrics.ts`). */
   readonly destinations: DestinationMetrics;
+  /** The metric of WhatsApp alerts (`alert_metrics.ts`). */
+  readonly alerts: AlertMetrics;
 
   #startedAt: number;
   #lastDeliveryAt: number | undefined;
@@ -204,6 +207,7 @@ export class ServiceMetrics {
     this.#startedAt = (options.clock ?? systemClock).now();
     this.#readyScanLimit = options.readyScanLimit ?? READY_SCAN_LIMIT;
     this.destinations = new DestinationMetrics(registry, this.#readyScanLimit);
+    this.alerts = new AlertMetrics(registry);
 
     this.deliveries = registry.counter({
       name: "wa_webhook_deliveries_total",
