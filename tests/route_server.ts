@@ -66,6 +66,7 @@ const _NOT_UNDER_TEST: ServiceHandlers = {
   admin: undefined,
   jobs: undefined,
   messageStatus: undefined,
+  conversationWindow: undefined,
 };
 
 /** Fetches `path` and reads the whole body as text. */
