@@ -14,7 +14,8 @@
  * `config.kvPath` is opened) and serve its `fetch` yourself. Handlers registered on a
  * {@linkcode Dispatcher} run beside the built-in ones (logging, status tracking, echo); their
  * context's `reply` answers a message exactly once, whatever Meta's retries, the worker's retries
- * or an operator's replay do.
+ * or an operator's replay do, and refuses at once (`WindowClosedError`) outside the user's
+ * 24-hour customer-service window, where only a template can reach them.
  *
  * @module
  */
@@ -38,10 +39,17 @@ export {
   type MessageEventOf,
 } from "./src/dispatch/dispatcher.ts";
 export { PermanentError, RetryLaterError } from "./src/dispatch/handler_errors.ts";
+export {
+  WindowClosedError,
+  type WindowQuery,
+  type WindowState,
+} from "./src/dispatch/conversation_window.ts";
 export type { ReplyOptions, ReplyResult } from "./src/dispatch/reply.ts";
 export type {
   ChangeEvent,
   Contact,
+  Echo,
+  EchoEvent,
   InboundMessage,
   MessageEvent,
   StatusEvent,

@@ -11,6 +11,7 @@ import { createAdminHandlers } from "./admin/events.ts";
 import { createDestinationHandlers } from "./admin/destinations.ts";
 import { createJobHandlers } from "./admin/jobs.ts";
 import { createMessageStatusHandler } from "./admin/messages.ts";
+import { createWindowHandler } from "./admin/windows.ts";
 import type { Clock } from "./ops/clock.ts";
 import { type Config, hasFlows, hasGraphToken, hasWorker } from "./config.ts";
 import { Dispatcher, registerLoggingHandlers } from "./dispatch/dispatcher.ts";
@@ -30,6 +31,8 @@ import { createMetricsHandler } from "./ops/metrics_endpoint.ts";
 import { instrumentIntake, instrumentVerifier } from "./ops/instrument.ts";
 import { createServiceMetrics, type ServiceMetrics } from "./ops/service_metrics.ts";
 import { registerStatusTracking } from "./handlers/status_tracker.ts";
+import { registerWindowTracking } from "./handlers/window_tracker.ts";
+import { registerAlertHandler } from "./handlers/alerts.ts";
 import { recordLifeMs } from "./store/event_record.ts";
 import type { Store, StoreOptions } from "./store/store.ts";
 import { serviceRoutes } from "./routes.ts";
@@ -48,7 +51,8 @@ export interface AppOptions {
   clock: Clock;
   /**
    * The caller's handlers, run beside the built-in ones: messages and statuses logged at debug,
-   * statuses tracked, and text messages echoed when echo replies are on.
+   * statuses tracked, customer-service windows opened by messages, and text messages echoed when
+   * echo replies are on.
    */
   dispatcher?: Dispatcher;
   /** Jitter source for retries; defaults to `Math.random`. */
@@ -93,7 +97,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   const signatures = await createSignatureVerifier(config.appSecrets);
   const verifier = instrumentVerifier(signatures, metrics);
   const graph = hasGraphToken(config) ? _createGraphClient(options, metrics) : undefined;
-  const dispatcher = _builtInDispatcher(config, clock);
+  const dispatcher = _builtInDispatcher(config, clock, metrics);
   if (options.dispatcher) dispatcher.include(options.dispatcher);
   const retry = {
     maxAttempts: config.retryMaxAttempts,
@@ -208,6 +212,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       adminToken: config.adminToken,
       ...(options.fetch ? { fetch: options.fetch } : {}),
     }),
+    conversationWindow: createWindowHandler({ store, clock, adminToken: config.adminToken }),
   });
   const route = createRouter(routes);
   let inFlight = 0;
@@ -304,18 +309,21 @@ export function storeOptions(config: Config): StoreOptions {
 }
 
 /**
- * The built-in handlers: status tracking, the logging handlers when the log level is `debug` (at
+ * The built-in handlers: status tracking, window tracking, WhatsApp alerts, the logging handlers when the log level is `debug` (at
  * any other level they would write nothing, yet each run costs a handler's bookkeeping and a name
  * in every record), and the echo handler when echo replies are on.
  */
-function _builtInDispatcher(config: Config, clock: Clock): Dispatcher {
+function _builtInDispatcher(config: Config, clock: Clock, metrics: ServiceMetrics): Dispatcher {
   const logging = config.logLevel === "debug"
     ? registerLoggingHandlers(new Dispatcher())
     : new Dispatcher();
-  const dispatcher = registerStatusTracking(logging, {
-    clock,
-    retentionMs: config.statusRetentionMs,
-  });
+  const dispatcher = registerAlertHandler(
+    registerWindowTracking(
+      registerStatusTracking(logging, { clock, retentionMs: config.statusRetentionMs }),
+      { clock },
+    ),
+    { metrics: metrics.alerts },
+  );
   return config.echoReplies ? registerEchoHandler(dispatcher) : dispatcher;
 }
 

@@ -35,6 +35,8 @@ export interface ServiceHandlers {
   flows?: { path: string; exchange: RouteHandler } | undefined;
   /** `createDoctorHandler` (`admin/doctor.ts`); `undefined` without an admin token. */
   doctor: RouteHandler | undefined;
+  /** `createWindowHandler` (`admin/windows.ts`); `undefined` without an admin token. */
+  conversationWindow: RouteHandler | undefined;
 }
 
 /** A row of the table; one whose handler is `undefined` is off. */
@@ -50,8 +52,18 @@ interface _Row {
  * path.
  */
 export function serviceRoutes(handlers: ServiceHandlers): Route[] {
-  const { webhook, health, metrics, admin, destinations, jobs, messageStatus, doctor, flows } =
-    handlers;
+  const {
+    webhook,
+    health,
+    metrics,
+    admin,
+    destinations,
+    jobs,
+    messageStatus,
+    conversationWindow,
+    doctor,
+    flows,
+  } = handlers;
   const table: _Row[] = [
     { method: "GET", path: "/webhook/whatsapp", handler: webhook.handshake },
     { method: "POST", path: "/webhook/whatsapp", handler: webhook.intake },
@@ -86,8 +98,13 @@ export function serviceRoutes(handlers: ServiceHandlers): Route[] {
       handler: jobs?.replayDeadJobs,
     },
     { method: "GET", path: "/admin/messages/:wamid", handler: messageStatus },
-    { method: "POST", path: flows?.path ?? "/flows", handler: flows?.exchange },
+    {
+      method: "GET",
+      path: "/admin/conversations/:business/:user/window",
+      handler: conversationWindow,
+    },
     { method: "GET", path: "/admin/doctor", handler: doctor },
+    { method: "POST", path: flows?.path ?? "/flows", handler: flows?.exchange },
   ];
   return table.filter((row): row is Route => row.handler !== undefined);
 }

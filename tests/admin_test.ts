@@ -343,7 +343,10 @@ Deno.test("GET /admin/events checks limit (1 to 1000, default 100), state, kind 
   );
   const kind = await call(server, "GET", "/admin/events?kind=messages");
   assert.equal(kind.status, 400);
-  assert.match(String(kind.body.error), /"kind" must be one of message, status, change, unknown/);
+  assert.match(
+    String(kind.body.error),
+    /"kind" must be one of message, status, echo, change, unknown/,
+  );
   const cursor = await call(server, "GET", "/admin/events?cursor=forged");
   assert.equal(cursor.status, 400);
   assert.match(String(cursor.body.error), /"cursor"/);
@@ -378,6 +381,8 @@ Deno.test("GET /admin/events/:id returns the record, its attempts and the typed 
     lastError: "echo: timeout",
     history: [{ at: "2026-01-01T00:00:00.100Z", ms: 42, error: "echo: timeout" }],
     event: status,
+    done: false, // its handlers wait for a retry
+    jobCounts: { delivered: 0, dead: 0, waiting: 0 },
     jobs: [], // no destination declared
   });
   for (const event of [message, slashed]) {

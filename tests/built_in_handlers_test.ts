@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
 import { STATUS_TRACKING_HANDLER } from "../src/handlers/status_tracker.ts";
+import { WINDOW_TRACKING_HANDLER } from "../src/handlers/window_tracker.ts";
 import { postDelivery, startTestServer, waitFor } from "./support.ts";
 import { messagesDelivery, textsDelivery } from "./deliveries.ts";
 
@@ -40,7 +41,10 @@ Deno.test("a passed dispatcher adds to the built-in handlers: statuses are still
   const text = await postDelivery(server.origin, textsDelivery(["wamid.MINE1"]));
   assert.equal(text.status, 200);
   await text.body?.cancel();
-  assert.deepEqual(await _doneHandlers(server, "message:wamid.MINE1"), ["mine"]);
+  assert.deepEqual(await _doneHandlers(server, "message:wamid.MINE1"), [
+    WINDOW_TRACKING_HANDLER,
+    "mine",
+  ]);
   assert.deepEqual(seen, ["message:wamid.MINE1"]);
 
   const status = await postDelivery(
@@ -57,7 +61,10 @@ Deno.test("a passed dispatcher adds to the built-in handlers: statuses are still
 
 Deno.test("the logging handlers run at LOG_LEVEL=debug, beside the caller's, and not at info", async () => {
   for (
-    const [level, expected] of [["debug", ["log-message", "mine"]], ["info", ["mine"]]] as const
+    const [level, expected] of [
+      ["debug", ["log-message", WINDOW_TRACKING_HANDLER, "mine"]],
+      ["info", [WINDOW_TRACKING_HANDLER, "mine"]],
+    ] as const
   ) {
     const dispatcher = new Dispatcher().onMessage("text", () => {}, { name: "mine" });
     await using server = await startTestServer({ dispatcher, env: { LOG_LEVEL: level } });
@@ -76,7 +83,11 @@ Deno.test("the caller's fallback takes what only passive built-in handlers took"
   await using server = await startTestServer({ dispatcher, env: { LOG_LEVEL: "debug" } });
   const response = await postDelivery(server.origin, textsDelivery(["wamid.REST1"]));
   await response.body?.cancel();
-  assert.deepEqual(await _doneHandlers(server, "message:wamid.REST1"), ["log-message", "rest"]);
+  assert.deepEqual(await _doneHandlers(server, "message:wamid.REST1"), [
+    "log-message",
+    WINDOW_TRACKING_HANDLER,
+    "rest",
+  ]);
   assert.deepEqual(fallback, ["message"]);
   const status = await postDelivery(
     server.origin,

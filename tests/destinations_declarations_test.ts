@@ -182,7 +182,7 @@ Deno.test("parseDestinations() refuses an unknown filter value, listing the know
     { kind: ["message"] },
   ].map((filter) => refusal([declaration({ filter })]));
   assert.deepEqual(kinds, [
-    `Invalid configuration: DESTINATIONS destination "crm" filter.kinds[0] must be an event kind ("message", "status", "change", "unknown"), got "messages"`,
+    `Invalid configuration: DESTINATIONS destination "crm" filter.kinds[0] must be an event kind ("message", "status", "echo", "change", "unknown"), got "messages"`,
   ]);
   assert.match(
     types![0]!,

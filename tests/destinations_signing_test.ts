@@ -83,6 +83,8 @@ Deno.test("eventTypeOf() names every fixture event by the documented scheme, bou
       expected = `whatsapp.status.${known ? value : "unknown"}`;
     } else if (event.kind === "change") {
       expected = `whatsapp.change.${event.field}`;
+    } else if (event.kind === "echo") {
+      expected = `whatsapp.echo.${event.field}`;
     } else {
       expected = "whatsapp.unknown";
     }

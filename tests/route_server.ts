@@ -68,6 +68,7 @@ const _NOT_UNDER_TEST: ServiceHandlers = {
   jobs: undefined,
   messageStatus: undefined,
   doctor: undefined,
+  conversationWindow: undefined,
 };
 
 /** Fetches `path` and reads the whole body as text. */

@@ -72,6 +72,7 @@ Deno.test("serviceRoutes() lists exactly the README's endpoints, in its order", 
     messageStatus: _stub,
     flows: { path: "/flows", exchange: _stub },
     doctor: _stub,
+    conversationWindow: _stub,
   });
   const table = routes.map((route) => ({
     method: route.method,

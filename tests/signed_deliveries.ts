@@ -17,14 +17,17 @@ export interface SignedDelivery {
   signature: string;
 }
 
-/** A delivery of text message number `n`, wamid `wamid.<tag><n>`, signed with the test secret. */
+/**
+ * A delivery of text message number `n`, wamid `wamid.<tag><n>`, signed with the test secret,
+ * sent now (the services under test run on the system clock: a reply to it is inside the window).
+ */
 export async function textDelivery(n: number, tag = "T"): Promise<SignedDelivery> {
   const wamid = `wamid.${tag}${String(n).padStart(5, "0")}`;
   const body = new TextEncoder().encode(JSON.stringify(messagesDelivery({
     messages: [{
       from: "5511999990000",
       id: wamid,
-      timestamp: "1767225600",
+      timestamp: String(Math.floor(Date.now() / 1000)),
       type: "text",
       text: { body: `n${n}` },
     }],

@@ -207,6 +207,7 @@ Deno.test(`registerStatusTracking() adds the "${STATUS_TRACKING_HANDLER}" status
     signal: new AbortController().signal,
     attempt: 1,
     reply: () => Promise.reject(new Error("status tracking never replies")),
+    window: () => Promise.reject(new Error("status tracking never reads the window")),
   });
   assert.deepEqual(await getMessageStatus(store, WAMID), {
     id: WAMID,

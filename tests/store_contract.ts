@@ -909,6 +909,68 @@ export function storeContract(name: string, open: OpenStore): void {
     assert.equal(await store.getMessageStatus("wamid.UNKNOWN"), null);
   });
 
+  // --- Conversation windows -------------------------------------------------------------------
+
+  test("openWindow opens a conversation's window and getWindow reads when it closes", async (store) => {
+    const of = { business: "106540000000002", user: "5511999990000" };
+    assert.equal(await store.getWindow(of), null, "no window before a message");
+    assert.equal(await store.openWindow(of, { closesAt: T0 + DAY_MS, now: T0 }), true);
+    assert.deepEqual(await store.getWindow(of), { closesAt: T0 + DAY_MS });
+  });
+
+  test("openWindow extends a window to a later close and never moves it backwards", async (store) => {
+    const of = { business: "106540000000002", user: "BR.1502576394655843" };
+    assert.equal(await store.openWindow(of, { closesAt: T0 + DAY_MS, now: T0 }), true);
+    assert.equal(await store.openWindow(of, { closesAt: T0 + 2 * DAY_MS, now: T0 }), true);
+    assert.equal(
+      await store.openWindow(of, { closesAt: T0 + DAY_MS + HOUR_MS, now: T0 + 3 * HOUR_MS }),
+      false,
+      "an older message arriving late",
+    );
+    assert.equal(await store.openWindow(of, { closesAt: T0 + 2 * DAY_MS, now: T0 }), false);
+    assert.deepEqual(await store.getWindow(of), { closesAt: T0 + 2 * DAY_MS });
+  });
+
+  test("openWindow keeps each business number and user apart", async (store) => {
+    const a = { business: "106540000000002", user: "5511999990000" };
+    await store.openWindow(a, { closesAt: T0 + DAY_MS, now: T0 });
+    assert.equal(await store.getWindow({ ...a, business: "106540000000003" }), null);
+    assert.equal(await store.getWindow({ ...a, user: "5511999990001" }), null);
+    // Parts that would collide if joined into one text.
+    assert.equal(
+      await store.getWindow({ business: "1065400000000025", user: "511999990000" }),
+      null,
+    );
+  });
+
+  test("openWindow: concurrent openings of one window keep the latest close", async (store) => {
+    const of = { business: "106540000000002", user: "5511999990000" };
+    const closes = _range(1, 20).map((n) => T0 + DAY_MS + n * SECOND_MS);
+    const results = await Promise.all(
+      closes.toReversed().map((closesAt) => store.openWindow(of, { closesAt, now: T0 })),
+    );
+    assert.ok(results.includes(true));
+    assert.deepEqual(await store.getWindow(of), { closesAt: T0 + DAY_MS + 20 * SECOND_MS });
+  });
+
+  test("openWindow keeps a closed window for a while but not one closed long before now", async (store) => {
+    const recent = { business: "106540000000002", user: "5511999990000" };
+    assert.equal(await store.openWindow(recent, { closesAt: T0, now: T0 + HOUR_MS }), true);
+    assert.deepEqual(await store.getWindow(recent), { closesAt: T0 });
+    const old = { business: "106540000000002", user: "5511999990001" };
+    assert.equal(await store.openWindow(old, { closesAt: T0, now: T0 + 30 * DAY_MS }), false);
+    assert.equal(await store.getWindow(old), null);
+  });
+
+  test("openWindow ignores ids no store can key, and getWindow finds nothing for them", async (store) => {
+    const long = { business: "106540000000002", user: "x".repeat(257) };
+    assert.equal(await store.openWindow(long, { closesAt: T0 + DAY_MS, now: T0 }), false);
+    assert.equal(await store.getWindow(long), null);
+    const empty = { business: "", user: "5511999990000" };
+    assert.equal(await store.openWindow(empty, { closesAt: T0 + DAY_MS, now: T0 }), false);
+    assert.equal(await store.getWindow(empty), null);
+  });
+
   // --- Reply records --------------------------------------------------------------------------
 
   test("swapReply from null wins once for two runs racing for one reply", async (store) => {

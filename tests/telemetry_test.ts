@@ -280,6 +280,8 @@ async function _textDelivery(
   );
   const message = delivery.entry[0].changes[0].value.messages[0];
   message.text.body = text;
+  // Sent now: the service runs on the system clock, and replies only inside the 24-hour window.
+  message.timestamp = String(Math.floor(Date.now() / 1000));
   return {
     body: new TextEncoder().encode(JSON.stringify(delivery)),
     eventId: messageEventId(message.id),

@@ -317,6 +317,8 @@ function _describe(event: WebhookEvent): string {
       return `message ${event.message.type}`;
     case "status":
       return `status ${event.status.status}`;
+    case "echo":
+      return `echo ${event.echo.type}`;
     case "change":
       return `change ${event.field}`;
     case "unknown":

@@ -7,7 +7,7 @@
  * - An absent or empty list allows everything.
  * - Within one list, any value matches; across lists, every list must allow the event.
  * - A list constrains only the events it describes, and lets every other event through:
- *   `kinds` every event; `fields` change events (by the webhook field Meta sent); `messageTypes`
+ *   `kinds` every event; `fields` change and echo events (by the webhook field Meta sent); `messageTypes`
  *   message events (by the message `type` Meta sent); `statuses` status events (by
  *   `status.status`); `phoneNumberIds` every event that names a business number (messages and
  *   statuses always do; account-level changes and some unknown events do not, and pass).
@@ -36,7 +36,7 @@ import type { Destination } from "./declarations.ts";
 export const UNKNOWN_FILTER_VALUE = "unknown";
 
 /** Event kinds a filter may name: the discriminants of `WebhookEvent`. */
-export const EVENT_KINDS = ["message", "status", "change", "unknown"] as const;
+export const EVENT_KINDS = ["message", "status", "echo", "change", "unknown"] as const;
 
 /** A bound on each list: a filter longer than this is a mistake (every known type is fewer). */
 export const MAX_FILTER_VALUES = 100;
@@ -106,8 +106,8 @@ const _filterLists = z.strictObject({
  * Which events a destination receives; see the module's documentation for the rule. Every list is
  * optional; absent or empty allows all:
  *
- * - `kinds`: `message`, `status`, `change`, `unknown`
- * - `fields`: webhook fields of change events (`account_update`, …), or `unknown`
+ * - `kinds`: `message`, `status`, `echo`, `change`, `unknown`
+ * - `fields`: webhook fields of change and echo events (`account_update`, …), or `unknown`
  * - `messageTypes`: types of message events (`text`, `image`, …), or `unknown`
  * - `statuses`: values of status events (`sent`, `delivered`, `read`, `played`, `failed`), or `unknown`
  * - `phoneNumberIds`: business phone number ids, for events that name one
@@ -151,6 +151,8 @@ export function matchesFilter(filter: DestinationFilter | undefined, event: Webh
         ? _allows(filter.statuses, value)
         : _allowsUntyped(filter.statuses, undefined);
     }
+    case "echo":
+      return _allows(filter.fields, event.field);
     case "change":
       return event.field === "unknown"
         ? _allowsUntyped(filter.fields, _knownName(CHANGE_VALUE_SCHEMAS, event.originalField))

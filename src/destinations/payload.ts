@@ -14,6 +14,8 @@
  * - `whatsapp.change.<field>`: a change of a known webhook field (`account_update`,
  *   `message_template_status_update`, …); `whatsapp.change.unknown` for a field not known or a
  *   value that failed its schema (`data.originalField` holds the field).
+ * - `whatsapp.echo.<field>`: a message the business sent from the WhatsApp Business app, by the
+ *   field it came on (`smb_message_echoes`, `message_echoes`).
  * - `whatsapp.unknown`: what could not be read as any other event (`data.reason` says why).
  *
  * {@linkcode EVENT_TYPES} lists them all. A value outside these lists (a message type Meta adds
@@ -24,7 +26,7 @@
  */
 
 import { createHash } from "node:crypto";
-import type { WebhookEvent } from "../events/events.ts";
+import { ECHO_FIELDS, type WebhookEvent } from "../events/events.ts";
 import { CHANGE_VALUE_SCHEMAS } from "../events/field_schemas.ts";
 import { MESSAGE_SCHEMAS } from "../events/message_schemas.ts";
 import { KNOWN_STATUS_VALUES } from "../events/status_schemas.ts";
@@ -57,12 +59,13 @@ const _CHANGE_FIELDS: ReadonlySet<string> = new Set(Object.keys(CHANGE_VALUE_SCH
 
 /**
  * Every event type {@linkcode eventTypeOf} can return, in a stable order: messages, statuses,
- * changes (each list ending with its `unknown`), then `whatsapp.unknown`.
+ * changes (each list ending with its `unknown`), echoes, then `whatsapp.unknown`.
  */
 export const EVENT_TYPES: readonly string[] = Object.freeze([
   ...[..._MESSAGE_TYPES, UNKNOWN_SEGMENT].map((type) => `${EVENT_TYPE_PREFIX}.message.${type}`),
   ...[..._STATUS_VALUES, UNKNOWN_SEGMENT].map((value) => `${EVENT_TYPE_PREFIX}.status.${value}`),
   ...[..._CHANGE_FIELDS, UNKNOWN_SEGMENT].map((field) => `${EVENT_TYPE_PREFIX}.change.${field}`),
+  ...ECHO_FIELDS.map((field) => `${EVENT_TYPE_PREFIX}.echo.${field}`),
   `${EVENT_TYPE_PREFIX}.${UNKNOWN_SEGMENT}`,
 ]);
 
@@ -89,6 +92,8 @@ export function eventTypeOf(event: WebhookEvent): string {
       return `${EVENT_TYPE_PREFIX}.status.${_listed(_STATUS_VALUES, event.status.status)}`;
     case "change":
       return `${EVENT_TYPE_PREFIX}.change.${_listed(_CHANGE_FIELDS, event.field)}`;
+    case "echo":
+      return `${EVENT_TYPE_PREFIX}.echo.${event.field}`;
     default:
       return `${EVENT_TYPE_PREFIX}.${UNKNOWN_SEGMENT}`;
   }

@@ -11,6 +11,7 @@ import type { GraphClient } from "../graph/client.ts";
 import type { Logger } from "../ops/log.ts";
 import type { Store } from "../store/store.ts";
 import type { ReplyOptions, ReplyResult } from "./reply.ts";
+import type { WindowQuery, WindowState } from "./conversation_window.ts";
 
 /** The kinds of {@linkcode WebhookEvent}. */
 export type EventKind = WebhookEvent["kind"];
@@ -39,7 +40,10 @@ export interface HandlerServices {
   graph?: GraphClient;
 }
 
-/** What a handler receives. */
+/**
+ * What a handler receives. Its `graph` refuses free-form sends outside the customer-service
+ * window with a `WindowClosedError` before any request (`conversation_window.ts`).
+ */
 export interface HandlerContext<E extends WebhookEvent = WebhookEvent> extends HandlerServices {
   event: E;
   /** A logger bound to the event id and the handler name. */
@@ -51,9 +55,18 @@ export interface HandlerContext<E extends WebhookEvent = WebhookEvent> extends H
   /**
    * Replies to the event's message with `text`, from the number it was sent to, to its sender,
    * exactly once per handler and message whatever the retries and replays (`reply.ts`). Throws
-   * a `PermanentError` for an event that is not a message, or when there is no Graph API client.
+   * a `PermanentError` for an event that is not a message, or when there is no Graph API client,
+   * and a `WindowClosedError` (one) without sending when the user's customer-service window is
+   * closed: a message counts itself, so replying to a fresh one never fails.
    */
   reply(text: string, options?: ReplyOptions): Promise<ReplyResult>;
+  /**
+   * The customer-service window of a conversation, by default the event's (its business number
+   * and its user: a message's sender, a status's or an echo's recipient): when it closes and
+   * whether a free-form message may be sent now. Rejects with a `TypeError` when the event names
+   * no business number or user and `query` does not either.
+   */
+  window(query?: WindowQuery): Promise<WindowState>;
 }
 
 /**

@@ -12,7 +12,7 @@
  * that run. An operator can replay the event after fixing the cause.
  */
 export class PermanentError extends Error {
-  override readonly name = "PermanentError";
+  override readonly name: string = "PermanentError";
 }
 
 /**

@@ -11,6 +11,10 @@
  * nothing (Meta's error answer, a refused connection) takes the count back. A run that finds the
  * limit reached sends nothing and dead-letters the event with the reason.
  *
+ * A reply outside the user's customer-service window (no message from them in 24 hours) is not
+ * sent: `checkWindow` rejects with a `WindowClosedError` (a `PermanentError`) before any request,
+ * since Meta would refuse it with 131047; a reply already sent is still reported as such.
+ *
  * Errors reach the worker as it should treat them: a `PermanentError` when retrying cannot help
  * (recipient, policy, auth, invalid request: the event is dead-lettered with Meta's category), a
  * `RetryLaterError` when Meta said how long to wait, else the error itself (retried with backoff).
@@ -66,6 +70,12 @@ export interface ReplyDeps {
   signal: AbortSignal;
   /** How long a reply record is kept: as long as the event can come back. */
   replyTtlMs: number;
+  /**
+   * Resolves when a free-form message may be sent to `to` from the event's business number;
+   * rejects (with a `WindowClosedError`) when the customer-service window is closed. Called
+   * before anything is sent or recorded (`conversation_window.ts`).
+   */
+  checkWindow: (to: RecipientIdentity) => Promise<void>;
 }
 
 /**
@@ -108,6 +118,9 @@ export async function replyOnce(
       `Cannot send the ${what}: the message has no sender phone number or user id`,
     );
   }
+
+  // Outside the window Meta would refuse the reply (131047): nothing is sent nor counted.
+  await deps.checkWindow(sender);
 
   // Counted before sending, durably: a process that dies during the send leaves the count behind.
   const inFlight: UnknownReplyRecord = {

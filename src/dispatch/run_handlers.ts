@@ -7,12 +7,19 @@
  *
  * @module
  */
+import type { RecipientIdentity } from "../graph/client.ts";
 import type { Logger } from "../ops/log.ts";
 import { withSpan } from "../ops/telemetry.ts";
 import type { ClaimedEvent, RunOutcome } from "../store/store.ts";
 import type { Dispatcher, HandlerContext, HandlerServices } from "./dispatcher.ts";
 import { PermanentError, RetryLaterError } from "./handler_errors.ts";
 import { replyOnce } from "./reply.ts";
+import {
+  assertWindowOpen,
+  readWindowFor,
+  windowCheckedGraph,
+  type WindowDeps,
+} from "./conversation_window.ts";
 import { retryDelayMs, type RetryPolicy, waitAsked } from "./retry_delay.ts";
 
 /** What {@linkcode runHandlers} needs beside the claim. */
@@ -50,6 +57,9 @@ export async function runHandlers(
   const startedAt = context.now();
   const completed = new Set(claim.record.completedHandlers);
   const failures: string[] = [];
+  const { store, graph } = context.services;
+  const windowDeps: WindowDeps = { store, now: context.now, event };
+  const checkedGraph = graph === undefined ? undefined : windowCheckedGraph(graph, windowDeps);
   let isPermanent = false; // a handler threw PermanentError: dead-letter without retrying
   let retryAfterMs = 0; // the longest wait a RetryLaterError asked for
   for (const handler of context.dispatcher.handlersFor(event)) {
@@ -58,6 +68,7 @@ export async function runHandlers(
       const handlerLog = log.child({ handler: handler.name });
       const handlerContext: HandlerContext = {
         ...context.services,
+        ...(checkedGraph === undefined ? {} : { graph: checkedGraph }),
         event,
         log: handlerLog,
         signal,
@@ -66,10 +77,19 @@ export async function runHandlers(
           if (event.kind !== "message") {
             throw new PermanentError(`Cannot reply to a ${event.kind} event: only messages`);
           }
-          const { store, graph } = context.services;
-          const deps = { store, graph, handler: handler.name, log: handlerLog, signal };
-          return replyOnce(event, text, { ...deps, replyTtlMs: context.replyTtlMs }, options);
+          const deps = {
+            store,
+            graph,
+            handler: handler.name,
+            log: handlerLog,
+            signal,
+            replyTtlMs: context.replyTtlMs,
+            checkWindow: (to: RecipientIdentity) =>
+              assertWindowOpen(event.phoneNumberId, to, windowDeps),
+          };
+          return replyOnce(event, text, deps, options);
         },
+        window: (query = {}) => readWindowFor(query, windowDeps),
       };
       await withSpan("worker.handler", () => handler.handle(handlerContext), {
         attributes: {

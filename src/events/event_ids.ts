@@ -6,6 +6,7 @@
  * Formats:
  * - `message:<wamid>`
  * - `status:<wamid>:<status>:<unix seconds>`
+ * - `echo:<wamid>`, a message the business sent from the WhatsApp Business app
  * - `change:<field>:<hash of [wabaId, field, entry time or null, value]>`
  * - `unknown:<hash of [wabaId or null, raw]>`
  * - `unknown:<hash of the delivery's text>`, for a delivery kept whole because it is too large or
@@ -28,6 +29,14 @@ const MAX_ID_PART_CHARS = 256;
 /** The id of an inbound message event. */
 export function messageEventId(wamid: string): string {
   return `message:${_boundedIdPart(wamid)}`;
+}
+
+/**
+ * The id of an echo event: the `wamid` of the message the business sent from the WhatsApp
+ * Business app (its own prefix, so it never meets an inbound message's id).
+ */
+export function echoEventId(wamid: string): string {
+  return `echo:${_boundedIdPart(wamid)}`;
 }
 
 /**

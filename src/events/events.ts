@@ -4,7 +4,8 @@
  * drops a part of a delivery because its shape is new.
  *
  * Events come in delivery order: entry by entry, change by change; inside a `messages` change its
- * messages, then its statuses, then its change event if it has one.
+ * messages, then its statuses, then its change event if it has one; inside an echo field's change
+ * its echoes (`echoes.ts`).
  *
  * @module
  */
@@ -23,6 +24,13 @@ import {
   statusEventId,
   unknownEventId,
 } from "./event_ids.ts";
+import {
+  collectEchoes,
+  type EchoEvent,
+  type EchoField,
+  echoRecipientOf,
+  isEchoField,
+} from "./echoes.ts";
 import { type ChangeValue, changeValueSchemaFor, type KnownChangeField } from "./field_schemas.ts";
 import { type InboundMessage, messageSchemaFor, type UnknownMessage } from "./message_schemas.ts";
 import { InvalidJsonError, MAX_JSON_DEPTH, nestsDeeperThan, parseJsonText } from "./json_text.ts";
@@ -56,6 +64,8 @@ export {
   type SchemaDrift,
 } from "./drift.ts";
 export type { ChangeValue, KnownChangeField } from "./field_schemas.ts";
+export { ECHO_FIELDS } from "./echoes.ts";
+export type { Echo, EchoEvent, EchoField } from "./echoes.ts";
 export type {
   InboundMessage,
   KnownMessage,
@@ -146,8 +156,9 @@ export interface UnknownChangeEvent extends ChangeEventBase {
 }
 
 /**
- * A change that is neither a message nor a status: template, quality and account updates, calls,
- * echoes, history, …, one event per change; and a `messages` change that holds no message and no
+ * A change that is neither a message, a status nor an echo: template, quality and account
+ * updates, calls, history, …, one event per change (and an echo field's change that holds no
+ * readable echo); and a `messages` change that holds no message and no
  * status, or holds `errors[]`.
  */
 export type ChangeEvent = KnownChangeEvent | UnknownChangeEvent;
@@ -175,7 +186,7 @@ export interface UnknownEvent {
 }
 
 /** Every event a delivery yields, discriminated on `kind`. Plain JSON: stored and logged as is. */
-export type WebhookEvent = MessageEvent | StatusEvent | ChangeEvent | UnknownEvent;
+export type WebhookEvent = MessageEvent | StatusEvent | EchoEvent | ChangeEvent | UnknownEvent;
 
 /** The events of a delivery, and the schema drift found on the way. */
 export interface ParsedDelivery extends DriftSummary {
@@ -228,7 +239,8 @@ export function parseDeliveryText(text: string): ParsedDelivery {
  * The id of the user a message or status is about: the business-scoped user id (BSUID) when Meta
  * sent one, on the message, the status or the matched contact; otherwise the phone number
  * (`from`, `recipient_id`, `wa_id`) without a leading `+`; `undefined` when there is neither, and
- * for change and unknown events. For a status of a group send, the user is the participant.
+ * for change and unknown events. For a status of a group send, the user is the participant; for
+ * an echo, its recipient (`to_user_id`, `to`).
  *
  * The two kinds of id do not compare: a BSUID looks like `US.13491208655302741918`, a phone number
  * is digits. Key users by `(phoneNumberId, userIdOf(event))`.
@@ -237,6 +249,7 @@ export function userIdOf(event: WebhookEvent): string | undefined {
   let party: Party;
   if (event.kind === "message") party = senderOf(event.message);
   else if (event.kind === "status") party = recipientOf(event.status);
+  else if (event.kind === "echo") party = echoRecipientOf(event.echo);
   else return undefined;
   return party.userId ?? nonEmpty(event.contact?.user_id) ?? party.phone ??
     phoneNumber(event.contact?.wa_id);
@@ -329,6 +342,8 @@ function _collectEntry(entry: unknown, path: string, parsed: _Found): void {
       parsed.events.push(_unknownEvent(change, `Change has no "field"`, { wabaId }));
     } else if (change.field === "messages") {
       _collectMessagesChange(change.value, context, changePath, parsed);
+    } else if (isEchoField(change.field)) {
+      _collectEchoesChange(change.field, change.value, context, changePath, parsed);
     } else {
       parsed.events.push(_changeEvent(change.field, change.value, context, changePath, parsed));
     }
@@ -368,6 +383,29 @@ function _collectMessagesChange(
   const hasErrors = Array.isArray(envelope.data.errors) && envelope.data.errors.length > 0;
   if ((messages.length === 0 && statuses.length === 0) || hasErrors) {
     parsed.events.push(_changeEvent("messages", value, entry, changePath, parsed));
+  }
+}
+
+function _collectEchoesChange(
+  field: EchoField,
+  value: unknown,
+  entry: EntryContext,
+  changePath: string,
+  parsed: _Found,
+): void {
+  const echoes = collectEchoes(value, { field, wabaId: entry.wabaId, changePath }, parsed);
+  if (echoes === undefined) {
+    // No business number or no echo: one change event keeps the value whole.
+    parsed.events.push(_changeEvent(field, value, entry, changePath, parsed));
+    return;
+  }
+  for (const echo of echoes) {
+    if (!("unreadable" in echo)) {
+      parsed.events.push(echo);
+      continue;
+    }
+    const { raw, reason, phoneNumberId } = echo.unreadable;
+    parsed.events.push(_unknownEvent(raw, reason, { wabaId: entry.wabaId, phoneNumberId, field }));
   }
 }
 

@@ -30,6 +30,7 @@ import {
 import type { Store } from "../store/store.ts";
 import { DestinationMetrics } from "./destination_metrics.ts";
 import { FlowMetrics } from "./flow_metrics.ts";
+import { AlertMetrics } from "./alert_metrics.ts";
 
 /**
  * Waiting groups of events the queue gauges read per scrape at most. Counting reads each one, so
@@ -184,6 +185,8 @@ export class ServiceMetrics {
   readonly destinations: DestinationMetrics;
   /** The metrics of the WhatsApp Flows endpoint (`flow_metrics.ts`). */
   readonly flows: FlowMetrics;
+  /** The metric of WhatsApp alerts (`alert_metrics.ts`). */
+  readonly alerts: AlertMetrics;
 
   #startedAt: number;
   #lastDeliveryAt: number | undefined;
@@ -208,6 +211,7 @@ export class ServiceMetrics {
     this.#readyScanLimit = options.readyScanLimit ?? READY_SCAN_LIMIT;
     this.destinations = new DestinationMetrics(registry, this.#readyScanLimit);
     this.flows = new FlowMetrics(registry);
+    this.alerts = new AlertMetrics(registry);
 
     this.deliveries = registry.counter({
       name: "wa_webhook_deliveries_total",
@@ -382,7 +386,7 @@ export class ServiceMetrics {
 /**
  * The `type` label of an event: the message type (`text`, …, `unknown`), the status value (one of
  * the known ones, else `other`), the change's field (`unknown` for fields not known), or
- * `unknown` for an unknown event.
+ * `unknown` for an unknown event; an echo's field (`smb_message_echoes`).
  */
 export function eventTypeOf(event: WebhookEvent): string {
   switch (event.kind) {
@@ -393,6 +397,7 @@ export function eventTypeOf(event: WebhookEvent): string {
         ? event.status.status
         : "other";
     case "change":
+    case "echo":
       return event.field;
     case "unknown":
       return "unknown";

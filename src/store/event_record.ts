@@ -59,7 +59,13 @@ export const EVENT_STATES: readonly EventState[] = [
 export type EventKind = WebhookEvent["kind"];
 
 /** Every kind once; `satisfies` makes the compiler flag a kind added to the union but not here. */
-const _KINDS = { message: true, status: true, change: true, unknown: true } satisfies Record<
+const _KINDS = {
+  message: true,
+  status: true,
+  echo: true,
+  change: true,
+  unknown: true,
+} satisfies Record<
   EventKind,
   true
 >;

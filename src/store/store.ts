@@ -15,6 +15,7 @@ import type { EventRecord, EventState } from "./event_record.ts";
 import type { JobOutcome, JobRecord, JobState } from "./job_record.ts";
 import type { MessageStatusRecord } from "./message_status.ts";
 import type { ReplyRecord } from "./reply_record.ts";
+import type { OpenWindowOptions, WindowOf, WindowRecord } from "./conversation_window.ts";
 
 export type { AttemptRecord, EventRecord, EventState } from "./event_record.ts";
 export { EVENT_STATES } from "./event_record.ts";
@@ -22,6 +23,7 @@ export type { JobOutcome, JobRecord, JobState } from "./job_record.ts";
 export { JOB_STATES } from "./job_record.ts";
 export type { MessageStatusRecord, TrackedStatus } from "./message_status.ts";
 export type { ReplyRecord, SentReplyRecord, UnknownReplyRecord } from "./reply_record.ts";
+export type { OpenWindowOptions, WindowOf, WindowRecord } from "./conversation_window.ts";
 
 /** Where events live, and the other records of the service. */
 export interface Store {
@@ -90,6 +92,22 @@ export interface Store {
 
   /** The furthest status of message `wamid`; `null` when never seen or expired. */
   getMessageStatus(wamid: string): Promise<MessageStatusRecord | null>;
+
+  /**
+   * Opens or extends the customer-service window of `of` (business number and user) until
+   * `options.closesAt`, if that is later than its stored close (see `conversation_window.ts`):
+   * never moved backwards, atomically against concurrent writers (racing openings keep the
+   * latest close). Returns whether it changed. The record lives until `closesAt` plus
+   * `WINDOW_KEPT_AFTER_CLOSE_MS` (counted from `options.now`); a window already past that is not
+   * written (`false`), nor one whose ids a store cannot key (over 256 characters, or empty).
+   */
+  openWindow(of: WindowOf, options: OpenWindowOptions): Promise<boolean>;
+
+  /**
+   * The stored window of `of`; `null` when none was opened or it is no longer kept. Its
+   * `closesAt` may be past: whether it is open is the caller's comparison with its clock.
+   */
+  getWindow(of: WindowOf): Promise<WindowRecord | null>;
 
   /** The reply record handler `of.handler` keeps for inbound message `of.inboundId`. */
   getReply(of: ReplyOf): Promise<ReplyRecord | null>;

@@ -41,6 +41,11 @@
  * - `["message_status", wamid]`: the furthest status of a message the business sent, applied
  *   monotonically; it expires after the status retention.
  *
+ * Per conversation (`conversation_window.ts`):
+ * - `["windows", businessPhoneNumberId, user]`: when the customer-service window of that business
+ *   number and user (BSUID or phone number) closes, moved forward only; it expires a week after
+ *   the window closed.
+ *
  * Operations:
  * - `["health", "probe"]`: a short-lived key `/readyz` writes and reads back to prove Deno KV
  *   answers; it expires by itself.
@@ -175,6 +180,11 @@ export function replyKey(inboundWamid: string, handler: string): Deno.KvKey {
 /** The tracked status of the outbound message `wamid` (`message_status.ts`). */
 export function messageStatusKey(wamid: string): Deno.KvKey {
   return ["message_status", wamid];
+}
+
+/** The customer-service window of `user` (BSUID or phone number) on business number `business`. */
+export function windowKey(business: string, user: string): Deno.KvKey {
+  return ["windows", business, user];
 }
 
 /** The key the readiness probe writes and reads back. */

@@ -27,6 +27,7 @@ import { queueFigures } from "./queue_figures.ts";
 import { createInbox } from "./record.ts";
 import { renewRecordLife } from "./record_life.ts";
 import { getReply, swapReply } from "./replies.ts";
+import { getWindow, openWindow } from "./windows.ts";
 
 /** How long the readiness probe's key lives: it expires by itself. */
 const PROBE_TTL_MS = 60_000;
@@ -81,6 +82,8 @@ export function createKvStore(kv: Deno.Kv, options: KvStoreOptions): Store {
     replayDeadLetters: (now) => replayDeadLetters(kv, now),
     advanceMessageStatus: (next, retentionMs) => advanceMessageStatus(kv, next, retentionMs),
     getMessageStatus: (wamid) => getMessageStatus(kv, wamid),
+    openWindow: (of, openOptions) => openWindow(kv, of, openOptions),
+    getWindow: (of) => getWindow(kv, of),
     getReply: (of) => getReply(kv, of),
     swapReply: (of, expected, next, ttlMs) => swapReply(kv, of, expected, next, ttlMs),
     queueFigures: (now, limit) => queueFigures(kv, now, limit),
