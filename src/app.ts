@@ -9,6 +9,7 @@
 import { createAdminHandlers } from "./admin/events.ts";
 import { createJobHandlers } from "./admin/jobs.ts";
 import { createMessageStatusHandler } from "./admin/messages.ts";
+import { capturedMediaOf, createMediaHandler } from "./admin/media.ts";
 import type { Clock } from "./ops/clock.ts";
 import { type Config, hasGraphToken, hasWorker } from "./config.ts";
 import { Dispatcher, registerLoggingHandlers } from "./dispatch/dispatcher.ts";
@@ -16,6 +17,10 @@ import { createWorker, type Worker } from "./dispatch/worker.ts";
 import { createDeliveries, type Deliveries } from "./destinations/deliveries.ts";
 import { createGraphClient, type GraphClient } from "./graph/client.ts";
 import { registerEchoHandler } from "./handlers/echo.ts";
+import { type MediaCaptureOptions, registerMediaCapture } from "./handlers/media_capture.ts";
+import { createMediaClient } from "./graph/media.ts";
+import type { MediaStore } from "./media/media_store.ts";
+import { selectMediaStore } from "./media/select_store.ts";
 import { createHealthHandlers } from "./ops/health.ts";
 import { closingConnection } from "./http/connection.ts";
 import { errorResponse, HttpError, IncompleteBodyError, toHttpError } from "./http/errors.ts";
@@ -52,6 +57,11 @@ export interface AppOptions {
   fetch?: typeof fetch;
   /** The metrics to update and serve; defaults to new ones (tests pass their own to read them). */
   metrics?: ServiceMetrics;
+  /**
+   * Where captured media go when `mediaCapture` is on; defaults to the directory `mediaDir`
+   * (`MEDIA_STORE=kv` needs one: `main.ts` passes `selectMediaStore` over its Deno KV).
+   */
+  mediaStore?: MediaStore;
 }
 
 /** The service: its request handler and its worker. */
@@ -85,7 +95,8 @@ export async function createApp(options: AppOptions): Promise<App> {
   const metrics = options.metrics ?? createServiceMetrics({ clock });
   const verifier = instrumentVerifier(await createSignatureVerifier(config.appSecrets), metrics);
   const graph = hasGraphToken(config) ? _createGraphClient(options, metrics) : undefined;
-  const dispatcher = _builtInDispatcher(config, clock);
+  const media = config.mediaCapture ? _mediaCapture(options) : undefined;
+  const dispatcher = _builtInDispatcher(config, clock, media);
   if (options.dispatcher) dispatcher.include(options.dispatcher);
   const retry = {
     maxAttempts: config.retryMaxAttempts,
@@ -115,6 +126,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     replyTtlMs: recordLifeMs(storeOptions(config)),
     ...(options.random ? { random: options.random } : {}),
     ...(graph ? { services: { graph } } : {}),
+    ...(media ? { purgeAlso: (now: number) => _purgeMedia(media.store, now, options) } : {}),
     observer: {
       onHandlerRun: (run) => metrics.observeHandlerRun(run.handler, run.outcome),
       onSettled: (settled) => metrics.observeSettled(settled.state),
@@ -164,6 +176,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       clock,
       onReplay: () => worker.wake(),
       handlersFor: (event) => dispatcher.handlersFor(event).map((handler) => handler.name),
+      ...(media ? { mediaOf: (event) => capturedMediaOf(media.store, event) } : {}),
     }),
     jobs: createJobHandlers({
       store,
@@ -173,6 +186,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       onReplay: () => deliveries.wake(),
     }),
     messageStatus: createMessageStatusHandler({ store, adminToken: config.adminToken }),
+    media: createMediaHandler({ mediaStore: media?.store, adminToken: config.adminToken }),
   });
   const route = createRouter(routes);
   let inFlight = 0;
@@ -273,7 +287,11 @@ export function storeOptions(config: Config): StoreOptions {
  * any other level they would write nothing, yet each run costs a handler's bookkeeping and a name
  * in every record), and the echo handler when echo replies are on.
  */
-function _builtInDispatcher(config: Config, clock: Clock): Dispatcher {
+function _builtInDispatcher(
+  config: Config,
+  clock: Clock,
+  media: MediaCaptureOptions | undefined,
+): Dispatcher {
   const logging = config.logLevel === "debug"
     ? registerLoggingHandlers(new Dispatcher())
     : new Dispatcher();
@@ -281,7 +299,40 @@ function _builtInDispatcher(config: Config, clock: Clock): Dispatcher {
     clock,
     retentionMs: config.statusRetentionMs,
   });
+  if (media) registerMediaCapture(dispatcher, media);
   return config.echoReplies ? registerEchoHandler(dispatcher) : dispatcher;
+}
+
+/** Media capture's store, Graph API calls (same base URL, version, tokens and timeout) and cap. */
+function _mediaCapture(options: AppOptions): MediaCaptureOptions {
+  const { config, clock } = options;
+  return {
+    store: options.mediaStore ?? selectMediaStore(config),
+    client: createMediaClient({
+      token: config.whatsappToken ?? "",
+      tokensByPhoneNumberId: config.whatsappTokens,
+      baseUrl: config.graphApiBaseUrl,
+      version: config.graphApiVersion,
+      timeoutMs: config.graphTimeoutMs,
+      clock,
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+    }),
+    maxBytes: config.mediaMaxBytes,
+    clock,
+    ...(options.random ? { random: options.random } : {}),
+  };
+}
+
+/** Media are removed with the events: those stored longer ago than the event retention. */
+const MEDIA_PURGE_LIMIT = 1_000;
+
+async function _purgeMedia(store: MediaStore, now: number, options: AppOptions): Promise<void> {
+  try {
+    const purged = await store.purge(now - options.config.eventRetentionMs, MEDIA_PURGE_LIMIT);
+    if (purged > 0) options.logger.info("expired media removed", { media: purged });
+  } catch (error) {
+    options.logger.warn("cannot remove expired media", { error });
+  }
 }
 
 function _createGraphClient(options: AppOptions, metrics: ServiceMetrics): GraphClient {

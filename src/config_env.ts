@@ -65,6 +65,10 @@ const _ENV_NAMES = {
   silenceAfterMs: "SILENCE_AFTER_MS",
   statusRetentionMs: "STATUS_RETENTION_DAYS",
   destinations: "DESTINATIONS",
+  mediaCapture: "MEDIA_CAPTURE",
+  mediaStore: "MEDIA_STORE",
+  mediaDir: "MEDIA_DIR",
+  mediaMaxBytes: "MEDIA_MAX_BYTES",
 } as const satisfies Record<keyof Config, string>;
 
 /**
@@ -120,6 +124,11 @@ const _ENV_READERS: { [field in keyof Config]?: _EnvReader<Config[field]> } = {
     return z.NEVER;
   }),
   whatsappTokens: _envText(_readTokenPairs),
+  mediaCapture: _envText((raw, ctx) => {
+    if (raw === "on" || raw === "off") return raw === "on";
+    ctx.addIssue({ code: "custom", message: `expected "on" or "off", got "${raw}"` });
+    return z.NEVER;
+  }),
   ...Object.fromEntries(
     Object.keys(BOUNDS).map((field) => [field, _envWholeNumber(field as WholeNumberField)]),
   ),

@@ -25,6 +25,8 @@ export interface ServiceHandlers {
   jobs: JobHandlers | undefined;
   /** `createMessageStatusHandler` (`admin/messages.ts`); `undefined` without an admin token. */
   messageStatus: RouteHandler | undefined;
+  /** `createMediaHandler` (`admin/media.ts`); `undefined` without an admin token. */
+  media: RouteHandler | undefined;
 }
 
 /** A row of the table; one whose handler is `undefined` is off. */
@@ -39,7 +41,7 @@ interface _Row {
  * out, so their paths answer 404 like any unknown path.
  */
 export function serviceRoutes(handlers: ServiceHandlers): Route[] {
-  const { webhook, health, metrics, admin, jobs, messageStatus } = handlers;
+  const { webhook, health, metrics, admin, jobs, messageStatus, media } = handlers;
   const table: _Row[] = [
     { method: "GET", path: "/webhook/whatsapp", handler: webhook.handshake },
     { method: "POST", path: "/webhook/whatsapp", handler: webhook.intake },
@@ -62,6 +64,7 @@ export function serviceRoutes(handlers: ServiceHandlers): Route[] {
       handler: jobs?.replayDeadJobs,
     },
     { method: "GET", path: "/admin/messages/:wamid", handler: messageStatus },
+    { method: "GET", path: "/admin/media/:id", handler: media },
   ];
   return table.filter((row): row is Route => row.handler !== undefined);
 }

@@ -64,6 +64,7 @@ Deno.test("serviceRoutes() lists exactly the README's endpoints, in its order", 
     },
     jobs: { listJobs: _stub, replayJob: _stub, replayDeadJobs: _stub },
     messageStatus: _stub,
+    media: _stub,
   });
   const table = routes.map((route) => ({
     method: route.method,
