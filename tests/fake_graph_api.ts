@@ -222,7 +222,8 @@ export function startFakeGraphApi(options: FakeGraphApiOptions = {}): FakeGraphA
     const answer = scripted.shift();
     if (answer && "delayMs" in answer) {
       await _delay(answer.delayMs, closing.signal);
-      return answer.then ? _answer(answer.then) : answerAsMeta(request, path, body);
+      if (answer.then) return _answer(answer.then);
+      return answerMedia(request) ?? answerAsMeta(request, path, body);
     }
     if (answer) return _answer(answer);
     const response = answerMedia(request) ?? answerAsMeta(request, path, body);
