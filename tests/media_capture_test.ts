@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { EventRecord } from "../src/store/event_record.ts";
+import { ManualClock } from "../src/ops/clock.ts";
 import type { MediaStore } from "../src/media/media_store.ts";
 import { createKvMediaStore } from "../src/store/kv/media.ts";
 import {
@@ -302,4 +303,25 @@ Deno.test("verifyingStream() fails past the cap, before the end, and on a hash t
     verifyingStream({ id: "9", maxBytes: 100, capName: "C", sha256: "0".repeat(64) }),
   );
   await assert.rejects(new Response(mismatched).arrayBuffer(), MediaHashMismatchError);
+});
+
+Deno.test("the worker's purge removes media stored longer ago than the event retention", async () => {
+  await using kv = await openTempKv();
+  const clock = new ManualClock();
+  const mediaStore = createKvMediaStore(kv.kv);
+  const about = { eventId: "message:wamid.OLD", mimeType: "image/png", sha256: "x" };
+  const weekMs = 7 * 24 * 3_600_000;
+  await mediaStore.put("6001", streamOf(patternBytes(1000)), {
+    ...about,
+    now: clock.now() - weekMs - 1,
+  });
+  await mediaStore.put("6002", streamOf(patternBytes(1000)), { ...about, now: clock.now() - 1 });
+  await using _server = await startTestServer({
+    kv: kv.kv,
+    clock,
+    mediaStore,
+    env: { MEDIA_CAPTURE: "on", WHATSAPP_TOKEN: FAKE_TOKEN, EVENT_RETENTION_HOURS: "168" },
+  });
+  await waitFor(async () => (await mediaStore.getRecord("6001")) === null, "6001 purged");
+  assert.equal((await mediaStore.getRecord("6002"))?.state, "stored");
 });
