@@ -26,7 +26,7 @@ export interface ServiceHandlers {
   /** `createMessageStatusHandler` (`admin/messages.ts`); `undefined` without an admin token. */
   messageStatus: RouteHandler | undefined;
   /** `createMediaHandler` (`admin/media.ts`); `undefined` without an admin token. */
-  media: RouteHandler | undefined;
+  media?: RouteHandler | undefined;
 }
 
 /** A row of the table; one whose handler is `undefined` is off. */
