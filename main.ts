@@ -30,6 +30,7 @@ import { readFlowsKeyFile } from "./src/flows/keys.ts";
 import { kvOpenFailureReason, selectKvLocation } from "./src/store/kv/location.ts";
 import { isDirectoryLocation, openKv } from "./src/store/kv/open.ts";
 import { createKvStore } from "./src/store/kv/store.ts";
+import { selectMediaStore } from "./src/media/select_store.ts";
 import type { Store } from "./src/store/store.ts";
 import { createLogger, LOG_FORMATS, type LogFormat, type Logger } from "./src/ops/log.ts";
 import { redactSpanUrls } from "./src/ops/telemetry.ts";
@@ -196,6 +197,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     clock: systemClock,
     ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
     ...(options.flows ? { flows: options.flows } : {}),
+    ...(config.mediaCapture ? { mediaStore: selectMediaStore(config, kv) } : {}),
   });
   let sweepKind = sweep.isRegistered ? "cron" : "poll";
   if (hasWorker(config)) {

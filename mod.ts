@@ -71,4 +71,12 @@ export type { GraphClient } from "./src/graph/client.ts";
 export { GraphApiError, type GraphErrorCategory } from "./src/graph/errors.ts";
 export { createLogger, type Logger } from "./src/ops/log.ts";
 export type { Store, StoreOptions } from "./src/store/store.ts";
+export type {
+  FailMediaOptions,
+  MediaRecord,
+  MediaState,
+  MediaStore,
+  PutMediaOptions,
+  StoredMedia,
+} from "./src/media/media_store.ts";
 export { openKvStore } from "./src/store/kv/open.ts";

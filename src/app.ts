@@ -12,6 +12,7 @@ import { createDestinationHandlers } from "./admin/destinations.ts";
 import { createJobHandlers } from "./admin/jobs.ts";
 import { createMessageStatusHandler } from "./admin/messages.ts";
 import { createWindowHandler } from "./admin/windows.ts";
+import { capturedMediaOf, createMediaHandler } from "./admin/media.ts";
 import type { Clock } from "./ops/clock.ts";
 import { type Config, hasFlows, hasGraphToken, hasWorker } from "./config.ts";
 import { Dispatcher, registerLoggingHandlers } from "./dispatch/dispatcher.ts";
@@ -22,6 +23,10 @@ import { Flows } from "./flows/flows.ts";
 import { importFlowsPrivateKey } from "./flows/keys.ts";
 import { createGraphClient, type GraphClient } from "./graph/client.ts";
 import { registerEchoHandler } from "./handlers/echo.ts";
+import { type MediaCaptureOptions, registerMediaCapture } from "./handlers/media_capture.ts";
+import { createMediaClient } from "./graph/media.ts";
+import type { MediaStore } from "./media/media_store.ts";
+import { selectMediaStore } from "./media/select_store.ts";
 import { createHealthHandlers } from "./ops/health.ts";
 import { closingConnection } from "./http/connection.ts";
 import { errorResponse, HttpError, IncompleteBodyError, toHttpError } from "./http/errors.ts";
@@ -63,6 +68,11 @@ export interface AppOptions {
   metrics?: ServiceMetrics;
   /** The WhatsApp Flows screen handlers, served when a Flows private key is configured. */
   flows?: Flows;
+  /**
+   * Where captured media go when `mediaCapture` is on; defaults to the directory `mediaDir`
+   * (`MEDIA_STORE=kv` needs one: `main.ts` passes `selectMediaStore` over its Deno KV).
+   */
+  mediaStore?: MediaStore;
 }
 
 /** The service: its request handler and its worker. */
@@ -97,7 +107,8 @@ export async function createApp(options: AppOptions): Promise<App> {
   const signatures = await createSignatureVerifier(config.appSecrets);
   const verifier = instrumentVerifier(signatures, metrics);
   const graph = hasGraphToken(config) ? _createGraphClient(options, metrics) : undefined;
-  const dispatcher = _builtInDispatcher(config, clock, metrics);
+  const media = config.mediaCapture ? _mediaCapture(options) : undefined;
+  const dispatcher = _builtInDispatcher(config, clock, metrics, media);
   if (options.dispatcher) dispatcher.include(options.dispatcher);
   const retry = {
     maxAttempts: config.retryMaxAttempts,
@@ -127,6 +138,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     replyTtlMs: recordLifeMs(storeOptions(config)),
     ...(options.random ? { random: options.random } : {}),
     ...(graph ? { services: { graph } } : {}),
+    ...(media ? { purgeAlso: (now: number) => _purgeMedia(media.store, now, options) } : {}),
     observer: {
       onHandlerRun: (run) => metrics.observeHandlerRun(run.handler, run.outcome),
       onSettled: (settled) => metrics.observeSettled(settled.state),
@@ -176,6 +188,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       clock,
       onReplay: () => worker.wake(),
       handlersFor: (event) => dispatcher.handlersFor(event).map((handler) => handler.name),
+      ...(media ? { mediaOf: (event) => capturedMediaOf(media.store, event) } : {}),
     }),
     destinations: createDestinationHandlers({
       store,
@@ -213,6 +226,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       ...(options.fetch ? { fetch: options.fetch } : {}),
     }),
     conversationWindow: createWindowHandler({ store, clock, adminToken: config.adminToken }),
+    media: createMediaHandler({ mediaStore: media?.store, adminToken: config.adminToken }),
   });
   const route = createRouter(routes);
   let inFlight = 0;
@@ -313,7 +327,12 @@ export function storeOptions(config: Config): StoreOptions {
  * any other level they would write nothing, yet each run costs a handler's bookkeeping and a name
  * in every record), and the echo handler when echo replies are on.
  */
-function _builtInDispatcher(config: Config, clock: Clock, metrics: ServiceMetrics): Dispatcher {
+function _builtInDispatcher(
+  config: Config,
+  clock: Clock,
+  metrics: ServiceMetrics,
+  media: MediaCaptureOptions | undefined,
+): Dispatcher {
   const logging = config.logLevel === "debug"
     ? registerLoggingHandlers(new Dispatcher())
     : new Dispatcher();
@@ -324,7 +343,40 @@ function _builtInDispatcher(config: Config, clock: Clock, metrics: ServiceMetric
     ),
     { metrics: metrics.alerts },
   );
+  if (media) registerMediaCapture(dispatcher, media);
   return config.echoReplies ? registerEchoHandler(dispatcher) : dispatcher;
+}
+
+/** Media capture's store, Graph API calls (same base URL, version, tokens and timeout) and cap. */
+function _mediaCapture(options: AppOptions): MediaCaptureOptions {
+  const { config, clock } = options;
+  return {
+    store: options.mediaStore ?? selectMediaStore(config),
+    client: createMediaClient({
+      token: config.whatsappToken ?? "",
+      tokensByPhoneNumberId: config.whatsappTokens,
+      baseUrl: config.graphApiBaseUrl,
+      version: config.graphApiVersion,
+      timeoutMs: config.graphTimeoutMs,
+      clock,
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+    }),
+    maxBytes: config.mediaMaxBytes,
+    clock,
+    ...(options.random ? { random: options.random } : {}),
+  };
+}
+
+/** Media are removed with the events: those stored longer ago than the event retention. */
+const MEDIA_PURGE_LIMIT = 1_000;
+
+async function _purgeMedia(store: MediaStore, now: number, options: AppOptions): Promise<void> {
+  try {
+    const purged = await store.purge(now - options.config.eventRetentionMs, MEDIA_PURGE_LIMIT);
+    if (purged > 0) options.logger.info("expired media removed", { media: purged });
+  } catch (error) {
+    options.logger.warn("cannot remove expired media", { error });
+  }
 }
 
 function _createGraphClient(options: AppOptions, metrics: ServiceMetrics): GraphClient {

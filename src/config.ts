@@ -111,7 +111,21 @@ export interface Config {
   flowsKeyPassphrase?: string | undefined;
   /** The path Meta posts Flows requests to: the flow's endpoint URL ends with it. */
   flowsPath: string;
+  /** Fetch and keep every inbound image, audio, video, document and sticker (`handlers/`). */
+  mediaCapture: boolean;
+  /** Where captured media go: a local directory, or Deno KV in parts (Deno Deploy has no disk). */
+  mediaStore: MediaStoreKind;
+  /** The directory of the `dir` media store. */
+  mediaDir: string;
+  /** Larger media are not kept: their record says why. */
+  mediaMaxBytes: number;
 }
+
+/** The media stores: `dir` (`media/dir_store.ts`) and `kv` (`store/kv/media.ts`). */
+export const MEDIA_STORE_KINDS = ["dir", "kv"] as const;
+
+/** A media store's kind. */
+export type MediaStoreKind = (typeof MEDIA_STORE_KINDS)[number];
 
 /** The settings without which there is no configuration. */
 type _RequiredField = "appSecrets" | "verifyToken";
@@ -168,6 +182,12 @@ export const DEFAULTS = Object.freeze({
   /** None: events reach the handlers only. A destination's own defaults are `DESTINATION_DEFAULTS`. */
   destinations: [] as Destination[],
   flowsPath: "/flows",
+  mediaCapture: false,
+  mediaStore: "dir" as MediaStoreKind,
+  /** Inside `./data`, the only directory the tasks may write. */
+  mediaDir: "./data/media",
+  /** Meta accepts media messages up to 100 MB (reference §5.2). */
+  mediaMaxBytes: 100 * 1024 * 1024,
 }) satisfies Partial<Config>;
 
 /** The placeholder secrets of `.env.example`: accepted only in development, with a warning. */
@@ -215,6 +235,7 @@ export const BOUNDS = {
   graphTimeoutMs: { min: 100, max: 10 * MINUTE_MS },
   silenceAfterMs: { min: 0, max: 30 * DAY_MS },
   statusRetentionMs: { min: DAY_MS, max: 365 * DAY_MS },
+  mediaMaxBytes: { min: 1024, max: 2 * 1024 * 1024 * 1024 },
 } as const satisfies { [field in keyof Config]?: { min: number; max: number } };
 
 /** A setting that is a whole number within {@linkcode BOUNDS}. */
@@ -326,6 +347,14 @@ const _configSchema = z.strictObject({
     (path) => !_SERVICE_PATHS.some((own) => path === own || path.startsWith(`${own}/`)),
     `must not be one of the service's own paths (${_SERVICE_PATHS.join(", ")})`,
   ).default(DEFAULTS.flowsPath),
+  mediaCapture: z.boolean({ error: (issue) => `expected on or off, got "${issue.input}"` })
+    .default(DEFAULTS.mediaCapture),
+  mediaStore: z.enum(MEDIA_STORE_KINDS, {
+    error: `expected one of ${MEDIA_STORE_KINDS.join(", ")}`,
+  })
+    .default(DEFAULTS.mediaStore),
+  mediaDir: z.string().trim().min(1, "must not be empty").default(DEFAULTS.mediaDir),
+  mediaMaxBytes: _wholeNumber("mediaMaxBytes"),
 });
 
 /** Raised when the settings cannot make a safe configuration; the message says why. */
@@ -478,6 +507,23 @@ function _crossCheck(
     }
   }
   problems.push(..._flowsKeyProblems(config, naming));
+  if (config.mediaCapture && !hasGraphToken(config)) {
+    const [media, token, tokens] = [
+      naming("mediaCapture"),
+      naming("whatsappToken"),
+      naming("whatsappTokens"),
+    ];
+    if (options.isDevelopment) {
+      config = { ...config, mediaCapture: false };
+      warnings.push(
+        `${media} is on but neither ${token} nor ${tokens} is set: media capture is off`,
+      );
+    } else {
+      problems.push(
+        `Invalid configuration: ${media} is on but neither ${token} nor ${tokens} is set`,
+      );
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems.join("\n"));
   return { config, warnings };
 }

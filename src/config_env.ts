@@ -70,6 +70,10 @@ const _ENV_NAMES = {
   flowsPrivateKey: "FLOWS_PRIVATE_KEY",
   flowsKeyPassphrase: "FLOWS_KEY_PASSPHRASE",
   flowsPath: "FLOWS_PATH",
+  mediaCapture: "MEDIA_CAPTURE",
+  mediaStore: "MEDIA_STORE",
+  mediaDir: "MEDIA_DIR",
+  mediaMaxBytes: "MEDIA_MAX_BYTES",
 } as const satisfies Record<keyof Config, string>;
 
 /**
@@ -138,6 +142,11 @@ const _ENV_READERS: { [field in keyof Config]?: _EnvReader<Config[field]> } = {
     return z.NEVER;
   }),
   whatsappTokens: _envText(_readTokenPairs),
+  mediaCapture: _envText((raw, ctx) => {
+    if (raw === "on" || raw === "off") return raw === "on";
+    ctx.addIssue({ code: "custom", message: `expected "on" or "off", got "${raw}"` });
+    return z.NEVER;
+  }),
   ...Object.fromEntries(
     Object.keys(BOUNDS).map((field) => [field, _envWholeNumber(field as WholeNumberField)]),
   ),

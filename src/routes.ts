@@ -37,6 +37,8 @@ export interface ServiceHandlers {
   doctor: RouteHandler | undefined;
   /** `createWindowHandler` (`admin/windows.ts`); `undefined` without an admin token. */
   conversationWindow: RouteHandler | undefined;
+  /** `createMediaHandler` (`admin/media.ts`); `undefined` without an admin token. */
+  media?: RouteHandler | undefined;
 }
 
 /** A row of the table; one whose handler is `undefined` is off. */
@@ -60,6 +62,7 @@ export function serviceRoutes(handlers: ServiceHandlers): Route[] {
     destinations,
     jobs,
     messageStatus,
+    media,
     conversationWindow,
     doctor,
     flows,
@@ -98,6 +101,7 @@ export function serviceRoutes(handlers: ServiceHandlers): Route[] {
       handler: jobs?.replayDeadJobs,
     },
     { method: "GET", path: "/admin/messages/:wamid", handler: messageStatus },
+    { method: "GET", path: "/admin/media/:id", handler: media },
     {
       method: "GET",
       path: "/admin/conversations/:business/:user/window",

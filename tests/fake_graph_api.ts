@@ -6,6 +6,12 @@
  * 131056, 131047, …), `Retry-After`, bare 5xx or slow answers, or told to accept every request at
  * once but answer it late (a slow Graph API that still sends every message it was given).
  *
+ * Media too (reference §8.6): `GET /{version}/{media-id}` answers Meta's `{url, mime_type, sha256,
+ * file_size, id}` for media added with {@linkcode FakeGraphApi.addMedia}, with a URL on the fake
+ * itself that serves the bytes only with the same bearer token and can be made to expire
+ * ({@linkcode FakeMedia.expiredUrls}, {@linkcode FakeGraphApi.expireMediaUrls}); bytes can be
+ * generated on the fly ({@linkcode generatedMedia}), so a 100 MB body is never held.
+ *
  * {@linkcode startDroppingGraphApi} is the other misbehaviour: a server that reads each request
  * whole and closes the connection without a word (a reset after the request was written).
  *
@@ -110,6 +116,47 @@ export interface RecordedRequest {
   body: unknown;
 }
 
+/** Media the fake serves. */
+export interface FakeMedia {
+  mimeType: string;
+  /** The bytes; or leave them out and give `size`. */
+  bytes?: Uint8Array;
+  /** Serve {@linkcode generatedMedia} of this many bytes, made while sent, never held whole. */
+  size?: number;
+  /** The `sha256` the media endpoint answers; the bytes' own (hex) by default. */
+  sha256?: string;
+  /** The first this many URLs issued for it have expired by the time they are fetched. */
+  expiredUrls?: number;
+}
+
+/** Where the fake's download URLs are, like Meta's `lookaside.fbsbx.com` links. */
+const MEDIA_DOWNLOAD_PATH = "/whatsapp_business/attachments/";
+/** The chunk size of generated media. */
+const GENERATED_CHUNK_BYTES = 64 * 1024;
+
+/** `size` bytes of a fixed pattern, made one 64 KiB chunk at a time as they are read. */
+export function generatedMedia(size: number): ReadableStream<Uint8Array> {
+  let offset = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (offset >= size) return controller.close();
+      const length = Math.min(GENERATED_CHUNK_BYTES, size - offset);
+      const chunk = new Uint8Array(length);
+      for (let i = 0; i < length; i++) chunk[i] = ((offset + i) * 31 + (offset >> 16)) & 0xff;
+      offset += length;
+      controller.enqueue(chunk);
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** The hex SHA-256 of a stream, read chunk by chunk. */
+export async function sha256Hex(stream: ReadableStream<Uint8Array>): Promise<string> {
+  const { createHash } = await import("node:crypto");
+  const hash = createHash("sha256");
+  for await (const chunk of stream) hash.update(chunk);
+  return hash.digest("hex");
+}
+
 /** Options for {@linkcode startFakeGraphApi}. */
 export interface FakeGraphApiOptions {
   /** The token accepted for every phone number id; defaults to {@linkcode FAKE_TOKEN}. */
@@ -142,6 +189,10 @@ export interface FakeGraphApi extends AsyncDisposable {
   answerLate(delayMs: number): void;
   /** Resolves once `count` requests have arrived; fails after 5 s of real time. */
   waitForRequests(count: number): Promise<void>;
+  /** Serves media `id` from now on; resolves with the hex SHA-256 of its bytes. */
+  addMedia(id: string, media: FakeMedia): Promise<string>;
+  /** Expires every download URL issued so far. */
+  expireMediaUrls(): void;
   /** Ends slow answers and stops the server. */
   close(): Promise<void>;
 }
@@ -155,6 +206,9 @@ export function startFakeGraphApi(options: FakeGraphApiOptions = {}): FakeGraphA
   const closing = new AbortController();
   const accepted: string[] = [];
   let lateAnswerMs = 0;
+  const media = new Map<string, FakeMedia & { sha256Hex: string; issued: number }>();
+  /** Download URLs issued, by their `hash` parameter: the media and the token that got it. */
+  const issuedUrls = new Map<string, { id: string; token: string; isExpired: boolean }>();
 
   async function handle(request: Request): Promise<Response> {
     const text = await request.text();
@@ -171,17 +225,22 @@ export function startFakeGraphApi(options: FakeGraphApiOptions = {}): FakeGraphA
     const answer = scripted.shift();
     if (answer && "delayMs" in answer) {
       await _delay(answer.delayMs, closing.signal);
-      return answer.then ? _answer(answer.then) : answerAsMeta(request, path, body);
+      if (answer.then) return _answer(answer.then);
+      return answerDoctor(request) ?? answerMedia(request) ?? answerAsMeta(request, path, body);
     }
     if (answer) return _answer(answer);
-    const response = answerAsMeta(request, path, body);
+    const response = answerDoctor(request) ?? answerMedia(request) ??
+      answerAsMeta(request, path, body);
     if (lateAnswerMs > 0) await _delay(lateAnswerMs, closing.signal);
     return response;
   }
 
+  /** The doctor's reads (`fake_graph_doctor.ts`); `undefined` for any other request. */
+  function answerDoctor(request: Request): Response | undefined {
+    return (options.doctor && answerDoctorRequest(options.doctor, request, token)) || undefined;
+  }
+
   function answerAsMeta(request: Request, path: string, body: unknown): Response {
-    const doctor = options.doctor && answerDoctorRequest(options.doctor, request, token);
-    if (doctor) return doctor;
     const match = /^\/(v\d+\.\d+)\/([^/]+)\/messages$/.exec(path);
     if (!match) return _metaError({ error: 100, message: "Unknown path components" });
     const phoneNumberId = match[2]!;
@@ -206,6 +265,59 @@ export function startFakeGraphApi(options: FakeGraphApiOptions = {}): FakeGraphA
     });
   }
 
+  /** The media endpoint and the download URLs; `undefined` for any other request. */
+  function answerMedia(request: Request): Response | undefined {
+    const url = new URL(request.url);
+    const authorization = request.headers.get("authorization") ?? "";
+    if (url.pathname === MEDIA_DOWNLOAD_PATH) {
+      const issued = issuedUrls.get(url.searchParams.get("hash") ?? "");
+      const served = issued && media.get(issued.id);
+      if (!issued || !served || issued.isExpired) {
+        return new Response("URL signature expired", { status: 404 });
+      }
+      if (authorization !== `Bearer ${issued.token}`) {
+        return _metaError({ error: 190, message: "Invalid OAuth access token" });
+      }
+      const body = served.bytes ? served.bytes.slice() : generatedMedia(served.size ?? 0);
+      const size = served.bytes?.byteLength ?? served.size ?? 0;
+      return new Response(body, {
+        headers: { "Content-Type": served.mimeType, "Content-Length": String(size) },
+      });
+    }
+    const match = /^\/v\d+\.\d+\/([^/]+)$/.exec(url.pathname);
+    if (request.method !== "GET" || !match) return undefined;
+    const phoneNumberId = url.searchParams.get("phone_number_id") ?? "";
+    const expected = options.tokensByPhoneNumberId?.[phoneNumberId] ?? token;
+    if (authorization !== `Bearer ${expected}`) {
+      return _metaError({ error: 190, message: "Invalid OAuth access token" });
+    }
+    const id = decodeURIComponent(match[1]!);
+    const served = media.get(id);
+    if (!served) return _metaError({ error: 100, details: "Unsupported get request" });
+    const hash = crypto.randomUUID();
+    issuedUrls.set(hash, {
+      id,
+      token: expected,
+      isExpired: served.issued++ < (served.expiredUrls ?? 0),
+    });
+    return Response.json({
+      messaging_product: "whatsapp",
+      url: `${url.origin}${MEDIA_DOWNLOAD_PATH}?mid=${encodeURIComponent(id)}&hash=${hash}`,
+      mime_type: served.mimeType,
+      sha256: served.sha256 ?? served.sha256Hex,
+      file_size: served.bytes?.byteLength ?? served.size ?? 0,
+      id,
+    });
+  }
+
+  async function addMedia(id: string, served: FakeMedia): Promise<string> {
+    const hex = await sha256Hex(
+      served.bytes ? new Blob([served.bytes.slice()]).stream() : generatedMedia(served.size ?? 0),
+    );
+    media.set(id, { ...served, sha256Hex: hex, issued: 0 });
+    return hex;
+  }
+
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handle);
 
   async function close(): Promise<void> {
@@ -220,6 +332,8 @@ export function startFakeGraphApi(options: FakeGraphApiOptions = {}): FakeGraphA
     script: (...answers) => void scripted.push(...answers),
     answerLate: (delayMs) => void (lateAnswerMs = delayMs),
     waitForRequests: (count) => _waitUntil(() => requests.length >= count, waiters),
+    addMedia,
+    expireMediaUrls: () => issuedUrls.forEach((issued) => void (issued.isExpired = true)),
     close,
     [Symbol.asyncDispose]: close,
   };

@@ -73,6 +73,7 @@ Deno.test("serviceRoutes() lists exactly the README's endpoints, in its order", 
     flows: { path: "/flows", exchange: _stub },
     doctor: _stub,
     conversationWindow: _stub,
+    media: _stub,
   });
   const table = routes.map((route) => ({
     method: route.method,

@@ -44,6 +44,8 @@ export interface AdminOptions {
    * for a message (`replies` in `GET /admin/events/:id`); without it no replies are shown.
    */
   handlersFor?: (event: WebhookEvent) => string[];
+  /** The media an event captured (`{ media: […] }`, `admin/media.ts`); none shown without it. */
+  mediaOf?: (event: WebhookEvent) => Promise<Record<string, unknown>>;
 }
 
 /** The handlers of the admin API's event log and replays. */
@@ -86,15 +88,17 @@ export function createAdminHandlers(options: AdminOptions): AdminHandlers | unde
       const id = params.id ?? "";
       const stored = await store.getEvent(id);
       if (!stored) throw new HttpError(404, `Event "${id}" is unknown or has expired`);
-      const [replies, jobs] = await Promise.all([
+      const [replies, jobs, media] = await Promise.all([
         _repliesOf(store, stored.event, options.handlersFor),
         store.getJobs(id),
+        options.mediaOf?.(stored.event) ?? {},
       ]);
       return Response.json({
         ..._recordView(stored.record, stored.event),
         ..._completion(stored.record, jobs),
         ...replies,
         jobs: jobs.map(jobView),
+        ...media,
       });
     }),
     replayEvent: guard(async (_request, { params, log }) => {

@@ -50,6 +50,8 @@ export interface WorkerOptions {
   replyTtlMs?: number;
   /** Told about handler runs and stored results, for metrics. */
   observer?: WorkerObserver;
+  /** Run beside each purge of expired events (media past the retention); must not throw. */
+  purgeAlso?: (now: number) => Promise<void>;
 }
 
 /** One run of one handler, as reported to {@linkcode WorkerObserver.onHandlerRun}. */
@@ -210,10 +212,13 @@ export function createWorker(options: WorkerOptions): Worker {
   /** Removes events whose records expired, in the background: retention for stores that need it. */
   function purgeExpired(now: number): void {
     lastPurgeAt = now;
-    purging = store.purgeExpired(now, PURGE_LIMIT).then(
-      (purged) => purged > 0 && logger.info("expired events removed", { events: purged }),
-      (error) => logger.warn("cannot remove expired events", { error }),
-    );
+    purging = Promise.all([
+      store.purgeExpired(now, PURGE_LIMIT).then(
+        (purged) => purged > 0 && logger.info("expired events removed", { events: purged }),
+        (error) => logger.warn("cannot remove expired events", { error }),
+      ),
+      options.purgeAlso?.(now),
+    ]);
   }
 
   /**
