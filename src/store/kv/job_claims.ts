@@ -22,6 +22,7 @@ import {
   jobReadyPrefix,
   type KvEventRecord,
 } from "./keys.ts";
+import { unwrittenJob } from "./job_records.ts";
 import { readEvent } from "./parts.ts";
 
 /** Due entries per claim atomic: one check each, KV Connect's limit of ten. */
@@ -106,8 +107,9 @@ async function _claimBatch(
   const records = await getManyInBatches<KvEventRecord>(kv, ids.map(eventKey));
   const plans: _JobPlan[] = [];
   for (const [i, entry] of entries.entries()) {
-    const job = jobs[i]!.value;
     const record = records[i]!.value;
+    // No record yet: the entry, which intake wrote alone, is a pending job (`job_records.ts`).
+    const job = jobs[i]!.value ?? (record && unwrittenJob(record, destination));
     const isCurrent = job !== null && job.dueAt === entry.key[2] && job.state !== "delivered" &&
       job.state !== "dead";
     if (!isCurrent || record === null) {

@@ -15,7 +15,7 @@ import type {
 } from "../store.ts";
 import { commitWithRetry } from "./commit.ts";
 import { pageTimeline } from "./event_log.ts";
-import { getManyInBatches } from "./get_many.ts";
+import { readJobs, unwrittenJob, unwrittenJobEntryKey } from "./job_records.ts";
 import {
   eventKey,
   jobDeadKey,
@@ -34,12 +34,12 @@ const REPLAY_ATTEMPTS = 10;
 /** Every job of event `eventId`, in the order its destinations were given; none when unknown. */
 export async function getJobs(kv: Deno.Kv, eventId: string): Promise<JobRecord[]> {
   const record = (await kv.get<KvEventRecord>(eventKey(eventId))).value;
-  const destinations = record?.jobs ?? [];
-  const entries = await getManyInBatches<JobRecord>(
-    kv,
-    destinations.map((destination) => jobKey(destination, eventId)),
+  const jobs = await Promise.all(
+    (record?.jobs ?? []).map(async (destination) =>
+      (await readJobs(kv, destination, [eventId], [record]))[0]
+    ),
   );
-  return entries.flatMap((entry) => entry.value === null ? [] : [entry.value]);
+  return jobs.flatMap((read) => read ? [read.job] : []);
 }
 
 /**
@@ -53,9 +53,9 @@ export async function listJobs(
   options: ListJobsOptions,
 ): Promise<JobPage> {
   const { items, cursor } = await pageTimeline(kv, options, async (batch) => {
-    const entries = await kv.getMany<JobRecord[]>(batch.map((p) => jobKey(destination, p.id)));
-    return entries.map(({ value: job }) =>
-      job && (options.state === undefined || job.state === options.state) ? job : null
+    const jobs = await readJobs(kv, destination, batch.map((p) => p.id));
+    return jobs.map((read) =>
+      read && (options.state === undefined || read.job.state === options.state) ? read.job : null
     );
   });
   return cursor === undefined ? { jobs: items } : { jobs: items, cursor };
@@ -74,13 +74,18 @@ export async function replayJob(
 ): Promise<JobReplayResult> {
   for (let attempt = 1; attempt <= REPLAY_ATTEMPTS; attempt++) {
     const current = await kv.get<JobRecord>(jobKey(destination, eventId));
-    const job = current.value;
+    const unwritten = current.value === null
+      ? await _unwrittenJob(kv, destination, eventId)
+      : undefined;
+    const job = current.value ?? unwritten?.job ?? null;
     if (job === null) return { status: "not_found" };
     if (job.state === "delivering" && job.dueAt! > now) return { status: "busy" };
     const replayed = replayedJob(job, now);
     const expireIn = Math.max(1, job.expiresAt - now);
     const result = await commitWithRetry(() => {
+      // An unwritten job is its entry: a claim taking it meanwhile fails this check.
       const atomic = kv.atomic().check(current);
+      if (unwritten) atomic.check(unwritten.entry);
       if (isWaitingJob(job) && job.dueAt !== now) {
         atomic.delete(jobReadyKey(destination, job.dueAt!, eventId));
       }
@@ -94,6 +99,19 @@ export async function replayJob(
   throw new Error(
     `Cannot replay the job of event "${eventId}" to "${destination}": its record keeps changing`,
   );
+}
+
+/** The pending job of event `eventId` to `destination` that is its entry alone, with the entry. */
+async function _unwrittenJob(
+  kv: Deno.Kv,
+  destination: string,
+  eventId: string,
+): Promise<{ job: JobRecord; entry: Deno.KvEntry<unknown> } | undefined> {
+  const record = (await kv.get<KvEventRecord>(eventKey(eventId))).value;
+  const job = record && unwrittenJob(record, destination);
+  if (!record || !job) return undefined;
+  const entry = await kv.get(unwrittenJobEntryKey(record, destination));
+  return entry.versionstamp === null ? undefined : { job, entry };
 }
 
 /** Replays every dead job of `destination` (see {@linkcode replayJob}); returns how many. */
@@ -129,16 +147,13 @@ export async function replayJobs(
 ): Promise<JobsReplayed> {
   const { state, kind } = options;
   const { items, cursor } = await pageTimeline(kv, options, async (batch) => {
-    const [jobs, records] = await Promise.all([
-      kv.getMany<JobRecord[]>(batch.map((p) => jobKey(destination, p.id))),
-      kind === undefined
-        ? undefined
-        : kv.getMany<KvEventRecord[]>(batch.map((p) => eventKey(p.id))),
-    ]);
-    return jobs.map(({ value: job }, i) =>
-      job && (state === undefined || job.state === state) &&
-        (records === undefined || records[i]?.value?.kind === kind)
-        ? job
+    const records = (await kv.getMany<KvEventRecord[]>(batch.map((p) => eventKey(p.id))))
+      .map((entry) => entry.value);
+    const jobs = await readJobs(kv, destination, batch.map((p) => p.id), records);
+    return jobs.map((read, i) =>
+      read && (state === undefined || read.job.state === state) &&
+        (kind === undefined || records[i]?.kind === kind)
+        ? read.job
         : null
     );
   });

@@ -18,9 +18,11 @@
  * - `["event_parts", id, n]`: the JSON of an event too large for one KV value, in chunks.
  *
  * Per delivery job (an event to one destination; `job_record.ts`):
- * - `["jobs", destination, eventId]`: the job's record, written with the event's record in the
- *   same intake commit (the event's dedup check covers it) and expiring with it. The event's record
- *   lists the destinations of its jobs (`jobs`), so an event's jobs are read without a scan.
+ * - `["jobs", destination, eventId]`: the job's record, written the first time the job changes (a
+ *   claim, a replay) and expiring with its event. Intake writes a new job as its due-order entry
+ *   alone, in the event's commit (the event's dedup check covers it): until its record is written
+ *   the job is pending, due at the event's reception (`job_records.ts`). The event's record lists
+ *   the destinations of its jobs (`jobs`), so an event's jobs are read without a scan.
  * - `["job_ready", destination, dueAt, eventId]`: a destination's due order, holding the event id,
  *   for every waiting job (pending, retrying, or leased: a claim moves the entry to the lease's
  *   end, so jobs whose deliverer died become due again by themselves). Exactly one per waiting job,

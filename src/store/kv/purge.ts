@@ -8,6 +8,7 @@
  */
 import { commitWithRetry } from "./commit.ts";
 import { getManyInBatches } from "./get_many.ts";
+import { unwrittenJobEntryKey } from "./job_records.ts";
 import type { JobRecord } from "../job_record.ts";
 import {
   deadLetterKey,
@@ -62,7 +63,7 @@ export async function purgeExpired(
 
 /**
  * Every key of an event's delivery jobs: each job's record, its due-order entry (where its record
- * says it waits) and its dead letter.
+ * says it waits, or where intake wrote it when it has no record yet) and its dead letter.
  */
 async function _jobKeysOf(kv: Deno.Kv, record: KvEventRecord): Promise<Deno.KvKey[]> {
   const destinations = record.jobs ?? [];
@@ -76,6 +77,8 @@ async function _jobKeysOf(kv: Deno.Kv, record: KvEventRecord): Promise<Deno.KvKe
     const keys = [entry.key, jobDeadKey(destination, record.id)];
     const dueAt = entry.value?.dueAt;
     if (typeof dueAt === "number") keys.push(jobReadyKey(destination, dueAt, record.id));
+    // No record: the job may still be the entry intake wrote alone.
+    if (entry.value === null) keys.push(unwrittenJobEntryKey(record, destination));
     return keys;
   });
 }

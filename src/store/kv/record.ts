@@ -14,7 +14,6 @@ import { commitWithRetry } from "./commit.ts";
 import { getManyInBatches } from "./get_many.ts";
 import {
   eventKey,
-  jobKey,
   jobReadyKey,
   type KvEventRecord,
   readyEntryValue,
@@ -29,15 +28,15 @@ export const MAX_EVENTS_PER_COMMIT = 10;
 /** Budget per commit, under Deno KV's 800 KiB limit with room for keys and metadata. */
 const MAX_COMMIT_BYTES = 600 * 1024;
 /**
- * Mutations of the events of one commit at most (a record each, two per delivery job), well under
+ * Mutations of the events of one commit at most (a record each, one per delivery job), well under
  * Deno KV's 1000 per atomic with room for the commit's own three (ready entries and timeline).
  */
 export const MAX_COMMIT_MUTATIONS = 500;
 /**
- * Estimated bytes a delivery job adds to its commit: its record (ids, destination, times; two bytes
- * a character as strings may be stored) and its due-order entry, with their keys.
+ * Estimated bytes a delivery job adds to its commit: its due-order entry (destination, time and
+ * event id in the key, the id again as the value; two bytes a character as strings may be stored).
  */
-const JOB_BYTES = 1024;
+const JOB_BYTES = 512;
 
 /** Options for {@linkcode prepareEvent}. */
 export interface PrepareOptions extends RetentionOptions {
@@ -66,7 +65,7 @@ export interface PreparedEvent {
   leaseUntil?: number;
   /** Estimated serialised size of the record and its jobs, for commit budgets. */
   bytes: number;
-  /** The writes it adds to its commit: its record, and a record and an entry per job. */
+  /** The writes it adds to its commit: its record, and an entry per job. */
   mutations: number;
   /** Its delivery jobs, one per destination, written with its record. */
   jobs: JobRecord[];
@@ -147,7 +146,7 @@ export function prepareEvent(event: WebhookEvent, options: PrepareOptions): Prep
   if (jobs.length > 0) record.jobs = jobs.map((job) => job.destination);
   // Strings may be stored as UTF-16: count two bytes a character, plus the record's own fields.
   const bytes = (record.event ? json.length * 2 : 0) + 512 + JOB_BYTES * jobs.length;
-  const mutations = 1 + 2 * jobs.length;
+  const mutations = 1 + jobs.length;
   const prepared: PreparedEvent = {
     id: event.id,
     event,
@@ -246,7 +245,7 @@ export async function commitGroup(
 
 /**
  * Adds one event's check and writes to an atomic: its record, which is its dedup mark, and its
- * delivery jobs (a record and a due-order entry each), which that one check covers. (Its ready
+ * delivery jobs (a due-order entry each), which that one check covers. (Its ready
  * entry is shared with the other events of the commit: see {@linkcode commitGroup}.)
  */
 export function addEventWrites(atomic: Deno.AtomicOperation, event: PreparedEvent): void {
@@ -254,10 +253,10 @@ export function addEventWrites(atomic: Deno.AtomicOperation, event: PreparedEven
   atomic
     .check({ key: eventKey(event.id), versionstamp: null })
     .set(eventKey(event.id), event.record, { expireIn });
+  // A new job is its due-order entry alone: its record is written when first claimed or
+  // replayed (`job_records.ts`).
   for (const job of event.jobs) {
-    atomic
-      .set(jobKey(job.destination, job.eventId), job, { expireIn })
-      .set(jobReadyKey(job.destination, job.dueAt!, job.eventId), job.eventId, { expireIn });
+    atomic.set(jobReadyKey(job.destination, job.dueAt!, job.eventId), job.eventId, { expireIn });
   }
 }
 
