@@ -14,7 +14,8 @@ export const CONSOLE_CSS = `
 :root{--fg:#1b1f24;--muted:#57606a;--bg:#fff;--panel:#f6f8fa;--line:#d0d7de;--accent:#0a58ca;
 --ok:#1a7f37;--warn:#9a6700;--bad:#cf222e;font-family:system-ui,-apple-system,"Segoe UI",sans-serif}
 *{box-sizing:border-box}
-body{margin:0;color:var(--fg);background:var(--bg);line-height:1.45;overflow-wrap:anywhere}
+body{margin:0;color:var(--fg);background:var(--bg);line-height:1.45;overflow-wrap:break-word}
+.id,pre,code,dd,td:last-child{overflow-wrap:anywhere}
 a{color:var(--accent)}
 a:focus-visible,button:focus-visible,input:focus-visible,select:focus-visible,summary:focus-visible{
 outline:3px solid var(--accent);outline-offset:2px}
@@ -28,7 +29,7 @@ main{padding:1rem;max-width:72rem;margin:0 auto}
 h1{font-size:1.4rem;margin:.25rem 0 1rem}h2{font-size:1.1rem;margin:1.5rem 0 .5rem}
 table{border-collapse:collapse;width:100%;font-size:.92rem}
 th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
-th{color:var(--muted);font-weight:600}
+th{color:var(--muted);font-weight:600;white-space:nowrap}
 code,pre,.id{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem}
 pre{background:var(--panel);border:1px solid var(--line);padding:.75rem;overflow:auto;
 white-space:pre-wrap;overflow-wrap:anywhere;max-height:40rem}
@@ -36,7 +37,7 @@ white-space:pre-wrap;overflow-wrap:anywhere;max-height:40rem}
 .card{border:1px solid var(--line);border-radius:.4rem;padding:.6rem .8rem;background:var(--panel)}
 .card .figure{font-size:1.5rem;font-weight:700;display:block}
 .card .label{color:var(--muted);font-size:.85rem}
-.state{display:inline-block;padding:0 .4rem;border-radius:.3rem;font-size:.8rem;font-weight:600;
+.state{display:inline-block;white-space:nowrap;padding:0 .4rem;border-radius:.3rem;font-size:.8rem;font-weight:600;
 border:1px solid currentColor}
 .state-done,.state-delivered,.state-closed,.state-ok{color:var(--ok)}
 .state-retrying,.state-pending,.state-processing,.state-delivering,.state-half_open,.state-paused{color:var(--warn)}
