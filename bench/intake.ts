@@ -422,7 +422,7 @@ function spawn(args: string[], env: Record<string, string>): Process {
   const lines: string[] = [];
   let handled = 0;
   const progress: { handled: number; at: number }[] = [];
-  const read = async (stream: ReadableStream<Uint8Array>): Promise<void> => {
+  const read = async (stream: ReadableStream<Uint8Array<ArrayBuffer>>): Promise<void> => {
     let rest = "";
     for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
       const parts = (rest + chunk).split("\n");

@@ -13,6 +13,7 @@ import { createJobHandlers } from "./admin/jobs.ts";
 import { createMessageStatusHandler } from "./admin/messages.ts";
 import { createWindowHandler } from "./admin/windows.ts";
 import { capturedMediaOf, createMediaHandler } from "./admin/media.ts";
+import { createConsoleHandlers } from "./console/handlers.ts";
 import type { Clock } from "./ops/clock.ts";
 import { type Config, hasFlows, hasGraphToken, hasWorker } from "./config.ts";
 import { Dispatcher, registerLoggingHandlers } from "./dispatch/dispatcher.ts";
@@ -227,6 +228,18 @@ export async function createApp(options: AppOptions): Promise<App> {
     }),
     conversationWindow: createWindowHandler({ store, clock, adminToken: config.adminToken }),
     media: createMediaHandler({ mediaStore: media?.store, adminToken: config.adminToken }),
+    console: await createConsoleHandlers({
+      store,
+      adminToken: config.adminToken,
+      clock,
+      destinations: config.destinations,
+      deliveries,
+      hidesText: config.consoleHidesText,
+      lastDeliveryAt: () => metrics.lastDeliveryAt(),
+      silenceAfterMs: config.silenceAfterMs,
+      onReplay: () => worker.wake(),
+      onJobReplay: () => deliveries.wake(),
+    }),
   });
   const route = createRouter(routes);
   let inFlight = 0;

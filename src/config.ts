@@ -119,6 +119,8 @@ export interface Config {
   mediaDir: string;
   /** Larger media are not kept: their record says why. */
   mediaMaxBytes: number;
+  /** The console never shows message text, not even on request (`CONSOLE_HIDE_TEXT=on`). */
+  consoleHidesText: boolean;
 }
 
 /** The media stores: `dir` (`media/dir_store.ts`) and `kv` (`store/kv/media.ts`). */
@@ -188,6 +190,8 @@ export const DEFAULTS = Object.freeze({
   mediaDir: "./data/media",
   /** Meta accepts media messages up to 100 MB (reference §5.2). */
   mediaMaxBytes: 100 * 1024 * 1024,
+  /** Shown on request: an operator opens it deliberately, one event at a time. */
+  consoleHidesText: false,
 }) satisfies Partial<Config>;
 
 /** The placeholder secrets of `.env.example`: accepted only in development, with a warning. */
@@ -210,7 +214,7 @@ const MIN_APP_SECRET_LENGTH = 16;
 const _FLOWS_PATH = /^\/[A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*$/;
 
 /** The service's own paths and prefixes (`routes.ts`), which the Flows path must not take. */
-const _SERVICE_PATHS = ["/webhook", "/healthz", "/readyz", "/metrics", "/admin"];
+const _SERVICE_PATHS = ["/webhook", "/healthz", "/readyz", "/metrics", "/admin", "/console"];
 
 /** Meta's highest throughput tier: more than this per number is never allowed. */
 const MAX_MESSAGES_PER_SECOND = 1_000;
@@ -355,6 +359,8 @@ const _configSchema = z.strictObject({
     .default(DEFAULTS.mediaStore),
   mediaDir: z.string().trim().min(1, "must not be empty").default(DEFAULTS.mediaDir),
   mediaMaxBytes: _wholeNumber("mediaMaxBytes"),
+  consoleHidesText: z.boolean({ error: (issue) => `expected on or off, got "${issue.input}"` })
+    .default(DEFAULTS.consoleHidesText),
 });
 
 /** Raised when the settings cannot make a safe configuration; the message says why. */

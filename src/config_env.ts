@@ -74,6 +74,7 @@ const _ENV_NAMES = {
   mediaStore: "MEDIA_STORE",
   mediaDir: "MEDIA_DIR",
   mediaMaxBytes: "MEDIA_MAX_BYTES",
+  consoleHidesText: "CONSOLE_HIDE_TEXT",
 } as const satisfies Record<keyof Config, string>;
 
 /**
@@ -142,15 +143,19 @@ const _ENV_READERS: { [field in keyof Config]?: _EnvReader<Config[field]> } = {
     return z.NEVER;
   }),
   whatsappTokens: _envText(_readTokenPairs),
-  mediaCapture: _envText((raw, ctx) => {
-    if (raw === "on" || raw === "off") return raw === "on";
-    ctx.addIssue({ code: "custom", message: `expected "on" or "off", got "${raw}"` });
-    return z.NEVER;
-  }),
+  mediaCapture: _envText(_onOff),
+  consoleHidesText: _envText(_onOff),
   ...Object.fromEntries(
     Object.keys(BOUNDS).map((field) => [field, _envWholeNumber(field as WholeNumberField)]),
   ),
 };
+
+/** `on` or `off`, as a boolean. */
+function _onOff(raw: string, ctx: _EnvContext): boolean {
+  if (raw === "on" || raw === "off") return raw === "on";
+  ctx.addIssue({ code: "custom", message: `expected "on" or "off", got "${raw}"` });
+  return z.NEVER;
+}
 
 type _EnvReader<T> = z.ZodType<T | undefined, string | undefined>;
 type _EnvContext = z.RefinementCtx<string | undefined>;

@@ -9,6 +9,7 @@
 import type { AdminHandlers } from "./admin/events.ts";
 import type { DestinationHandlers } from "./admin/destinations.ts";
 import type { JobHandlers } from "./admin/jobs.ts";
+import type { ConsoleHandlers } from "./console/handlers.ts";
 import type { Route, RouteHandler } from "./http/router.ts";
 import type { HealthHandlers } from "./ops/health.ts";
 
@@ -39,6 +40,8 @@ export interface ServiceHandlers {
   conversationWindow: RouteHandler | undefined;
   /** `createMediaHandler` (`admin/media.ts`); `undefined` without an admin token. */
   media?: RouteHandler | undefined;
+  /** `createConsoleHandlers` (`console/handlers.ts`); `undefined` without an admin token. */
+  console?: ConsoleHandlers | undefined;
 }
 
 /** A row of the table; one whose handler is `undefined` is off. */
@@ -66,6 +69,7 @@ export function serviceRoutes(handlers: ServiceHandlers): Route[] {
     conversationWindow,
     doctor,
     flows,
+    console,
   } = handlers;
   const table: _Row[] = [
     { method: "GET", path: "/webhook/whatsapp", handler: webhook.handshake },
@@ -108,6 +112,40 @@ export function serviceRoutes(handlers: ServiceHandlers): Route[] {
       handler: conversationWindow,
     },
     { method: "GET", path: "/admin/doctor", handler: doctor },
+    { method: "GET", path: "/console", handler: console?.overview },
+    { method: "GET", path: "/console/sign-in", handler: console?.signInPage },
+    { method: "POST", path: "/console/sign-in", handler: console?.signIn },
+    { method: "POST", path: "/console/sign-out", handler: console?.signOut },
+    { method: "GET", path: "/console/assets/console.css", handler: console?.stylesheet },
+    { method: "GET", path: "/console/assets/console.js", handler: console?.script },
+    { method: "GET", path: "/console/events", handler: console?.events },
+    { method: "GET", path: "/console/events/live", handler: console?.liveEvents },
+    { method: "GET", path: "/console/events/:id", handler: console?.event },
+    { method: "POST", path: "/console/events/:id/replay", handler: console?.replayEvent },
+    { method: "GET", path: "/console/destinations", handler: console?.destinations },
+    {
+      method: "POST",
+      path: "/console/destinations/:name/pause",
+      handler: console?.pauseDestination,
+    },
+    {
+      method: "POST",
+      path: "/console/destinations/:name/resume",
+      handler: console?.resumeDestination,
+    },
+    {
+      method: "POST",
+      path: "/console/destinations/:name/dead-jobs/replay",
+      handler: console?.replayDeadJobs,
+    },
+    {
+      method: "POST",
+      path: "/console/destinations/:name/jobs/:eventId/replay",
+      handler: console?.replayJob,
+    },
+    { method: "GET", path: "/console/recover", handler: console?.recover },
+    { method: "POST", path: "/console/recover/replay", handler: console?.replayMatching },
+    { method: "GET", path: "/console/messages", handler: console?.message },
     { method: "POST", path: flows?.path ?? "/flows", handler: flows?.exchange },
   ];
   return table.filter((row): row is Route => row.handler !== undefined);

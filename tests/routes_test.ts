@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import type { RouteHandler } from "../src/http/router.ts";
 import { serviceRoutes } from "../src/routes.ts";
+import type { ConsoleHandlers } from "../src/console/handlers.ts";
 import { flowsKeyPair } from "./flows_support.ts";
 import { startTestServer, TEST_ADMIN_TOKEN, testConfig } from "./support.ts";
 
@@ -39,8 +40,9 @@ function concrete(path: string): string {
   return path.replaceAll(/\{[^}]+\}/g, "x");
 }
 
+/** Admin API and console endpoints: routed only with an admin token. */
 function isAdmin(endpoint: Endpoint): boolean {
-  return endpoint.path.startsWith("/admin/");
+  return endpoint.path.startsWith("/admin/") || endpoint.path.startsWith("/console");
 }
 
 /** Whether the router found a handler: not its 405, nor its own 404 ("No route for …"). */
@@ -74,6 +76,28 @@ Deno.test("serviceRoutes() lists exactly the README's endpoints, in its order", 
     doctor: _stub,
     conversationWindow: _stub,
     media: _stub,
+    console: Object.fromEntries(
+      [
+        "overview",
+        "signInPage",
+        "signIn",
+        "signOut",
+        "stylesheet",
+        "script",
+        "events",
+        "liveEvents",
+        "event",
+        "replayEvent",
+        "destinations",
+        "pauseDestination",
+        "resumeDestination",
+        "replayDeadJobs",
+        "replayJob",
+        "recover",
+        "replayMatching",
+        "message",
+      ].map((name) => [name, _stub]),
+    ) as unknown as ConsoleHandlers,
   });
   const table = routes.map((route) => ({
     method: route.method,

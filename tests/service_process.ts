@@ -110,7 +110,7 @@ export async function startService(
   const output: string[] = [];
   let announce: (port: number) => void = () => {};
   const listening = new Promise<number>((resolve) => (announce = resolve));
-  const collect = async (stream: ReadableStream<Uint8Array>): Promise<void> => {
+  const collect = async (stream: ReadableStream<Uint8Array<ArrayBuffer>>): Promise<void> => {
     const lines = stream.pipeThrough(new TextDecoderStream()).pipeThrough(_splitLines());
     for await (const line of lines) {
       output.push(line);

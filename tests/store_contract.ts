@@ -554,6 +554,53 @@ export function storeContract(name: string, open: OpenStore): void {
 
   // --- State while leased ---------------------------------------------------------------------
 
+  test("listEvents filters by time of reception, both ends included", async (store) => {
+    const [early, middle, late] = _textEvents([1, 2, 3]);
+    await store.recordEvents([early!], { now: T0 });
+    await store.recordEvents([middle!], { now: T0 + 10 });
+    await store.recordEvents([late!], { now: T0 + 20 });
+    const only = await store.listEvents({ receivedFrom: T0 + 10, receivedTo: T0 + 10, limit: 10 });
+    assert.deepEqual(only.events.map((e) => e.id), [middle!.id]);
+    const from = await store.listEvents({ receivedFrom: T0 + 10, limit: 10 });
+    assert.deepEqual(from.events.map((e) => e.id), [late!.id, middle!.id]);
+    const to = await store.listEvents({ receivedTo: T0 + 10, limit: 10 });
+    assert.deepEqual(to.events.map((e) => e.id), [middle!.id, early!.id]);
+  });
+
+  test("listEvents filters by field, type, business number and party, each exactly", async (store) => {
+    const [text] = _textEvents([1]);
+    const change = firstFixtureEvent("field_account_update", "change");
+    await store.recordEvents([text!, change], { now: T0 });
+    const ids = async (options: Omit<ListEventsOptions, "limit">) =>
+      (await store.listEvents({ ...options, limit: 10 })).events.map((e) => e.id);
+    assert.equal(text!.kind, "message");
+    assert.deepEqual(await ids({ type: "text" }), [text!.id]);
+    assert.deepEqual(await ids({ type: "image" }), []);
+    assert.deepEqual(await ids({ party: "5511999990000" }), [text!.id]);
+    assert.deepEqual(await ids({ party: "551199999" }), []);
+    assert.deepEqual(await ids({ field: "account_update" }), [change.id]);
+    assert.deepEqual(
+      await ids({ businessNumber: text!.kind === "message" ? text!.phoneNumberId : "" }),
+      [text!.id],
+    );
+    assert.deepEqual(await ids({ field: "account_update", type: "text" }), []);
+  });
+
+  test("listEvents filters by the state of an event's delivery jobs", async (store) => {
+    const [first, second] = _textEvents([1, 2]);
+    await store.recordEvents([first!, second!], { now: T0, destinationsFor: () => ["erp"] });
+    const [claim] = await store.claimJobs("erp", _claimJobsAt(T0, { limit: 1 }));
+    assert.ok(await store.settleJob(claim!, _jobDead(T0, "erp answered 400")));
+    const dead = await store.listEvents({ jobState: "dead", limit: 10 });
+    assert.deepEqual(dead.events.map((e) => e.id), [claim!.job.eventId]);
+    const pending = await store.listEvents({ jobState: "pending", limit: 10 });
+    assert.deepEqual(
+      pending.events.map((e) => e.id),
+      [first!.id, second!.id].filter((id) => id !== claim!.job.eventId),
+    );
+    assert.deepEqual((await store.listEvents({ jobState: "delivered", limit: 10 })).events, []);
+  });
+
   test("an event shows as processing in getEvent and listEvents while it is leased", async (store) => {
     const [claimed, leased, waiting] = _textEvents([1, 2, 3]) as [
       WebhookEvent,

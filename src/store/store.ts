@@ -71,7 +71,10 @@ export interface Store {
   /** Event `id`'s record and the event itself; `null` when unknown or expired. */
   getEvent(id: string): Promise<StoredEvent | null>;
 
-  /** A page of events, newest first, filtered by state and kind. */
+  /**
+   * A page of events, newest first, filtered by state, kind, time of reception, what the event
+   * says (field, type, business number, party) and its jobs' states; every filter set must hold.
+   */
   listEvents(options: ListEventsOptions): Promise<EventPage>;
 
   /**
@@ -400,6 +403,23 @@ export interface ListEventsOptions {
   state?: EventState;
   /** Only events of this kind. */
   kind?: WebhookEvent["kind"];
+  /** Only events received at or after this time, ms since the epoch. */
+  receivedFrom?: number;
+  /** Only events received at or before this time, ms since the epoch. */
+  receivedTo?: number;
+  /**
+   * Only events whose webhook field is this: a change's field (an unknown one's as Meta sent
+   * it), an echo's field. Exact match, like the three below (`store/event_filter.ts` decides).
+   */
+  field?: string;
+  /** Only events of this type: a message's or echo's `type`, a status's value (`read`). */
+  type?: string;
+  /** Only events of this business number (`phone_number_id`). */
+  businessNumber?: string;
+  /** Only events with this other party: a message's sender, a status's or echo's recipient. */
+  party?: string;
+  /** Only events with at least one delivery job (to any destination) in this state. */
+  jobState?: JobState;
   /** Most events returned (at least 1). */
   limit: number;
   /** Where to resume: the `cursor` of the previous page. */

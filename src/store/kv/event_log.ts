@@ -20,6 +20,8 @@ import {
 } from "../store.ts";
 import { commitWithRetry } from "./commit.ts";
 import { GET_MANY_MAX_KEYS } from "./get_many.ts";
+import { matchesFacts, needsEvent } from "../event_filter.ts";
+import type { JobState } from "../job_record.ts";
 import {
   DEAD_LETTER_PREFIX,
   deadLetterKey,
@@ -33,6 +35,7 @@ import {
   TIMELINE_PREFIX,
   timelineKey,
 } from "./keys.ts";
+import { readJobs } from "./job_records.ts";
 import { readEvent } from "./parts.ts";
 
 /**
@@ -81,7 +84,15 @@ export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promi
   const { items, cursor } = await pageTimeline(kv, options, async (batch) => {
     const stored = await kv.getMany<KvEventRecord[]>(batch.map((p) => eventKey(p.id)));
     const records = await withCurrentState(kv, stored.map((entry) => entry.value));
-    return records.map((record) => record && _matches(record, options) ? _summary(record) : null);
+    const matching = records.map((record) => record && _matches(record, options) ? record : null);
+    if (needsEvent(options)) {
+      const events = await Promise.all(matching.map((record) => record && readEvent(kv, record)));
+      events.forEach((event, n) => {
+        if (event && !matchesFacts(event, options)) matching[n] = null;
+      });
+    }
+    if (options.jobState !== undefined) await _keepWithJobIn(kv, matching, options.jobState);
+    return matching.map((record) => record && _summary(record));
   });
   return cursor === undefined ? { events: items } : { events: items, cursor };
 }
@@ -291,6 +302,30 @@ export async function replayDeadLetters(kv: Deno.Kv, now: number): Promise<numbe
 function _matches(record: KvEventRecord, options: ListEventsOptions): boolean {
   return (options.state === undefined || record.state === options.state) &&
     (options.kind === undefined || record.kind === options.kind);
+}
+
+/** Clears (to `null`) the records none of whose delivery jobs is in `state`. */
+async function _keepWithJobIn(
+  kv: Deno.Kv,
+  records: (KvEventRecord | null)[],
+  state: JobState,
+): Promise<void> {
+  const byDestination = new Map<string, KvEventRecord[]>();
+  for (const record of records) {
+    for (const destination of record?.jobs ?? []) {
+      byDestination.set(destination, [...byDestination.get(destination) ?? [], record!]);
+    }
+  }
+  const withJobIn = new Set<KvEventRecord>();
+  for (const [destination, listed] of byDestination) {
+    const jobs = await readJobs(kv, destination, listed.map((r) => r.id), listed);
+    jobs.forEach((read, n) => {
+      if (read?.job.state === state) withJobIn.add(listed[n]!);
+    });
+  }
+  records.forEach((record, n) => {
+    if (record && !withJobIn.has(record)) records[n] = null;
+  });
 }
 
 function _summary(record: KvEventRecord): EventSummary {

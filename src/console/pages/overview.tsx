@@ -1,0 +1,143 @@
+/**
+ * The overview: is anything arriving (events per minute over the last hours, as a bar chart drawn
+ * on the server as inline SVG), the silence warning, the queue's depth and oldest age, the dead
+ * letters, and each destination's health.
+ *
+ * @module
+ */
+import type { VNode } from "preact";
+import type { QueueFigures } from "../../store/store.ts";
+import { Layout, shownDuration, shownTime, StateBadge } from "../layout.tsx";
+
+/** Events per minute: one count per bucket, oldest first. */
+export interface EventRate {
+  /** The first bucket's start, ms since the epoch. */
+  startMs: number;
+  bucketMs: number;
+  counts: readonly number[];
+  /** The reading stopped at its bound: the counts are a lower bound. */
+  isPartial: boolean;
+}
+
+/** What the overview shows. */
+export interface OverviewProps {
+  csrf: string;
+  rate: EventRate;
+  queue: QueueFigures;
+  /** Dead letters of the handlers, counted up to a bound (`deadAtLeast` when reached). */
+  dead: number;
+  deadAtLeast: boolean;
+  /** The silence warning's text, when deliveries have stopped. */
+  silence?: string | undefined;
+  /** When the last delivery was accepted by this instance. */
+  lastDeliveryAt: number | undefined;
+  destinations: readonly { name: string; health: string; due: number }[];
+}
+
+/** The overview page. */
+export function OverviewPage(props: OverviewProps): VNode {
+  const total = props.rate.counts.reduce((sum, n) => sum + n, 0);
+  return (
+    <Layout title="Overview" current="/console" csrf={props.csrf}>
+      {props.silence && <p class="notice warning" role="alert">{props.silence}</p>}
+      <div class="cards">
+        <Card
+          label="Events in the chart's window"
+          figure={`${total}${props.rate.isPartial ? "+" : ""}`}
+        />
+        <Card label="Events due now (backlog)" figure={String(props.queue.due)} />
+        <Card label="Events due later" figure={String(props.queue.later)} />
+        <Card label="Oldest due event waited" figure={shownDuration(props.queue.oldestDueAgeMs)} />
+        <Card
+          label="Dead letters"
+          figure={`${props.dead}${props.deadAtLeast ? "+" : ""}`}
+          href="/console/recover"
+        />
+        <Card label="Last delivery (this instance)" figure={shownTime(props.lastDeliveryAt)} />
+      </div>
+      <h2>Events per minute</h2>
+      <BarChart rate={props.rate} />
+      <h2>Destinations</h2>
+      {props.destinations.length === 0
+        ? <p class="muted">No destination is declared.</p>
+        : (
+          <table class="rows">
+            <thead>
+              <tr>
+                <th scope="col">Destination</th>
+                <th scope="col">Health</th>
+                <th scope="col">Jobs due</th>
+              </tr>
+            </thead>
+            <tbody>
+              {props.destinations.map((d) => (
+                <tr key={d.name}>
+                  <td data-label="Destination">
+                    <a href="/console/destinations">{d.name}</a>
+                  </td>
+                  <td data-label="Health">
+                    <StateBadge state={d.health} />
+                  </td>
+                  <td data-label="Jobs due">{d.due}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+    </Layout>
+  );
+}
+
+function Card(props: { label: string; figure: string; href?: string }): VNode {
+  const figure = <span class="figure">{props.figure}</span>;
+  return (
+    <div class="card">
+      {props.href ? <a href={props.href}>{figure}</a> : figure}
+      <span class="label">{props.label}</span>
+    </div>
+  );
+}
+
+/** The chart's drawing size, in SVG units; the stylesheet scales it to the page's width. */
+const _WIDTH = 720;
+const _HEIGHT = 160;
+
+/** Bars of events per bucket, with an accessible name and a title per bar. */
+export function BarChart(props: { rate: EventRate }): VNode {
+  const { counts, startMs, bucketMs } = props.rate;
+  const most = Math.max(1, ...counts);
+  const barWidth = _WIDTH / Math.max(1, counts.length);
+  const hours = Math.round((counts.length * bucketMs) / 3_600_000);
+  const total = counts.reduce((sum, n) => sum + n, 0);
+  return (
+    <figure>
+      <svg
+        class="chart"
+        viewBox={`0 0 ${_WIDTH} ${_HEIGHT + 16}`}
+        role="img"
+        aria-label={`Events per minute over the last ${hours} hours: ${total} in all, at most ${
+          Math.max(0, ...counts)
+        } in one minute`}
+      >
+        {counts.map((count, n) => {
+          const height = (count / most) * _HEIGHT;
+          return count === 0 ? null : (
+            <rect
+              key={n}
+              x={n * barWidth}
+              y={_HEIGHT - height}
+              width={Math.max(1, barWidth - 0.5)}
+              height={height}
+            >
+              <title>{`${shownTime(startMs + n * bucketMs)}: ${count}`}</title>
+            </rect>
+          );
+        })}
+        <line x1="0" y1={_HEIGHT} x2={_WIDTH} y2={_HEIGHT} stroke="currentColor" />
+      </svg>
+      <figcaption class="muted">
+        From {shownTime(startMs)} to now; the tallest bar is {most} events.
+      </figcaption>
+    </figure>
+  );
+}

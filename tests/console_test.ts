@@ -1,0 +1,157 @@
+/**
+ * The console over a real socket with plain `fetch`: signing in, and each refusal (a wrong token,
+ * an expired or forged session, a cross-site POST, a POST without its CSRF token, a page without
+ * a session), the security headers on every answer, and no console without an admin token.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { ManualClock } from "../src/ops/clock.ts";
+import { CONSOLE_CSP } from "../src/console/security_headers.ts";
+import { SESSION_TTL_MS } from "../src/console/session.ts";
+import { startTestServer, TEST_ADMIN_TOKEN, testConfig } from "./support.ts";
+
+const FORM = { "Content-Type": "application/x-www-form-urlencoded" };
+
+/** Signs in; returns the session cookie (`name=value`) and the page's CSRF token. */
+async function signIn(origin: string): Promise<{ cookie: string; csrf: string }> {
+  const response = await fetch(`${origin}/console/sign-in`, {
+    method: "POST",
+    headers: { ...FORM, Origin: origin },
+    body: new URLSearchParams({ token: TEST_ADMIN_TOKEN }),
+    redirect: "manual",
+  });
+  await response.body?.cancel();
+  assert.equal(response.status, 303);
+  const setCookie = response.headers.get("Set-Cookie") ?? "";
+  assert.match(setCookie, /HttpOnly/);
+  assert.match(setCookie, /SameSite=Strict/);
+  assert.match(setCookie, /Path=\/console/);
+  const cookie = setCookie.split(";")[0]!;
+  const page = await fetch(`${origin}/console/events`, { headers: { Cookie: cookie } });
+  const html = await page.text();
+  const csrf = /name="csrf" value="([^"]+)"/.exec(html)?.[1];
+  assert.ok(csrf, "the events page has a CSRF field");
+  return { cookie, csrf };
+}
+
+Deno.test("the console signs in with the admin token, and every page carries the CSP", async () => {
+  await using server = await startTestServer({ startWorker: false });
+  const { cookie } = await signIn(server.origin);
+  for (
+    const path of [
+      "/console",
+      "/console/events",
+      "/console/destinations",
+      "/console/recover",
+      "/console/messages",
+    ]
+  ) {
+    const response = await fetch(`${server.origin}${path}`, { headers: { Cookie: cookie } });
+    const html = await response.text();
+    assert.equal(response.status, 200, `${path}: ${html.slice(0, 300)}`);
+    assert.equal(response.headers.get("Content-Security-Policy"), CONSOLE_CSP, path);
+    assert.equal(response.headers.get("X-Content-Type-Options"), "nosniff", path);
+    assert.equal(response.headers.get("Referrer-Policy"), "no-referrer", path);
+    assert.match(html, /^<!doctype html>/);
+  }
+  assert.doesNotMatch(server.logs.text(), new RegExp(TEST_ADMIN_TOKEN));
+});
+
+Deno.test("the console refuses a wrong token, and marks the cookie Secure behind HTTPS", async () => {
+  await using server = await startTestServer({ startWorker: false });
+  const wrong = await fetch(`${server.origin}/console/sign-in`, {
+    method: "POST",
+    headers: { ...FORM, Origin: server.origin },
+    body: new URLSearchParams({ token: "not-the-admin-token-at-all" }),
+    redirect: "manual",
+  });
+  await wrong.body?.cancel();
+  assert.equal(wrong.status, 401);
+  assert.equal(wrong.headers.get("Set-Cookie"), null);
+  assert.equal(wrong.headers.get("Content-Security-Policy"), CONSOLE_CSP);
+  const secure = await fetch(`${server.origin}/console/sign-in`, {
+    method: "POST",
+    headers: { ...FORM, Origin: server.origin, "X-Forwarded-Proto": "https" },
+    body: new URLSearchParams({ token: TEST_ADMIN_TOKEN }),
+    redirect: "manual",
+  });
+  await secure.body?.cancel();
+  assert.match(secure.headers.get("Set-Cookie") ?? "", /; Secure/);
+  assert.doesNotMatch(server.logs.text(), new RegExp(TEST_ADMIN_TOKEN));
+});
+
+Deno.test("a console page without a session redirects to the sign-in page", async () => {
+  await using server = await startTestServer({ startWorker: false });
+  for (const path of ["/console", "/console/events", "/console/events/x", "/console/recover"]) {
+    const response = await fetch(`${server.origin}${path}`, { redirect: "manual" });
+    await response.body?.cancel();
+    assert.equal(response.status, 303, path);
+    assert.equal(response.headers.get("Location"), "/console/sign-in", path);
+  }
+  const forged = await fetch(`${server.origin}/console`, {
+    headers: { Cookie: "wa_console=abc.99999999999999.forged" },
+    redirect: "manual",
+  });
+  await forged.body?.cancel();
+  assert.equal(forged.status, 303);
+});
+
+Deno.test("an expired console session is refused", async () => {
+  const clock = new ManualClock(Date.parse("2026-12-04T10:00:00Z"));
+  await using server = await startTestServer({ startWorker: false, clock });
+  const { cookie, csrf } = await signIn(server.origin);
+  await clock.advance(SESSION_TTL_MS + 1);
+  const page = await fetch(`${server.origin}/console/events`, {
+    headers: { Cookie: cookie },
+    redirect: "manual",
+  });
+  await page.body?.cancel();
+  assert.equal(page.status, 303);
+  const post = await fetch(`${server.origin}/console/recover/replay`, {
+    method: "POST",
+    headers: { ...FORM, Cookie: cookie, Origin: server.origin },
+    body: new URLSearchParams({ csrf, target: "handlers" }),
+  });
+  await post.body?.cancel();
+  assert.equal(post.status, 403);
+});
+
+Deno.test("a cross-site POST, and a POST without its CSRF token, are refused", async () => {
+  await using server = await startTestServer({ startWorker: false });
+  const { cookie, csrf } = await signIn(server.origin);
+  const post = (headers: Record<string, string>, form: Record<string, string>) =>
+    fetch(`${server.origin}/console/recover/replay`, {
+      method: "POST",
+      headers: { ...FORM, Cookie: cookie, ...headers },
+      body: new URLSearchParams(form),
+      redirect: "manual",
+    });
+  const cases: [string, Record<string, string>, Record<string, string>][] = [
+    ["another site's Origin", { Origin: "https://evil.example" }, { csrf, target: "handlers" }],
+    ["Sec-Fetch-Site cross-site", { "Sec-Fetch-Site": "cross-site" }, { csrf, target: "handlers" }],
+    ["no Origin at all", {}, { csrf, target: "handlers" }],
+    ["no CSRF token", { Origin: server.origin }, { target: "handlers" }],
+    ["another CSRF token", { Origin: server.origin }, { csrf: "x" + csrf, target: "handlers" }],
+  ];
+  for (const [label, headers, form] of cases) {
+    const response = await post(headers, form);
+    await response.body?.cancel();
+    assert.equal(response.status, 403, label);
+    assert.equal(response.headers.get("Content-Security-Policy"), CONSOLE_CSP, label);
+  }
+  const accepted = await post({ Origin: server.origin }, { csrf, target: "handlers" });
+  await accepted.body?.cancel();
+  assert.equal(accepted.status, 303);
+  assert.match(accepted.headers.get("Location") ?? "", /^\/console\/recover\?notice=replayed/);
+});
+
+Deno.test("without an admin token there is no console (404)", async () => {
+  await using server = await startTestServer({
+    startWorker: false,
+    config: { ...testConfig(), adminToken: undefined },
+  });
+  const response = await fetch(`${server.origin}/console/sign-in`);
+  await response.body?.cancel();
+  assert.equal(response.status, 404);
+});
