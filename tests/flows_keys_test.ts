@@ -93,7 +93,7 @@ Deno.test("loadConfig() refuses a malformed FLOWS_PRIVATE_KEY in one line that n
   );
   assert.equal(
     refusal({ FLOWS_PATH: "/webhook/flows", FLOWS_PRIVATE_KEY: flowsKeyPair().privateKeyPem }),
-    "Invalid configuration: FLOWS_PATH must not be one of the service's own paths (/webhook, /healthz, /readyz, /metrics, /admin)",
+    "Invalid configuration: FLOWS_PATH must not be one of the service's own paths (/webhook, /healthz, /readyz, /metrics, /admin, /console)",
   );
   // The key is never quoted.
   const pem = flowsKeyPair().privateKeyPem.replace("MII", "MI!");
