@@ -9,7 +9,9 @@ import assert from "node:assert/strict";
 import { ManualClock } from "../src/ops/clock.ts";
 import { CONSOLE_CSP } from "../src/console/security_headers.ts";
 import { SESSION_TTL_MS } from "../src/console/session.ts";
-import { startTestServer, TEST_ADMIN_TOKEN, testConfig } from "./support.ts";
+import { createServiceMetrics } from "../src/ops/service_metrics.ts";
+import { textsDelivery } from "./deliveries.ts";
+import { postDelivery, startTestServer, TEST_ADMIN_TOKEN, testConfig } from "./support.ts";
 
 const FORM = { "Content-Type": "application/x-www-form-urlencoded" };
 
@@ -154,4 +156,23 @@ Deno.test("without an admin token there is no console (404)", async () => {
   const response = await fetch(`${server.origin}/console/sign-in`);
   await response.body?.cancel();
   assert.equal(response.status, 404);
+});
+
+Deno.test("the overview shows the acknowledgement latency read from the service's metrics", async () => {
+  const metrics = createServiceMetrics();
+  await using server = await startTestServer({ startWorker: false, metrics });
+  const { cookie } = await signIn(server.origin);
+  const before = await (await fetch(`${server.origin}/console`, { headers: { Cookie: cookie } }))
+    .text();
+  assert.match(before, /Acknowledgement p50 \/ p99 \(this instance, 0 deliveries\)/);
+  assert.match(before, /<span class="figure">— \/ —<\/span>/);
+  // One real delivery through the intake, then 98 fast and 1 slow acknowledgement observed.
+  assert.equal((await postDelivery(server.origin, textsDelivery(["wamid.ACK1"]))).status, 200);
+  for (let n = 0; n < 98; n++) metrics.intakeAck.observe({}, 0.003);
+  metrics.intakeAck.observe({}, 0.3);
+  metrics.intakeAck.observe({}, 0.3);
+  const html = await (await fetch(`${server.origin}/console`, { headers: { Cookie: cookie } }))
+    .text();
+  assert.match(html, /Acknowledgement p50 \/ p99 \(this instance, 101 deliveries\)/);
+  assert.match(html, /<span class="figure">≤ 5 ms \/ ≤ 500 ms<\/span>/);
 });

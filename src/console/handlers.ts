@@ -11,6 +11,7 @@
  * @module
  */
 import type { Clock } from "../ops/clock.ts";
+import type { AckLatency } from "../ops/service_metrics.ts";
 import { HttpError, toHttpError } from "../http/errors.ts";
 import type { RouteContext, RouteHandler } from "../http/router.ts";
 import { timingSafeEqual } from "../http/secure_compare.ts";
@@ -69,6 +70,8 @@ export interface ConsoleOptions {
   hidesText: boolean;
   /** When this instance last accepted a delivery; `undefined` before the first. */
   lastDeliveryAt: () => number | undefined;
+  /** The acknowledgement latency since the start (the service's metrics); absent: not shown. */
+  ackLatency?: () => AckLatency;
   /** No delivery for this long shows the silence warning; 0 turns it off. */
   silenceAfterMs: number;
   /** Called after events were replayed, to wake the worker. */
@@ -186,6 +189,7 @@ export async function createConsoleHandlers(
             `(deno task doctor)`
           : undefined,
         lastDeliveryAt: last,
+        ackLatency: options.ackLatency?.(),
         destinations,
       }));
     }),
