@@ -10,7 +10,8 @@ import { ManualClock } from "../src/ops/clock.ts";
 import { CONSOLE_CSP } from "../src/console/security_headers.ts";
 import { SESSION_TTL_MS } from "../src/console/session.ts";
 import { createServiceMetrics } from "../src/ops/service_metrics.ts";
-import { textsDelivery } from "./deliveries.ts";
+import { HIDDEN_TEXT } from "../src/console/message_text.ts";
+import { messagesDelivery, textsDelivery } from "./deliveries.ts";
 import { postDelivery, startTestServer, TEST_ADMIN_TOKEN, testConfig } from "./support.ts";
 
 const FORM = { "Content-Type": "application/x-www-form-urlencoded" };
@@ -175,4 +176,88 @@ Deno.test("the overview shows the acknowledgement latency read from the service'
     .text();
   assert.match(html, /Acknowledgement p50 \/ p99 \(this instance, 101 deliveries\)/);
   assert.match(html, /<span class="figure">≤ 5 ms \/ ≤ 500 ms<\/span>/);
+});
+
+/** The text of the event page's section "As Meta sent it": its `<pre>`s, HTML entities undone. */
+function metaPartOf(html: string): { shown: string; revealed: string | undefined } {
+  const section = html.slice(html.indexOf("<h2>As Meta sent it</h2>"));
+  const pres = [...section.matchAll(/<pre>([\s\S]*?)<\/pre>/g)].map((match) =>
+    match[1]!.replaceAll("&quot;", '"').replaceAll("&lt;", "<").replaceAll("&gt;", ">")
+      .replaceAll("&amp;", "&")
+  );
+  return { shown: pres[0] ?? "", revealed: pres[1] };
+}
+
+Deno.test("an event's page shows the part of the delivery it came from, its text hidden", async () => {
+  for (const hidesText of [false, true]) {
+    await using server = await startTestServer({
+      startWorker: false,
+      env: hidesText ? { CONSOLE_HIDE_TEXT: "on" } : {},
+    });
+    const { cookie } = await signIn(server.origin);
+    const delivery = messagesDelivery({
+      messages: [{
+        from: "5511999990000",
+        id: "wamid.RAW1",
+        timestamp: "1767225600",
+        type: "text",
+        text: { body: "my card number is 4111" },
+        meta_added_later: { kept: true },
+      }],
+      statuses: [{
+        id: "wamid.SENT1",
+        status: "delivered",
+        timestamp: "1767225601",
+        recipient_id: "5511999990000",
+      }],
+    });
+    const unknownChange = {
+      object: "whatsapp_business_account",
+      entry: [{
+        id: "102290000000001",
+        time: 1767225602,
+        changes: [{ field: "brand_new_field", value: { caption: "private words", level: 3 } }],
+      }],
+    };
+    for (const body of [delivery, unknownChange]) {
+      assert.equal((await postDelivery(server.origin, JSON.stringify(body))).status, 200);
+    }
+    const { events } = await server.store.listEvents({ limit: 10 });
+    const idOf = (kind: string) => events.find((event) => event.kind === kind)!.id;
+    const pageOf = async (id: string) =>
+      metaPartOf(
+        await (await fetch(`${server.origin}/console/events/${encodeURIComponent(id)}`, {
+          headers: { Cookie: cookie },
+        })).text(),
+      );
+
+    const message = await pageOf(idOf("message"));
+    assert.deepEqual(JSON.parse(message.shown), {
+      from: "5511999990000",
+      id: "wamid.RAW1",
+      timestamp: "1767225600",
+      type: "text",
+      text: { body: HIDDEN_TEXT },
+      meta_added_later: { kept: true },
+    });
+    const status = await pageOf(idOf("status"));
+    assert.deepEqual(JSON.parse(status.shown), {
+      id: "wamid.SENT1",
+      status: "delivered",
+      timestamp: "1767225601",
+      recipient_id: "5511999990000",
+    });
+    const change = await pageOf(idOf("change"));
+    assert.deepEqual(JSON.parse(change.shown), {
+      field: "brand_new_field",
+      value: { caption: HIDDEN_TEXT, level: 3 },
+    });
+    if (hidesText) {
+      assert.equal(message.revealed, undefined, "no way to reveal the text when it is hidden");
+      assert.equal(change.revealed, undefined);
+    } else {
+      assert.equal(JSON.parse(message.revealed!).text.body, "my card number is 4111");
+      assert.equal(JSON.parse(change.revealed!).value.caption, "private words");
+    }
+  }
 });
