@@ -261,3 +261,69 @@ Deno.test("an event's page shows the part of the delivery it came from, its text
     }
   }
 });
+
+Deno.test("event rows show the message type, the status value or the change field", async () => {
+  await using server = await startTestServer({ startWorker: false });
+  const { cookie } = await signIn(server.origin);
+  const delivery = messagesDelivery({
+    messages: [
+      {
+        from: "5511999990000",
+        id: "wamid.TYPE1",
+        timestamp: "1767225600",
+        type: "text",
+        text: { body: "hi" },
+      },
+      {
+        from: "5511999990000",
+        id: "wamid.TYPE2",
+        timestamp: "1767225600",
+        type: "reaction",
+        reaction: { message_id: "wamid.TYPE1", emoji: "👍" },
+      },
+      {
+        from: "5511999990000",
+        id: "wamid.TYPE3",
+        timestamp: "1767225600",
+        type: "hologram",
+        hologram: {},
+      },
+    ],
+    statuses: [{
+      id: "wamid.SENT2",
+      status: "read",
+      timestamp: "1767225601",
+      recipient_id: "5511999990000",
+    }],
+  });
+  const change = {
+    object: "whatsapp_business_account",
+    entry: [{
+      id: "102290000000001",
+      time: 1767225602,
+      changes: [{ field: "brand_new_field", value: { level: 3 } }],
+    }],
+  };
+  for (const body of [delivery, change]) {
+    assert.equal((await postDelivery(server.origin, JSON.stringify(body))).status, 200);
+  }
+  const html = await (await fetch(`${server.origin}/console/events`, {
+    headers: { Cookie: cookie },
+  })).text();
+  const kinds = [...html.matchAll(/<td data-label="Kind">([^<]*)<\/td>/g)].map((m) => m[1]);
+  const expected = [
+    "change · brand_new_field",
+    "message · text",
+    "message · reaction",
+    "message · hologram",
+    "status · read",
+  ];
+  assert.deepEqual(kinds.toSorted(), expected.toSorted());
+  const live = await (await fetch(`${server.origin}/console/events/live`, {
+    headers: { Cookie: cookie },
+  })).json() as { events: { kind: string; type?: string }[] };
+  assert.deepEqual(
+    live.events.map((event) => `${event.kind} · ${event.type}`).toSorted(),
+    expected.toSorted(),
+  );
+});

@@ -21,7 +21,12 @@ import { OPERATOR_PAUSE_REASON } from "../admin/destinations.ts";
 import { pageQuery } from "../admin/page_query.ts";
 import { EVENT_KINDS, EVENT_STATES } from "../store/event_record.ts";
 import { JOB_STATES } from "../store/job_record.ts";
-import { InvalidCursorError, type ListEventsOptions, type Store } from "../store/store.ts";
+import {
+  type EventSummary,
+  InvalidCursorError,
+  type ListEventsOptions,
+  type Store,
+} from "../store/store.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
 import { assertCsrfToken, assertSameOrigin, readForm } from "./csrf.ts";
 import { ErrorPage, htmlResponse } from "./layout.tsx";
@@ -32,7 +37,9 @@ import {
   EVENT_FILTER_FIELDS,
   type EventFilterQuery,
   eventHref,
+  type EventRow,
   EventsPage,
+  typeOfEvent,
 } from "./pages/events.tsx";
 import { EventPage } from "./pages/event.tsx";
 import { destinationHealth, DestinationsPage } from "./pages/destinations.tsx";
@@ -228,7 +235,7 @@ export async function createConsoleHandlers(
       return htmlResponse(EventsPage({
         csrf,
         query,
-        events: found.events,
+        events: await _withTypes(store, found.events),
         nextHref,
         liveHref: listOptions.cursor === undefined
           ? `/console/events/live?${filterOnly}`
@@ -245,7 +252,10 @@ export async function createConsoleHandlers(
         _eventListOptions(url.searchParams, CONSOLE_PAGE_SIZE),
       );
       return Response.json({
-        events: found.events.map((event) => ({ ...event, href: eventHref(event.id) })),
+        events: (await _withTypes(store, found.events)).map((event) => ({
+          ...event,
+          href: eventHref(event.id),
+        })),
       });
     }),
     event: page(async (_request, { csrf, url }, { params }) => {
@@ -494,6 +504,18 @@ function _eventListOptions(query: URLSearchParams, limit: number): ListEventsOpt
   const cursor = page.cursor();
   if (cursor !== undefined) options.cursor = cursor;
   return options;
+}
+
+/**
+ * The rows with their type (`typeOfEvent`), reading each event back: one page's worth (at most
+ * {@linkcode CONSOLE_PAGE_SIZE}), since the store's summaries do not carry it.
+ */
+async function _withTypes(store: Store, events: readonly EventSummary[]): Promise<EventRow[]> {
+  const stored = await Promise.all(events.map((event) => store.getEvent(event.id)));
+  return events.map((event, n) => {
+    const type = stored[n] ? typeOfEvent(stored[n].event) : undefined;
+    return type === undefined ? event : { ...event, type };
+  });
 }
 
 async function _listEvents(store: Store, options: ListEventsOptions) {
