@@ -236,6 +236,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       deliveries,
       hidesText: config.consoleHidesText,
       lastDeliveryAt: () => metrics.lastDeliveryAt(),
+      ackLatency: () => metrics.ackLatency(),
       silenceAfterMs: config.silenceAfterMs,
       onReplay: () => worker.wake(),
       onJobReplay: () => deliveries.wake(),

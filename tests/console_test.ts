@@ -9,7 +9,10 @@ import assert from "node:assert/strict";
 import { ManualClock } from "../src/ops/clock.ts";
 import { CONSOLE_CSP } from "../src/console/security_headers.ts";
 import { SESSION_TTL_MS } from "../src/console/session.ts";
-import { startTestServer, TEST_ADMIN_TOKEN, testConfig } from "./support.ts";
+import { createServiceMetrics } from "../src/ops/service_metrics.ts";
+import { HIDDEN_TEXT } from "../src/console/message_text.ts";
+import { messagesDelivery, textsDelivery } from "./deliveries.ts";
+import { postDelivery, startTestServer, TEST_ADMIN_TOKEN, testConfig } from "./support.ts";
 
 const FORM = { "Content-Type": "application/x-www-form-urlencoded" };
 
@@ -154,4 +157,173 @@ Deno.test("without an admin token there is no console (404)", async () => {
   const response = await fetch(`${server.origin}/console/sign-in`);
   await response.body?.cancel();
   assert.equal(response.status, 404);
+});
+
+Deno.test("the overview shows the acknowledgement latency read from the service's metrics", async () => {
+  const metrics = createServiceMetrics();
+  await using server = await startTestServer({ startWorker: false, metrics });
+  const { cookie } = await signIn(server.origin);
+  const before = await (await fetch(`${server.origin}/console`, { headers: { Cookie: cookie } }))
+    .text();
+  assert.match(before, /Acknowledgement p50 \/ p99 \(this instance, 0 deliveries\)/);
+  assert.match(before, /<span class="figure">— \/ —<\/span>/);
+  // One real delivery through the intake, then 98 fast and 1 slow acknowledgement observed.
+  assert.equal((await postDelivery(server.origin, textsDelivery(["wamid.ACK1"]))).status, 200);
+  for (let n = 0; n < 98; n++) metrics.intakeAck.observe({}, 0.003);
+  metrics.intakeAck.observe({}, 0.3);
+  metrics.intakeAck.observe({}, 0.3);
+  const html = await (await fetch(`${server.origin}/console`, { headers: { Cookie: cookie } }))
+    .text();
+  assert.match(html, /Acknowledgement p50 \/ p99 \(this instance, 101 deliveries\)/);
+  assert.match(html, /<span class="figure">≤ 5 ms \/ ≤ 500 ms<\/span>/);
+});
+
+/** The text of the event page's section "As Meta sent it": its `<pre>`s, HTML entities undone. */
+function metaPartOf(html: string): { shown: string; revealed: string | undefined } {
+  const section = html.slice(html.indexOf("<h2>As Meta sent it</h2>"));
+  const pres = [...section.matchAll(/<pre>([\s\S]*?)<\/pre>/g)].map((match) =>
+    match[1]!.replaceAll("&quot;", '"').replaceAll("&lt;", "<").replaceAll("&gt;", ">")
+      .replaceAll("&amp;", "&")
+  );
+  return { shown: pres[0] ?? "", revealed: pres[1] };
+}
+
+Deno.test("an event's page shows the part of the delivery it came from, its text hidden", async () => {
+  for (const hidesText of [false, true]) {
+    await using server = await startTestServer({
+      startWorker: false,
+      env: hidesText ? { CONSOLE_HIDE_TEXT: "on" } : {},
+    });
+    const { cookie } = await signIn(server.origin);
+    const delivery = messagesDelivery({
+      messages: [{
+        from: "5511999990000",
+        id: "wamid.RAW1",
+        timestamp: "1767225600",
+        type: "text",
+        text: { body: "my card number is 4111" },
+        meta_added_later: { kept: true },
+      }],
+      statuses: [{
+        id: "wamid.SENT1",
+        status: "delivered",
+        timestamp: "1767225601",
+        recipient_id: "5511999990000",
+      }],
+    });
+    const unknownChange = {
+      object: "whatsapp_business_account",
+      entry: [{
+        id: "102290000000001",
+        time: 1767225602,
+        changes: [{ field: "brand_new_field", value: { caption: "private words", level: 3 } }],
+      }],
+    };
+    for (const body of [delivery, unknownChange]) {
+      assert.equal((await postDelivery(server.origin, JSON.stringify(body))).status, 200);
+    }
+    const { events } = await server.store.listEvents({ limit: 10 });
+    const idOf = (kind: string) => events.find((event) => event.kind === kind)!.id;
+    const pageOf = async (id: string) =>
+      metaPartOf(
+        await (await fetch(`${server.origin}/console/events/${encodeURIComponent(id)}`, {
+          headers: { Cookie: cookie },
+        })).text(),
+      );
+
+    const message = await pageOf(idOf("message"));
+    assert.deepEqual(JSON.parse(message.shown), {
+      from: "5511999990000",
+      id: "wamid.RAW1",
+      timestamp: "1767225600",
+      type: "text",
+      text: { body: HIDDEN_TEXT },
+      meta_added_later: { kept: true },
+    });
+    const status = await pageOf(idOf("status"));
+    assert.deepEqual(JSON.parse(status.shown), {
+      id: "wamid.SENT1",
+      status: "delivered",
+      timestamp: "1767225601",
+      recipient_id: "5511999990000",
+    });
+    const change = await pageOf(idOf("change"));
+    assert.deepEqual(JSON.parse(change.shown), {
+      field: "brand_new_field",
+      value: { caption: HIDDEN_TEXT, level: 3 },
+    });
+    if (hidesText) {
+      assert.equal(message.revealed, undefined, "no way to reveal the text when it is hidden");
+      assert.equal(change.revealed, undefined);
+    } else {
+      assert.equal(JSON.parse(message.revealed!).text.body, "my card number is 4111");
+      assert.equal(JSON.parse(change.revealed!).value.caption, "private words");
+    }
+  }
+});
+
+Deno.test("event rows show the message type, the status value or the change field", async () => {
+  await using server = await startTestServer({ startWorker: false });
+  const { cookie } = await signIn(server.origin);
+  const delivery = messagesDelivery({
+    messages: [
+      {
+        from: "5511999990000",
+        id: "wamid.TYPE1",
+        timestamp: "1767225600",
+        type: "text",
+        text: { body: "hi" },
+      },
+      {
+        from: "5511999990000",
+        id: "wamid.TYPE2",
+        timestamp: "1767225600",
+        type: "reaction",
+        reaction: { message_id: "wamid.TYPE1", emoji: "👍" },
+      },
+      {
+        from: "5511999990000",
+        id: "wamid.TYPE3",
+        timestamp: "1767225600",
+        type: "hologram",
+        hologram: {},
+      },
+    ],
+    statuses: [{
+      id: "wamid.SENT2",
+      status: "read",
+      timestamp: "1767225601",
+      recipient_id: "5511999990000",
+    }],
+  });
+  const change = {
+    object: "whatsapp_business_account",
+    entry: [{
+      id: "102290000000001",
+      time: 1767225602,
+      changes: [{ field: "brand_new_field", value: { level: 3 } }],
+    }],
+  };
+  for (const body of [delivery, change]) {
+    assert.equal((await postDelivery(server.origin, JSON.stringify(body))).status, 200);
+  }
+  const html = await (await fetch(`${server.origin}/console/events`, {
+    headers: { Cookie: cookie },
+  })).text();
+  const kinds = [...html.matchAll(/<td data-label="Kind">([^<]*)<\/td>/g)].map((m) => m[1]);
+  const expected = [
+    "change · brand_new_field",
+    "message · text",
+    "message · reaction",
+    "message · hologram",
+    "status · read",
+  ];
+  assert.deepEqual(kinds.toSorted(), expected.toSorted());
+  const live = await (await fetch(`${server.origin}/console/events/live`, {
+    headers: { Cookie: cookie },
+  })).json() as { events: { kind: string; type?: string }[] };
+  assert.deepEqual(
+    live.events.map((event) => `${event.kind} · ${event.type}`).toSorted(),
+    expected.toSorted(),
+  );
 });

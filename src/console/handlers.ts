@@ -11,6 +11,7 @@
  * @module
  */
 import type { Clock } from "../ops/clock.ts";
+import type { AckLatency } from "../ops/service_metrics.ts";
 import { HttpError, toHttpError } from "../http/errors.ts";
 import type { RouteContext, RouteHandler } from "../http/router.ts";
 import { timingSafeEqual } from "../http/secure_compare.ts";
@@ -20,7 +21,12 @@ import { OPERATOR_PAUSE_REASON } from "../admin/destinations.ts";
 import { pageQuery } from "../admin/page_query.ts";
 import { EVENT_KINDS, EVENT_STATES } from "../store/event_record.ts";
 import { JOB_STATES } from "../store/job_record.ts";
-import { InvalidCursorError, type ListEventsOptions, type Store } from "../store/store.ts";
+import {
+  type EventSummary,
+  InvalidCursorError,
+  type ListEventsOptions,
+  type Store,
+} from "../store/store.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
 import { assertCsrfToken, assertSameOrigin, readForm } from "./csrf.ts";
 import { ErrorPage, htmlResponse } from "./layout.tsx";
@@ -31,7 +37,9 @@ import {
   EVENT_FILTER_FIELDS,
   type EventFilterQuery,
   eventHref,
+  type EventRow,
   EventsPage,
+  typeOfEvent,
 } from "./pages/events.tsx";
 import { EventPage } from "./pages/event.tsx";
 import { destinationHealth, DestinationsPage } from "./pages/destinations.tsx";
@@ -69,6 +77,8 @@ export interface ConsoleOptions {
   hidesText: boolean;
   /** When this instance last accepted a delivery; `undefined` before the first. */
   lastDeliveryAt: () => number | undefined;
+  /** The acknowledgement latency since the start (the service's metrics); absent: not shown. */
+  ackLatency?: () => AckLatency;
   /** No delivery for this long shows the silence warning; 0 turns it off. */
   silenceAfterMs: number;
   /** Called after events were replayed, to wake the worker. */
@@ -186,6 +196,7 @@ export async function createConsoleHandlers(
             `(deno task doctor)`
           : undefined,
         lastDeliveryAt: last,
+        ackLatency: options.ackLatency?.(),
         destinations,
       }));
     }),
@@ -224,7 +235,7 @@ export async function createConsoleHandlers(
       return htmlResponse(EventsPage({
         csrf,
         query,
-        events: found.events,
+        events: await _withTypes(store, found.events),
         nextHref,
         liveHref: listOptions.cursor === undefined
           ? `/console/events/live?${filterOnly}`
@@ -241,7 +252,10 @@ export async function createConsoleHandlers(
         _eventListOptions(url.searchParams, CONSOLE_PAGE_SIZE),
       );
       return Response.json({
-        events: found.events.map((event) => ({ ...event, href: eventHref(event.id) })),
+        events: (await _withTypes(store, found.events)).map((event) => ({
+          ...event,
+          href: eventHref(event.id),
+        })),
       });
     }),
     event: page(async (_request, { csrf, url }, { params }) => {
@@ -490,6 +504,18 @@ function _eventListOptions(query: URLSearchParams, limit: number): ListEventsOpt
   const cursor = page.cursor();
   if (cursor !== undefined) options.cursor = cursor;
   return options;
+}
+
+/**
+ * The rows with their type (`typeOfEvent`), reading each event back: one page's worth (at most
+ * {@linkcode CONSOLE_PAGE_SIZE}), since the store's summaries do not carry it.
+ */
+async function _withTypes(store: Store, events: readonly EventSummary[]): Promise<EventRow[]> {
+  const stored = await Promise.all(events.map((event) => store.getEvent(event.id)));
+  return events.map((event, n) => {
+    const type = stored[n] ? typeOfEvent(stored[n].event) : undefined;
+    return type === undefined ? event : { ...event, type };
+  });
 }
 
 async function _listEvents(store: Store, options: ListEventsOptions) {

@@ -142,6 +142,16 @@ export interface RecordedDelivery {
   duplicates: readonly string[];
 }
 
+/** The acknowledgement latency's figures, from {@linkcode ServiceMetrics.ackLatency}. */
+export interface AckLatency {
+  /** Deliveries acknowledged (200) since the start. */
+  count: number;
+  /** The upper bound of the bucket holding the median, in seconds. */
+  p50Seconds: number;
+  /** The upper bound of the bucket holding the 99th percentile, in seconds. */
+  p99Seconds: number;
+}
+
 /** Creates the service's metrics on a new registry. */
 export function createServiceMetrics(options: ServiceMetricsOptions = {}): ServiceMetrics {
   return new ServiceMetrics(options);
@@ -350,6 +360,23 @@ export class ServiceMetrics {
       if (originalType !== undefined) return this.#unknownMessageTypes.valueOf(originalType);
     }
     return eventTypeOf(event);
+  }
+
+  /**
+   * The acknowledgement latency since the start, read from `wa_webhook_intake_ack_duration_seconds`
+   * (read-only): deliveries acknowledged, and the upper bound of the bucket holding the p50 and the
+   * p99 (`Infinity` past the last bucket, `NaN` before the first delivery).
+   */
+  ackLatency(): AckLatency {
+    const cumulative = [...this.intakeAck.render().matchAll(/_bucket\{le="[^"]+"\} (\d+)/g)]
+      .map((match) => Number(match[1]));
+    const count = cumulative.at(-1) ?? 0;
+    const bound = (q: number): number => {
+      if (count === 0) return NaN;
+      const index = cumulative.findIndex((n) => n >= Math.ceil(count * q));
+      return this.intakeAck.buckets[index] ?? Infinity;
+    };
+    return { count, p50Seconds: bound(0.5), p99Seconds: bound(0.99) };
   }
 
   /** When the last accepted delivery was recorded, ms since the epoch; `undefined` before one. */

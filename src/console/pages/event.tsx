@@ -1,7 +1,8 @@
 /**
- * An event's page: its record (state, attempts, whether it is `done`), the typed event
- * pretty-printed with message text hidden until asked for, its handler runs as a timeline, its
- * delivery jobs with their states, and buttons that replay the event or one of its jobs.
+ * An event's page: its record (state, attempts, whether it is `done`), the typed event and the
+ * part of Meta's delivery it came from (`raw_part.ts`), each pretty-printed with message text
+ * hidden until asked for, its handler runs as a timeline, its delivery jobs with their states, and
+ * buttons that replay the event or one of its jobs.
  *
  * @module
  */
@@ -12,6 +13,7 @@ import { currentError, totalAttempts } from "../../store/event_record.ts";
 import { type JobRecord, totalJobAttempts } from "../../store/job_record.ts";
 import { Layout, PostButton, shownDuration, shownTime, StateBadge } from "../layout.tsx";
 import { withoutMessageText } from "../message_text.ts";
+import { rawPartOf } from "../raw_part.ts";
 
 /** What an event's page shows. */
 export interface EventPageProps {
@@ -31,6 +33,7 @@ export function EventPage(props: EventPageProps): VNode {
   const { record, event, jobs } = props;
   const here = `/console/events/${encodeURIComponent(record.id)}`;
   const lastError = currentError(record);
+  const raw = rawPartOf(event);
   return (
     <Layout title="Event" current="/console/events" csrf={props.csrf} notice={props.notice}>
       <dl class="facts">
@@ -116,16 +119,34 @@ export function EventPage(props: EventPageProps): VNode {
         )}
 
       <h2>The event</h2>
-      <pre>{JSON.stringify(withoutMessageText(event), null, 2)}</pre>
+      <WithHiddenText value={event} hidesText={props.hidesText} what="the event" />
+
+      <h2>As Meta sent it</h2>
+      <p class="muted">
+        The part of the delivery it came from: <code>{raw.path}</code>.
+      </p>
+      <WithHiddenText value={raw.part} hidesText={props.hidesText} what="Meta's part" />
+    </Layout>
+  );
+}
+
+/**
+ * `value` pretty-printed with its message text hidden, and the whole of it behind a
+ * `<details>` the operator opens (none when the settings hide text always).
+ */
+function WithHiddenText(props: { value: unknown; hidesText: boolean; what: string }): VNode {
+  return (
+    <>
+      <pre>{JSON.stringify(withoutMessageText(props.value), null, 2)}</pre>
       {props.hidesText
         ? <p class="muted">Message text is hidden by the service's settings.</p>
         : (
           <details>
-            <summary>Show the message text (personal data)</summary>
-            <pre>{JSON.stringify(event, null, 2)}</pre>
+            <summary>Show the message text of {props.what} (personal data)</summary>
+            <pre>{JSON.stringify(props.value, null, 2)}</pre>
           </details>
         )}
-    </Layout>
+    </>
   );
 }
 

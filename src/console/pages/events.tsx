@@ -1,11 +1,13 @@
 /**
- * The events page: the event log newest first, filtered (state, kind, field, type, business
- * number, other party, destination state, time range), paged with the store's cursor, and kept
- * current by the script, which redraws the first page's rows from `/console/events/live`.
+ * The events page: the event log newest first, each row with its kind and type (message type,
+ * status value or change field), filtered (state, kind, field, type, business number, other party,
+ * destination state, time range), paged with the store's cursor, and kept current by the script,
+ * which redraws the first page's rows from `/console/events/live`.
  *
  * @module
  */
 import type { VNode } from "preact";
+import type { WebhookEvent } from "../../events/events.ts";
 import type { EventSummary } from "../../store/store.ts";
 import { EVENT_KINDS, EVENT_STATES } from "../../store/event_record.ts";
 import { JOB_STATES } from "../../store/job_record.ts";
@@ -27,11 +29,39 @@ export const EVENT_FILTER_FIELDS = [
 /** The query of the events page: each filter field as typed, empty when unset. */
 export type EventFilterQuery = Partial<Record<(typeof EVENT_FILTER_FIELDS)[number], string>>;
 
+/** A row of the events page: the store's summary and what the event is within its kind. */
+export interface EventRow extends EventSummary {
+  /** The message type, status value or change field (`typeOfEvent`); absent when expired. */
+  type?: string;
+}
+
+/**
+ * What an event is within its kind, as Meta named it: a message's type (the type Meta sent for
+ * one this service cannot type), a status's value, a change's or an echo's field (the field Meta
+ * sent for one this service does not know), an unknown event's field when it had one.
+ */
+export function typeOfEvent(event: WebhookEvent): string | undefined {
+  switch (event.kind) {
+    case "message":
+      return event.message.type === "unknown"
+        ? event.message.originalType ?? "unknown"
+        : event.message.type;
+    case "status":
+      return event.status.status;
+    case "change":
+      return event.field === "unknown" ? event.originalField : event.field;
+    case "echo":
+      return event.field;
+    case "unknown":
+      return event.field;
+  }
+}
+
 /** What the events page shows. */
 export interface EventsPageProps {
   csrf: string;
   query: EventFilterQuery;
-  events: readonly EventSummary[];
+  events: readonly EventRow[];
   /** The next page's link, when another page follows. */
   nextHref?: string | undefined;
   /** The live endpoint for this filter; absent past the first page (it would jump back). */
@@ -75,7 +105,7 @@ export function EventsPage(props: EventsPageProps): VNode {
           <tr>
             <th scope="col">Event</th>
             <th scope="col">Received</th>
-            <th scope="col">Kind</th>
+            <th scope="col">Kind · type</th>
             <th scope="col">State</th>
             <th scope="col">Attempts</th>
             <th scope="col">Last error</th>
@@ -88,7 +118,7 @@ export function EventsPage(props: EventsPageProps): VNode {
                 <a href={eventHref(event.id)}>{event.id}</a>
               </td>
               <td data-label="Received">{event.receivedAt}</td>
-              <td data-label="Kind">{event.kind}</td>
+              <td data-label="Kind">{event.type ? `${event.kind} · ${event.type}` : event.kind}</td>
               <td data-label="State">
                 <StateBadge state={event.state} />
               </td>

@@ -1,12 +1,13 @@
 /**
  * The overview: is anything arriving (events per minute over the last hours, as a bar chart drawn
- * on the server as inline SVG), the silence warning, the queue's depth and oldest age, the dead
- * letters, and each destination's health.
+ * on the server as inline SVG), the silence warning, the acknowledgement latency, the queue's depth
+ * and oldest age, the dead letters, and each destination's health.
  *
  * @module
  */
 import type { VNode } from "preact";
 import type { QueueFigures } from "../../store/store.ts";
+import { ACK_LATENCY_BUCKETS_SECONDS, type AckLatency } from "../../ops/service_metrics.ts";
 import { Layout, shownDuration, shownTime, StateBadge } from "../layout.tsx";
 
 /** Events per minute: one count per bucket, oldest first. */
@@ -31,6 +32,8 @@ export interface OverviewProps {
   silence?: string | undefined;
   /** When the last delivery was accepted by this instance. */
   lastDeliveryAt: number | undefined;
+  /** The acknowledgement latency since this instance started; absent: not shown. */
+  ackLatency?: AckLatency | undefined;
   destinations: readonly { name: string; health: string; due: number }[];
 }
 
@@ -54,6 +57,14 @@ export function OverviewPage(props: OverviewProps): VNode {
           href="/console/recover"
         />
         <Card label="Last delivery (this instance)" figure={shownTime(props.lastDeliveryAt)} />
+        {props.ackLatency && (
+          <Card
+            label={`Acknowledgement p50 / p99 (this instance, ${props.ackLatency.count} deliveries)`}
+            figure={`${shownBound(props.ackLatency.p50Seconds)} / ${
+              shownBound(props.ackLatency.p99Seconds)
+            }`}
+          />
+        )}
       </div>
       <h2>Events per minute</h2>
       <BarChart rate={props.rate} />
@@ -86,6 +97,13 @@ export function OverviewPage(props: OverviewProps): VNode {
         )}
     </Layout>
   );
+}
+
+/** A histogram bucket's upper bound, in seconds, as a person reads it: `≤ 5 ms`, `> 5 s`. */
+export function shownBound(seconds: number): string {
+  if (Number.isNaN(seconds)) return "—";
+  if (seconds === Infinity) return `> ${ACK_LATENCY_BUCKETS_SECONDS.at(-1)} s`;
+  return seconds < 1 ? `≤ ${+(seconds * 1_000).toFixed(1)} ms` : `≤ ${seconds} s`;
 }
 
 function Card(props: { label: string; figure: string; href?: string }): VNode {
