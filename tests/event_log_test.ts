@@ -171,19 +171,25 @@ Deno.test("listEvents() with a rare filter gives a cursor exactly when another m
 Deno.test("listEvents() reads at most MAX_SCAN_EVENTS events per call, then resumes after them", async () => {
   await using temp = await openTempKv();
   const { kv } = temp;
-  // One intake commit per 500 events keeps recording quick; the newest event is dead.
+  // One intake commit per 500 events keeps recording quick; the oldest event is done.
   const count = MAX_SCAN_EVENTS + 20;
   const events = Array.from({ length: count }, (_, n) => messageEvent(n));
   for (let i = 0; i < count; i += 500) await recordAll(kv, events.slice(i, i + 500), T0 + i);
   const oldest = events[0]!.id;
-  await setRecordState(kv, oldest, "dead", { now: T0, lastError: "x: y" });
+  await setRecordState(kv, oldest, "done", { now: T0 });
 
-  const first = await listEvents(kv, { state: "dead", limit: 1 });
+  const first = await listEvents(kv, { state: "done", limit: 1 });
   assert.deepEqual(first.events, [], "the budget ran out before the match");
   assert.ok(first.cursor, "more may follow: the one exception to an empty page's no cursor");
-  const second = await listEvents(kv, { state: "dead", limit: 1, cursor: first.cursor });
+  const second = await listEvents(kv, { state: "done", limit: 1, cursor: first.cursor });
   assert.deepEqual(second.events.map((e) => e.id), [oldest]);
   assert.equal(second.cursor, undefined);
+
+  // Dead letters have an index of their own: one far behind the budget is found at once.
+  await setRecordState(kv, oldest, "dead", { now: T0, lastError: "x: y" });
+  const dead = await listEvents(kv, { state: "dead", limit: 1 });
+  assert.deepEqual(dead.events.map((e) => e.id), [oldest]);
+  assert.equal(dead.cursor, undefined);
 });
 
 Deno.test("listEvents() shows no lastError once a run succeeded, and counts every run", async () => {
@@ -321,7 +327,7 @@ Deno.test("replayEvent() of a dead event removes its dead letter, keeps its erro
     lastError: "echo: Graph API answered 500",
     history: [{ at: T0, ms: 3, error: "echo: Graph API answered 500" }],
   });
-  assert.ok((await kv.get(deadLetterKey(event.id))).versionstamp);
+  assert.ok((await kv.get(deadLetterKey(dead.receivedAt, event.id))).versionstamp);
 
   const now = T0 + 2 * HOUR_MS;
   const result = await replayEvent(kv, event.id, now);
@@ -336,7 +342,7 @@ Deno.test("replayEvent() of a dead event removes its dead letter, keeps its erro
     completedHandlers: [],
   });
   assert.equal(replayed.lastError, "echo: Graph API answered 500");
-  assert.equal((await kv.get(deadLetterKey(event.id))).versionstamp, null);
+  assert.equal((await kv.get(deadLetterKey(dead.receivedAt, event.id))).versionstamp, null);
   assert.deepEqual(await readyIds(kv), [readyKey(now, event.id)]);
   // The listing counts the 8 runs; a second replay adds the runs since the first.
   const [listed] = (await listEvents(kv, { limit: 1 })).events;

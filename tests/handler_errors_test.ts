@@ -62,7 +62,7 @@ Deno.test("a handler throwing PermanentError is dead-lettered on its first attem
   assert.equal(dead?.lastError, "refuse: Cannot send (recipient, not retried): outside the window");
   assert.deepEqual(dead?.completedHandlers, ["audit"], "the other handler still ran");
   assert.deepEqual(calls, ["refuse", "audit"]);
-  assert.equal((await temp.kv.get(deadLetterKey(EVENT_ID))).value, EVENT_ID);
+  assert.equal((await temp.kv.get(deadLetterKey(dead!.receivedAt, EVENT_ID))).value, EVENT_ID);
 });
 
 Deno.test("a handler throwing RetryLaterError is retried no earlier than it asked", async () => {

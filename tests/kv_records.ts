@@ -68,7 +68,7 @@ export async function setRecordState(
   const next: EventRecord = { ...own, dueAt: isParked ? null : current.dueAt, ...patch, state };
   const expireIn = current.expiresAt - now;
   if (next.dueAt !== null) atomic.set(readyKey(next.dueAt, id), id);
-  if (state === "dead") atomic.set(deadLetterKey(id), id, { expireIn });
+  if (state === "dead") atomic.set(deadLetterKey(next.receivedAt, id), id, { expireIn });
   const result = await atomic.set(eventKey(id), next, { expireIn }).commit();
   assert.ok(result.ok);
   return next;

@@ -29,6 +29,7 @@ import {
   eventKey,
   idsOfEntry,
   type KvEventRecord,
+  legacyDeadLetterKey,
   readyEntryValue,
   readyKey,
   readyKeyOf,
@@ -81,6 +82,8 @@ export interface TimelineEvent extends TimelinePosition {
  * {@linkcode InvalidCursorError} for a cursor it cannot read.
  */
 export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promise<EventPage> {
+  // Dead letters have an index of their own, newest first: a rare state is not found by a scan.
+  const index = options.state === "dead" ? "dead" : "timeline";
   const { items, cursor } = await pageTimeline(kv, options, async (batch) => {
     const stored = await kv.getMany<KvEventRecord[]>(batch.map((p) => eventKey(p.id)));
     const records = await withCurrentState(kv, stored.map((entry) => entry.value));
@@ -93,7 +96,7 @@ export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promi
     }
     if (options.jobState !== undefined) await _keepWithJobIn(kv, matching, options.jobState);
     return matching.map((record) => record && _summary(record));
-  });
+  }, index);
   return cursor === undefined ? { events: items } : { events: items, cursor };
 }
 
@@ -109,14 +112,18 @@ export async function pageTimeline<T>(
   kv: Deno.Kv,
   options: TimelinePageOptions,
   read: (batch: readonly TimelineEvent[]) => Promise<(T | null)[]>,
+  index: "timeline" | "dead" = "timeline",
 ): Promise<{ items: T[]; cursor?: string }> {
   const limit = Math.max(1, Math.floor(options.limit));
   const after = options.cursor === undefined ? undefined : _decodeCursor(options.cursor);
   // Each entry holds at least one event: this many entries cover the budget and one more.
-  const timeline = _newestFirst(kv, _timelineSelector(after, options), after, {
+  const walk = {
     maxEntries: MAX_SCAN_EVENTS + 1,
     batchSize: Math.min(LIST_BATCH_SIZE, limit + GET_MANY_MAX_KEYS),
-  });
+  };
+  const timeline = index === "dead"
+    ? _deadNewestFirst(kv, _rangeSelector(DEAD_LETTER_PREFIX, after, options), walk)
+    : _newestFirst(kv, _rangeSelector(TIMELINE_PREFIX, after, options), after, walk);
 
   const items: T[] = [];
   let scanned = 0;
@@ -159,26 +166,38 @@ export async function pageTimeline<T>(
 }
 
 /**
- * The timeline entries to walk: those older than `after` (when given) within the range received
- * (both ends included). A cursor is only made inside the range, so `after` bounds it from above.
+ * The entries of the index under `prefix` (the timeline, or the dead letters; both keyed
+ * `[prefix, receivedAt, id]`) to walk: those before `after` (when given) within the range received
+ * (both ends included). A cursor is only made inside the range, so `after` bounds it from above;
+ * keys without a time (legacy dead letters) sort before every time and are left out.
  */
-function _timelineSelector(
+function _rangeSelector(
+  prefix: Deno.KvKey,
   after: TimelinePosition | undefined,
   range: { receivedFrom?: number; receivedTo?: number },
 ): Deno.KvListSelector {
-  const start = range.receivedFrom === undefined
-    ? undefined
-    : [...TIMELINE_PREFIX, range.receivedFrom];
+  const start = [...prefix, range.receivedFrom ?? 0];
   // Every key of a time `t` sorts before `[…, t + 1]`, so that end includes `receivedTo`.
   const end = after
-    ? timelineKey(after.receivedAt, after.entryId)
+    ? [...prefix, after.receivedAt, after.entryId]
     : range.receivedTo === undefined
     ? undefined
-    : [...TIMELINE_PREFIX, range.receivedTo + 1];
-  if (start && end) return { start, end };
-  if (start) return { prefix: TIMELINE_PREFIX, start };
-  if (end) return { prefix: TIMELINE_PREFIX, end };
-  return { prefix: TIMELINE_PREFIX };
+    : [...prefix, range.receivedTo + 1];
+  return end ? { start, end } : { prefix, start };
+}
+
+/** The dead letters `selector` picks, newest first, at most `maxEntries`. */
+async function* _deadNewestFirst(
+  kv: Deno.Kv,
+  selector: Deno.KvListSelector,
+  { maxEntries, batchSize }: { maxEntries: number; batchSize: number },
+): AsyncGenerator<TimelineEvent> {
+  const entries = kv.list(selector, { reverse: true, limit: maxEntries, batchSize });
+  for await (const entry of entries) {
+    const [, receivedAt, id] = entry.key;
+    if (typeof receivedAt !== "number" || typeof id !== "string") continue;
+    yield { receivedAt, entryId: id, index: 0, id };
+  }
 }
 
 /**
@@ -271,7 +290,8 @@ export async function replayEvent(kv: Deno.Kv, id: string, now: number): Promise
       return atomic
         .set(eventKey(id), replayed, { expireIn: Math.max(1, record.expiresAt - now) })
         .set(readyKey(now, id), id)
-        .delete(deadLetterKey(id));
+        .delete(deadLetterKey(record.receivedAt, id))
+        .delete(legacyDeadLetterKey(id));
     });
     if (result.ok) return { status: "replayed", record: domainRecord(replayed) };
   }
@@ -288,7 +308,7 @@ export async function replayDeadLetters(kv: Deno.Kv, now: number): Promise<numbe
   for await (const entry of kv.list({ prefix: DEAD_LETTER_PREFIX })) entries.push(entry);
   let replayed = 0;
   for (const entry of entries) {
-    const id = entry.key[1];
+    const id = entry.key.at(-1); // `["dead", receivedAt, id]`, or a legacy `["dead", id]`
     if (typeof id !== "string") continue;
     const result = await replayEvent(kv, id, now);
     if (result.status === "replayed") replayed++;

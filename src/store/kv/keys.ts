@@ -14,7 +14,8 @@
  * - `["timeline", receivedAt, firstId]`: newest-first listing for the admin API. One entry per
  *   intake commit, listing the ids of the events it recorded (`firstId` is the first of them);
  *   entries written before that hold a single id as a string.
- * - `["dead", id]`: dead letters, for replaying them all.
+ * - `["dead", receivedAt, id]`: dead letters, newest first by reception, for listing and
+ *   replaying them all (versions before 2026-12-04 wrote `["dead", id]`: still read and removed).
  * - `["event_parts", id, n]`: the JSON of an event too large for one KV value, in chunks.
  *
  * Per delivery job (an event to one destination; `job_record.ts`):
@@ -126,8 +127,16 @@ export function timelineKey(receivedAt: number, firstId: string): Deno.KvKey {
 /** The prefix of the whole timeline. */
 export const TIMELINE_PREFIX: Deno.KvKey = ["timeline"];
 
-/** The dead-letter entry of event `id`. */
-export function deadLetterKey(id: string): Deno.KvKey {
+/** The dead-letter entry of event `id`, received at `receivedAt`. */
+export function deadLetterKey(receivedAt: number, id: string): Deno.KvKey {
+  return ["dead", receivedAt, id];
+}
+
+/**
+ * The dead letter of event `id` as versions before 2026-12-04 wrote it (no reception time): still
+ * removed and replayed, never written.
+ */
+export function legacyDeadLetterKey(id: string): Deno.KvKey {
   return ["dead", id];
 }
 

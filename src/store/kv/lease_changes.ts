@@ -140,5 +140,7 @@ function _writeResult(atomic: Deno.AtomicOperation, next: KvEventRecord, now: nu
   if (next.state === "retrying" && next.dueAt !== null) {
     atomic.set(readyKey(next.dueAt, next.id), next.id);
   }
-  if (next.state === "dead") atomic.set(deadLetterKey(next.id), next.id, { expireIn });
+  if (next.state === "dead") {
+    atomic.set(deadLetterKey(next.receivedAt, next.id), next.id, { expireIn });
+  }
 }

@@ -19,6 +19,7 @@ import {
   jobKey,
   jobReadyKey,
   type KvEventRecord,
+  legacyDeadLetterKey,
   TIMELINE_PREFIX,
   timelineKey,
 } from "./keys.ts";
@@ -47,9 +48,9 @@ export async function purgeExpired(
       const record = stored.value!;
       const jobKeys = await _jobKeysOf(kv, record);
       const result = await commitWithRetry(() => {
-        const atomic = kv.atomic().check(stored).delete(stored.key).delete(
-          deadLetterKey(record.id),
-        );
+        const atomic = kv.atomic().check(stored).delete(stored.key)
+          .delete(deadLetterKey(record.receivedAt, record.id))
+          .delete(legacyDeadLetterKey(record.id));
         for (let n = 0; n < (record.parts ?? 0); n++) atomic.delete(eventPartKey(record.id, n));
         for (const key of jobKeys) atomic.delete(key);
         return atomic;
