@@ -42,6 +42,8 @@ export interface PgCluster {
   stop(mode?: "fast" | "immediate"): Promise<void>;
   /** `pg_ctl start`, waiting until it accepts connections. */
   start(): Promise<void>;
+  /** Stops it (as a crash would) and removes its directory. */
+  destroy(): Promise<void>;
 }
 
 let _server: Promise<PgServer> | undefined;
@@ -140,7 +142,7 @@ export async function startCluster(
   ]);
   const port = _freePort();
   const fsync = isFsync ? "on" : "off";
-  const cluster: PgCluster = {
+  const cluster: Omit<PgCluster, "destroy"> & Partial<Pick<PgCluster, "destroy">> = {
     dir,
     port,
     stop: (mode = "fast") =>
@@ -163,12 +165,19 @@ export async function startCluster(
         "start",
       ]),
   };
+  cluster.destroy = async () => {
+    await cluster.stop("immediate").catch(() => {}); // already stopped
+    await Deno.remove(dir, { recursive: true });
+  };
   await cluster.start();
   // Stops the cluster and removes it once this process is gone, however it ends.
   const watcher = `while kill -0 ${Deno.pid} 2>/dev/null; do sleep 1; done; ` +
     `runuser -u postgres -- ${bin}/pg_ctl -D ${dir}/data -m immediate stop; rm -rf ${dir}`;
   await _run("bash", ["-c", `setsid bash -c '${watcher}' </dev/null >/dev/null 2>&1 &`]);
-  return { adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`, cluster };
+  return {
+    adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    cluster: cluster as PgCluster,
+  };
 }
 
 /** The newest installed version's `bin` directory; throws how to install it when there is none. */

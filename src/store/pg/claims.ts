@@ -22,58 +22,86 @@ import type { Lease } from "../store.ts";
 const RESULTS_PER_STATEMENT = 200;
 
 /**
- * Claims due events, oldest due first, in one transaction: the due rows are locked (skipping
- * those another claimer holds), those the caller runs or has no room for are let go, and the
- * rest get one new lease. An event whose JSON cannot be read is logged and left to its lease.
+ * The events this store leased out (claimed, or recorded leased) whose results are not stored:
+ * what `isRunning` may answer yes for, so a claim can leave them out in SQL.
+ */
+export class HeldEvents {
+  readonly #leases = new Map<string, PgLease>();
+
+  /** Notes the events of `lease` as held. */
+  hold(lease: PgLease): void {
+    for (const id of lease.ids) this.#leases.set(id, lease);
+  }
+
+  /** Forgets event `id` (its result is stored, or its lease lost). */
+  release(id: string): void {
+    this.#leases.delete(id);
+  }
+
+  /** The held events `isRunning` says still run; forgets the others. */
+  running(isRunning: (id: string) => boolean): string[] {
+    const ids: string[] = [];
+    for (const id of this.#leases.keys()) {
+      if (isRunning(id)) ids.push(id);
+      else this.#leases.delete(id);
+    }
+    return ids;
+  }
+}
+
+/**
+ * Claims due events, oldest due first, in one statement: the due rows are locked (skipping those
+ * another claimer holds), leaving out those the caller runs, at most `limit` and the room left,
+ * and get one new lease. An event whose JSON cannot be read is logged and left to its lease.
+ *
+ * One statement rather than a transaction: a server dying under a transaction crashes
+ * postgres.js 3.4 (see `client.ts`). So `room()` is read before the rows are found, and the events
+ * the caller runs are those this store leased to it (`held`) that `isRunning` confirms.
  */
 export async function claimDue(
   sql: postgres.Sql,
   options: ClaimOptions,
-  logger: Logger,
+  { held, logger }: { held: HeldEvents; logger: Logger },
 ): Promise<ClaimedEvent[]> {
-  const { now, limit, leaseUntil } = options;
+  const { now, leaseUntil } = options;
+  const limit = Math.max(0, Math.min(options.limit, options.room?.() ?? options.limit));
   if (limit < 1) return [];
-  const rows = await sql.begin(async (tx) => {
-    const due = await tx<{ id: string }[]>`
-      SELECT id FROM wa_events
-      WHERE ready_at <= ${now}
-      ORDER BY ready_at, seq
-      LIMIT ${limit}
-      FOR UPDATE SKIP LOCKED`;
-    const isRunning = options.isRunning ?? (() => false);
-    const claimable = due.filter((row) => !isRunning(row.id));
-    const room = Math.max(0, Math.min(limit, options.room?.() ?? limit));
-    const ids = claimable.slice(0, room).map((row) => row.id);
-    if (ids.length === 0) return { ids, token: "", rows: [] };
-    const token = crypto.randomUUID();
-    const rows = await tx.unsafe<EventRowWithEvent[]>(
-      `UPDATE wa_events SET lease_token = $1, ready_at = $2
-       WHERE id = ANY($3::text[])
-       RETURNING ${EVENT_COLUMNS}, event`,
-      [token, storedMs(leaseUntil), ids],
-    );
-    return { ids, token, rows };
-  });
-  if (rows.ids.length === 0) return [];
-  const byId = new Map(rows.rows.map((row) => [row.id, row]));
-  const lease = new PgLease(rows.token, leaseUntil, rows.ids);
+  const running = options.isRunning ? held.running(options.isRunning) : [];
+  const token = crypto.randomUUID();
+  const rows = await sql.unsafe<(EventRowWithEvent & { was_ready: number })[]>(
+    `WITH due AS (
+       SELECT id, ready_at FROM wa_events
+       WHERE ready_at <= $1 AND NOT (id = ANY($2::text[]))
+       ORDER BY ready_at, seq
+       LIMIT $3
+       FOR UPDATE SKIP LOCKED
+     )
+     UPDATE wa_events e SET lease_token = $4, ready_at = $5
+     FROM due WHERE e.id = due.id
+     RETURNING ${EVENT_COLUMNS.split(", ").map((c) => `e.${c}`).join(", ")}, e.event,
+       due.ready_at AS was_ready`,
+    [now, running, limit, token, storedMs(leaseUntil)],
+  );
+  if (rows.length === 0) return [];
+  rows.sort((a, b) => a.was_ready - b.was_ready || a.seq - b.seq);
+  const lease = new PgLease(token, leaseUntil, rows.map((row) => row.id));
   const claims: ClaimedEvent[] = [];
-  for (const id of rows.ids) {
-    const row = byId.get(id);
-    if (!row) continue;
+  for (const row of rows) {
     try {
       claims.push({ record: eventRecordOf(row, { isListed: false }), event: eventOf(row), lease });
     } catch (error) {
-      lease.ids.delete(id);
-      logger.error("cannot read event", { eventId: id, error });
+      lease.ids.delete(row.id);
+      logger.error("cannot read event", { eventId: row.id, error });
     }
   }
+  held.hold(lease);
   return claims;
 }
 
 /**
- * Moves a lease's end to `until` for every event it still holds; `false` when any of them was
- * taken (claimed again after the lease ran out, or replayed) or none is left.
+ * Moves a lease's end to `until` for every event it still holds (those whose results are being
+ * stored aside); `false` when any of them was taken (claimed again after the lease ran out) or
+ * none is left.
  */
 export async function extendLease(
   sql: postgres.Sql,
@@ -82,7 +110,11 @@ export async function extendLease(
 ): Promise<boolean> {
   const lease = pgLease(handle);
   if (lease.ids.size === 0) return false;
-  const ids = [...lease.ids];
+  const ids = [...lease.ids].filter((id) => !lease.settling.has(id));
+  if (ids.length === 0) {
+    lease.until = until;
+    return true;
+  }
   const rows = await sql`
     UPDATE wa_events SET ready_at = ${storedMs(until)}
     WHERE lease_token = ${lease.token} AND id = ANY(${ids}::text[])
@@ -114,8 +146,11 @@ export interface SettlerOptions {
   maxInFlight: number;
 }
 
-/** Creates the settler over `sql`. */
-export function createSettler(sql: postgres.Sql, options: SettlerOptions): Settler {
+/** Creates the settler over `sql`; a stored result releases its event from `held`. */
+export function createSettler(
+  sql: postgres.Sql,
+  options: SettlerOptions & { held: HeldEvents },
+): Settler {
   const committer = createGroupCommitter<_Result, boolean>({
     maxGroupSize: RESULTS_PER_STATEMENT,
     maxInFlight: options.maxInFlight,
@@ -130,15 +165,23 @@ export function createSettler(sql: postgres.Sql, options: SettlerOptions): Settl
         ...settled,
         expiresAt: renewedExpiresAt(settled.expiresAt, until, options.recordLifeMs),
       };
-      const isStored = await committer.submit({ lease, next });
-      if (isStored) lease.ids.delete(claim.record.id);
-      return isStored;
+      lease.settling.add(claim.record.id);
+      try {
+        const isStored = await committer.submit({ lease, next });
+        lease.ids.delete(claim.record.id);
+        options.held.release(claim.record.id);
+        return isStored;
+      } finally {
+        lease.settling.delete(claim.record.id);
+      }
     },
   };
 }
 
 /** Stores results in one `UPDATE`, each where its lease still holds; returns which were. */
 async function _storeResults(sql: postgres.Sql, results: readonly _Result[]): Promise<boolean[]> {
+  // A lone statement: it may be answered just before its commit (see `record.ts`); a result
+  // lost that way in a database crash costs one more run, never a lost event.
   const rows = await sql<{ id: string; token: string }[]>`
     UPDATE wa_events e SET
       state = v.state,

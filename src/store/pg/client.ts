@@ -17,6 +17,13 @@ import { pgUrlProblem, type SslMode } from "./url.ts";
 const CONNECT_TIMEOUT_S = 5;
 /** Idle pooled connections are closed after this long, so a quiet instance holds none. */
 const IDLE_TIMEOUT_S = 60;
+/** The first wait before connecting again after a failed attempt; doubled on each one after. */
+const RECONNECT_FIRST_DELAY_S = 0.05;
+/**
+ * The longest wait between two connection attempts: the service serves again within about this
+ * long after the database is back (postgres.js's own default grew to 20 s while it was down).
+ */
+const RECONNECT_MAX_DELAY_S = 1;
 /** PostgreSQL's port when the URL names none. */
 const DEFAULT_PORT = 5432;
 
@@ -55,13 +62,17 @@ export function connectPg(url: string, options: PgClientOptions): postgres.Sql {
     },
   };
   // Every option postgres.js would otherwise read from a PG* variable, given (some are not in its
-  // types, hence the cast): postgres.js's own defaults but for the timeouts.
+  // types, hence the cast): postgres.js's own defaults but for the timeouts and the backoff.
   const explicit = {
     max_pipeline: 100,
-    backoff: (retries: number) => (0.5 + Math.random() / 2) * Math.min(3 ** retries / 100, 20),
+    backoff: (retries: number) =>
+      (0.5 + Math.random() / 2) *
+      Math.min(RECONNECT_FIRST_DELAY_S * 2 ** retries, RECONNECT_MAX_DELAY_S),
     keep_alive: 60,
     debug: false,
     publications: "alltables",
+    // Present even when null: an absent key is looked up in PGTARGET_SESSION_ATTRS.
+    target_session_attrs: targetSessionAttrs,
   } as Record<string, unknown>;
   return postgres(url, {
     host: decodeURIComponent(parsed.hostname).replace(/^\[|\]$/g, ""),
@@ -77,9 +88,62 @@ export function connectPg(url: string, options: PgClientOptions): postgres.Sql {
     max_lifetime: 60 * (30 + Math.random() * 30),
     prepare: true,
     fetch_types: true,
-    ...(targetSessionAttrs ? { target_session_attrs: targetSessionAttrs as "primary" } : {}),
     types,
     onnotice: options.onnotice ?? (() => {}),
     ...explicit,
   });
+}
+
+/**
+ * Errors of a connection to the server going away (the socket's, postgres.js's own, and the
+ * server's "shutting down" codes): what a restarting database raises.
+ */
+const CONNECTION_ERROR_CODES = new Set([
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "57P01", // admin_shutdown
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now
+]);
+
+/** Whether `error` is a lost or refused connection to the server. */
+export function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && CONNECTION_ERROR_CODES.has(code);
+}
+
+let _guards = 0;
+let _onRejection: ((event: PromiseRejectionEvent) => void) | undefined;
+
+/**
+ * Keeps a lost connection from ending the process while a client is open: postgres.js 3.4 leaves
+ * some of its internal promises rejected without a handler when the server goes away (a socket
+ * reset while it reconnects), which Deno treats as fatal. Every query the store awaits still
+ * fails through its own promise (intake answers 503); only those orphans are dropped, each with a
+ * warning. Returns the removal; the last removal takes the listener away.
+ */
+export function guardConnectionErrors(onDropped: (error: unknown) => void): () => void {
+  if (_guards++ === 0) {
+    _onRejection = (event) => {
+      if (!isConnectionError(event.reason)) return;
+      event.preventDefault();
+      onDropped(event.reason);
+    };
+    globalThis.addEventListener("unhandledrejection", _onRejection);
+  }
+  let isRemoved = false;
+  return () => {
+    if (isRemoved) return;
+    isRemoved = true;
+    if (--_guards === 0 && _onRejection) {
+      globalThis.removeEventListener("unhandledrejection", _onRejection);
+      _onRejection = undefined;
+    }
+  };
 }

@@ -91,6 +91,8 @@ async function _storeResults(
   sql: postgres.Sql,
   results: readonly { lease: PgJobLease; next: JobRecord }[],
 ): Promise<boolean[]> {
+  // A lone statement: it may be answered just before its commit (see `record.ts`); a result
+  // lost that way in a database crash costs one more run, never a lost event.
   const rows = await sql<{ token: string }[]>`
     UPDATE wa_jobs j SET
       state = v.state,

@@ -17,6 +17,11 @@ export class PgLease implements Lease {
   until: number;
   /** The events it holds whose results are not stored yet. */
   readonly ids: Set<string>;
+  /**
+   * Those of `ids` whose results are being stored: an extension leaves them out, since a result
+   * stored meanwhile clears their token without the lease being lost.
+   */
+  readonly settling = new Set<string>();
 
   /** A lease `token` until `until` on the events `ids`. */
   constructor(token: string, until: number, ids: Iterable<string>) {

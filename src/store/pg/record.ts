@@ -18,6 +18,8 @@ import { newRecord, recordLifeMs, type RetentionOptions } from "../event_record.
 import { createGroupCommitter } from "../group_commit.ts";
 import type { ClaimedEvent, RecordOptions, RecordOutcome } from "../store.ts";
 import { PgLease } from "./lease.ts";
+import { dollarQuoter } from "./literal.ts";
+import { storedMs } from "./rows.ts";
 import { DUE_CHANNEL } from "./wakeups.ts";
 
 /** Events per statement at most: big enough to share a commit, small enough to be quick. */
@@ -112,19 +114,33 @@ async function _insert(sql: postgres.Sql, items: readonly _Item[]): Promise<bool
   const jobs = unique.flatMap((item) =>
     item.destinations.map((destination, position) => ({ id: item.event.id, destination, position }))
   );
-  const rows = await sql<{ id: string }[]>`
-    WITH input AS (
-      SELECT * FROM unnest(
-        ${unique.map((item) => item.event.id)}::text[],
-        ${unique.map((item) => item.event.kind)}::text[],
-        ${unique.map((item) => item.now)}::bigint[],
-        ${unique.map((item) => item.lease?.until ?? item.now)}::bigint[],
-        ${unique.map((item) => item.lease?.token ?? null)}::uuid[],
-        ${unique.map((item) => item.expiresAt)}::bigint[],
-        ${unique.map((item) => item.json)}::text[],
-        ${unique.map((item) => item.destinations.length > 0 ? 1 : 0)}::integer[]
-      ) WITH ORDINALITY AS i(id, kind, received_at, ready_at, lease_token, expires_at, event,
-        has_jobs, ord)
+  // In the simple query protocol, with the values inline: postgres.js resolves a statement of the
+  // extended protocol at its CommandComplete, which the server sends before the implicit commit;
+  // a server that died in between would leave a delivery acknowledged but not stored. A simple
+  // query resolves at ReadyForQuery, after the commit. (A transaction would too, but a server
+  // dying under one crashes postgres.js 3.4: see `client.ts`.)
+  const input = JSON.stringify(unique.map((item, ord) => ({
+    ord,
+    id: item.event.id,
+    kind: item.event.kind,
+    received_at: storedMs(item.now),
+    ready_at: storedMs(item.lease?.until ?? item.now),
+    lease_token: item.lease?.token ?? null,
+    expires_at: storedMs(item.expiresAt),
+    event: item.json,
+    has_jobs: item.destinations.length > 0,
+  })));
+  const jobRows = JSON.stringify(jobs.map((job) => ({
+    event_id: job.id,
+    destination: job.destination,
+    position: job.position,
+  })));
+  const quote = dollarQuoter([input, jobRows]);
+  const rows = await sql.unsafe<{ id: string }[]>(
+    `WITH input AS (
+      SELECT * FROM jsonb_to_recordset(${quote(input)}::jsonb)
+        AS i(ord integer, id text, kind text, received_at bigint, ready_at bigint,
+          lease_token uuid, expires_at bigint, event text, has_jobs boolean)
     ), inserted AS (
       INSERT INTO wa_events
         (id, kind, state, received_at, due_at, ready_at, lease_token, expires_at, event)
@@ -138,16 +154,14 @@ async function _insert(sql: postgres.Sql, items: readonly _Item[]): Promise<bool
         (destination, event_id, position, state, due_at, created_at, expires_at, event_seq)
       SELECT j.destination, j.event_id, j.position, 'pending', e.received_at, e.received_at,
         e.expires_at, e.seq
-      FROM unnest(
-        ${jobs.map((job) => job.id)}::text[],
-        ${jobs.map((job) => job.destination)}::text[],
-        ${jobs.map((job) => job.position)}::integer[]
-      ) AS j(event_id, destination, position)
+      FROM jsonb_to_recordset(${quote(jobRows)}::jsonb)
+        AS j(event_id text, destination text, position integer)
       JOIN inserted e ON e.id = j.event_id
     )
     SELECT e.id,
-      CASE WHEN e.lease_token IS NULL OR i.has_jobs = 1 THEN pg_notify(${DUE_CHANNEL}, '') END
-    FROM inserted e JOIN input i ON i.id = e.id`;
+      CASE WHEN e.lease_token IS NULL OR i.has_jobs THEN pg_notify('${DUE_CHANNEL}', '') END
+    FROM inserted e JOIN input i ON i.id = e.id`,
+  ); // No parameters: postgres.js sends it as a simple query.
   const recorded = new Set(rows.map((row) => row.id));
   return items.map((item, i) => firstIndex.get(item.event.id) === i && recorded.has(item.event.id));
 }

@@ -31,27 +31,28 @@ export async function swapReply(
 ): Promise<boolean> {
   const key = [of.handler, of.inboundId];
   const ttl = Math.max(1, Math.round(ttlMs));
-  if (expected === null) {
-    if (next === null) {
-      const [present] = await sql.unsafe(
-        `SELECT 1 FROM wa_replies
-         WHERE handler = $1 AND inbound_id = $2 AND expires_at > ${DB_NOW_MS}`,
-        key,
-      );
-      return present === undefined;
-    }
-    const rows = await sql.unsafe(
+  if (expected === null && next === null) {
+    const [present] = await sql.unsafe(
+      `SELECT 1 FROM wa_replies
+       WHERE handler = $1 AND inbound_id = $2 AND expires_at > ${DB_NOW_MS}`,
+      key,
+    );
+    return present === undefined;
+  }
+  // One statement each. It may be answered just before its commit (see `record.ts`): in a
+  // database crash at that instant a reply may be believed recorded and sent once more, which
+  // the unknown-send count of `reply_record.ts` is there to bound.
+  const rows = expected === null
+    ? await sql.unsafe(
       `INSERT INTO wa_replies AS r (handler, inbound_id, record, expires_at)
        VALUES ($1, $2, $3::jsonb, ${DB_NOW_MS} + $4::bigint)
        ON CONFLICT (handler, inbound_id) DO UPDATE
          SET record = excluded.record, expires_at = excluded.expires_at
          WHERE r.expires_at <= ${DB_NOW_MS}
        RETURNING 1`,
-      [...key, _json(sql, next), ttl],
-    );
-    return rows.length > 0;
-  }
-  const rows = next === null
+      [...key, _json(sql, next!), ttl],
+    )
+    : next === null
     ? await sql.unsafe(
       `DELETE FROM wa_replies
        WHERE handler = $1 AND inbound_id = $2 AND record = $3::jsonb

@@ -11,7 +11,14 @@ import type postgres from "postgres";
 import { createLogger, type Logger } from "../../ops/log.ts";
 import { recordLifeMs } from "../event_record.ts";
 import type { Store, StoreOptions } from "../store.ts";
-import { bringForward, claimDue, createSettler, extendLease, queueFigures } from "./claims.ts";
+import {
+  bringForward,
+  claimDue,
+  createSettler,
+  extendLease,
+  HeldEvents,
+  queueFigures,
+} from "./claims.ts";
 import { getEvent, listEvents, replayDeadLetters, replayEvent } from "./event_log.ts";
 import { claimJobs, createJobSettler, extendJobLease } from "./job_claims.ts";
 import { getJobs, jobFigures, listJobs, replayDeadJobs, replayJob } from "./job_log.ts";
@@ -20,6 +27,8 @@ import { purgeExpired } from "./purge.ts";
 import { createInbox } from "./record.ts";
 import { getReply, swapReply } from "./replies.ts";
 import { createDueListener } from "./wakeups.ts";
+import { guardConnectionErrors } from "./client.ts";
+import { pgLease } from "./lease.ts";
 
 /** Options for {@linkcode createPgStore}. */
 export interface PgStoreOptions extends StoreOptions {
@@ -44,19 +53,29 @@ export function createPgStore(sql: postgres.Sql, options: PgStoreOptions): PgSto
   const lifeMs = recordLifeMs(options);
   const maxInFlight = Math.max(1, options.maxInFlight ?? 2);
   const inbox = createInbox(sql, { ...options, maxInFlight });
+  const held = new HeldEvents();
   const settler = createSettler(sql, {
     leaseMs: options.leaseMs,
     recordLifeMs: lifeMs,
     maxInFlight,
+    held,
   });
   const jobSettler = createJobSettler(sql, { maxInFlight });
   const dueListener = createDueListener(sql, logger);
+  const unguard = guardConnectionErrors((error) =>
+    logger.warn("database connection lost; reconnecting", { error })
+  );
   let ending: Promise<void> | undefined;
-  const end = (): Promise<void> => (ending ??= sql.end());
+  const end = (): Promise<void> => (ending ??= sql.end().finally(unguard));
   return {
     name: "PostgreSQL",
-    recordEvents: (events, recordOptions) => inbox.record(events, recordOptions),
-    claimDue: (claimOptions) => claimDue(sql, claimOptions, logger),
+    async recordEvents(events, recordOptions) {
+      const outcome = await inbox.record(events, recordOptions);
+      const [first] = outcome.leased;
+      if (first) held.hold(pgLease(first.lease));
+      return outcome;
+    },
+    claimDue: (claimOptions) => claimDue(sql, claimOptions, { held, logger }),
     extendLease: (lease, until) => extendLease(sql, lease, until),
     settle: (claim, outcome) => settler.settle(claim, outcome),
     bringForward: (forward) =>
