@@ -5,9 +5,15 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
+import { connectPg } from "../src/store/pg/client.ts";
+import { migrate, MIGRATIONS } from "../src/store/pg/migrations.ts";
 import { openPgStore } from "../src/store/pg/open.ts";
 import { storeContract } from "./store_contract.ts";
 import { createTestDatabase } from "./pg_cluster.ts";
+
+/** Eight instances migrate an empty database within this (about a second here). */
+const MIGRATE_TIMEOUT_MS = 20_000;
 
 storeContract("PostgreSQL", async (options) => {
   const database = await createTestDatabase();
@@ -19,4 +25,43 @@ storeContract("PostgreSQL", async (options) => {
       await database.drop();
     },
   };
+});
+
+Deno.test("migrate() run by eight instances at once on an empty database applies each migration once", async () => {
+  const database = await createTestDatabase({ isEmpty: true });
+  const clients = Array.from({ length: 8 }, () => connectPg(database.url, { poolSize: 2 }));
+  try {
+    // Without the lock they block one another creating the same tables: fail, not hang.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const outcomes = await Promise.race([
+      Promise.all(clients.map((sql) => migrate(sql))),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error("Migrations did not finish")),
+          MIGRATE_TIMEOUT_MS,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+    const applied = outcomes.flatMap((outcome) => outcome.applied);
+    assert.deepEqual(applied, MIGRATIONS.map((migration) => migration.version), "each once");
+    const last = MIGRATIONS.at(-1)!.version;
+    assert.ok(outcomes.every((outcome) => outcome.version === last), "every instance sees it");
+    assert.deepEqual((await migrate(clients[0]!)).applied, [], "a later start applies none");
+  } finally {
+    await Promise.all(clients.map((sql) => sql.end({ timeout: 1 })));
+    await database.drop();
+  }
+});
+
+Deno.test("migrate() refuses a schema newer than the migrations it knows", async () => {
+  const database = await createTestDatabase({ isEmpty: true });
+  const sql = connectPg(database.url, { poolSize: 1 });
+  try {
+    const newer = [...MIGRATIONS, { version: 999, name: "from a newer version", sql: "SELECT 1" }];
+    assert.deepEqual((await migrate(sql, newer)).applied, newer.map((m) => m.version));
+    await assert.rejects(() => migrate(sql), /version 999, newer than this version/);
+  } finally {
+    await sql.end();
+    await database.drop();
+  }
 });
