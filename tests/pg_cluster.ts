@@ -16,7 +16,7 @@
  * @module
  */
 import postgres from "postgres";
-import { migrate } from "../src/store/pg/migrations.ts";
+import { migrate, STORE_TABLES } from "../src/store/pg/migrations.ts";
 import { connectPg } from "../src/store/pg/client.ts";
 
 /** Where Debian puts each major version's server programs. */
@@ -61,8 +61,6 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-/** The store's tables, emptied when a test lets go of its database, for the next test. */
-const _TABLES = ["wa_jobs", "wa_events", "wa_message_statuses", "wa_replies", "wa_probe"];
 /** Migrated databases let go of and emptied, for the next tests. */
 const _free: string[] = [];
 
@@ -97,7 +95,10 @@ export async function createTestDatabase(
         return;
       }
       // DELETE, not TRUNCATE: a test leaves few rows, and TRUNCATE rewrote every table and index.
-      await _admin(url, (sql) => sql.unsafe(_TABLES.map((t) => `DELETE FROM ${t};`).join("\n")));
+      await _admin(
+        url,
+        (sql) => sql.unsafe(STORE_TABLES.map((t) => `DELETE FROM ${t};`).join("\n")),
+      );
       _free.push(name);
     },
   };
@@ -128,7 +129,7 @@ export async function startCluster(
 ): Promise<PgServer> {
   const bin = await _serverBinDir();
   const dir = await Deno.makeTempDir({ prefix: "wa-webhook-pg-" });
-  await _run("chown", ["postgres:postgres", dir]);
+  if (_isRoot()) await _run("chown", ["postgres:postgres", dir]);
   await _asPostgres(`${bin}/initdb`, [
     "-D",
     `${dir}/data`,
@@ -172,7 +173,10 @@ export async function startCluster(
   await cluster.start();
   // Stops the cluster and removes it once this process is gone, however it ends.
   const watcher = `while kill -0 ${Deno.pid} 2>/dev/null; do sleep 1; done; ` +
-    `runuser -u postgres -- ${bin}/pg_ctl -D ${dir}/data -m immediate stop; rm -rf ${dir}`;
+    `${
+      _isRoot() ? "runuser -u postgres -- " : ""
+    }${bin}/pg_ctl -D ${dir}/data -m immediate stop; ` +
+    `rm -rf ${dir}`;
   await _run("bash", ["-c", `setsid bash -c '${watcher}' </dev/null >/dev/null 2>&1 &`]);
   return {
     adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`,
@@ -201,9 +205,18 @@ async function _serverBinDir(): Promise<string> {
   );
 }
 
-/** Runs `program` as the `postgres` user; throws with its output when it fails. */
+/**
+ * Runs `program` as the `postgres` user when this process is root (PostgreSQL refuses to run as
+ * root), else as this user; throws with its output when it fails.
+ */
 function _asPostgres(program: string, args: string[]): Promise<void> {
-  return _run("runuser", ["-u", "postgres", "--", program, ...args]);
+  return _isRoot()
+    ? _run("runuser", ["-u", "postgres", "--", program, ...args])
+    : _run(program, args);
+}
+
+function _isRoot(): boolean {
+  return Deno.uid() === 0;
 }
 
 async function _run(program: string, args: string[]): Promise<void> {

@@ -40,6 +40,15 @@ export interface Migration {
  */
 export const MIGRATION_LOCK_KEY = 0x77612d7765626800n;
 
+/** The store's tables, those with foreign keys first (the order they can be emptied in). */
+export const STORE_TABLES = [
+  "wa_jobs",
+  "wa_events",
+  "wa_message_statuses",
+  "wa_replies",
+  "wa_probe",
+] as const;
+
 /** Every migration, oldest first. */
 export const MIGRATIONS: readonly Migration[] = [
   {

@@ -35,8 +35,8 @@ export interface PgStoreOptions extends StoreOptions {
   /** Where the store logs what it skips (an event it cannot read); defaults to JSON lines. */
   logger?: Logger;
   /**
-   * Statements of each group-committed kind (recording, results) running at once; the pool's
-   * other connections serve claims and reads. Defaults to half the pool.
+   * Statements of each group-committed kind (recording, results) running at once; more wait and
+   * gather into the next. Defaults to 2; `openPgStore` gives half the pool.
    */
   maxInFlight?: number;
 }
