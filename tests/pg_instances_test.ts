@@ -216,7 +216,14 @@ Deno.test({
         const { runs, effects } = await readCounts(new URL(kvPath, ROOT).pathname);
         assert.equal(effects.size, 2_000);
         const ranTwice = ids.filter((id) => runs.get(id) !== 1n);
-        assert.deepEqual(ranTwice, [], "each handler ran once");
+        assert.deepEqual(
+          ranTwice,
+          [],
+          `each handler ran once; the runs of those that did not: ${await _historyOf(
+            database.url,
+            ranTwice,
+          )}`,
+        );
         const deliveredTwice = ids.filter((id) => consumer.received.get(id) !== 1);
         assert.deepEqual(deliveredTwice, [], "each job delivered once");
         const handlers = new Set(effects.values());
@@ -398,6 +405,17 @@ Deno.test({
     }
   },
 });
+
+/** The history of each of `ids` (at most five), for a failure's message. */
+async function _historyOf(url: string, ids: readonly string[]): Promise<string> {
+  const store = await openPgStore(url, { poolSize: 2 });
+  try {
+    const records = await Promise.all(ids.slice(0, 5).map((id) => store.getEvent(id)));
+    return JSON.stringify(records.map((stored) => stored?.record.history));
+  } finally {
+    await store.end();
+  }
+}
 
 /** Kills whatever of `services` still runs (a failed test's leftovers). */
 async function _killAll(services: readonly RunningService[]): Promise<void> {
