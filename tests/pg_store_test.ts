@@ -10,6 +10,8 @@ import { connectPg } from "../src/store/pg/client.ts";
 import { migrate, MIGRATIONS } from "../src/store/pg/migrations.ts";
 import { openPgStore } from "../src/store/pg/open.ts";
 import { storeContract } from "./store_contract.ts";
+import { messagesDelivery } from "./deliveries.ts";
+import { parseDelivery, type WebhookEvent } from "../src/events/events.ts";
 import { createTestDatabase } from "./pg_cluster.ts";
 
 /** Eight instances migrate an empty database within this (about a second here). */
@@ -65,3 +67,58 @@ Deno.test("migrate() refuses a schema newer than the migrations it knows", async
     await database.drop();
   }
 });
+
+Deno.test("onDue() wakes another instance's store when events are recorded or replayed", async () => {
+  const database = await createTestDatabase();
+  const recorder = await openPgStore(database.url, { poolSize: 2 });
+  const listener = await openPgStore(database.url, { poolSize: 2 });
+  try {
+    let woken = 0;
+    let wake: () => void = () => {};
+    const remove = listener.onDue!(() => {
+      woken++;
+      wake();
+    });
+    const next = (): Promise<void> => new Promise((resolve) => (wake = resolve));
+    // The LISTEN starts with the first callback: a notification sent before it would be lost.
+    await listener.probe(1);
+    let woke = next();
+    for (let attempt = 0; attempt < 50 && woken === 0; attempt++) {
+      const [event] = _textEvents(attempt);
+      await recorder.recordEvents([event!], { now: 1_000 });
+      await Promise.race([woke, new Promise((resolve) => setTimeout(resolve, 100))]);
+    }
+    assert.ok(woken > 0, "woken by a recording on another instance");
+    woke = next();
+    const before = woken;
+    const claims = await recorder.claimDue({ now: 2_000, limit: 100, leaseUntil: 3_000 });
+    await recorder.settle(claims[0]!, {
+      state: "dead",
+      startedAt: 2_000,
+      endedAt: 2_001,
+      completedHandlers: [],
+      error: "echo: rejected",
+    });
+    assert.equal(await recorder.replayDeadLetters(4_000), 1);
+    await woke;
+    assert.ok(woken > before, "woken by a replay");
+    remove();
+  } finally {
+    await recorder.end();
+    await listener.end();
+    await database.drop();
+  }
+});
+
+/** Events of one text message each, numbered from `n`, as a delivery would carry them. */
+function _textEvents(n: number): WebhookEvent[] {
+  return parseDelivery(messagesDelivery({
+    messages: [{
+      from: "5511999990000",
+      id: `wamid.NOTIFY${n}`,
+      timestamp: "1767225600",
+      type: "text",
+      text: { body: `n${n}` },
+    }],
+  })).events;
+}
