@@ -10,13 +10,17 @@
  */
 import type postgres from "postgres";
 import type { Logger } from "../../ops/log.ts";
-import { renewedExpiresAt, settledRecord } from "../event_record.ts";
-import type { EventRecord } from "../event_record.ts";
+import { type EventRecord, renewedExpiresAt, settledRecord } from "../event_record.ts";
 import { createGroupCommitter } from "../group_commit.ts";
-import type { ClaimedEvent, ClaimOptions, QueueFigures, RunOutcome } from "../store.ts";
+import type { ClaimedEvent, ClaimOptions, Lease, QueueFigures, RunOutcome } from "../store.ts";
 import { pgClaimLease, PgLease, pgLease } from "./lease.ts";
-import { EVENT_COLUMNS, eventOf, eventRecordOf, type EventRowWithEvent, storedMs } from "./rows.ts";
-import type { Lease } from "../store.ts";
+import {
+  eventColumnsOf,
+  eventOf,
+  eventRecordOf,
+  type EventRowWithEvent,
+  storedMs,
+} from "./rows.ts";
 
 /** Results stored per statement at most. */
 const RESULTS_PER_STATEMENT = 200;
@@ -78,7 +82,7 @@ export async function claimDue(
      )
      UPDATE wa_events e SET lease_token = $4, ready_at = $5
      FROM due WHERE e.id = due.id
-     RETURNING ${EVENT_COLUMNS.split(", ").map((c) => `e.${c}`).join(", ")}, e.event,
+     RETURNING ${eventColumnsOf("e")}, e.event,
        due.ready_at AS was_ready`,
     [now, running, limit, token, storedMs(leaseUntil)],
   );

@@ -8,6 +8,13 @@
  * list needs only the two names it reads whatever it is given (`PGAPPNAME`, and
  * `PGTARGETSESSIONATTRS` when the URL has no `target_session_attrs`: `RUNTIME_ENV_NAMES`).
  *
+ * Two faults of postgres.js 3.4 shape the store (both seen in `tests/pg_instances_test.ts`, the
+ * database stopped under load): a server that dies under a transaction or a reserved connection
+ * makes it write to a closed socket from a timer, an exception nothing can catch (porsager/postgres
+ * issues 1154 and 1208), so the store runs no transaction after start (one statement each); and
+ * some of its internal promises are left rejected when a socket resets, which
+ * {@linkcode guardConnectionErrors} keeps from ending the process.
+ *
  * @module
  */
 import postgres from "postgres";

@@ -7,7 +7,7 @@
  * @module
  */
 import type { JobRecord } from "../job_record.ts";
-import type { ClaimedEvent, ClaimedJob, Lease } from "../store.ts";
+import type { ClaimedEvent, Lease } from "../store.ts";
 
 /** A lease on events claimed (or recorded leased) together: its token, its end, its events. */
 export class PgLease implements Lease {
@@ -62,7 +62,7 @@ export function pgClaimLease(claim: ClaimedEvent): PgLease {
 }
 
 /** The PostgreSQL job lease behind a lease handle; throws for one claimJobs did not make. */
-export function pgJobLease(lease: Lease | ClaimedJob["lease"]): PgJobLease {
+export function pgJobLease(lease: Lease): PgJobLease {
   if (!(lease instanceof PgJobLease)) {
     throw new TypeError("Cannot use a lease not made by claimJobs");
   }

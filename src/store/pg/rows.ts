@@ -40,6 +40,11 @@ export interface EventRowWithEvent extends EventRow {
 export const EVENT_COLUMNS = "seq, id, kind, state, listed_state, attempts, replayed_attempts, " +
   "received_at, due_at, ready_at, lease_token, expires_at, completed_handlers, last_error, history";
 
+/** The columns of {@linkcode EventRow} qualified by `alias`, for joins. */
+export function eventColumnsOf(alias: string): string {
+  return _qualified(EVENT_COLUMNS, alias);
+}
+
 /**
  * The record of an event's row. With `isListed`, its state is the one the admin API shows
  * (`processing` while leased, as `getEvent` and `listEvents` report it); without, the record's
@@ -89,7 +94,11 @@ export const JOB_COLUMNS = "destination, event_id, state, attempts, replayed_att
 
 /** The columns of {@linkcode JobRow} qualified by `alias`, for joins. */
 export function jobColumnsOf(alias: string): string {
-  return JOB_COLUMNS.split(", ").map((column) => `${alias}.${column}`).join(", ");
+  return _qualified(JOB_COLUMNS, alias);
+}
+
+function _qualified(columns: string, alias: string): string {
+  return columns.split(", ").map((column) => `${alias}.${column}`).join(", ");
 }
 
 /** The record of a job's row. */

@@ -19,16 +19,16 @@ import {
   HeldEvents,
   queueFigures,
 } from "./claims.ts";
+import { guardConnectionErrors } from "./client.ts";
 import { getEvent, listEvents, replayDeadLetters, replayEvent } from "./event_log.ts";
 import { claimJobs, createJobSettler, extendJobLease } from "./job_claims.ts";
 import { getJobs, jobFigures, listJobs, replayDeadJobs, replayJob } from "./job_log.ts";
+import { pgLease } from "./lease.ts";
 import { advanceMessageStatus, getMessageStatus } from "./message_status.ts";
 import { purgeExpired } from "./purge.ts";
 import { createInbox } from "./record.ts";
 import { getReply, swapReply } from "./replies.ts";
 import { createDueListener } from "./wakeups.ts";
-import { guardConnectionErrors } from "./client.ts";
-import { pgLease } from "./lease.ts";
 
 /** Options for {@linkcode createPgStore}. */
 export interface PgStoreOptions extends StoreOptions {
