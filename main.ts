@@ -27,10 +27,9 @@ import { isListenError, listenFailureReason } from "./src/http/listen_errors.ts"
 import { readDestinationsFile } from "./src/destinations/declarations.ts";
 import type { Flows } from "./src/flows/flows.ts";
 import { readFlowsKeyFile } from "./src/flows/keys.ts";
-import { kvOpenFailureReason, selectKvLocation } from "./src/store/kv/location.ts";
-import { isDirectoryLocation, openKv } from "./src/store/kv/open.ts";
-import { createKvStore } from "./src/store/kv/store.ts";
+import type { MediaStore } from "./src/media/media_store.ts";
 import { selectMediaStore } from "./src/media/select_store.ts";
+import { type OpenedStore, openStore, StoreOpenError } from "./src/store/open.ts";
 import type { Store } from "./src/store/store.ts";
 import { createLogger, LOG_FORMATS, type LogFormat, type Logger } from "./src/ops/log.ts";
 import { redactSpanUrls } from "./src/ops/telemetry.ts";
@@ -176,20 +175,29 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   if (redactSpanUrls()) logger.info("tracing with OpenTelemetry", { urlQueries: "redacted" });
 
   const isDeploy = isDenoDeploy(_readEnvIfAllowed);
-  const location = selectKvLocation(config.kvPath, {
-    isKvPathSet: (environment.KV_PATH ?? "").trim() !== "",
-    isDeploy,
-  });
-  if (location.warning) logger.warn(location.warning);
-  let kv: Deno.Kv;
+  let opened: OpenedStore;
   try {
-    kv = await openKv(location);
+    opened = await openStore(config, {
+      storeOptions: storeOptions(config),
+      logger,
+      isKvPathSet: (environment.KV_PATH ?? "").trim() !== "",
+      isDeploy,
+    });
   } catch (error) {
-    const isDirectory = await isDirectoryLocation(location);
-    logger.error("cannot start", { reason: kvOpenFailureReason(location, { error, isDirectory }) });
+    if (!(error instanceof StoreOpenError)) throw error;
+    logger.error("cannot start", { reason: error.message });
     Deno.exit(1);
   }
-  const store = createKvStore(kv, { ...storeOptions(config), logger });
+  if (opened.warning) logger.warn(opened.warning);
+  const { store } = opened;
+  let mediaStore: MediaStore | undefined;
+  try {
+    if (config.mediaCapture) mediaStore = selectMediaStore(config, opened.kv);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    logger.error("cannot start", { reason: error.message });
+    Deno.exit(1);
+  }
   const app = await createApp({
     config,
     logger,
@@ -197,7 +205,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     clock: systemClock,
     ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
     ...(options.flows ? { flows: options.flows } : {}),
-    ...(config.mediaCapture ? { mediaStore: selectMediaStore(config, kv) } : {}),
+    ...(mediaStore ? { mediaStore } : {}),
   });
   let sweepKind = sweep.isRegistered ? "cron" : "poll";
   if (hasWorker(config)) {
@@ -218,7 +226,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       if (isStartLogged) return;
       isStartLogged = true;
       logger.info("started", {
-        kv: location.kind,
+        ...opened.logFields,
         worker: hasWorker(config) ? config.workerConcurrency : "none (WORKER_CONCURRENCY=0)",
         sweep: sweepKind,
         ...(isDeploy ? { platform: "deno-deploy" } : {}),
@@ -230,7 +238,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         app.worker.stop(HANDLER_GRACE_MS),
         app.deliveries.stop(HANDLER_GRACE_MS),
       ]);
-      store.close();
+      await opened.close();
     },
   };
 }

@@ -5,15 +5,32 @@
  * request is a new event. Prints each figure as a ratio to the baseline against its target, after
  * the ceiling this machine allows (`bench/floor_server.ts`, the least a durable intake can do).
  *
- * Usage: `deno run -A bench/intake.ts [--seconds=5]`. Needs `wrk` (`apt-get install wrk`).
+ * Then the store comparison: the same intake scenarios (1-event and 10-event deliveries, with the
+ * worker and intake alone) on Deno KV and on PostgreSQL (`STORE_URL`, a throwaway cluster with
+ * fsync on, a fresh database per run), side by side, with the p99 of the acknowledgements.
+ *
+ * Usage: `deno run -A bench/intake.ts [--seconds=5] [--stores=kv,pg] [--stores-only]`: `--stores`
+ * picks the stores of the comparison, `--stores-only` runs the comparison alone. Needs `wrk`
+ * (`apt-get install wrk`) and, for PostgreSQL, its server programs (`apt-get install postgresql`).
  *
  * @module
  */
 import { parseDelivery } from "../src/events/events.ts";
 import { createKvStore } from "../src/store/kv/store.ts";
 import { signBody } from "../src/webhook/signature.ts";
+import { connectPg } from "../src/store/pg/client.ts";
+import { type PgServer, startCluster } from "../tests/pg_cluster.ts";
 
 const SECONDS = Number(Deno.args.find((a) => a.startsWith("--seconds="))?.split("=")[1] ?? 5);
+/** The stores the comparison runs each scenario on. */
+const STORES = (Deno.args.find((a) => a.startsWith("--stores="))?.split("=")[1] ?? "kv,pg")
+  .split(",") as StoreKind[];
+/** Runs the store comparison alone. */
+const IS_STORES_ONLY = Deno.args.includes("--stores-only");
+/** The p99 acknowledgement the comparison aims under, at its load (32 connections). */
+const P99_TARGET_MS = 20;
+
+type StoreKind = "kv" | "pg";
 const SECRET = "bench-app-secret-0123456789";
 const WRK_THREADS = 1;
 const ROOT = new URL("..", import.meta.url);
@@ -72,6 +89,7 @@ async function main(): Promise<void> {
     );
     report("baseline: bare Deno.serve, 32 connections", baseline, baseline.requestsPerSecond);
     const base = baseline.requestsPerSecond;
+    if (IS_STORES_ONLY) return await compareStores(work, { bodies1, bodies10, base });
 
     // What this machine allows at all: bench/floor_server.ts does the least a durable intake can
     // do. The service's targets are read against these.
@@ -265,9 +283,94 @@ async function main(): Promise<void> {
         } events/s = ${ratio(best.drain, base)} (target >= 0.08x)`
         : "no load tried was sustained (target >= 0.08x: MISSED)",
     );
+    print("");
+    await compareStores(work, { bodies1, bodies10, base });
   } finally {
     await Deno.remove(work, { recursive: true });
   }
+}
+
+/**
+ * The store comparison: each intake scenario on each store of `--stores`, one after the other, a
+ * fresh KV file or PostgreSQL database per run; events/s, p50 and p99 of the acknowledgements.
+ */
+async function compareStores(
+  work: string,
+  { bodies1, bodies10, base }: { bodies1: string; bodies10: string; base: number },
+): Promise<void> {
+  const scenarios = [
+    { name: "1-event, with the worker", bodies: bodies1, events: 1, env: {} },
+    { name: "1-event, intake alone", bodies: bodies1, events: 1, env: { WORKER_CONCURRENCY: "0" } },
+    { name: "10-event, with the worker", bodies: bodies10, events: 10, env: {} },
+    {
+      name: "10-event, intake alone",
+      bodies: bodies10,
+      events: 10,
+      env: { WORKER_CONCURRENCY: "0" },
+    },
+  ];
+  const pg = STORES.includes("pg") ? await startCluster({ fsync: true }) : undefined;
+  print(
+    `store comparison, 32 conn, ${SECONDS} s per run` +
+      (pg ? " (PostgreSQL: a local cluster, fsync on, default settings, STORE_POOL_SIZE 10)" : "") +
+      ":",
+  );
+  try {
+    let run = 0;
+    for (const scenario of scenarios) {
+      const figures = new Map<StoreKind, number>();
+      for (const store of STORES) {
+        const storeEnv = store === "pg"
+          ? { STORE_URL: await createBenchDatabase(pg!, `bench_${++run}`) }
+          : {};
+        const measured = await withService(
+          `${work}/stores-${++run}.kv`,
+          (port) => wrk(port, 32, scenario.bodies, 0),
+          { ...scenario.env, ...storeEnv },
+        );
+        const eventsPerSecond = measured.result.requestsPerSecond * scenario.events;
+        figures.set(store, eventsPerSecond);
+        const p99 = measured.result.p99Ms;
+        print(
+          `  ${store === "pg" ? "PostgreSQL" : "Deno KV   "} ${scenario.name}: ` +
+            `${measured.result.requestsPerSecond.toFixed(0)} req/s = ${
+              eventsPerSecond.toFixed(0)
+            } events/s = ${ratio(eventsPerSecond, base)}; p50 ${
+              measured.result.p50Ms.toFixed(2)
+            } ms, p99 ${p99.toFixed(2)} ms (target < ${P99_TARGET_MS} ms: ${
+              p99 < P99_TARGET_MS ? "met" : "MISSED"
+            })` +
+            (measured.result.non2xx || measured.result.errors
+              ? `; non-2xx ${measured.result.non2xx}, errors ${measured.result.errors}`
+              : ""),
+        );
+      }
+      const kv = figures.get("kv");
+      const postgres = figures.get("pg");
+      if (kv !== undefined && postgres !== undefined) {
+        const isMet = scenario.events === 1 || postgres >= kv;
+        print(
+          `  PostgreSQL / Deno KV: ${(postgres / kv).toFixed(2)}x` +
+            (scenario.events === 10 ? ` (target >= 1.00x: ${isMet ? "met" : "MISSED"})` : ""),
+        );
+      }
+    }
+  } finally {
+    await pg?.cluster?.destroy();
+  }
+}
+
+/** Creates database `name` on `server`; returns its URL. */
+async function createBenchDatabase(server: PgServer, name: string): Promise<string> {
+  const sql = connectPg(server.adminUrl, { poolSize: 1 });
+  try {
+    await sql.unsafe(`CREATE DATABASE ${name}`);
+  } finally {
+    await sql.end();
+  }
+  const url = new URL(server.adminUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
 }
 
 function ratio(value: number, base: number): string {

@@ -146,6 +146,12 @@ export async function createApp(options: AppOptions): Promise<App> {
     },
   });
 
+  // A store shared by several instances says when another one made work due: look at once.
+  store.onDue?.(() => {
+    worker.wake();
+    deliveries.wake();
+  });
+
   let isDraining = false;
   // Aborted during the drain: every body read still waiting then ends with 503.
   const bodyCutOff = new AbortController();

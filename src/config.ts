@@ -18,6 +18,7 @@
  */
 import { z } from "zod";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./ops/log.ts";
+import { pgUrlProblem } from "./store/pg/url.ts";
 // A cycle: declarations.ts throws this module's ConfigError. Neither uses the other at load time.
 import {
   checkDestinations,
@@ -44,6 +45,14 @@ export interface Config {
    * database.
    */
   kvPath: string;
+  /**
+   * A PostgreSQL URL (`postgres://user:password@host:5432/database?sslmode=require`) selects the
+   * PostgreSQL store, shared by every instance; unset keeps Deno KV at `kvPath`. Never logged: it
+   * may hold a password.
+   */
+  storeUrl?: string | undefined;
+  /** Connections of the PostgreSQL store's pool, per instance. */
+  storePoolSize: number;
   /** Meta's app secrets deliveries may be signed with: several while rotating. Never logged. */
   appSecrets: string[];
   /** The Meta app's id (App Dashboard, App settings > Basic), for `deno task doctor`; unset skips it. */
@@ -148,6 +157,11 @@ export const DEFAULTS = Object.freeze({
   host: "0.0.0.0",
   /** The only directory the tasks may write. */
   kvPath: "./data/wa-webhook.kv",
+  /**
+   * Enough for two group-committed statements of each kind in flight beside claims and reads;
+   * ten instances take 100 of PostgreSQL's default `max_connections`.
+   */
+  storePoolSize: 10,
   /** Meta's Graph API host. */
   graphApiBaseUrl: "https://graph.facebook.com",
   /** The newest Graph API version in our reference (released 29 Jul 2026). */
@@ -225,6 +239,7 @@ const MAX_MESSAGES_PER_SECOND = 1_000;
  */
 export const BOUNDS = {
   port: { min: 0, max: 65535 },
+  storePoolSize: { min: 2, max: 200 },
   maxBodyBytes: { min: 1024, max: 64 * 1024 * 1024 },
   bodyTimeoutMs: { min: 100, max: 2 * MINUTE_MS },
   idleConnectionMs: { min: 1_000, max: HOUR_MS },
@@ -298,6 +313,15 @@ const _configSchema = z.strictObject({
   port: _wholeNumber("port"),
   host: z.string().trim().min(1, "must not be empty").default(DEFAULTS.host),
   kvPath: z.string().trim().min(1, "must not be empty").default(DEFAULTS.kvPath),
+  storeUrl: z.string().trim().optional().transform((url, ctx) => {
+    if (url === undefined || url === "") return undefined;
+    const problem = pgUrlProblem(url);
+    if (problem === undefined) return url;
+    // The URL itself is never quoted: it may hold a password.
+    ctx.addIssue({ code: "custom", message: problem });
+    return z.NEVER;
+  }),
+  storePoolSize: _wholeNumber("storePoolSize"),
   appSecrets: z.array(z.string().trim().min(1, "has an empty secret"), {
     error: "is required: the app secrets from Meta's App Dashboard",
   }).min(1, "is required: the app secrets from Meta's App Dashboard"),

@@ -41,6 +41,8 @@ const _ENV_NAMES = {
   port: "PORT",
   host: "HOST",
   kvPath: "KV_PATH",
+  storeUrl: "STORE_URL",
+  storePoolSize: "STORE_POOL_SIZE",
   appSecrets: "APP_SECRET",
   appId: "APP_ID",
   verifyToken: "VERIFY_TOKEN",
@@ -106,11 +108,17 @@ export const CONFIG_NAMES: ConfigName[] = [
 const _MAX_QUOTED_PATH_CHARS = 256;
 
 /**
- * Variables the Deno runtime reads on the service's behalf, which `--allow-env` must list beside
- * {@linkcode CONFIG_NAMES}: `Deno.openKv` reads `DENO_KV_ACCESS_TOKEN` when `KV_PATH` is a KV
- * Connect URL (and fails without the permission, even when the variable is unset).
+ * Variables the Deno runtime and the libraries read on the service's behalf, which `--allow-env`
+ * must list beside {@linkcode CONFIG_NAMES}: `Deno.openKv` reads `DENO_KV_ACCESS_TOKEN` when
+ * `KV_PATH` is a KV Connect URL, and postgres.js reads `PGAPPNAME` and `PGTARGETSESSIONATTRS`
+ * whatever it is given (`store/pg/client.ts` gives it everything else); each fails without the
+ * permission, even when the variable is unset.
  */
-export const RUNTIME_ENV_NAMES = ["DENO_KV_ACCESS_TOKEN"] as const;
+export const RUNTIME_ENV_NAMES = [
+  "DENO_KV_ACCESS_TOKEN",
+  "PGAPPNAME",
+  "PGTARGETSESSIONATTRS",
+] as const;
 
 /** The variables counted in hours or days rather than milliseconds: one unit, in milliseconds. */
 const _ENV_UNITS_MS: { [field in WholeNumberField]?: number } = {

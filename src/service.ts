@@ -11,7 +11,7 @@ import type { Dispatcher } from "./dispatch/dispatcher.ts";
 import type { Flows } from "./flows/flows.ts";
 import { type Clock, systemClock } from "./ops/clock.ts";
 import { createLogger, type Logger } from "./ops/log.ts";
-import { openKvStore } from "./store/kv/open.ts";
+import { openStore } from "./store/open.ts";
 import type { Store } from "./store/store.ts";
 
 /** What {@linkcode createService} needs. */
@@ -19,8 +19,9 @@ export interface ServiceOptions {
   /** The settings; what is left out takes its default (`DEFAULTS`). */
   config: ConfigInput;
   /**
-   * Where events live; by default Deno KV at `config.kvPath` (its directory created), which
-   * `stop()` closes. A store passed in is the caller's to close.
+   * Where events live; by default the store the configuration selects (PostgreSQL at
+   * `config.storeUrl`, else Deno KV at `config.kvPath`, its directory created), which `stop()`
+   * closes. A store passed in is the caller's to close.
    */
   store?: Store;
   /** The caller's handlers, run beside the built-in ones (logging, status tracking, echo). */
@@ -66,8 +67,13 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   const logger = options.logger ??
     createLogger({ level: config.logLevel, format: config.logFormat });
   for (const warning of warnings) logger.warn(warning);
-  const store = options.store ??
-    await openKvStore(config.kvPath, { ...storeOptions(config), logger });
+  const opened = options.store ? undefined : await openStore(config, {
+    storeOptions: storeOptions(config),
+    logger,
+    isKvPathSet: true,
+    isDeploy: false,
+  });
+  const store = options.store ?? opened!.store;
   const app = await createApp({
     config,
     logger,
@@ -88,7 +94,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       await app.drain();
       const graceMs = stopOptions.graceMs ?? DEFAULT_STOP_GRACE_MS;
       await Promise.all([app.worker.stop(graceMs), app.deliveries.stop(graceMs)]);
-      if (!options.store) store.close();
+      await opened?.close();
     },
     app,
   };

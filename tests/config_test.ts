@@ -385,3 +385,30 @@ Deno.test("every task that runs the service has the start task's flags, written 
   assert.match(tasks.dev, /; deno task run --watch .* main\.ts --dev$/);
   assert.doesNotMatch(start, /--env-file/);
 });
+
+Deno.test("loadConfig() reads STORE_URL (a PostgreSQL URL, or unset for Deno KV) and STORE_POOL_SIZE, never quoting the URL", () => {
+  const env = { APP_SECRET: "a".repeat(32), VERIFY_TOKEN: "verify-token-0123" };
+  const kv = loadConfig(env).config;
+  assert.equal(kv.storeUrl, undefined, "unset keeps Deno KV");
+  assert.equal(kv.storePoolSize, DEFAULTS.storePoolSize);
+  assert.equal(loadConfig({ ...env, STORE_URL: "" }).config.storeUrl, undefined);
+  const url = "postgresql://wa:s3cret-pw@db.internal:5433/wa?sslmode=require";
+  const pg = loadConfig({ ...env, STORE_URL: url, STORE_POOL_SIZE: "25" }).config;
+  assert.equal(pg.storeUrl, url);
+  assert.equal(pg.storePoolSize, 25);
+  const refusals: [Record<string, string>, RegExp][] = [
+    [{ STORE_URL: "mysql://wa:s3cret-pw@db/wa" }, /STORE_URL must start with "postgres:\/\/"/],
+    [{ STORE_URL: "postgres://db.internal/wa" }, /STORE_URL names no user/],
+    [{ STORE_URL: "postgres://wa:s3cret-pw@db/wa?sslmode=sometimes" }, /sslmode "sometimes"/],
+    [{ STORE_POOL_SIZE: "1" }, /STORE_POOL_SIZE expected a whole number from 2 to 200/],
+  ];
+  for (const [extra, reason] of refusals) {
+    assert.throws(
+      () => loadConfig({ ...env, ...extra }),
+      (error) =>
+        error instanceof ConfigError && reason.test(error.message) &&
+        !error.message.includes("s3cret-pw"),
+      JSON.stringify(extra),
+    );
+  }
+});

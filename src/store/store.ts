@@ -5,8 +5,8 @@
  * read queue figures and probe readiness.
  *
  * Nothing here names a key, a row, a versionstamp or an entry format: a caller never learns which
- * store it has. Each implementation lives in a folder of its own (`kv/` today) and passes the one
- * contract suite (`tests/store_contract.ts`) unchanged.
+ * store it has. Each implementation lives in a folder of its own (`kv/`, `pg/`) and passes the one
+ * contract suite (`tests/store_contract.ts`) unchanged; `pg/` is the PostgreSQL one.
  *
  * @module
  */
@@ -210,6 +210,13 @@ export interface Store {
 
   /** Every destination paused now, with why and since when. */
   listPausedDestinations(): Promise<DestinationPause[]>;
+
+  /**
+   * Calls `callback` whenever another instance sharing the store may have made work due (new
+   * events or delivery jobs, a replay), so the worker and the deliverers look at once rather than
+   * at their next poll; returns its removal. Absent for a store only one instance uses.
+   */
+  onDue?(callback: () => void): () => void;
 
   /** Lets go of the store; nothing may be called after. */
   close(): void;
