@@ -407,7 +407,14 @@ Deno.test({
             `serving ${Math.round(recoveryMs)} ms after the restart, ` +
             `${ids.filter((id) => runs.get(id)! > 1n).length} runs repeated`,
         );
-        for (const service of services) assert.equal((await service.stop("SIGTERM")).code, 0);
+        for (const service of services) {
+          const { code } = await service.stop("SIGTERM");
+          assert.equal(
+            code,
+            0,
+            `exit code on SIGTERM; its last lines:\n${service.output.slice(-15).join("\n")}`,
+          );
+        }
       });
     } finally {
       await cluster.destroy();
