@@ -230,7 +230,12 @@ Deno.test("sendOnce() retries when no answer comes within the timeout", async ()
  * A server that answers the status at once, then trickles `chunk` every `everyMs` until the
  * client leaves or `STALL_MS` pass. `cancelled` resolves when the client has closed the body.
  */
-function startTricklingServer(status: number, chunk: Uint8Array, everyMs: number) {
+function startTricklingServer(
+  status: number,
+  chunk: Uint8Array,
+  everyMs: number,
+  headers: Record<string, string> = {},
+) {
   let markCancelled: () => void = () => {};
   const cancelled = new Promise<void>((resolve) => (markCancelled = resolve));
   let sentBytes = 0;
@@ -254,7 +259,7 @@ function startTricklingServer(status: number, chunk: Uint8Array, everyMs: number
         markCancelled();
       },
     });
-    return new Response(body, { status });
+    return new Response(body, { status, headers });
   });
   return { ...server, cancelled, sentBytes: () => sentBytes };
 }
@@ -272,6 +277,26 @@ Deno.test("sendOnce() ends an endless trickling body at the timeout and keeps th
       new RegExp(`its body was not read within ${SHORT_TIMEOUT_MS} ms$`),
     );
     assert.ok(await isClosedSoon(server.cancelled), "the body was closed, not left hanging");
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("sendOnce() ends at the timeout a short declared body that never arrives whole", async () => {
+  // Content-Length promises 4,000 bytes; one comes every 20 ms: the whole-body read
+  // of a short answer is cut off by the timeout like the reader's.
+  const server = startTricklingServer(503, new TextEncoder().encode("x"), 20, {
+    "Content-Length": "4000",
+  });
+  try {
+    const outcome = await send(server.url, { timeoutMs: SHORT_TIMEOUT_MS });
+    assert.ok(outcome.kind === "retry", `got ${outcome.kind}`);
+    assert.equal(outcome.status, 503);
+    assert.ok(outcome.durationMs < SHORT_TIMEOUT_MS + 1_000, `${outcome.durationMs} ms`);
+    assert.match(
+      outcome.reason,
+      new RegExp(`its body was not read within ${SHORT_TIMEOUT_MS} ms$`),
+    );
   } finally {
     await server.close();
   }
