@@ -6,8 +6,7 @@
  * @module
  */
 import { Dispatcher } from "../src/dispatch/dispatcher.ts";
-import { commitWithRetry } from "../src/store/kv/commit.ts";
-import { retryWhileLocked } from "../src/store/kv/commit.ts";
+import { commitWithRetry, isDatabaseLocked, retryWhileLocked } from "../src/store/kv/commit.ts";
 import type { KvEventRecord } from "../src/store/kv/keys.ts";
 
 /** Options for {@linkcode countingDispatcher}. */
@@ -27,16 +26,36 @@ export function countingDispatcher(options: CountingOptions): Dispatcher {
   return new Dispatcher().on("message", async ({ event, signal }) => {
     // Several processes or isolates open the file at once: retry SQLite's "database is locked".
     const kv = await (opened ??= retryWhileLocked(() => Deno.openKv(options.kvPath)));
-    // Several processes share the KV file: commits retry SQLite's "database is locked".
-    await commitWithRetry(() => kv.atomic().sum(["test_runs", event.id], 1n));
+    // Several processes share the KV file: commits retry SQLite's "database is locked", and go on
+    // retrying past the store's short bound, so that the count never fails a run (a failed run is
+    // retried, which the tests would count as a second run of the handler).
+    await _patiently(() => commitWithRetry(() => kv.atomic().sum(["test_runs", event.id], 1n)));
     if (handlerMs > 0) await new Promise((resolve) => setTimeout(resolve, handlerMs));
     signal.throwIfAborted();
-    await commitWithRetry(() =>
-      kv.atomic()
-        .check({ key: ["test_effects", event.id], versionstamp: null })
-        .set(["test_effects", event.id], options.handledBy)
+    await _patiently(() =>
+      commitWithRetry(() =>
+        kv.atomic()
+          .check({ key: ["test_effects", event.id], versionstamp: null })
+          .set(["test_effects", event.id], options.handledBy)
+      )
     );
   }, { name: "count" });
+}
+
+/** How long the counting handler keeps retrying a locked KV file before its run fails. */
+const PATIENCE_MS = 20_000;
+
+/** Runs `commit` again while it fails with `database is locked`, for up to {@linkcode PATIENCE_MS}. */
+async function _patiently<T>(commit: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + PATIENCE_MS;
+  for (;;) {
+    try {
+      return await commit();
+    } catch (error) {
+      if (!isDatabaseLocked(error) || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 30));
+    }
+  }
 }
 
 /** What the counting handler left in a KV file, and every event's state. */
