@@ -5,7 +5,7 @@
  * @module
  */
 import type { WebhookEvent } from "../events/events.ts";
-import type { RunOutcome } from "./store.ts";
+import type { EventSummary, RunOutcome } from "./store.ts";
 
 /** The record of an event: where it is in processing, and its attempts. */
 export interface EventRecord {
@@ -182,4 +182,21 @@ export function totalAttempts(record: EventRecord): number {
  */
 export function currentError(record: EventRecord): string | undefined {
   return record.state === "done" ? undefined : record.lastError;
+}
+
+/**
+ * A record as one line of the event log, the same in every store: every run counted (replayed ones
+ * included), the reception as an ISO string, the last error while it stands.
+ */
+export function eventSummary(record: EventRecord): EventSummary {
+  const summary: EventSummary = {
+    id: record.id,
+    kind: record.kind,
+    state: record.state,
+    attempts: totalAttempts(record),
+    receivedAt: new Date(record.receivedAt).toISOString(),
+  };
+  const lastError = currentError(record);
+  if (lastError !== undefined) summary.lastError = lastError;
+  return summary;
 }

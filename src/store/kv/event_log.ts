@@ -9,10 +9,9 @@
  *
  * @module
  */
-import { currentError, replayedRecord, totalAttempts } from "../event_record.ts";
+import { eventSummary, replayedRecord } from "../event_record.ts";
 import {
   type EventPage,
-  type EventSummary,
   InvalidCursorError,
   type ListEventsOptions,
   type ReplayResult,
@@ -95,7 +94,7 @@ export async function listEvents(kv: Deno.Kv, options: ListEventsOptions): Promi
       });
     }
     if (options.jobState !== undefined) await _keepWithJobIn(kv, matching, options.jobState);
-    return matching.map((record) => record && _summary(record));
+    return matching.map((record) => record && eventSummary(record));
   }, index);
   return cursor === undefined ? { events: items } : { events: items, cursor };
 }
@@ -346,19 +345,6 @@ async function _keepWithJobIn(
   records.forEach((record, n) => {
     if (record && !withJobIn.has(record)) records[n] = null;
   });
-}
-
-function _summary(record: KvEventRecord): EventSummary {
-  const summary: EventSummary = {
-    id: record.id,
-    kind: record.kind,
-    state: record.state,
-    attempts: totalAttempts(record),
-    receivedAt: new Date(record.receivedAt).toISOString(),
-  };
-  const lastError = currentError(record);
-  if (lastError !== undefined) summary.lastError = lastError;
-  return summary;
 }
 
 /** A cursor is the last timeline position consumed, as base64url JSON: opaque to clients. */

@@ -7,14 +7,8 @@
  * @module
  */
 import type postgres from "postgres";
-import { currentError, totalAttempts } from "../event_record.ts";
-import type {
-  EventPage,
-  EventSummary,
-  ListEventsOptions,
-  ReplayResult,
-  StoredEvent,
-} from "../store.ts";
+import { eventSummary } from "../event_record.ts";
+import type { EventPage, ListEventsOptions, ReplayResult, StoredEvent } from "../store.ts";
 import { decodeCursor, encodeCursor } from "./cursor.ts";
 import {
   EVENT_COLUMNS,
@@ -86,7 +80,7 @@ export async function listEvents(
     params,
   );
   const page = rows.slice(0, limit);
-  const events = page.map((row) => _summary(row));
+  const events = page.map((row) => eventSummary(eventRecordOf(row, { isListed: true })));
   const last = page.at(-1);
   return rows.length > limit && last
     ? { events, cursor: encodeCursor({ receivedAt: last.received_at, seq: last.seq }) }
@@ -149,17 +143,3 @@ function _factFilters(options: ListEventsOptions): [string, string][] {
 /** The columns a replay sets (`$1` is now), as `replayedRecord` says. */
 const _REPLAYED = "state = 'pending', due_at = $1, ready_at = $1, attempts = 0, " +
   "replayed_attempts = coalesce(replayed_attempts, 0) + attempts, completed_handlers = '[]'";
-
-function _summary(row: EventRow): EventSummary {
-  const record = eventRecordOf(row, { isListed: true });
-  const summary: EventSummary = {
-    id: record.id,
-    kind: record.kind,
-    state: record.state,
-    attempts: totalAttempts(record),
-    receivedAt: new Date(record.receivedAt).toISOString(),
-  };
-  const lastError = currentError(record);
-  if (lastError !== undefined) summary.lastError = lastError;
-  return summary;
-}
