@@ -184,9 +184,40 @@ Deno.test({
       await page.goto(`${origin}/console`);
       await assertAccessible(page, "overview");
       await screenshot(page, "overview");
+      // A phone: long ids and emoji wrap, nothing scrolls sideways.
+      const emoji = JSON.stringify(textDelivery(4, "🙂🎉 Olá! 👩🏽‍💻".repeat(12)));
+      assert.equal((await postDelivery(origin, emoji)).status, 200);
       await page.setViewport({ width: 390, height: 844 });
+      for (
+        const path of ["/console/events", `/console/events/${encodeURIComponent(eventIdOf(4))}`]
+      ) {
+        await page.goto(`${origin}${path}`);
+        const overflow = await page.evaluate(() =>
+          document.documentElement.scrollWidth - document.documentElement.clientWidth
+        );
+        assert.ok(overflow <= 0, `${path} is ${overflow} px wider than a phone's screen`);
+      }
       await page.goto(`${origin}/console/events`);
       await screenshot(page, "events-phone");
+
+      // A keyboard alone: Tab to the token field, type, Enter signs in.
+      const keyboardOnly = await (await browser.createBrowserContext()).newPage();
+      await keyboardOnly.goto(`${origin}/console/sign-in`);
+      for (let n = 0; n < 10; n++) {
+        const focused = await keyboardOnly.evaluate(() =>
+          document.activeElement?.getAttribute("name")
+        );
+        if (focused === "token") break;
+        await keyboardOnly.keyboard.press("Tab");
+      }
+      assert.equal(
+        await keyboardOnly.evaluate(() => document.activeElement?.getAttribute("name")),
+        "token",
+        "the token field is reached with Tab",
+      );
+      await keyboardOnly.keyboard.type(TEST_ADMIN_TOKEN);
+      await Promise.all([keyboardOnly.waitForNavigation(), keyboardOnly.keyboard.press("Enter")]);
+      assert.equal(new URL(keyboardOnly.url()).pathname, "/console");
     } finally {
       await browser.close();
       await consumer.shutdown();
