@@ -8,6 +8,9 @@
  * (`security_headers.ts`). With no admin token there are no handlers at all: `/console` answers
  * 404 like the admin API. The token is never logged; sign-in failures are logged without it.
  *
+ * The pages' queries are read in their own modules (`event_query.ts`, `recover_query.ts`), and
+ * the overview's chart is counted in `event_rate.ts`; this module wires them to the pages.
+ *
  * @module
  */
 import type { Clock } from "../ops/clock.ts";
@@ -18,48 +21,39 @@ import { timingSafeEqual } from "../http/secure_compare.ts";
 import type { Destination } from "../destinations/declarations.ts";
 import type { Deliveries } from "../destinations/deliveries.ts";
 import { OPERATOR_PAUSE_REASON } from "../admin/destinations.ts";
-import { pageQuery } from "../admin/page_query.ts";
-import { EVENT_KINDS, EVENT_STATES } from "../store/event_record.ts";
-import { JOB_STATES } from "../store/job_record.ts";
-import {
-  type EventSummary,
-  InvalidCursorError,
-  type ListEventsOptions,
-  type Store,
-} from "../store/store.ts";
+import type { Store } from "../store/store.ts";
 import { CONSOLE_CSS, CONSOLE_JS } from "./assets.ts";
 import { assertCsrfToken, assertSameOrigin, readForm } from "./csrf.ts";
+import {
+  CONSOLE_PAGE_SIZE,
+  eventFilterQuery,
+  eventListOptions,
+  listEventsForPage,
+  withEventTypes,
+} from "./event_query.ts";
+import { eventRate } from "./event_rate.ts";
+import {
+  countMatches,
+  deadJobsMatching,
+  MAX_REPLAY_PER_REQUEST,
+  recoverFilter,
+  recoverRange,
+} from "./recover_query.ts";
 import { ErrorPage, htmlResponse } from "./layout.tsx";
 import { withSecurityHeaders } from "./security_headers.ts";
 import { createSessions, isSecureRequest, type Session } from "./session.ts";
 import { SignInPage } from "./pages/sign_in.tsx";
-import {
-  EVENT_FILTER_FIELDS,
-  type EventFilterQuery,
-  eventHref,
-  type EventRow,
-  EventsPage,
-  typeOfEvent,
-} from "./pages/events.tsx";
+import { eventHref, EventsPage } from "./pages/events.tsx";
 import { EventPage } from "./pages/event.tsx";
 import { destinationHealth, DestinationsPage } from "./pages/destinations.tsx";
-import { type RecoverFilter, RecoverPage } from "./pages/recover.tsx";
+import { RecoverPage } from "./pages/recover.tsx";
 import { MessagePage } from "./pages/message.tsx";
-import { type EventRate, OverviewPage } from "./pages/overview.tsx";
+import { OverviewPage } from "./pages/overview.tsx";
 
-/** Events per page of the events page: one screen's worth, cheap to redraw every poll. */
-export const CONSOLE_PAGE_SIZE = 50;
 /** Dead letters listed per section of the recover page. */
 const RECOVER_LIST_SIZE = 20;
 /** Dead jobs shown per destination on the destinations page. */
 const LAST_ERRORS_SHOWN = 5;
-/** Matches replayed at most by one "replay all" (the rest: press again); also the count's bound. */
-export const MAX_REPLAY_PER_REQUEST = 1_000;
-/** The overview's chart: the last three hours, a bar a minute. */
-const RATE_WINDOW_MS = 3 * 3_600_000;
-const RATE_BUCKET_MS = 60_000;
-/** Events read at most to draw the chart (the page says "+" beyond). */
-const RATE_MAX_EVENTS = 20_000;
 /** Waiting groups read for the queue's figures (as the readiness probe's metrics do). */
 const QUEUE_READ_LIMIT = 10_000;
 /** Waiting jobs read per destination for its backlog (as `GET /admin/destinations`). */
@@ -169,7 +163,7 @@ export async function createConsoleHandlers(
     overview: page(async (_request, { csrf }) => {
       const now = clock.now();
       const [rate, queue, dead, destinations] = await Promise.all([
-        _eventRate(store, now),
+        eventRate(store, now),
         store.queueFigures(now, QUEUE_READ_LIMIT),
         store.listEvents({ state: "dead", limit: MAX_REPLAY_PER_REQUEST }),
         Promise.all(options.destinations.map(async ({ name }) => {
@@ -223,9 +217,9 @@ export async function createConsoleHandlers(
     stylesheet: _asset(CONSOLE_CSS, "text/css; charset=utf-8"),
     script: _asset(CONSOLE_JS, "text/javascript; charset=utf-8"),
     events: page(async (_request, { csrf, url }) => {
-      const query = _filterQuery(url.searchParams);
-      const listOptions = _eventListOptions(url.searchParams, CONSOLE_PAGE_SIZE);
-      const found = await _listEvents(store, listOptions);
+      const query = eventFilterQuery(url.searchParams);
+      const listOptions = eventListOptions(url.searchParams, CONSOLE_PAGE_SIZE);
+      const found = await listEventsForPage(store, listOptions);
       const filterOnly = new URLSearchParams(
         Object.entries(query).filter(([, value]) => value !== ""),
       );
@@ -235,7 +229,7 @@ export async function createConsoleHandlers(
       return htmlResponse(EventsPage({
         csrf,
         query,
-        events: await _withTypes(store, found.events),
+        events: await withEventTypes(store, found.events),
         nextHref,
         liveHref: listOptions.cursor === undefined
           ? `/console/events/live?${filterOnly}`
@@ -247,12 +241,12 @@ export async function createConsoleHandlers(
       const session = await sessions.verify(request, clock.now());
       if (!session) throw new HttpError(401, "Sign in to the console first");
       const url = new URL(request.url);
-      const found = await _listEvents(
+      const found = await listEventsForPage(
         store,
-        _eventListOptions(url.searchParams, CONSOLE_PAGE_SIZE),
+        eventListOptions(url.searchParams, CONSOLE_PAGE_SIZE),
       );
       return Response.json({
-        events: (await _withTypes(store, found.events)).map((event) => ({
+        events: (await withEventTypes(store, found.events)).map((event) => ({
           ...event,
           href: eventHref(event.id),
         })),
@@ -344,19 +338,19 @@ export async function createConsoleHandlers(
       return _withNotice(back, "replayed", 1);
     }),
     recover: page(async (_request, { csrf, url }) => {
-      const filter = _recoverFilter(url.searchParams);
-      const range = _recoverRange(url.searchParams);
+      const filter = recoverFilter(url.searchParams);
+      const range = recoverRange(url.searchParams);
       const [deadEvents, deadJobs] = await Promise.all([
-        _listEvents(store, { ...range, state: "dead", limit: RECOVER_LIST_SIZE }),
+        listEventsForPage(store, { ...range, state: "dead", limit: RECOVER_LIST_SIZE }),
         Promise.all(options.destinations.map(async ({ name }) => ({
           destination: name,
-          jobs: await _deadJobsMatching(store, name, range, RECOVER_LIST_SIZE),
+          jobs: await deadJobsMatching(store, name, range, RECOVER_LIST_SIZE),
         }))),
       ]);
       const target = url.searchParams.get("confirm");
       let confirmation;
       if (target === "handlers" || (target !== null && declared.has(target))) {
-        const { count, atLeast } = await _countMatches(store, target, range, clock.now());
+        const { count, atLeast } = await countMatches(store, target, range, clock.now());
         confirmation = { target, count, atLeast };
       }
       return htmlResponse(RecoverPage({
@@ -370,11 +364,11 @@ export async function createConsoleHandlers(
     }),
     replayMatching: action(async (form, { log }) => {
       const target = form.get("target") ?? "";
-      const range = _recoverRange(form);
+      const range = recoverRange(form);
       const now = clock.now();
       let replayed = 0;
       if (target === "handlers") {
-        const found = await _listEvents(store, {
+        const found = await listEventsForPage(store, {
           ...range,
           state: "dead",
           limit: MAX_REPLAY_PER_REQUEST,
@@ -468,152 +462,4 @@ function _notice(url: URL): string | undefined {
 function _backTo(form: URLSearchParams, fallback: string): string {
   const back = form.get("back") ?? "";
   return /^\/console(\/[A-Za-z0-9%._~:@!$&'()*+,;=-]*)*$/.test(back) ? back : fallback;
-}
-
-/** The events page's filter as typed, for the form. */
-function _filterQuery(query: URLSearchParams): EventFilterQuery {
-  const typed: EventFilterQuery = {};
-  for (const field of EVENT_FILTER_FIELDS) typed[field] = (query.get(field) ?? "").slice(0, 256);
-  return typed;
-}
-
-/** Reads the events page's query into the store's options (400 for a bad value). */
-function _eventListOptions(query: URLSearchParams, limit: number): ListEventsOptions {
-  const page = pageQuery(query, "events");
-  const options: ListEventsOptions = { limit };
-  const state = page.oneOf("state", EVENT_STATES);
-  if (state !== undefined) options.state = state;
-  const kind = page.oneOf("kind", EVENT_KINDS);
-  if (kind !== undefined) options.kind = kind;
-  const jobState = page.oneOf("jobState", JOB_STATES);
-  if (jobState !== undefined) options.jobState = jobState;
-  const text = (name: string): string | undefined =>
-    query.get(name)?.trim().slice(0, 256) || undefined;
-  const field = text("field");
-  if (field !== undefined) options.field = field;
-  const type = text("type");
-  if (type !== undefined) options.type = type;
-  const business = text("business");
-  if (business !== undefined) options.businessNumber = business;
-  const party = text("party");
-  if (party !== undefined) options.party = party;
-  const from = page.time("from");
-  if (from !== undefined) options.receivedFrom = from;
-  const to = page.time("to");
-  if (to !== undefined) options.receivedTo = to;
-  const cursor = page.cursor();
-  if (cursor !== undefined) options.cursor = cursor;
-  return options;
-}
-
-/**
- * The rows with their type (`typeOfEvent`), reading each event back: one page's worth (at most
- * {@linkcode CONSOLE_PAGE_SIZE}), since the store's summaries do not carry it.
- */
-async function _withTypes(store: Store, events: readonly EventSummary[]): Promise<EventRow[]> {
-  const stored = await Promise.all(events.map((event) => store.getEvent(event.id)));
-  return events.map((event, n) => {
-    const type = stored[n] ? typeOfEvent(stored[n].event) : undefined;
-    return type === undefined ? event : { ...event, type };
-  });
-}
-
-async function _listEvents(store: Store, options: ListEventsOptions) {
-  return await store.listEvents(options).catch((error) => {
-    if (error instanceof InvalidCursorError) throw new HttpError(400, error.message);
-    throw error;
-  });
-}
-
-function _recoverFilter(query: URLSearchParams): RecoverFilter {
-  const text = (name: string): string | undefined => query.get(name)?.slice(0, 64) || undefined;
-  return { kind: text("kind"), from: text("from"), to: text("to") };
-}
-
-/** The recover filter as store options: kind and time of reception. */
-function _recoverRange(
-  query: URLSearchParams,
-): Pick<ListEventsOptions, "kind" | "receivedFrom" | "receivedTo"> {
-  const page = pageQuery(query, "dead letters");
-  const range: Pick<ListEventsOptions, "kind" | "receivedFrom" | "receivedTo"> = {};
-  const kind = page.oneOf("kind", EVENT_KINDS);
-  if (kind !== undefined) range.kind = kind;
-  const from = page.time("from");
-  if (from !== undefined) range.receivedFrom = from;
-  const to = page.time("to");
-  if (to !== undefined) range.receivedTo = to;
-  return range;
-}
-
-/** Dead jobs of `destination` matching `range`, newest first, at most `limit`. */
-async function _deadJobsMatching(
-  store: Store,
-  destination: string,
-  range: Pick<ListEventsOptions, "kind" | "receivedFrom" | "receivedTo">,
-  limit: number,
-) {
-  if (
-    range.kind === undefined && range.receivedFrom === undefined && range.receivedTo === undefined
-  ) {
-    return (await store.listJobs(destination, { state: "dead", limit })).jobs;
-  }
-  const events = await store.listEvents({ ...range, jobState: "dead", limit: limit * 4 });
-  const jobs = await Promise.all(events.events.map((event) => store.getJobs(event.id)));
-  return jobs.flat().filter((job) => job.destination === destination && job.state === "dead")
-    .slice(0, limit);
-}
-
-/** How many dead letters of `target` match `range`, counted up to the replay's bound. */
-async function _countMatches(
-  store: Store,
-  target: string,
-  range: Pick<ListEventsOptions, "kind" | "receivedFrom" | "receivedTo">,
-  now: number,
-): Promise<{ count: number; atLeast: boolean }> {
-  if (target === "handlers") {
-    const found = await store.listEvents({
-      ...range,
-      state: "dead",
-      limit: MAX_REPLAY_PER_REQUEST,
-    });
-    return { count: found.events.length, atLeast: found.cursor !== undefined };
-  }
-  let count = 0;
-  let cursor: string | undefined;
-  do {
-    const outcome = await store.replayJobs(target, {
-      ...range,
-      now,
-      state: "dead",
-      limit: MAX_REPLAY_PER_REQUEST - count,
-      dryRun: true,
-      ...(cursor === undefined ? {} : { cursor }),
-    });
-    count += outcome.matched;
-    cursor = outcome.cursor;
-  } while (cursor !== undefined && count < MAX_REPLAY_PER_REQUEST);
-  return { count, atLeast: cursor !== undefined };
-}
-
-/** Events per minute over the chart's window, read from the event log. */
-async function _eventRate(store: Store, now: number): Promise<EventRate> {
-  const startMs = Math.floor((now - RATE_WINDOW_MS) / RATE_BUCKET_MS) * RATE_BUCKET_MS +
-    RATE_BUCKET_MS;
-  const counts = new Array<number>(RATE_WINDOW_MS / RATE_BUCKET_MS).fill(0);
-  let read = 0;
-  let cursor: string | undefined;
-  do {
-    const page = await store.listEvents({
-      receivedFrom: startMs,
-      limit: 1_000,
-      ...(cursor === undefined ? {} : { cursor }),
-    });
-    for (const event of page.events) {
-      const bucket = Math.floor((Date.parse(event.receivedAt) - startMs) / RATE_BUCKET_MS);
-      if (bucket >= 0 && bucket < counts.length) counts[bucket]!++;
-    }
-    read += page.events.length;
-    cursor = page.cursor;
-  } while (cursor !== undefined && read < RATE_MAX_EVENTS);
-  return { startMs, bucketMs: RATE_BUCKET_MS, counts, isPartial: cursor !== undefined };
 }
