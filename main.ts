@@ -12,7 +12,8 @@
  */
 import { type App, createApp, storeOptions } from "./src/app.ts";
 import { systemClock } from "./src/ops/clock.ts";
-import { type Config, ConfigError, hasWorker } from "./src/config.ts";
+import { type Config, ConfigError } from "./src/config.ts";
+import { hasWorker } from "./src/config_rules.ts";
 import { CONFIG_NAMES, loadConfig } from "./src/config_env.ts";
 import { isDenoDeploy } from "./src/ops/deno_deploy.ts";
 import {

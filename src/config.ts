@@ -1,18 +1,14 @@
 /**
  * Configuration: one camelCase {@linkcode Config} in milliseconds, every default written once in
- * {@linkcode DEFAULTS}, every bound once in {@linkcode BOUNDS}, resolved once at start.
+ * {@linkcode DEFAULTS}, every bound once in {@linkcode BOUNDS}, each setting's validation in one
+ * schema, resolved once at start.
  *
  * {@linkcode resolveConfig} takes the settings from code; `config_env.ts` reads them from the
  * environment (`loadConfig`, for `main.ts`). Both go through {@linkcode resolveSettings}: it fills
- * the defaults, applies the same bounds and cross-checks, and throws a {@linkcode ConfigError}
- * naming the setting as it was given: the variable, or the field.
- *
- * The service fails closed: without an app secret or a verify token, with the placeholder values
- * of `.env.example`, or with echo replies on and no access token, outside development, the
- * configuration is refused. In development the last two are warnings (and echo stays off).
- * Settings that cannot work together are refused too (a retry base delay above the maximum
- * delay), and so is a WhatsApp Flows private key that cannot be read (damaged, encrypted without
- * its passphrase, not RSA, under 2048 bits); an app secret too short to be Meta's is a warning.
+ * the defaults, applies the same bounds, then the rules between settings of `config_rules.ts`
+ * (the fail-closed checks), and throws a {@linkcode ConfigError} naming the setting as it was
+ * given: the variable, or the field. The service fails closed: without an app secret or a verify
+ * token there is no configuration.
  *
  * @module
  */
@@ -25,7 +21,7 @@ import {
   type Destination,
   type DestinationDeclaration,
 } from "./destinations/declarations.ts";
-import { FlowsKeyError, readFlowsPrivateKey } from "./flows/keys.ts";
+import { crossCheck } from "./config_rules.ts";
 
 const MINUTE_MS = 60_000;
 /** One hour in milliseconds: the unit of the settings the environment gives in hours. */
@@ -208,21 +204,8 @@ export const DEFAULTS = Object.freeze({
   consoleHidesText: false,
 }) satisfies Partial<Config>;
 
-/** The placeholder secrets of `.env.example`: accepted only in development, with a warning. */
-export const DEVELOPMENT_PLACEHOLDERS = {
-  APP_SECRET: "dev-app-secret-change-me",
-  VERIFY_TOKEN: "dev-verify-token-change-me",
-  ADMIN_TOKEN: "dev-admin-token-change-me",
-} as const;
-
 /** Admin tokens shorter than this are refused: they could be guessed. */
 const MIN_ADMIN_TOKEN_LENGTH = 16;
-
-/**
- * Meta's app secrets are 32 hex characters; a secret shorter than this cannot be one (a typo, or a
- * value copied from the wrong field) and gets a warning: no delivery from Meta would verify.
- */
-const MIN_APP_SECRET_LENGTH = 16;
 
 /** A Flows path: plain segments, so that it is matched exactly like the other fixed routes. */
 const _FLOWS_PATH = /^\/[A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*$/;
@@ -469,7 +452,9 @@ export function resolveSettings(
       ).join("\n"),
     );
   }
-  return _crossCheck(parsed.data, options, naming);
+  const checked = crossCheck(parsed.data, { ...options, naming });
+  if (checked.problems.length > 0) throw new ConfigError(checked.problems.join("\n"));
+  return { config: checked.config, warnings: checked.warnings };
 }
 
 function _problemsOf(issue: z.core.$ZodIssue): SettingProblem[] {
@@ -478,130 +463,4 @@ function _problemsOf(issue: z.core.$ZodIssue): SettingProblem[] {
   }
   const field = issue.path[0];
   return [{ ...(field === undefined ? {} : { field: String(field) }), reason: issue.message }];
-}
-
-/** Refuses settings that cannot work together, and warns about what may be a mistake. */
-function _crossCheck(
-  checked: Config,
-  options: LoadConfigOptions,
-  naming: (field: keyof Config) => string,
-): LoadedConfig {
-  let config = checked;
-  const problems: string[] = [];
-  const warnings: string[] = [];
-  const placeholders = _placeholdersInUse(config).map(naming);
-  if (placeholders.length > 0) {
-    if (options.isDevelopment) {
-      warnings.push(
-        `Development secrets in use (${placeholders.join(", ")}): never expose this instance`,
-      );
-    } else {
-      problems.push(
-        ...placeholders.map((name) =>
-          `Invalid configuration: ${name} is the development placeholder from .env.example; set a real value`
-        ),
-      );
-    }
-  }
-  const shortSecrets = config.appSecrets.filter((secret) => secret.length < MIN_APP_SECRET_LENGTH);
-  for (const secret of shortSecrets) {
-    // Only its length is quoted: the secret itself never reaches a log line.
-    warnings.push(
-      `${naming("appSecrets")} has a secret of ${secret.length} character${
-        secret.length === 1 ? "" : "s"
-      }, but Meta's app secrets are 32 hex characters: copy it from the App Dashboard (App settings > Basic), or no delivery will verify`,
-    );
-  }
-  if (config.retryBaseDelayMs > config.retryMaxDelayMs) {
-    const [base, max] = [naming("retryBaseDelayMs"), naming("retryMaxDelayMs")];
-    problems.push(
-      `Invalid configuration: ${base} is "${config.retryBaseDelayMs}", above ${max} "${config.retryMaxDelayMs}": lower ${base} or raise ${max}`,
-    );
-  }
-  if (config.echoReplies && !hasGraphToken(config)) {
-    const [echo, token, tokens] = [
-      naming("echoReplies"),
-      naming("whatsappToken"),
-      naming("whatsappTokens"),
-    ];
-    if (options.isDevelopment) {
-      // `.env.example` turns echo on with an empty token: a fresh clone still starts.
-      config = { ...config, echoReplies: false };
-      warnings.push(
-        `${echo} is on but neither ${token} nor ${tokens} is set: echo replies are off`,
-      );
-    } else {
-      problems.push(
-        `Invalid configuration: ${echo} is true but neither ${token} nor ${tokens} is set`,
-      );
-    }
-  }
-  problems.push(..._flowsKeyProblems(config, naming));
-  if (config.mediaCapture && !hasGraphToken(config)) {
-    const [media, token, tokens] = [
-      naming("mediaCapture"),
-      naming("whatsappToken"),
-      naming("whatsappTokens"),
-    ];
-    if (options.isDevelopment) {
-      config = { ...config, mediaCapture: false };
-      warnings.push(
-        `${media} is on but neither ${token} nor ${tokens} is set: media capture is off`,
-      );
-    } else {
-      problems.push(
-        `Invalid configuration: ${media} is on but neither ${token} nor ${tokens} is set`,
-      );
-    }
-  }
-  if (problems.length > 0) throw new ConfigError(problems.join("\n"));
-  return { config, warnings };
-}
-
-/**
- * Why the Flows key cannot be used, when one is set: it must be a readable PEM RSA key of 2048
- * bits or more, decrypted by its passphrase. A passphrase without a key is refused too.
- */
-function _flowsKeyProblems(config: Config, naming: (field: keyof Config) => string): string[] {
-  const [key, passphrase] = [naming("flowsPrivateKey"), naming("flowsKeyPassphrase")];
-  if (config.flowsPrivateKey === undefined) {
-    if (config.flowsKeyPassphrase === undefined) return [];
-    return [
-      `Invalid configuration: ${passphrase} is set but ${key} is not: set the key, or unset the passphrase`,
-    ];
-  }
-  try {
-    readFlowsPrivateKey({
-      pem: config.flowsPrivateKey,
-      passphrase: config.flowsKeyPassphrase,
-      passphraseName: passphrase,
-    });
-    return [];
-  } catch (error) {
-    if (error instanceof FlowsKeyError) return [`Invalid configuration: ${key} ${error.message}`];
-    throw error;
-  }
-}
-
-/** Whether a Flows private key is configured: the Flows endpoint is on. */
-export function hasFlows(config: Config): boolean {
-  return config.flowsPrivateKey !== undefined;
-}
-
-/** True unless `workerConcurrency` is 0: a process that only records and acknowledges. */
-export function hasWorker(config: Config): boolean {
-  return config.workerConcurrency > 0;
-}
-
-/** Whether any Cloud API access token is configured, for all numbers or for some. */
-export function hasGraphToken(config: Config): boolean {
-  return config.whatsappToken !== undefined || Object.keys(config.whatsappTokens).length > 0;
-}
-
-function _placeholdersInUse(config: Config): (keyof Config)[] {
-  const used: (keyof Config)[] = [];
-  if (config.appSecrets.includes(DEVELOPMENT_PLACEHOLDERS.APP_SECRET)) used.push("appSecrets");
-  if (config.verifyToken === DEVELOPMENT_PLACEHOLDERS.VERIFY_TOKEN) used.push("verifyToken");
-  if (config.adminToken === DEVELOPMENT_PLACEHOLDERS.ADMIN_TOKEN) used.push("adminToken");
-  return used;
 }

@@ -6,7 +6,8 @@
  * @module
  */
 import { type App, createApp, storeOptions } from "./app.ts";
-import { type ConfigInput, hasWorker, resolveConfig } from "./config.ts";
+import { type ConfigInput, resolveConfig } from "./config.ts";
+import { hasWorker } from "./config_rules.ts";
 import type { Dispatcher } from "./dispatch/dispatcher.ts";
 import type { Flows } from "./flows/flows.ts";
 import { type Clock, systemClock } from "./ops/clock.ts";

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { ConfigError, DEFAULTS, DEVELOPMENT_PLACEHOLDERS, resolveConfig } from "../src/config.ts";
+import { ConfigError, DEFAULTS, resolveConfig } from "../src/config.ts";
+import { DEVELOPMENT_PLACEHOLDERS } from "../src/config_rules.ts";
 import { CONFIG_NAMES, loadConfig, RUNTIME_ENV_NAMES } from "../src/config_env.ts";
 import { taskCommand } from "./service_process.ts";
 

@@ -9,7 +9,7 @@ import { kvStore, TEST_ADMIN_TOKEN, TEST_SECRET, TEST_VERIFY_TOKEN, waitFor } fr
 import { ROOT, runToExit, serviceEnv, startService, withDataDir } from "./service_process.ts";
 import { type SignedDelivery, textDelivery } from "./signed_deliveries.ts";
 import { signBody } from "../src/webhook/signature.ts";
-import { DEVELOPMENT_PLACEHOLDERS } from "../src/config.ts";
+import { DEVELOPMENT_PLACEHOLDERS } from "../src/config_rules.ts";
 import type { EventRecord } from "../src/store/event_record.ts";
 
 const DELIVERY = new TextEncoder().encode('{"object":"whatsapp_business_account","entry":[]}');

@@ -24,7 +24,8 @@
  *
  * @module
  */
-import { DEFAULTS, DEVELOPMENT_PLACEHOLDERS } from "../src/config.ts";
+import { DEFAULTS } from "../src/config.ts";
+import { DEVELOPMENT_PLACEHOLDERS } from "../src/config_rules.ts";
 import { parseDeliveryText, type WebhookEvent } from "../src/events/events.ts";
 import { signBody } from "../src/webhook/signature.ts";
 
