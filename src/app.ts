@@ -244,6 +244,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       hidesText: config.consoleHidesText,
       lastDeliveryAt: () => metrics.lastDeliveryAt(),
       ackLatency: () => metrics.ackLatency(),
+      deliveryRate: (now) => metrics.deliveryRate.series(now),
       silenceAfterMs: config.silenceAfterMs,
       onReplay: () => worker.wake(),
       onJobReplay: () => deliveries.wake(),

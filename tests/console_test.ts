@@ -178,6 +178,20 @@ Deno.test("the overview shows the acknowledgement latency read from the service'
   assert.match(html, /<span class="figure">≤ 5 ms \/ ≤ 500 ms<\/span>/);
 });
 
+Deno.test("the overview charts this instance's deliveries per minute beside the events", async () => {
+  await using server = await startTestServer({ startWorker: false });
+  const { cookie } = await signIn(server.origin);
+  for (const wamids of [["wamid.DPM1"], ["wamid.DPM2", "wamid.DPM3"], ["wamid.DPM1"]]) {
+    assert.equal((await postDelivery(server.origin, textsDelivery(wamids))).status, 200);
+  }
+  const html = await (await fetch(`${server.origin}/console`, { headers: { Cookie: cookie } }))
+    .text();
+  assert.match(html, /<h2>Deliveries per minute \(this instance\)<\/h2>/);
+  // Three deliveries (Meta's retry included) carried three distinct events.
+  assert.match(html, /aria-label="Deliveries per minute over the last 3 hours: 3 in all/);
+  assert.match(html, /aria-label="Events per minute over the last 3 hours: 3 in all/);
+});
+
 /** The text of the event page's section "As Meta sent it": its `<pre>`s, HTML entities undone. */
 function metaPartOf(html: string): { shown: string; revealed: string | undefined } {
   const section = html.slice(html.indexOf("<h2>As Meta sent it</h2>"));

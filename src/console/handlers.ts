@@ -13,6 +13,7 @@
  *
  * @module
  */
+import type { RateSeries } from "../ops/delivery_rate.ts";
 import type { Clock } from "../ops/clock.ts";
 import type { AckLatency } from "../ops/service_metrics.ts";
 import { HttpError, toHttpError } from "../http/errors.ts";
@@ -73,6 +74,8 @@ export interface ConsoleOptions {
   lastDeliveryAt: () => number | undefined;
   /** The acknowledgement latency since the start (the service's metrics); absent: not shown. */
   ackLatency?: () => AckLatency;
+  /** Deliveries recorded per minute by this instance, ending at a time; absent: not shown. */
+  deliveryRate?: (now: number) => RateSeries;
   /** No delivery for this long shows the silence warning; 0 turns it off. */
   silenceAfterMs: number;
   /** Called after events were replayed, to wake the worker. */
@@ -191,6 +194,7 @@ export async function createConsoleHandlers(
           : undefined,
         lastDeliveryAt: last,
         ackLatency: options.ackLatency?.(),
+        deliveryRate: options.deliveryRate?.(clock.now()),
         destinations,
       }));
     }),

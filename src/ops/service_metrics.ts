@@ -29,6 +29,7 @@ import {
 } from "./metrics.ts";
 import type { Store } from "../store/store.ts";
 import { DestinationMetrics } from "./destination_metrics.ts";
+import { DeliveryRate } from "./delivery_rate.ts";
 import { FlowMetrics } from "./flow_metrics.ts";
 import { AlertMetrics } from "./alert_metrics.ts";
 
@@ -197,6 +198,8 @@ export class ServiceMetrics {
   readonly flows: FlowMetrics;
   /** The metric of WhatsApp alerts (`alert_metrics.ts`). */
   readonly alerts: AlertMetrics;
+  /** Deliveries recorded per minute in this process, for the console's chart (`delivery_rate.ts`). */
+  readonly deliveryRate: DeliveryRate = new DeliveryRate();
 
   #startedAt: number;
   #lastDeliveryAt: number | undefined;
@@ -312,6 +315,7 @@ export class ServiceMetrics {
     }
     if (outcome.duplicates.length > 0) this.duplicates.inc({}, outcome.duplicates.length);
     this.#lastDeliveryAt = now;
+    this.deliveryRate.record(now);
   }
 
   /** Counts a delivery by outcome, for outcomes decided outside the intake handler (shutdown). */

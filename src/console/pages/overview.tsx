@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { RateSeries } from "../../ops/delivery_rate.ts";
 import type { VNode } from "preact";
 import type { QueueFigures } from "../../store/store.ts";
 import { ACK_LATENCY_BUCKETS_SECONDS, type AckLatency } from "../../ops/service_metrics.ts";
@@ -34,6 +35,8 @@ export interface OverviewProps {
   lastDeliveryAt: number | undefined;
   /** The acknowledgement latency since this instance started; absent: not shown. */
   ackLatency?: AckLatency | undefined;
+  /** Deliveries recorded per minute by this instance over the chart's window; absent: not shown. */
+  deliveryRate?: RateSeries | undefined;
   destinations: readonly { name: string; health: string; due: number }[];
 }
 
@@ -68,6 +71,12 @@ export function OverviewPage(props: OverviewProps): VNode {
       </div>
       <h2>Events per minute</h2>
       <BarChart rate={props.rate} />
+      {props.deliveryRate && (
+        <>
+          <h2>Deliveries per minute (this instance)</h2>
+          <BarChart rate={props.deliveryRate} noun="deliveries" />
+        </>
+      )}
       <h2>Destinations</h2>
       {props.destinations.length === 0
         ? <p class="muted">No destination is declared.</p>
@@ -120,9 +129,13 @@ function Card(props: { label: string; figure: string; href?: string }): VNode {
 const _WIDTH = 720;
 const _HEIGHT = 160;
 
-/** Bars of events per bucket, with an accessible name and a title per bar. */
-export function BarChart(props: { rate: EventRate }): VNode {
+/** Bars of `noun` (events, deliveries) per bucket, with an accessible name and a title per bar. */
+export function BarChart(
+  props: { rate: Pick<EventRate, "counts" | "startMs" | "bucketMs">; noun?: string },
+): VNode {
   const { counts, startMs, bucketMs } = props.rate;
+  const noun = props.noun ?? "events";
+  const Noun = noun[0]!.toUpperCase() + noun.slice(1);
   const most = Math.max(1, ...counts);
   const barWidth = _WIDTH / Math.max(1, counts.length);
   const hours = Math.round((counts.length * bucketMs) / 3_600_000);
@@ -133,7 +146,7 @@ export function BarChart(props: { rate: EventRate }): VNode {
         class="chart"
         viewBox={`0 0 ${_WIDTH} ${_HEIGHT + 16}`}
         role="img"
-        aria-label={`Events per minute over the last ${hours} hours: ${total} in all, at most ${
+        aria-label={`${Noun} per minute over the last ${hours} hours: ${total} in all, at most ${
           Math.max(0, ...counts)
         } in one minute`}
       >
@@ -154,7 +167,7 @@ export function BarChart(props: { rate: EventRate }): VNode {
         <line x1="0" y1={_HEIGHT} x2={_WIDTH} y2={_HEIGHT} stroke="currentColor" />
       </svg>
       <figcaption class="muted">
-        From {shownTime(startMs)} to now; the tallest bar is {most} events.
+        From {shownTime(startMs)} to now; the tallest bar is {most} {noun}.
       </figcaption>
     </figure>
   );
