@@ -21,8 +21,9 @@
  * - While the destination is paused (declared so, or at run time) nothing is claimed.
  *
  * A job's lease covers its wait for the rate limit and its whole attempt; when the process dies
- * the lease runs out and the job is claimed again. Log lines name the
- * destination and the event id, never a secret, a signature or a body.
+ * the lease runs out and the job is claimed again. An attempt's slot is free once its answer is
+ * in; the result's commit (which the lease covers) lands beside the next attempts. Log lines name
+ * the destination and the event id, never a secret, a signature or a body.
  *
  * @module
  */
