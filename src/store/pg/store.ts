@@ -36,6 +36,13 @@ import { createInbox } from "./record.ts";
 import { getReply, swapReply } from "./replies.ts";
 import { createDueListener } from "./wakeups.ts";
 
+/**
+ * How long closing waits for statements under way before it cuts the connections, in seconds (as
+ * postgres.js counts): the worker and deliverers have stopped by then, so what is left is a commit
+ * or two, and the service's shutdown must end within its own grace (4.5 s in `main.ts`).
+ */
+const END_TIMEOUT_SECONDS = 2;
+
 /** Options for {@linkcode createPgStore}. */
 export interface PgStoreOptions extends StoreOptions {
   /** Where the store logs what it skips (an event it cannot read); defaults to JSON lines. */
@@ -72,7 +79,9 @@ export function createPgStore(sql: postgres.Sql, options: PgStoreOptions): PgSto
     logger.warn("database connection lost; reconnecting", { error })
   );
   let ending: Promise<void> | undefined;
-  const end = (): Promise<void> => (ending ??= sql.end().finally(unguard));
+  const end = (): Promise<
+    void
+  > => (ending ??= sql.end({ timeout: END_TIMEOUT_SECONDS }).finally(unguard));
   return {
     name: "PostgreSQL",
     async recordEvents(events, recordOptions) {
