@@ -39,6 +39,7 @@ import {
   MAX_REPLAY_PER_REQUEST,
   recoverFilter,
   recoverRange,
+  walkDeadJobs,
 } from "./recover_query.ts";
 import { ErrorPage, htmlResponse } from "./layout.tsx";
 import { withSecurityHeaders } from "./security_headers.ts";
@@ -383,18 +384,7 @@ export async function createConsoleHandlers(
         }
         if (replayed > 0) options.onReplay?.();
       } else if (declared.has(target)) {
-        let cursor: string | undefined;
-        do {
-          const outcome = await store.replayJobs(target, {
-            ...range,
-            now,
-            state: "dead",
-            limit: MAX_REPLAY_PER_REQUEST - replayed,
-            ...(cursor === undefined ? {} : { cursor }),
-          });
-          replayed += outcome.replayed;
-          cursor = outcome.cursor;
-        } while (cursor !== undefined && replayed < MAX_REPLAY_PER_REQUEST);
+        ({ replayed } = await walkDeadJobs(store, target, range, now, { dryRun: false }));
         if (replayed > 0) options.onJobReplay?.();
       } else {
         throw new HttpError(400, `Cannot replay: "target" must be "handlers" or a destination`);

@@ -75,19 +75,38 @@ export async function countMatches(
     });
     return { count: found.events.length, atLeast: found.cursor !== undefined };
   }
-  let count = 0;
+  const { matched, atLeast } = await walkDeadJobs(store, target, range, now, { dryRun: true });
+  return { count: matched, atLeast };
+}
+
+/**
+ * Walks `destination`'s dead jobs that match `range` with `Store.replayJobs`, a page at a time,
+ * until {@linkcode MAX_REPLAY_PER_REQUEST} of them are replayed (or, with `dryRun`, counted):
+ * how many matched and were replayed, and `atLeast` when more may match.
+ */
+export async function walkDeadJobs(
+  store: Store,
+  destination: string,
+  range: RecoverRange,
+  now: number,
+  { dryRun }: { dryRun: boolean },
+): Promise<{ matched: number; replayed: number; atLeast: boolean }> {
+  let matched = 0;
+  let replayed = 0;
   let cursor: string | undefined;
   do {
-    const outcome = await store.replayJobs(target, {
+    const done = dryRun ? matched : replayed;
+    const outcome = await store.replayJobs(destination, {
       ...range,
       now,
       state: "dead",
-      limit: MAX_REPLAY_PER_REQUEST - count,
-      dryRun: true,
+      limit: MAX_REPLAY_PER_REQUEST - done,
+      ...(dryRun ? { dryRun } : {}),
       ...(cursor === undefined ? {} : { cursor }),
     });
-    count += outcome.matched;
+    matched += outcome.matched;
+    replayed += outcome.replayed;
     cursor = outcome.cursor;
-  } while (cursor !== undefined && count < MAX_REPLAY_PER_REQUEST);
-  return { count, atLeast: cursor !== undefined };
+  } while (cursor !== undefined && (dryRun ? matched : replayed) < MAX_REPLAY_PER_REQUEST);
+  return { matched, replayed, atLeast: cursor !== undefined };
 }
