@@ -20,6 +20,7 @@ import { parseDelivery } from "../src/events/events.ts";
 import { systemClock } from "../src/ops/clock.ts";
 import { createLogger } from "../src/ops/log.ts";
 import { createKvStore } from "../src/store/kv/store.ts";
+import { benchDelivery } from "./deliveries.ts";
 
 /** Events stored before the pages are timed: the issue's figure. */
 const EVENTS = Number(Deno.args.find((a) => a.startsWith("--events="))?.split("=")[1] ?? 100_000);
@@ -38,31 +39,6 @@ const DAY_MS = 86_400_000;
 
 // deno-lint-ignore no-console
 const print = console.log;
-
-/** A delivery of `count` text messages with ids unique to `key`. */
-function delivery(key: string, count: number): unknown {
-  return {
-    object: "whatsapp_business_account",
-    entry: [{
-      id: "102290000000001",
-      changes: [{
-        field: "messages",
-        value: {
-          messaging_product: "whatsapp",
-          metadata: { display_phone_number: "15550001111", phone_number_id: "106540000000002" },
-          contacts: [{ profile: { name: "Ana" }, wa_id: "5511999990000" }],
-          messages: Array.from({ length: count }, (_, i) => ({
-            from: "5511999990000",
-            id: `wamid.CONSOLE${key}x${i}`,
-            timestamp: "1767225600",
-            type: "text",
-            text: { body: "Hello, is the shop open today?" },
-          })),
-        },
-      }],
-    }],
-  };
-}
 
 /** The `q` quantile of `sorted` (ascending), nearest rank. */
 function quantile(sorted: readonly number[], q: number): number {
@@ -101,7 +77,7 @@ async function main(): Promise<void> {
     let dead = 0;
     for (let b = 0; b < batches; b++) {
       const now = end - SPREAD_MS + Math.round((b / batches) * SPREAD_MS);
-      const { events } = parseDelivery(delivery(`B${b}`, BATCH));
+      const { events } = parseDelivery(benchDelivery(`B${b}`, BATCH));
       const outcome = await store.recordEvents(events, {
         now,
         lease: { count: events.length, until: now + 60_000 },

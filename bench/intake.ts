@@ -20,6 +20,7 @@ import { createKvStore } from "../src/store/kv/store.ts";
 import { signBody } from "../src/webhook/signature.ts";
 import { connectPg } from "../src/store/pg/client.ts";
 import { type PgServer, startCluster } from "../tests/pg_cluster.ts";
+import { benchDelivery } from "./deliveries.ts";
 
 const SECONDS = Number(Deno.args.find((a) => a.startsWith("--seconds="))?.split("=")[1] ?? 5);
 /** The stores the comparison runs each scenario on. */
@@ -424,7 +425,7 @@ async function writeBodies(
   for (let n = 0; n < count; n += 1000) {
     const lines = await Promise.all(
       Array.from({ length: Math.min(1000, count - n) }, async (_, i) => {
-        const body = JSON.stringify(delivery(`${tag}${n + i}`, events));
+        const body = JSON.stringify(benchDelivery(`${tag}${n + i}`, events));
         return `${await signBody(SECRET, encoder.encode(body))}\t${body}\n`;
       }),
     );
@@ -435,31 +436,6 @@ async function writeBodies(
   }
   files.forEach((file) => file.close());
   return path;
-}
-
-/** A delivery of `events` text messages; every run of the bench uses fresh wamids per scenario. */
-function delivery(key: string, events: number): unknown {
-  return {
-    object: "whatsapp_business_account",
-    entry: [{
-      id: "102290000000001",
-      changes: [{
-        field: "messages",
-        value: {
-          messaging_product: "whatsapp",
-          metadata: { display_phone_number: "15550001111", phone_number_id: "106540000000002" },
-          contacts: [{ profile: { name: "Ana" }, wa_id: "5511999990000" }],
-          messages: Array.from({ length: events }, (_, i) => ({
-            from: "5511999990000",
-            id: `wamid.BENCH${key}x${i}`,
-            timestamp: "1767225600",
-            type: "text",
-            text: { body: "Hello, is the shop open today?" },
-          })),
-        },
-      }],
-    }],
-  };
 }
 
 /** Runs wrk with the rotating-bodies script; every scenario has its own KV, so ids never clash. */
@@ -658,7 +634,7 @@ async function workerAlone(kvPath: string, count: number): Promise<number> {
     leaseMs: 15_000,
   });
   for (let n = 0; n < count; n += 100) {
-    const { events } = parseDelivery(delivery(`W${n}`, 100));
+    const { events } = parseDelivery(benchDelivery(`W${n}`, 100));
     await store.recordEvents(events, { now: Date.now() });
   }
   store.close();
@@ -766,7 +742,7 @@ async function deliveryAlone(
     leaseMs: 15_000,
   });
   for (let n = 0; n < count; n += 100) {
-    const { events } = parseDelivery(delivery(`D${n}`, 100));
+    const { events } = parseDelivery(benchDelivery(`D${n}`, 100));
     await store.recordEvents(events, { now: Date.now(), destinationsFor: () => [SINK_NAME] });
   }
   store.close();
