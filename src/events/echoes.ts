@@ -15,7 +15,7 @@ import { z } from "zod";
 import { type Contact, contactSchema, metadataSchema, unixSecondsSchema } from "./envelope.ts";
 import { echoEventId } from "./event_ids.ts";
 import { type DriftFound, recordDrift } from "./drift.ts";
-import { findContact, nonEmpty, type Party, phoneNumber } from "./parties.ts";
+import { echoRecipientOf, findContact } from "./parties.ts";
 
 /** The webhook fields whose `message_echoes[]` become echo events. */
 export const ECHO_FIELDS = ["smb_message_echoes", "message_echoes"] as const;
@@ -132,14 +132,4 @@ export function collectEchoes(
       echo,
     };
   });
-}
-
-/** Who an echo went to: `to_user_id` and `to`. */
-export function echoRecipientOf(echo: Echo): Party {
-  const party: Party = {};
-  const userId = nonEmpty(echo.to_user_id);
-  const phone = phoneNumber(echo.to);
-  if (userId !== undefined) party.userId = userId;
-  if (phone !== undefined) party.phone = phone;
-  return party;
 }

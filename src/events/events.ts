@@ -24,27 +24,14 @@ import {
   statusEventId,
   unknownEventId,
 } from "./event_ids.ts";
-import {
-  collectEchoes,
-  type EchoEvent,
-  type EchoField,
-  echoRecipientOf,
-  isEchoField,
-} from "./echoes.ts";
+import { collectEchoes, type EchoEvent, type EchoField, isEchoField } from "./echoes.ts";
 import { type ChangeValue, changeValueSchemaFor, type KnownChangeField } from "./field_schemas.ts";
 import { type InboundMessage, messageSchemaFor, type UnknownMessage } from "./message_schemas.ts";
 import { InvalidJsonError, MAX_JSON_DEPTH, nestsDeeperThan, parseJsonText } from "./json_text.ts";
 import { type Status, statusSchema } from "./status_schemas.ts";
 import { overLimitReason, TOO_DEEP_REASON } from "./delivery_limits.ts";
 import { type DriftFound, type DriftSummary, recordDrift } from "./drift.ts";
-import {
-  findContact,
-  nonEmpty,
-  type Party,
-  phoneNumber,
-  recipientOf,
-  senderOf,
-} from "./parties.ts";
+import { findContact, nonEmpty, recipientOf, senderOf } from "./parties.ts";
 
 /**
  * Texts at least this long are scanned for depth before `JSON.parse`: parsing the deepest text
@@ -65,6 +52,7 @@ export {
 } from "./drift.ts";
 export type { ChangeValue, KnownChangeField } from "./field_schemas.ts";
 export { ECHO_FIELDS } from "./echoes.ts";
+export { userIdOf } from "./parties.ts";
 export type { Echo, EchoEvent, EchoField } from "./echoes.ts";
 export type {
   InboundMessage,
@@ -233,26 +221,6 @@ export function parseDeliveryText(text: string): ParsedDelivery {
   if (tooLarge === TOO_DEEP_REASON) return _keptWhole(text, text, tooDeep);
   if (tooLarge !== undefined) return _keptWhole(payload, text, tooLarge);
   return _walkDelivery(payload);
-}
-
-/**
- * The id of the user a message or status is about: the business-scoped user id (BSUID) when Meta
- * sent one, on the message, the status or the matched contact; otherwise the phone number
- * (`from`, `recipient_id`, `wa_id`) without a leading `+`; `undefined` when there is neither, and
- * for change and unknown events. For a status of a group send, the user is the participant; for
- * an echo, its recipient (`to_user_id`, `to`).
- *
- * The two kinds of id do not compare: a BSUID looks like `US.13491208655302741918`, a phone number
- * is digits. Key users by `(phoneNumberId, userIdOf(event))`.
- */
-export function userIdOf(event: WebhookEvent): string | undefined {
-  let party: Party;
-  if (event.kind === "message") party = senderOf(event.message);
-  else if (event.kind === "status") party = recipientOf(event.status);
-  else if (event.kind === "echo") party = echoRecipientOf(event.echo);
-  else return undefined;
-  return party.userId ?? nonEmpty(event.contact?.user_id) ?? party.phone ??
-    phoneNumber(event.contact?.wa_id);
 }
 
 function _walkDelivery(payload: unknown): ParsedDelivery {

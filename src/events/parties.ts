@@ -1,10 +1,13 @@
 /**
- * Who a message or status is about, as far as it says: its business-scoped user id and phone
- * number, read from the payload, and the contact of the change that matches them.
+ * Who a message, status or echo is about, as far as it says: its business-scoped user id and phone
+ * number, read from the payload, the contact of the change that matches them, and the user an
+ * event is about (`userIdOf`).
  *
  * @module
  */
+import type { Echo } from "./echoes.ts";
 import type { Contact } from "./envelope.ts";
+import type { WebhookEvent } from "./events.ts";
 import type { InboundMessage } from "./message_schemas.ts";
 import type { Status } from "./status_schemas.ts";
 
@@ -63,4 +66,34 @@ export function phoneNumber(value: unknown): string | undefined {
 
 function _isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Who an echo went to: `to_user_id` and `to`. */
+export function echoRecipientOf(echo: Echo): Party {
+  const party: Party = {};
+  const userId = nonEmpty(echo.to_user_id);
+  const phone = phoneNumber(echo.to);
+  if (userId !== undefined) party.userId = userId;
+  if (phone !== undefined) party.phone = phone;
+  return party;
+}
+
+/**
+ * The id of the user a message or status is about: the business-scoped user id (BSUID) when Meta
+ * sent one, on the message, the status or the matched contact; otherwise the phone number
+ * (`from`, `recipient_id`, `wa_id`) without a leading `+`; `undefined` when there is neither, and
+ * for change and unknown events. For a status of a group send, the user is the participant; for
+ * an echo, its recipient (`to_user_id`, `to`).
+ *
+ * The two kinds of id do not compare: a BSUID looks like `US.13491208655302741918`, a phone number
+ * is digits. Key users by `(phoneNumberId, userIdOf(event))`.
+ */
+export function userIdOf(event: WebhookEvent): string | undefined {
+  let party: Party;
+  if (event.kind === "message") party = senderOf(event.message);
+  else if (event.kind === "status") party = recipientOf(event.status);
+  else if (event.kind === "echo") party = echoRecipientOf(event.echo);
+  else return undefined;
+  return party.userId ?? nonEmpty(event.contact?.user_id) ?? party.phone ??
+    phoneNumber(event.contact?.wa_id);
 }
