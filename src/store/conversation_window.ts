@@ -41,3 +41,19 @@ export interface OpenWindowOptions {
   /** The time of writing, ms since the epoch: the record lives until `closesAt` plus the margin. */
   now: number;
 }
+
+/**
+ * Longest business number id or user id a store keeps a window for: a Deno KV key holds at most
+ * 2 KiB, and real ones are under 150 characters (a BSUID is a country code, a dot and up to 128
+ * alphanumerics).
+ */
+export const MAX_WINDOW_PART_CHARS = 256;
+
+/**
+ * Whether every store can keep `of`'s window: both ids present and within
+ * {@linkcode MAX_WINDOW_PART_CHARS}. Others are neither opened nor found.
+ */
+export function isKeyableWindow(of: WindowOf): boolean {
+  return of.business !== "" && of.user !== "" && of.business.length <= MAX_WINDOW_PART_CHARS &&
+    of.user.length <= MAX_WINDOW_PART_CHARS;
+}

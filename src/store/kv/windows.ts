@@ -6,6 +6,7 @@
  * @module
  */
 import {
+  isKeyableWindow,
   type OpenWindowOptions,
   WINDOW_KEPT_AFTER_CLOSE_MS,
   type WindowOf,
@@ -13,12 +14,6 @@ import {
 } from "../conversation_window.ts";
 import { commitWithRetry } from "./commit.ts";
 import { windowKey } from "./keys.ts";
-
-/**
- * Longest business number id or user id kept: a KV key holds at most 2 KiB, and real ones are
- * under 150 characters (a BSUID is a country code, a dot and up to 128 alphanumerics).
- */
-export const MAX_WINDOW_PART_CHARS = 256;
 
 /** Conflicting commits retried before giving up (each conflict means another opening landed). */
 const MAX_CONFLICT_RETRIES = 20;
@@ -36,7 +31,7 @@ export async function openWindow(
   options: OpenWindowOptions,
 ): Promise<boolean> {
   const { closesAt, now } = options;
-  if (!_isKeyable(of) || !Number.isFinite(closesAt)) return false;
+  if (!isKeyableWindow(of) || !Number.isFinite(closesAt)) return false;
   const lifeMs = closesAt + WINDOW_KEPT_AFTER_CLOSE_MS - now;
   if (lifeMs <= 0) return false;
   const key = windowKey(of.business, of.user);
@@ -57,11 +52,6 @@ export async function openWindow(
 
 /** The stored window of `of`, or `null`. */
 export async function getWindow(kv: Deno.Kv, of: WindowOf): Promise<WindowRecord | null> {
-  if (!_isKeyable(of)) return null;
+  if (!isKeyableWindow(of)) return null;
   return (await kv.get<WindowRecord>(windowKey(of.business, of.user))).value;
-}
-
-function _isKeyable(of: WindowOf): boolean {
-  return of.business !== "" && of.user !== "" && of.business.length <= MAX_WINDOW_PART_CHARS &&
-    of.user.length <= MAX_WINDOW_PART_CHARS;
 }

@@ -8,6 +8,7 @@
  */
 import type postgres from "postgres";
 import {
+  isKeyableWindow,
   type OpenWindowOptions,
   WINDOW_KEPT_AFTER_CLOSE_MS,
   type WindowOf,
@@ -15,16 +16,13 @@ import {
 } from "../conversation_window.ts";
 import { DB_NOW_MS } from "./db_clock.ts";
 
-/** Longest business number id or user id kept, as in every store. */
-export const MAX_WINDOW_PART_CHARS = 256;
-
 /** Stores `closesAt` as the close of `of`'s window if later than the kept one; whether it did. */
 export async function openWindow(
   sql: postgres.Sql,
   of: WindowOf,
   { closesAt, now }: OpenWindowOptions,
 ): Promise<boolean> {
-  if (!_isKeyable(of) || !Number.isFinite(closesAt)) return false;
+  if (!isKeyableWindow(of) || !Number.isFinite(closesAt)) return false;
   const lifeMs = closesAt + WINDOW_KEPT_AFTER_CLOSE_MS - now;
   if (lifeMs <= 0) return false;
   const rows = await sql.unsafe(
@@ -41,16 +39,11 @@ export async function openWindow(
 
 /** The kept window of `of`, or `null`. */
 export async function getWindow(sql: postgres.Sql, of: WindowOf): Promise<WindowRecord | null> {
-  if (!_isKeyable(of)) return null;
+  if (!isKeyableWindow(of)) return null;
   const [row] = await sql.unsafe<{ closes_at: number }[]>(
     `SELECT closes_at FROM wa_windows
      WHERE business = $1 AND user_id = $2 AND expires_at > ${DB_NOW_MS}`,
     [of.business, of.user],
   );
   return row ? { closesAt: Number(row.closes_at) } : null;
-}
-
-function _isKeyable(of: WindowOf): boolean {
-  return of.business !== "" && of.user !== "" && of.business.length <= MAX_WINDOW_PART_CHARS &&
-    of.user.length <= MAX_WINDOW_PART_CHARS;
 }
