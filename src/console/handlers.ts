@@ -33,6 +33,7 @@ import {
   withEventTypes,
 } from "./event_query.ts";
 import { eventRate } from "./event_rate.ts";
+import { backTo, noticeOf, withNotice } from "./notices.ts";
 import {
   countMatches,
   deadJobsMatching,
@@ -113,15 +114,6 @@ interface _Signed {
   csrf: string;
   url: URL;
 }
-
-/** The notices an action redirects with (`?notice=`), by code: the text is never taken from a URL. */
-const _NOTICES: Record<string, (count: string) => string> = {
-  replayed: (count) => `Replayed: ${count}.`,
-  busy: () => "A worker is handling it now: try again in a moment.",
-  paused: () => "Paused: its jobs are kept and wait until it is resumed.",
-  resumed: () => "Resumed.",
-  declared: () => "It is declared paused: change its declaration and restart to resume it.",
-};
 
 /**
  * The console's handlers, or `undefined` when `adminToken` is undefined (the console is off).
@@ -239,7 +231,7 @@ export async function createConsoleHandlers(
         liveHref: listOptions.cursor === undefined
           ? `/console/events/live?${filterOnly}`
           : undefined,
-        notice: _notice(url),
+        notice: noticeOf(url),
       }));
     }),
     liveEvents: _secured(async (request) => {
@@ -270,20 +262,20 @@ export async function createConsoleHandlers(
         jobs,
         isDone: stored.record.state === "done" && !isWaiting,
         hidesText: options.hidesText,
-        notice: _notice(url),
+        notice: noticeOf(url),
       }));
     }),
     replayEvent: action(async (form, { params, log }) => {
       const id = params.id ?? "";
-      const back = _backTo(form, eventHref(id));
+      const back = backTo(form, eventHref(id));
       const result = await store.replayEvent(id, clock.now());
       if (result.status === "not_found") {
         throw new HttpError(404, `Event "${id}" is unknown or has expired`);
       }
-      if (result.status === "busy") return _withNotice(back, "busy");
+      if (result.status === "busy") return withNotice(back, "busy");
       log.info("event replayed from the console", { eventId: id });
       options.onReplay?.();
-      return _withNotice(back, "replayed", 1);
+      return withNotice(back, "replayed", 1);
     }),
     destinations: page(async (_request, { csrf, url }) => {
       const now = clock.now();
@@ -306,41 +298,41 @@ export async function createConsoleHandlers(
         };
       }));
       return htmlResponse(
-        DestinationsPage({ csrf, destinations: views, notice: _notice(url) }),
+        DestinationsPage({ csrf, destinations: views, notice: noticeOf(url) }),
       );
     }),
     pauseDestination: action(async (_form, { params, log }) => {
       const destination = destinationOf(params);
       await options.deliveries.pauses.pause(destination, OPERATOR_PAUSE_REASON);
       log.info("destination paused by an operator", { destination, from: "console" });
-      return _withNotice("/console/destinations", "paused");
+      return withNotice("/console/destinations", "paused");
     }),
     resumeDestination: action(async (_form, { params, log }) => {
       const destination = destinationOf(params);
       const result = await options.deliveries.pauses.resume(destination);
-      if (result === "declared") return _withNotice("/console/destinations", "declared");
+      if (result === "declared") return withNotice("/console/destinations", "declared");
       log.info("destination resumed by an operator", { destination, from: "console" });
-      return _withNotice("/console/destinations", "resumed");
+      return withNotice("/console/destinations", "resumed");
     }),
     replayDeadJobs: action(async (_form, { params, log }) => {
       const destination = destinationOf(params);
       const replayed = await store.replayDeadJobs(destination, clock.now());
       log.info("dead jobs replayed from the console", { destination, replayed });
       if (replayed > 0) options.onJobReplay?.();
-      return _withNotice("/console/destinations", "replayed", replayed);
+      return withNotice("/console/destinations", "replayed", replayed);
     }),
     replayJob: action(async (form, { params, log }) => {
       const destination = destinationOf(params);
       const eventId = params.eventId ?? "";
-      const back = _backTo(form, eventHref(eventId));
+      const back = backTo(form, eventHref(eventId));
       const result = await store.replayJob(destination, eventId, clock.now());
       if (result.status === "not_found") {
         throw new HttpError(404, `No job of event "${eventId}" to destination "${destination}"`);
       }
-      if (result.status === "busy") return _withNotice(back, "busy");
+      if (result.status === "busy") return withNotice(back, "busy");
       log.info("job replayed from the console", { destination, eventId });
       options.onJobReplay?.();
-      return _withNotice(back, "replayed", 1);
+      return withNotice(back, "replayed", 1);
     }),
     recover: page(async (_request, { csrf, url }) => {
       const filter = recoverFilter(url.searchParams);
@@ -364,7 +356,7 @@ export async function createConsoleHandlers(
         deadEvents: deadEvents.events,
         deadJobs,
         confirmation,
-        notice: _notice(url),
+        notice: noticeOf(url),
       }));
     }),
     replayMatching: action(async (form, { log }) => {
@@ -390,7 +382,7 @@ export async function createConsoleHandlers(
         throw new HttpError(400, `Cannot replay: "target" must be "handlers" or a destination`);
       }
       log.info("dead letters replayed from the console", { target, replayed });
-      return _withNotice("/console/recover", "replayed", replayed);
+      return withNotice("/console/recover", "replayed", replayed);
     }),
     message: page(async (_request, { csrf, url }) => {
       const wamid = url.searchParams.get("wamid")?.trim() || undefined;
@@ -436,24 +428,4 @@ function _asset(text: string, type: string): RouteHandler {
 
 function _redirect(location: string): Response {
   return new Response(null, { status: 303, headers: { Location: location } });
-}
-
-/** `path` with a notice code (and a count) for the page it redirects to. */
-function _withNotice(path: string, code: string, count?: number): string {
-  const query = new URLSearchParams({ notice: code });
-  if (count !== undefined) query.set("count", String(count));
-  return `${path}${path.includes("?") ? "&" : "?"}${query}`;
-}
-
-/** The notice a page shows, from its code: unknown codes show nothing. */
-function _notice(url: URL): string | undefined {
-  const code = url.searchParams.get("notice") ?? "";
-  const count = (url.searchParams.get("count") ?? "").replace(/\D/g, "").slice(0, 7) || "0";
-  return Object.hasOwn(_NOTICES, code) ? _NOTICES[code]!(count) : undefined;
-}
-
-/** The form's `back` when it is a console page, else `fallback`: never a redirect elsewhere. */
-function _backTo(form: URLSearchParams, fallback: string): string {
-  const back = form.get("back") ?? "";
-  return /^\/console(\/[A-Za-z0-9%._~:@!$&'()*+,;=-]*)*$/.test(back) ? back : fallback;
 }
