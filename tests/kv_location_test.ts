@@ -2,8 +2,10 @@ import assert from "node:assert/strict";
 import { loadConfig } from "../src/config_env.ts";
 import { DEPLOYMENT_ID_VARIABLE, isDenoDeploy } from "../src/ops/deno_deploy.ts";
 import {
+  checksPerAtomicAt,
   describeKvLocation,
   isKvConnectUrl,
+  KV_CONNECT_CHECKS_PER_ATOMIC,
   type KvLocation,
   kvOpenFailureReason,
   selectKvLocation,
@@ -124,4 +126,25 @@ Deno.test("isDenoDeploy() reads DENO_DEPLOYMENT_ID, and an unreadable one is not
   assert.equal(isDenoDeploy(env({ DENO_DEPLOYMENT_ID: " " })), false);
   // What main.ts's reader returns when the permission is not granted (the start task's flags).
   assert.equal(isDenoDeploy(() => undefined), false);
+});
+
+Deno.test("checksPerAtomicAt() gives a local Deno KV the checks it accepts in one atomic, and KV Connect and Deploy 10", async () => {
+  assert.equal(checksPerAtomicAt({ kind: "kv-connect", path: "http://10.0.0.5:4512" }), 10);
+  assert.equal(checksPerAtomicAt({ kind: "deploy", path: undefined }), 10);
+  assert.equal(KV_CONNECT_CHECKS_PER_ATOMIC, 10);
+  const local = checksPerAtomicAt({ kind: "memory", path: ":memory:" });
+  assert.equal(checksPerAtomicAt({ kind: "file", path: "./data/wa-webhook.kv" }), local);
+  assert.ok(local > KV_CONNECT_CHECKS_PER_ATOMIC, "a local file shares a commit among more jobs");
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const checking = (count: number): Deno.AtomicOperation => {
+      const atomic = kv.atomic();
+      for (let i = 0; i < count; i++) atomic.check({ key: ["k", i], versionstamp: null });
+      return atomic;
+    };
+    assert.equal((await checking(local).commit()).ok, true, "the runtime accepts that many");
+    await assert.rejects(() => checking(local + 1).commit(), /Too many checks/);
+  } finally {
+    kv.close();
+  }
 });

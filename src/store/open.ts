@@ -7,7 +7,7 @@
  */
 import type { Config } from "../config.ts";
 import type { Logger } from "../ops/log.ts";
-import { kvOpenFailureReason, selectKvLocation } from "./kv/location.ts";
+import { checksPerAtomicAt, kvOpenFailureReason, selectKvLocation } from "./kv/location.ts";
 import { isDirectoryLocation, openKv } from "./kv/open.ts";
 import { createKvStore } from "./kv/store.ts";
 import { openPgStore } from "./pg/open.ts";
@@ -73,7 +73,11 @@ export async function openStore(config: Config, options: OpenStoreOptions): Prom
     const isDirectory = await isDirectoryLocation(location);
     throw new StoreOpenError(kvOpenFailureReason(location, { error, isDirectory }));
   }
-  const store = createKvStore(kv, { ...options.storeOptions, logger });
+  const store = createKvStore(kv, {
+    ...options.storeOptions,
+    logger,
+    checksPerAtomic: checksPerAtomicAt(location),
+  });
   return {
     store,
     kv,

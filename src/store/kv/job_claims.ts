@@ -1,10 +1,11 @@
 /**
  * Claiming and settling delivery jobs in Deno KV: due jobs of a destination move, oldest due
  * first, from their due-order entry to one at the lease's end, and their records to `delivering`,
- * in atomics that check each entry's versionstamp (at most ten per atomic), so two deliverers never
- * hold one job and jobs whose deliverer died become due again by themselves. Settling and
- * extending check the job record's versionstamp: whatever takes a job away (a new claim after the
- * lease ran out, a replay) rewrites its record, so a lost lease stores nothing.
+ * in atomics that check each entry's versionstamp (as many per atomic as the backend allows:
+ * `location.ts`), so two deliverers never hold one job and jobs whose deliverer died become due
+ * again by themselves. Settling and extending check the job record's versionstamp: whatever takes
+ * a job away (a new claim after the lease ran out, a replay) rewrites its record, so a lost lease
+ * stores nothing.
  *
  * @module
  */
@@ -22,11 +23,8 @@ import {
   jobReadyPrefix,
   type KvEventRecord,
 } from "./keys.ts";
-import { unwrittenJob } from "./job_records.ts";
+import { isUnwrittenJobEntry, unwrittenJob } from "./job_records.ts";
 import { readEvent } from "./parts.ts";
-
-/** Due entries per claim atomic: one check each, KV Connect's limit of ten. */
-export const JOBS_PER_CLAIM = 10;
 
 /** A lease on one job: its record as the claim (or the last extension) stored it. */
 export class KvJobLease implements Lease {
@@ -57,25 +55,23 @@ export function kvJobLease(lease: Lease): KvJobLease {
 
 /**
  * Claims `destination`'s due jobs (due by `now`), oldest due first, at most `limit`, leased until
- * `leaseUntil`. Jobs whose record or event is gone (expired) are dropped; a job whose event cannot
- * be read is left where it is.
+ * `leaseUntil`, `checksPerAtomic` of them per commit. Jobs whose record or event is gone
+ * (expired) are dropped; a job whose event cannot be read is left where it is.
  */
 export async function claimJobs(
   kv: Deno.Kv,
   destination: string,
-  { now, limit, leaseUntil }: ClaimJobsOptions,
+  { now, limit, leaseUntil, checksPerAtomic }: ClaimJobsOptions & { checksPerAtomic: number },
 ): Promise<ClaimedJob[]> {
-  const due: Deno.KvEntry<string>[] = [];
+  const due: Deno.KvEntry<unknown>[] = [];
   const selector = {
     start: jobReadyPrefix(destination),
     end: jobReadyKey(destination, now + 1, ""),
   };
-  for await (const entry of kv.list<string>(selector, { limit: Math.max(1, limit) })) {
-    due.push(entry);
-  }
-  const batches: Deno.KvEntry<string>[][] = [];
-  for (let i = 0; i < due.length; i += JOBS_PER_CLAIM) {
-    batches.push(due.slice(i, i + JOBS_PER_CLAIM));
+  for await (const entry of kv.list(selector, { limit: Math.max(1, limit) })) due.push(entry);
+  const batches: Deno.KvEntry<unknown>[][] = [];
+  for (let i = 0; i < due.length; i += checksPerAtomic) {
+    batches.push(due.slice(i, i + checksPerAtomic));
   }
   const claimed = await Promise.all(
     batches.map((batch) => _claimBatch(kv, destination, batch, { now, leaseUntil })),
@@ -85,7 +81,7 @@ export async function claimJobs(
 
 /** What a claim does to one due entry: takes its job, or drops a stale entry (and job). */
 interface _JobPlan {
-  entry: Deno.KvEntry<string>;
+  entry: Deno.KvEntry<unknown>;
   /** The job and its event, when the job is claimable; absent for an entry to drop. */
   take?: { job: JobRecord; event: WebhookEvent };
   /** Whether the job's record goes too (its event is gone). */
@@ -94,22 +90,27 @@ interface _JobPlan {
 
 /**
  * Claims due entries in one atomic checking each; when another claimer took one of them, one by
- * one. The jobs' records and events are read first, so a claimed job can always be delivered.
+ * one. The jobs' records and events are read first, so a claimed job can always be delivered; an
+ * entry marked as intake's stands for a job with no record, which is not looked for.
  */
 async function _claimBatch(
   kv: Deno.Kv,
   destination: string,
-  entries: Deno.KvEntry<string>[],
+  entries: Deno.KvEntry<unknown>[],
   { now, leaseUntil }: { now: number; leaseUntil: number },
 ): Promise<ClaimedJob[]> {
   const ids = entries.map((entry) => String(entry.key[3]));
-  const jobs = await getManyInBatches<JobRecord>(kv, ids.map((id) => jobKey(destination, id)));
-  const records = await getManyInBatches<KvEventRecord>(kv, ids.map(eventKey));
+  const written = ids.filter((_, i) => !isUnwrittenJobEntry(entries[i]!.value));
+  const [stored, records] = await Promise.all([
+    getManyInBatches<JobRecord>(kv, written.map((id) => jobKey(destination, id))),
+    getManyInBatches<KvEventRecord>(kv, ids.map(eventKey)),
+  ]);
+  const storedJobs = new Map(written.map((id, n) => [id, stored[n]!.value]));
   const plans: _JobPlan[] = [];
   for (const [i, entry] of entries.entries()) {
     const record = records[i]!.value;
     // No record yet: the entry, which intake wrote alone, is a pending job (`job_records.ts`).
-    const job = jobs[i]!.value ?? (record && unwrittenJob(record, destination));
+    const job = storedJobs.get(ids[i]!) ?? (record && unwrittenJob(record, destination));
     const isCurrent = job !== null && job.dueAt === entry.key[2] && job.state !== "delivered" &&
       job.state !== "dead";
     if (!isCurrent || record === null) {
@@ -175,13 +176,13 @@ interface _Settled {
 
 /**
  * Creates the settler of job results over `kv`: results that finish while a commit runs go into
- * the next one together (at most {@linkcode JOBS_PER_SETTLE} each: one check per job, KV
- * Connect's limit), so a busy destination's deliveries share disk syncs as the worker's results
- * do. When one lease in a commit was lost, each result of it is committed alone.
+ * the next one together (at most `checksPerAtomic` each: one check per job), so a busy
+ * destination's deliveries share disk syncs as the worker's results do. When one lease in a
+ * commit was lost, each result of it is committed alone.
  */
-export function createJobSettler(kv: Deno.Kv): JobSettler {
+export function createJobSettler(kv: Deno.Kv, checksPerAtomic: number): JobSettler {
   const committer = createGroupCommitter<_Settled, boolean>({
-    maxGroupSize: JOBS_PER_SETTLE,
+    maxGroupSize: checksPerAtomic,
     maxInFlight: 1,
     commit: async (group) => {
       if ((await _commitSettled(kv, group)).ok) return group.map(() => true);
@@ -197,9 +198,6 @@ export function createJobSettler(kv: Deno.Kv): JobSettler {
     },
   };
 }
-
-/** Results settled per commit at most: one check each. */
-const JOBS_PER_SETTLE = 10;
 
 /** Commits settled jobs in one atomic, each checked by the versionstamp its lease holds. */
 function _commitSettled(

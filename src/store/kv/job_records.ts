@@ -6,11 +6,23 @@
  * claim, a replay). Until then the job is pending, due at its event's reception, exactly while that
  * entry exists: the record it stands for is made from the event's record (`newJob`).
  *
+ * Intake's entry holds {@linkcode UNWRITTEN_JOB_ENTRY} (every other due-order entry holds the
+ * event id), so a claim knows there is no record to read for it. Entries written before that
+ * marker hold the event id too, and are read as before: a record, or the pending job.
+ *
  * @module
  */
 import { type JobRecord, newJob } from "../job_record.ts";
 import { getManyInBatches } from "./get_many.ts";
 import { eventKey, jobKey, jobReadyKey, type KvEventRecord } from "./keys.ts";
+
+/** The value of a due-order entry intake wrote alone: its job has no record yet. */
+export const UNWRITTEN_JOB_ENTRY = 0;
+
+/** Whether a due-order entry's value marks it as intake's: no record to read for its job. */
+export function isUnwrittenJobEntry(value: unknown): boolean {
+  return value === UNWRITTEN_JOB_ENTRY;
+}
 
 /**
  * The pending job of `record`'s event to `destination` that intake wrote as its due-order entry

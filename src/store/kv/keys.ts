@@ -24,8 +24,8 @@
  *   alone, in the event's commit (the event's dedup check covers it): until its record is written
  *   the job is pending, due at the event's reception (`job_records.ts`). The event's record lists
  *   the destinations of its jobs (`jobs`), so an event's jobs are read without a scan.
- * - `["job_ready", destination, dueAt, eventId]`: a destination's due order, holding the event id,
- *   for every waiting job (pending, retrying, or leased: a claim moves the entry to the lease's
+ * - `["job_ready", destination, dueAt, eventId]`: a destination's due order, holding the event id
+ *   (or, for a job intake wrote alone, `job_records.ts`'s marker), for every waiting job (pending, retrying, or leased: a claim moves the entry to the lease's
  *   end, so jobs whose deliverer died become due again by themselves). Exactly one per waiting job,
  *   at its record's `dueAt` (its event's reception while it has no record): whatever moves the
  *   entry writes the record, so checking the record's versionstamp (or, for a job without one, the

@@ -52,6 +52,23 @@ export function selectKvLocation(kvPath: string, options: KvLocationOptions): Kv
   return { kind: "file", path: kvPath };
 }
 
+/**
+ * The checks one atomic may hold at `location`: a local SQLite file or memory allows 100, a KV
+ * Connect server (self-hosted `denokv`) and Deno Deploy's database 10. Claims and settles of
+ * delivery jobs check one entry each, so this is how many share a commit.
+ */
+export function checksPerAtomicAt(location: KvLocation): number {
+  return location.kind === "file" || location.kind === "memory"
+    ? LOCAL_CHECKS_PER_ATOMIC
+    : KV_CONNECT_CHECKS_PER_ATOMIC;
+}
+
+/** Checks per atomic a local Deno KV (SQLite) allows. */
+export const LOCAL_CHECKS_PER_ATOMIC = 100;
+
+/** Checks per atomic KV Connect allows (a self-hosted `denokv` server): the safe default. */
+export const KV_CONNECT_CHECKS_PER_ATOMIC = 10;
+
 /** Whether `path` is a KV Connect URL (`http://` or `https://`) rather than a file. */
 export function isKvConnectUrl(path: string): boolean {
   return /^https?:\/\//i.test(path);

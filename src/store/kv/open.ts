@@ -9,7 +9,7 @@ import { dirname } from "node:path";
 import { DEFAULTS } from "../../config.ts";
 import { retryWhileLocked } from "./commit.ts";
 import type { Store } from "../store.ts";
-import { type KvLocation, selectKvLocation } from "./location.ts";
+import { checksPerAtomicAt, type KvLocation, selectKvLocation } from "./location.ts";
 import { createKvStore, type KvStoreOptions } from "./store.ts";
 
 /** Opens Deno KV at `location`; throws the runtime's error when it cannot. */
@@ -45,6 +45,7 @@ export async function openKvStore(
     dedupTtlMs: DEFAULTS.dedupTtlMs,
     retentionMs: DEFAULTS.eventRetentionMs,
     leaseMs: DEFAULTS.leaseMs,
+    checksPerAtomic: checksPerAtomicAt(location),
     ...options,
   });
 }

@@ -12,6 +12,7 @@ import { type JobRecord, newJob } from "../job_record.ts";
 import type { RecordOptions } from "../store.ts";
 import { commitWithRetry } from "./commit.ts";
 import { getManyInBatches } from "./get_many.ts";
+import { UNWRITTEN_JOB_ENTRY } from "./job_records.ts";
 import {
   eventKey,
   jobReadyKey,
@@ -253,10 +254,12 @@ export function addEventWrites(atomic: Deno.AtomicOperation, event: PreparedEven
   atomic
     .check({ key: eventKey(event.id), versionstamp: null })
     .set(eventKey(event.id), event.record, { expireIn });
-  // A new job is its due-order entry alone: its record is written when first claimed or
-  // replayed (`job_records.ts`).
+  // A new job is its due-order entry alone, marked so: its record is written when first claimed
+  // or replayed (`job_records.ts`).
   for (const job of event.jobs) {
-    atomic.set(jobReadyKey(job.destination, job.dueAt!, job.eventId), job.eventId, { expireIn });
+    atomic.set(jobReadyKey(job.destination, job.dueAt!, job.eventId), UNWRITTEN_JOB_ENTRY, {
+      expireIn,
+    });
   }
 }
 

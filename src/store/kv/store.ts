@@ -12,6 +12,7 @@ import { bringForward } from "./bring_forward.ts";
 import { claimDue } from "./claims.ts";
 import { getEvent, listEvents, replayDeadLetters, replayEvent } from "./event_log.ts";
 import { claimJobs, createJobSettler, extendJobLease } from "./job_claims.ts";
+import { KV_CONNECT_CHECKS_PER_ATOMIC } from "./location.ts";
 import {
   listPausedDestinations,
   pauseDestination,
@@ -36,6 +37,11 @@ const PROBE_TTL_MS = 60_000;
 export interface KvStoreOptions extends StoreOptions {
   /** Where the store logs what it skips (an event it cannot read); defaults to JSON lines. */
   logger?: Logger;
+  /**
+   * The checks one atomic may hold (`location.ts`'s `checksPerAtomicAt`): how many delivery jobs
+   * share a claim's or a settle's commit. Defaults to KV Connect's 10, which every backend allows.
+   */
+  checksPerAtomic?: number;
 }
 
 /** The {@linkcode Store} over `kv`; closing it closes `kv`. */
@@ -44,7 +50,8 @@ export function createKvStore(kv: Deno.Kv, options: KvStoreOptions): Store {
   const lifeMs = recordLifeMs(options);
   const inbox = createInbox(kv, options);
   const leaseChanges = createLeaseChanges(kv);
-  const jobSettler = createJobSettler(kv);
+  const checksPerAtomic = options.checksPerAtomic ?? KV_CONNECT_CHECKS_PER_ATOMIC;
+  const jobSettler = createJobSettler(kv, checksPerAtomic);
   return {
     name: "Deno KV",
     recordEvents: (events, recordOptions) => inbox.record(events, recordOptions),
@@ -92,7 +99,8 @@ export function createKvStore(kv: Deno.Kv, options: KvStoreOptions): Store {
       const read = await kv.get(healthProbeKey());
       if (read.versionstamp === null) throw new Error("the probe key just written reads as absent");
     },
-    claimJobs: (destination, claimOptions) => claimJobs(kv, destination, claimOptions),
+    claimJobs: (destination, claimOptions) =>
+      claimJobs(kv, destination, { ...claimOptions, checksPerAtomic }),
     extendJobLease: (lease, until) => extendJobLease(kv, lease, until),
     settleJob: (claim, outcome) => jobSettler.settle(claim, outcome),
     getJobs: (eventId) => getJobs(kv, eventId),
