@@ -9,8 +9,10 @@
  * worker and intake alone) on Deno KV and on PostgreSQL (`STORE_URL`, a throwaway cluster with
  * fsync on, a fresh database per run), side by side, with the p99 of the acknowledgements.
  *
- * Usage: `deno run -A bench/intake.ts [--seconds=5] [--stores=kv,pg] [--stores-only]`: `--stores`
- * picks the stores of the comparison, `--stores-only` runs the comparison alone. Needs `wrk`
+ * Usage: `deno run -A bench/intake.ts [--seconds=5] [--stores=kv,pg] [--stores-only]
+ * [--destinations-only]`: `--stores` picks the stores of the comparison, `--stores-only` runs the
+ * comparison alone, `--destinations-only` the destinations' figures alone (what a declared
+ * destination costs the intake, the worker's drain, the deliveries). Needs `wrk`
  * (`apt-get install wrk`) and, for PostgreSQL, its server programs (`apt-get install postgresql`).
  *
  * @module
@@ -28,6 +30,10 @@ const STORES = (Deno.args.find((a) => a.startsWith("--stores="))?.split("=")[1] 
   .split(",") as StoreKind[];
 /** Runs the store comparison alone. */
 const IS_STORES_ONLY = Deno.args.includes("--stores-only");
+/** Runs the destinations' figures alone (after the baseline). */
+const IS_DESTINATIONS_ONLY = Deno.args.includes("--destinations-only");
+/** Runs of intake with and without a destination, alternated: the machine's noise spreads. */
+const DESTINATION_COST_RUNS = 3;
 /** The p99 acknowledgement the comparison aims under, at its load (32 connections). */
 const P99_TARGET_MS = 20;
 
@@ -91,6 +97,7 @@ async function main(): Promise<void> {
     report("baseline: bare Deno.serve, 32 connections", baseline, baseline.requestsPerSecond);
     const base = baseline.requestsPerSecond;
     if (IS_STORES_ONLY) return await compareStores(work, { bodies1, bodies10, base });
+    if (IS_DESTINATIONS_ONLY) return void await destinationFigures(work, { bodies1, base });
 
     // What this machine allows at all: bench/floor_server.ts does the least a durable intake can
     // do. The service's targets are read against these.
@@ -144,25 +151,6 @@ async function main(): Promise<void> {
       0.20,
       10,
     );
-    // The same again with one destination declared (a consumer answering 204 at once): what
-    // writing one delivery job beside each event costs the intake. No worker, so nothing is sent.
-    const fast = await startConsumer(204);
-    try {
-      const withDestination = await withService(
-        `${work}/alone-destination.kv`,
-        (port) => wrk(port, 32, bodies1, 0),
-        { WORKER_CONCURRENCY: "0", DESTINATIONS: sinkDeclaration(fast.port) },
-      );
-      const r = withDestination.result.requestsPerSecond / alone.result.requestsPerSecond;
-      report("  + one destination declared", withDestination.result, base);
-      print(
-        `  with/without a destination: ${r.toFixed(2)}x (target >= 0.90x: ${
-          r >= 0.9 ? "met" : "MISSED"
-        })`,
-      );
-    } finally {
-      await fast.close();
-    }
     print("");
 
     const eight = await withService(`${work}/eight.kv`, (port) => wrk(port, 8, bodies1, 0));
@@ -200,58 +188,7 @@ async function main(): Promise<void> {
       );
     }
 
-    const drain = await workerAlone(`${work}/drain.kv`, 30_000);
-    print(
-      `worker alone (no-op handler): ${drain.toFixed(0)} events/s = ${
-        ratio(drain, base)
-      } (target >= 0.15x)\n`,
-    );
-
-    // Delivery to a consumer answering 200: a recorded backlog, then the service with its worker
-    // and the destination; the rate is counted at the consumer, against the no-op drain above.
-    const consumer = await startConsumer(200);
-    let delivered = 0;
-    try {
-      for (const concurrency of [undefined, 16]) {
-        const rate = await deliveryAlone(
-          `${work}/deliver-${concurrency ?? "default"}.kv`,
-          DELIVERY_BACKLOG,
-          consumer,
-          concurrency,
-        );
-        delivered = Math.max(delivered, rate.eventsPerSecond);
-        const r = rate.eventsPerSecond / drain;
-        print(
-          `delivery of a ${DELIVERY_BACKLOG}-event backlog to a consumer answering 200, ` +
-            `concurrency ${concurrency ?? "4 (default)"}: ${rate.eventsPerSecond.toFixed(0)} ` +
-            `events/s = ${r.toFixed(2)}x the no-op drain (target >= 0.50x: ${
-              r >= 0.5 ? "met" : "MISSED"
-            }); ${rate.requests} requests for ${rate.distinct} events`,
-        );
-      }
-      // From reception to delivery under a steady load at half the delivery rate just measured.
-      consumer.reset();
-      const offered = delivered * 0.5;
-      const pauseMs = Math.max(0, Math.round((32 / offered) * 1000 - 1));
-      const steady = await withService(
-        `${work}/deliver-steady.kv`,
-        (port) => wrk(port, 32, bodies1, pauseMs),
-        { DESTINATIONS: sinkDeclaration(consumer.port) },
-      );
-      const arrived = consumer.distinct();
-      const lags = consumer.lagsMs.toSorted((a, b) => a - b);
-      const p = (q: number): number =>
-        lags[Math.min(lags.length - 1, Math.floor(lags.length * q))] ?? NaN;
-      print(
-        `delivery under a steady load, 32 conn, ${pauseMs} ms pause: intake ${
-          (steady.recorded / SECONDS).toFixed(0)
-        } events/s, delivered ${(arrived / SECONDS).toFixed(0)} events/s, backlog at the end ${
-          steady.recorded - arrived
-        }; reception to delivery p50 ${p(0.5).toFixed(0)} ms, p99 ${p(0.99).toFixed(0)} ms\n`,
-      );
-    } finally {
-      await consumer.close();
-    }
+    const { drain } = await destinationFigures(work, { bodies1, base });
 
     // The highest steady load the service sustains: each connection pauses between requests,
     // and the load is raised while the worker keeps up with the intake.
@@ -289,6 +226,108 @@ async function main(): Promise<void> {
   } finally {
     await Deno.remove(work, { recursive: true });
   }
+}
+
+/**
+ * The destinations' figures: what declaring one costs the intake (runs with and without it
+ * alternated, in processes that only record), the worker's no-op drain, and the delivery of a
+ * backlog to a consumer answering 200, with the worker's work on the same events done beforehand
+ * (the deliverer alone, as the drain is the worker alone) and beside it; then the lag from
+ * reception to delivery under a steady load. Returns the drain, for the sustained-load runs.
+ */
+async function destinationFigures(
+  work: string,
+  { bodies1, base }: { bodies1: string; base: number },
+): Promise<{ drain: number }> {
+  // A consumer answering 204 at once; with no worker (WORKER_CONCURRENCY=0) nothing is sent to it.
+  const fast = await startConsumer(204);
+  try {
+    const rates: { without: number; with: number }[] = [];
+    for (let run = 0; run < DESTINATION_COST_RUNS; run++) {
+      const intake = (destinations: Record<string, string>, name: string): Promise<ServiceRun> =>
+        withService(`${work}/cost-${name}-${run}.kv`, (port) => wrk(port, 32, bodies1, 0), {
+          WORKER_CONCURRENCY: "0",
+          ...destinations,
+        });
+      const without = await intake({}, "without");
+      const withOne = await intake({ DESTINATIONS: sinkDeclaration(fast.port) }, "with");
+      rates.push({
+        without: without.result.requestsPerSecond,
+        with: withOne.result.requestsPerSecond,
+      });
+      print(
+        `intake alone (WORKER_CONCURRENCY=0), 1-event, 32 conn, run ${run + 1}: ${
+          without.result.requestsPerSecond.toFixed(0)
+        } req/s without a destination, ${withOne.result.requestsPerSecond.toFixed(0)} with one`,
+      );
+    }
+    const median = (values: number[]): number =>
+      values.toSorted((a, b) => a - b)[Math.floor(values.length / 2)]!;
+    const r = median(rates.map((rate) => rate.with)) / median(rates.map((rate) => rate.without));
+    print(
+      `  with/without a destination, medians of ${DESTINATION_COST_RUNS} alternated runs: ${
+        r.toFixed(2)
+      }x (target >= 0.90x: ${r >= 0.9 ? "met" : "MISSED"})\n`,
+    );
+  } finally {
+    await fast.close();
+  }
+
+  const drain = await workerAlone(`${work}/drain.kv`, 30_000);
+  print(
+    `worker alone (no-op handler): ${drain.toFixed(0)} events/s = ${
+      ratio(drain, base)
+    } (target >= 0.15x)\n`,
+  );
+
+  // Delivery to a consumer answering 200: a recorded backlog, then the service with the
+  // destination; the rate is counted at the consumer, against the no-op drain above.
+  const consumer = await startConsumer(200);
+  let delivered = 0;
+  try {
+    for (const isWorkerBeside of [false, true]) {
+      for (const concurrency of [undefined, 16]) {
+        const name = `${isWorkerBeside ? "beside" : "alone"}-${concurrency ?? "default"}`;
+        const rate = await timeDelivery(`${work}/deliver-${name}.kv`, DELIVERY_BACKLOG, consumer, {
+          concurrency,
+          isWorkerBeside,
+        });
+        delivered = Math.max(delivered, rate.eventsPerSecond);
+        const r = rate.eventsPerSecond / drain;
+        const verdict = isWorkerBeside ? "" : ` (target >= 0.50x: ${r >= 0.5 ? "met" : "MISSED"})`;
+        print(
+          `delivery of a ${DELIVERY_BACKLOG}-event backlog to a consumer answering 200, ` +
+            `${isWorkerBeside ? "the worker draining the same events beside" : "alone"}, ` +
+            `concurrency ${concurrency ?? "4 (default)"}: ${rate.eventsPerSecond.toFixed(0)} ` +
+            `events/s = ${r.toFixed(2)}x the no-op drain${verdict}; ` +
+            `${rate.requests} requests for ${rate.distinct} events`,
+        );
+      }
+    }
+    // From reception to delivery under a steady load at half the delivery rate just measured.
+    consumer.reset();
+    const offered = delivered * 0.5;
+    const pauseMs = Math.max(0, Math.round((32 / offered) * 1000 - 1));
+    const steady = await withService(
+      `${work}/deliver-steady.kv`,
+      (port) => wrk(port, 32, bodies1, pauseMs),
+      { DESTINATIONS: sinkDeclaration(consumer.port) },
+    );
+    const arrived = consumer.distinct();
+    const lags = consumer.lagsMs.toSorted((a, b) => a - b);
+    const p = (q: number): number =>
+      lags[Math.min(lags.length - 1, Math.floor(lags.length * q))] ?? NaN;
+    print(
+      `delivery under a steady load, 32 conn, ${pauseMs} ms pause: intake ${
+        (steady.recorded / SECONDS).toFixed(0)
+      } events/s, delivered ${(arrived / SECONDS).toFixed(0)} events/s, backlog at the end ${
+        steady.recorded - arrived
+      }; reception to delivery p50 ${p(0.5).toFixed(0)} ms, p99 ${p(0.99).toFixed(0)} ms\n`,
+    );
+  } finally {
+    await consumer.close();
+  }
+  return { drain };
 }
 
 /**
@@ -661,6 +700,20 @@ async function workerAlone(kvPath: string, count: number): Promise<number> {
   }
 }
 
+/** Runs the service without a destination on `kvPath` until its worker handled `count` events. */
+async function drainWithoutDestination(kvPath: string, count: number): Promise<void> {
+  const process = spawnService(kvPath, freePort());
+  try {
+    const deadline = performance.now() + 120_000;
+    while (process.handled() < count) {
+      if (performance.now() > deadline) throw new Error("the worker did not drain in 2 min");
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  } finally {
+    await process.stop();
+  }
+}
+
 /** `DESTINATIONS` declaring the bench destination on loopback `port`. */
 function sinkDeclaration(port: number, concurrency?: number): string {
   return JSON.stringify([{
@@ -728,13 +781,14 @@ function startConsumer(status: number): Promise<Consumer> {
 
 /**
  * Records `count` events with a job each for the bench destination straight into a KV file, then
- * times their delivery to `consumer` by the service (its worker draining the same events beside).
+ * times their delivery to `consumer` by the service: with its worker draining the same events
+ * beside, or after a run of the service without the destination drained them.
  */
-async function deliveryAlone(
+async function timeDelivery(
   kvPath: string,
   count: number,
   consumer: Consumer,
-  concurrency?: number,
+  { concurrency, isWorkerBeside }: { concurrency: number | undefined; isWorkerBeside: boolean },
 ): Promise<{ eventsPerSecond: number; requests: number; distinct: number }> {
   const store = createKvStore(await Deno.openKv(kvPath), {
     dedupTtlMs: 8 * DAY_MS,
@@ -746,6 +800,7 @@ async function deliveryAlone(
     await store.recordEvents(events, { now: Date.now(), destinationsFor: () => [SINK_NAME] });
   }
   store.close();
+  if (!isWorkerBeside) await drainWithoutDestination(kvPath, count);
   consumer.reset();
   const process = spawnService(kvPath, freePort(), {
     DESTINATIONS: sinkDeclaration(consumer.port, concurrency),
