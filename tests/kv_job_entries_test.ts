@@ -78,3 +78,31 @@ Deno.test("an entry of the event id is claimed with its record: attempts and his
     assert.equal(again?.job.history.length, 1);
   });
 });
+
+Deno.test("a hundred jobs with full histories of long errors are claimed and settled within Deno KV's commit size", async () => {
+  await withKv(async (_kv, store) => {
+    const wamids = Array.from({ length: 100 }, (_, i) => `wamid.H${i}`);
+    const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
+    await store.recordEvents(events, { now: T0, destinationsFor: () => ["crm"] });
+    // The longest reason a consumer's answer can give, in characters stored two bytes each.
+    const error = `Destination answered HTTP 500: ${"é".repeat(800)}`;
+    let now = T0;
+    for (let attempt = 1; attempt <= 21; attempt++) {
+      const claims = await store.claimJobs("crm", { now, limit: 100, leaseUntil: now + LEASE_MS });
+      assert.equal(claims.length, 100, `attempt ${attempt}: every job claimed`);
+      const outcome: JobOutcome = {
+        state: "retrying",
+        startedAt: now,
+        endedAt: now + 1,
+        error,
+        retryAt: now + 2,
+      };
+      const settled = await Promise.all(claims.map((claim) => store.settleJob(claim, outcome)));
+      assert.ok(settled.every(Boolean), `attempt ${attempt}: every result stored`);
+      now += 2;
+    }
+    const [job] = await store.getJobs(events[0]!.id);
+    assert.equal(job?.attempts, 21);
+    assert.equal(job?.history.length, 20, "the history is full");
+  });
+});

@@ -89,8 +89,8 @@ interface _JobPlan {
 }
 
 /**
- * Claims due entries in one atomic checking each; when another claimer took one of them, one by
- * one. The jobs' records and events are read first, so a claimed job can always be delivered; an
+ * Claims due entries in one atomic checking each (several when their records are large); when
+ * another claimer took one of an atomic's entries, its entries one by one. The jobs' records and events are read first, so a claimed job can always be delivered; an
  * entry marked as intake's stands for a job with no record, which is not looked for.
  */
 async function _claimBatch(
@@ -151,11 +151,42 @@ async function _claimBatch(
         : []
     );
   };
-  if (plans.length === 0) return [];
-  const together = await claim(plans);
-  if (together.length > 0 || plans.every((plan) => !plan.take)) return together;
-  const alone = await Promise.all(plans.map((plan) => claim([plan])));
-  return alone.flat();
+  const claimed = await Promise.all(
+    _bySize(plans, (plan) => plan.take ? _jobBytes(plan.take.job) : 0).map(async (group) => {
+      const together = await claim(group);
+      if (together.length > 0 || group.every((plan) => !plan.take)) return together;
+      const alone = await Promise.all(group.map((plan) => claim([plan])));
+      return alone.flat();
+    }),
+  );
+  return claimed.flat();
+}
+
+/**
+ * Bytes of job records per commit at most: Deno KV refuses a commit over 800 KiB, and a job with
+ * a full history of long errors holds tens of KiB, so a hundred of them need several commits.
+ */
+const MAX_COMMIT_BYTES = 600 * 1024;
+
+/** Estimated bytes a job's record adds to a commit: two bytes a character, plus its keys. */
+function _jobBytes(job: JobRecord): number {
+  return JSON.stringify(job).length * 2 + 256;
+}
+
+/** `items` in order, cut into groups of at most {@linkcode MAX_COMMIT_BYTES} by `sizeOf`. */
+function _bySize<T>(items: readonly T[], sizeOf: (item: T) => number): T[][] {
+  const groups: T[][] = [];
+  let bytes = Infinity;
+  for (const item of items) {
+    const size = sizeOf(item);
+    if (bytes + size > MAX_COMMIT_BYTES) {
+      groups.push([]);
+      bytes = 0;
+    }
+    groups.at(-1)!.push(item);
+    bytes += size;
+  }
+  return groups;
 }
 
 /** Settles delivery attempts' results, gathered with those of other attempts. */
@@ -183,6 +214,8 @@ interface _Settled {
 export function createJobSettler(kv: Deno.Kv, checksPerAtomic: number): JobSettler {
   const committer = createGroupCommitter<_Settled, boolean>({
     maxGroupSize: checksPerAtomic,
+    sizeOf: (settled) => _jobBytes(settled.next),
+    maxGroupBytes: MAX_COMMIT_BYTES,
     maxInFlight: 1,
     commit: async (group) => {
       if ((await _commitSettled(kv, group)).ok) return group.map(() => true);

@@ -25,11 +25,11 @@
  *   the job is pending, due at the event's reception (`job_records.ts`). The event's record lists
  *   the destinations of its jobs (`jobs`), so an event's jobs are read without a scan.
  * - `["job_ready", destination, dueAt, eventId]`: a destination's due order, holding the event id
- *   (or, for a job intake wrote alone, `job_records.ts`'s marker), for every waiting job (pending, retrying, or leased: a claim moves the entry to the lease's
- *   end, so jobs whose deliverer died become due again by themselves). Exactly one per waiting job,
- *   at its record's `dueAt` (its event's reception while it has no record): whatever moves the
- *   entry writes the record, so checking the record's versionstamp (or, for a job without one, the
- *   entry's) guards both.
+ *   (or, for a job intake wrote alone, `job_records.ts`'s marker), for every waiting job (pending,
+ *   retrying, or leased: a claim moves the entry to the lease's end, so jobs whose deliverer died
+ *   become due again by themselves). Exactly one per waiting job, at its record's `dueAt` (its
+ *   event's reception while it has no record): whatever moves the entry writes the record, so
+ *   checking the record's versionstamp (or, for a job without one, the entry's) guards both.
  * - `["job_dead", destination, eventId]`: a destination's dead jobs, for replaying them all.
  *
  * - `["destination_pause", destination]`: a destination paused at run time (`DestinationPause`),
