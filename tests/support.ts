@@ -11,6 +11,7 @@ import { loadConfig } from "../src/config_env.ts";
 import { createLogger, type Logger, type LogLevel } from "../src/ops/log.ts";
 import { signBody } from "../src/webhook/signature.ts";
 import { createKvStore } from "../src/store/kv/store.ts";
+import { LOCAL_CHECKS_PER_ATOMIC } from "../src/store/kv/location.ts";
 import type { Store } from "../src/store/store.ts";
 
 /** The app secret tests sign with. */
@@ -121,7 +122,12 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const kv = options.kv ?? temp!.kv;
   const clock: Clock = options.clock ?? systemClock;
   const config = options.config ?? testConfig(options.env);
-  const store = createKvStore(kv, { ...storeOptions(config), logger: logs.logger });
+  // A local file or memory, as the service opens it: a hundred checks per atomic.
+  const store = createKvStore(kv, {
+    ...storeOptions(config),
+    logger: logs.logger,
+    checksPerAtomic: LOCAL_CHECKS_PER_ATOMIC,
+  });
   const app = await createApp({ ...options, config, logger: logs.logger, store, clock });
   if (options.startWorker !== false) {
     app.worker.start();
