@@ -11,7 +11,7 @@
  */
 import { parseDelivery, type WebhookEvent } from "../src/events/events.ts";
 import { createGroupCommitter } from "../src/store/group_commit.ts";
-import { MAX_EVENTS_PER_COMMIT } from "../src/store/kv/record.ts";
+import { LOCAL_CHECKS_PER_ATOMIC } from "../src/store/kv/location.ts";
 import { eventKey } from "../src/store/kv/keys.ts";
 import { createSignatureVerifier } from "../src/webhook/signature.ts";
 
@@ -21,7 +21,7 @@ const kv = kvPath === "none" ? undefined : await Deno.openKv(kvPath);
 const EXPIRE_IN_MS = 8 * 86_400_000;
 
 const committer = kv && createGroupCommitter<WebhookEvent, void>({
-  maxGroupSize: MAX_EVENTS_PER_COMMIT,
+  maxGroupSize: LOCAL_CHECKS_PER_ATOMIC,
   commit: async (events) => {
     const atomic = kv.atomic();
     for (const event of events) {

@@ -24,21 +24,18 @@ import {
 import { type KvClaim, KvLease } from "./lease.ts";
 import { readEvent } from "./parts.ts";
 
-/** Ready entries per claim: one check each, KV Connect's limit of ten. */
-export const ENTRIES_PER_CLAIM = 10;
-
 type _DueEntry = Deno.KvEntry<ReadyEntryValue>;
 
 /**
  * Claims due events: lists due entries (skipping those holding an event the caller runs) up to
- * `limit` events, then claims them in batches of {@linkcode ENTRIES_PER_CLAIM} entries at once,
- * so their reads and commits overlap in Deno KV. Events that cannot be read are logged and left
- * to their lease.
+ * `limit` events, then claims them in batches of `entriesPerClaim` entries (one check each: the
+ * checks the backend allows) at once, so their reads and commits overlap in Deno KV. Events that
+ * cannot be read are logged and left to their lease.
  */
 export async function claimDue(
   kv: Deno.Kv,
   options: ClaimOptions,
-  logger: Logger,
+  { logger, entriesPerClaim }: { logger: Logger; entriesPerClaim: number },
 ): Promise<KvClaim[]> {
   const { now, limit } = options;
   const due: _DueEntry[] = [];
@@ -58,8 +55,8 @@ export async function claimDue(
   // Room taken meanwhile (slots reserved for the intake) is not claimed.
   let room = Math.max(0, Math.min(limit, options.room?.() ?? limit));
   const batches: { entries: _DueEntry[]; room: number }[] = [];
-  for (let i = 0; i < due.length && room > 0; i += ENTRIES_PER_CLAIM) {
-    const entries = due.slice(i, i + ENTRIES_PER_CLAIM);
+  for (let i = 0; i < due.length && room > 0; i += entriesPerClaim) {
+    const entries = due.slice(i, i + entriesPerClaim);
     const events = entries.reduce((sum, entry) => sum + idsOfEntry(entry.value).length, 0);
     batches.push({ entries, room: Math.min(room, events) });
     room -= Math.min(room, events);

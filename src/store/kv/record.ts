@@ -24,7 +24,10 @@ import {
 import { type KvClaim, KvLease } from "./lease.ts";
 import { chunkEvent, MAX_INLINE_EVENT_CHARS, writeParts } from "./parts.ts";
 
-/** The self-hosted KV Connect server allows at most 10 checks per atomic; one check per event. */
+/**
+ * Events per commit at most where the store does not say (`KvStoreOptions.checksPerAtomic`): one
+ * dedup check each, and the self-hosted KV Connect server allows 10 per atomic.
+ */
 export const MAX_EVENTS_PER_COMMIT = 10;
 /** Budget per commit, under Deno KV's 800 KiB limit with room for keys and metadata. */
 const MAX_COMMIT_BYTES = 600 * 1024;
@@ -90,12 +93,16 @@ export interface Inbox {
 
 /**
  * Creates an inbox whose commits gather the events of deliveries that arrive together (group
- * commit), at most {@linkcode MAX_EVENTS_PER_COMMIT} per atomic. A failed commit fails only the
- * deliveries whose events it held.
+ * commit), at most `eventsPerCommit` per atomic (one dedup check each: the checks the backend
+ * allows). A failed commit fails only the deliveries whose events it held.
  */
-export function createInbox(kv: Deno.Kv, retention: RetentionOptions): Inbox {
+export function createInbox(
+  kv: Deno.Kv,
+  retention: RetentionOptions,
+  eventsPerCommit = MAX_EVENTS_PER_COMMIT,
+): Inbox {
   const committer = createGroupCommitter<PreparedEvent, CommitResult>({
-    maxGroupSize: MAX_EVENTS_PER_COMMIT,
+    maxGroupSize: eventsPerCommit,
     sizeOf: (event) => event.bytes,
     maxGroupBytes: MAX_COMMIT_BYTES,
     mutationsOf: (event) => event.mutations,
@@ -113,7 +120,7 @@ export function createInbox(kv: Deno.Kv, retention: RetentionOptions): Inbox {
         })
       );
       await Promise.all(prepared.map((event) => writeParts(kv, event)));
-      // A delivery's events go into the same commits: one disk sync for up to ten of them.
+      // A delivery's events go into the same commits: one disk sync for as many as one holds.
       const results = await committer.submitAll(prepared);
       return _outcome(prepared, results);
     },

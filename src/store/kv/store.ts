@@ -38,8 +38,10 @@ export interface KvStoreOptions extends StoreOptions {
   /** Where the store logs what it skips (an event it cannot read); defaults to JSON lines. */
   logger?: Logger;
   /**
-   * The checks one atomic may hold (`location.ts`'s `checksPerAtomicAt`): how many delivery jobs
-   * share a claim's or a settle's commit. Defaults to KV Connect's 10, which every backend allows.
+   * The checks one atomic may hold (`location.ts`'s `checksPerAtomicAt`): how many new events share
+   * an intake commit (a dedup check each), how many ready entries a claim takes at once, and how
+   * many delivery jobs share a claim's or a settle's commit. Defaults to KV Connect's 10, which
+   * every backend allows.
    */
   checksPerAtomic?: number;
 }
@@ -48,14 +50,15 @@ export interface KvStoreOptions extends StoreOptions {
 export function createKvStore(kv: Deno.Kv, options: KvStoreOptions): Store {
   const logger = options.logger ?? createLogger({ level: "info" });
   const lifeMs = recordLifeMs(options);
-  const inbox = createInbox(kv, options);
-  const leaseChanges = createLeaseChanges(kv);
   const checksPerAtomic = options.checksPerAtomic ?? KV_CONNECT_CHECKS_PER_ATOMIC;
+  const inbox = createInbox(kv, options, checksPerAtomic);
+  const leaseChanges = createLeaseChanges(kv);
   const jobSettler = createJobSettler(kv, checksPerAtomic);
   return {
     name: "Deno KV",
     recordEvents: (events, recordOptions) => inbox.record(events, recordOptions),
-    claimDue: (claimOptions) => claimDue(kv, claimOptions, logger),
+    claimDue: (claimOptions) =>
+      claimDue(kv, claimOptions, { logger, entriesPerClaim: checksPerAtomic }),
     extendLease: (lease, until) => leaseChanges.extend(kvLease(lease), until),
     async settle(claimed, outcome) {
       const claim = kvClaim(claimed);
