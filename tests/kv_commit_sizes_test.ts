@@ -1,17 +1,18 @@
 /**
  * How much one Deno KV commit holds, by the checks the backend allows (`checksPerAtomicAt`): on a
  * local file a hundred new events share an intake commit (one dedup check each) and a claim takes
- * a hundred ready entries at once; with KV Connect's ten, ten. Counted from what the commits
- * leave: one timeline entry per intake commit, one lease per claim commit.
+ * a hundred ready entries at once, and a commit of results changes up to a hundred leases; with KV
+ * Connect's ten, ten. Counted from what the commits leave: one timeline entry per intake commit,
+ * one lease per claim commit, one versionstamp per commit of results.
  *
  * @module
  */
 import assert from "node:assert/strict";
 import { parseDelivery } from "../src/events/events.ts";
-import { TIMELINE_PREFIX } from "../src/store/kv/keys.ts";
+import { eventKey, TIMELINE_PREFIX } from "../src/store/kv/keys.ts";
 import { KV_CONNECT_CHECKS_PER_ATOMIC, LOCAL_CHECKS_PER_ATOMIC } from "../src/store/kv/location.ts";
 import { createKvStore } from "../src/store/kv/store.ts";
-import type { Store } from "../src/store/store.ts";
+import type { RunOutcome, Store } from "../src/store/store.ts";
 import { textsDelivery } from "./deliveries.ts";
 import { RETENTION } from "./kv_records.ts";
 
@@ -63,6 +64,40 @@ for (
       assert.equal(claims.length, 30);
       const leases = new Set(claims.map((claim) => claim.lease));
       assert.equal(leases.size, Math.ceil(30 / checks), "one lease per claim commit");
+    });
+  });
+}
+
+for (
+  const [name, checks] of [
+    ["a local file", LOCAL_CHECKS_PER_ATOMIC],
+    ["KV Connect", KV_CONNECT_CHECKS_PER_ATOMIC],
+  ] as const
+) {
+  Deno.test(`with ${name}'s ${checks} checks, results of 30 leases settle in commits of up to ${checks} leases`, async () => {
+    await withStore(checks, async (kv, store) => {
+      const leaseUntil = T0 + 30_000;
+      const claims = [];
+      for (const wamid of wamids("S", 30)) {
+        const { events } = parseDelivery(JSON.parse(textsDelivery([wamid])));
+        await store.recordEvents(events, { now: T0 });
+        claims.push(...await store.claimDue({ now: T0, limit: 1, leaseUntil }));
+      }
+      assert.equal(new Set(claims.map((claim) => claim.lease)).size, 30, "30 leases");
+      const done: RunOutcome = {
+        state: "done",
+        startedAt: T0,
+        endedAt: T0 + 1,
+        completedHandlers: [],
+      };
+      const settled = await Promise.all(claims.map((claim) => store.settle(claim, done)));
+      assert.ok(settled.every(Boolean));
+      const records = await Promise.all(claims.map((claim) => kv.get(eventKey(claim.event.id))));
+      const commits = new Set(records.map((record) => record.versionstamp)).size;
+      // Thirty leases take at least three commits of ten; two commits (the first result may go
+      // alone, the rest gather behind it) mean one held more than ten.
+      if (checks === KV_CONNECT_CHECKS_PER_ATOMIC) assert.ok(commits >= 3, `${commits} commits`);
+      else assert.ok(commits <= 2, `${commits} commits`);
     });
   });
 }

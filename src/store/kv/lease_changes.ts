@@ -12,8 +12,6 @@ import { deadLetterKey, eventKey, type KvEventRecord, readyEntryValue, readyKey 
 import type { KvClaim, KvLease } from "./lease.ts";
 import { remainingLifeMs } from "./record_life.ts";
 
-/** Leases per commit: one check each, KV Connect's limit of ten. */
-const LEASES_PER_COMMIT = 10;
 /**
  * Results and lease extensions per commit. The results of a lease share its check, so a commit
  * may store many: fewer, fuller commits raised the in-process rate by 15-20% on a KV file.
@@ -38,13 +36,16 @@ type _Change =
   | { kind: "result"; claim: KvClaim; next: KvEventRecord; now: number }
   | { kind: "extend"; lease: KvLease; until: number };
 
-/** Creates the committer of lease changes over `kv`. */
-export function createLeaseChanges(kv: Deno.Kv): LeaseChanges {
+/**
+ * Creates the committer of lease changes over `kv`, at most `leasesPerCommit` leases a commit (one
+ * check each: the checks the backend allows).
+ */
+export function createLeaseChanges(kv: Deno.Kv, leasesPerCommit: number): LeaseChanges {
   const changes = createGroupCommitter<_Change, boolean>({
     maxGroupSize: CHANGES_PER_COMMIT,
     // One check per lease: the changes of one lease (its events' results) share it.
     checkOf: _leaseOf,
-    maxChecks: LEASES_PER_COMMIT,
+    maxChecks: leasesPerCommit,
     sizeOf: _changeBytes,
     maxGroupBytes: MAX_COMMIT_BYTES,
     // One commit at a time: results that finish meanwhile gather into the next one (fuller

@@ -39,9 +39,9 @@ export interface KvStoreOptions extends StoreOptions {
   logger?: Logger;
   /**
    * The checks one atomic may hold (`location.ts`'s `checksPerAtomicAt`): how many new events share
-   * an intake commit (a dedup check each), how many ready entries a claim takes at once, and how
-   * many delivery jobs share a claim's or a settle's commit. Defaults to KV Connect's 10, which
-   * every backend allows.
+   * an intake commit (a dedup check each), how many ready entries a claim takes at once, how many
+   * leases a commit of results changes, and how many delivery jobs share a claim's or a settle's
+   * commit. Defaults to KV Connect's 10, which every backend allows.
    */
   checksPerAtomic?: number;
 }
@@ -52,7 +52,7 @@ export function createKvStore(kv: Deno.Kv, options: KvStoreOptions): Store {
   const lifeMs = recordLifeMs(options);
   const checksPerAtomic = options.checksPerAtomic ?? KV_CONNECT_CHECKS_PER_ATOMIC;
   const inbox = createInbox(kv, options, checksPerAtomic);
-  const leaseChanges = createLeaseChanges(kv);
+  const leaseChanges = createLeaseChanges(kv, checksPerAtomic);
   const jobSettler = createJobSettler(kv, checksPerAtomic);
   return {
     name: "Deno KV",
