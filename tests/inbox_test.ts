@@ -4,7 +4,7 @@
  * deliveries whose events it held.
  */
 import assert from "node:assert/strict";
-import { createInbox, type Inbox } from "../src/store/kv/record.ts";
+import { createInbox, type Inbox, MAX_EVENTS_PER_COMMIT } from "../src/store/kv/record.ts";
 import { eventKey, idsOfEntry } from "../src/store/kv/keys.ts";
 import { textMessageEvent } from "./fixtures/catalog.ts";
 import { expirationMs, recordAll, RETENTION } from "./kv_records.ts";
@@ -69,7 +69,7 @@ function watch(kv: Deno.Kv, failWhen: (ids: string[]) => boolean = () => false):
 }
 
 function inboxOn(kv: Deno.Kv): Inbox {
-  return createInbox(kv, RETENTION);
+  return createInbox(kv, RETENTION, MAX_EVENTS_PER_COMMIT);
 }
 
 /** Records one single-message delivery per wamid, all at once, as concurrent requests do. */
@@ -88,7 +88,10 @@ Deno.test("concurrent deliveries share atomic commits, and nothing is read first
   assert.ok(watched.commits.length < wamids.length, `${watched.commits.length} commits`);
   const shared = watched.commits.find((ids) => ids.length > 1);
   assert.ok(shared, "one commit held the events of several deliveries");
-  assert.ok(watched.commits.every((ids) => ids.length <= 10), "at most ten checks a commit");
+  assert.ok(
+    watched.commits.every((ids) => ids.length <= MAX_EVENTS_PER_COMMIT),
+    "at most ten checks a commit",
+  );
   assert.equal(watched.reads, 0);
   for (const wamid of wamids) {
     assert.notEqual((await temp.kv.get(eventKey(`message:${wamid}`))).versionstamp, null);
@@ -210,7 +213,11 @@ Deno.test("a record recorded leased lives its whole life after the lease ends", 
   const now = Date.now();
   const lifeMs = 3_600_000; // DEDUP_TTL_HOURS = EVENT_RETENTION_HOURS = 1: the least allowed
   const until = now + 3_600_000; // LEASE_MS: the most allowed
-  const inbox = createInbox(temp.kv, { dedupTtlMs: lifeMs, retentionMs: lifeMs });
+  const inbox = createInbox(
+    temp.kv,
+    { dedupTtlMs: lifeMs, retentionMs: lifeMs },
+    MAX_EVENTS_PER_COMMIT,
+  );
   const event = textMessageEvent("wamid.LEASEDLIFE");
 
   const outcome = await inbox.record([event], { now, lease: { count: 1, until } });

@@ -13,6 +13,7 @@ import type { RecordOptions } from "../store.ts";
 import { commitWithRetry } from "./commit.ts";
 import { getManyInBatches } from "./get_many.ts";
 import { UNWRITTEN_JOB_ENTRY } from "./job_records.ts";
+import { KV_CONNECT_CHECKS_PER_ATOMIC } from "./location.ts";
 import {
   eventKey,
   jobReadyKey,
@@ -25,10 +26,10 @@ import { type KvClaim, KvLease } from "./lease.ts";
 import { chunkEvent, MAX_INLINE_EVENT_CHARS, writeParts } from "./parts.ts";
 
 /**
- * Events per commit at most where the store does not say (`KvStoreOptions.checksPerAtomic`): one
- * dedup check each, and the self-hosted KV Connect server allows 10 per atomic.
+ * Events per commit that every backend takes (one dedup check each, and KV Connect allows ten per
+ * atomic), for commits made outside an inbox (`groupForCommit`); an inbox takes the store's own.
  */
-export const MAX_EVENTS_PER_COMMIT = 10;
+export const MAX_EVENTS_PER_COMMIT = KV_CONNECT_CHECKS_PER_ATOMIC;
 /** Budget per commit, under Deno KV's 800 KiB limit with room for keys and metadata. */
 const MAX_COMMIT_BYTES = 600 * 1024;
 /**
@@ -99,7 +100,7 @@ export interface Inbox {
 export function createInbox(
   kv: Deno.Kv,
   retention: RetentionOptions,
-  eventsPerCommit = MAX_EVENTS_PER_COMMIT,
+  eventsPerCommit: number,
 ): Inbox {
   const committer = createGroupCommitter<PreparedEvent, CommitResult>({
     maxGroupSize: eventsPerCommit,
