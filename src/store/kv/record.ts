@@ -213,8 +213,10 @@ export async function commitGroup(
 ): Promise<CommitResult[]> {
   const results = new Map<string, CommitResult>();
   let pending = group.filter((event, i) => group.findIndex((e) => e.id === event.id) === i);
+  // Each failed round drops the duplicates it finds, so a round per event is the most it needs.
+  const maxRounds = Math.max(MAX_EVENTS_PER_COMMIT, group.length);
   for (let round = 0; pending.length > 0; round++) {
-    if (round > MAX_EVENTS_PER_COMMIT) {
+    if (round > maxRounds) {
       throw new Error("Cannot record events: a dedup check keeps failing without a duplicate");
     }
     // One ready entry for the events leased to the recorder, at the lease's end, and one for the
