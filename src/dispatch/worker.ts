@@ -118,7 +118,7 @@ export interface Reservation {
 
 /** Shortest sleep between two claim rounds, so an entry that cannot be claimed never spins. */
 const MIN_SLEEP_MS = 1;
-/** Events per claim round worth a commit: a claim commits up to ten groups at once. */
+/** Events per claim round worth a commit: fewer would spend a claim's commit on a handful. */
 const CLAIM_BATCH = 10;
 /**
  * Events recorded leased to the worker that may wait in memory for a slot, per slot. Without them

@@ -1,9 +1,10 @@
 /**
- * Claiming due events: the events of up to ten due ready entries move into one new lease entry at
- * the end of the lease, in an atomic that checks each entry's versionstamp, so two workers (or
- * processes) never hold the same event, and events whose worker died become due again by
- * themselves when their lease entry comes due. The record is not rewritten by a claim: an event is
- * "processing" while it is away from its entry at `record.dueAt` (see `event_log.ts`).
+ * Claiming due events: the events of due ready entries (as many as the backend's checks per atomic
+ * allow) move into one new lease entry at the end of the lease, in an atomic that checks each
+ * entry's versionstamp, so two workers (or processes) never hold the same event, and events whose
+ * worker died become due again by themselves when their lease entry comes due. The record is not
+ * rewritten by a claim: an event is "processing" while it is away from its entry at `record.dueAt`
+ * (see `event_log.ts`).
  *
  * @module
  */
