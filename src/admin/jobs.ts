@@ -174,10 +174,7 @@ function _replayOptions(query: URLSearchParams, now: number): ReplayJobsOptions 
   if (state !== undefined) options.state = state;
   const kind = page.oneOf("kind", EVENT_KINDS);
   if (kind !== undefined) options.kind = kind;
-  const from = page.time("from");
-  if (from !== undefined) options.receivedFrom = from;
-  const to = page.time("to");
-  if (to !== undefined) options.receivedTo = to;
+  Object.assign(options, page.receivedRange());
   const cursor = page.cursor();
   if (cursor !== undefined) options.cursor = cursor;
   if (page.oneOf("dryRun", ["true", "false"]) === "true") options.dryRun = true;

@@ -25,11 +25,19 @@ export interface PageQuery {
   cursor(): string | undefined;
   /** Parameter `name` as an ISO 8601 time with a date and a zone, in ms since the epoch. */
   time(name: string): number | undefined;
+  /** `from` and `to` (times, both included) as a reception range, each only when given. */
+  receivedRange(): ReceivedRange;
+}
+
+/** A range of reception times, ms since the epoch, both ends included; an end absent is open. */
+export interface ReceivedRange {
+  receivedFrom?: number;
+  receivedTo?: number;
 }
 
 /** Reads a page's query: the `what` of its refusals is `"events"` or `"jobs"`. */
 export function pageQuery(query: URLSearchParams, what: string): PageQuery {
-  return {
+  const page: PageQuery = {
     /** `limit`, from 1 to {@linkcode MAX_PAGE_LIMIT}; {@linkcode DEFAULT_PAGE_LIMIT} when absent. */
     limit(): number {
       const limit = query.get("limit") || undefined;
@@ -84,7 +92,17 @@ export function pageQuery(query: URLSearchParams, what: string): PageQuery {
       }
       return ms;
     },
+    /** `from` and `to` as a reception range; see {@linkcode PageQuery.time}. */
+    receivedRange(): ReceivedRange {
+      const range: ReceivedRange = {};
+      const from = page.time("from");
+      if (from !== undefined) range.receivedFrom = from;
+      const to = page.time("to");
+      if (to !== undefined) range.receivedTo = to;
+      return range;
+    },
   };
+  return page;
 }
 
 /**

@@ -57,10 +57,7 @@ export function eventListOptions(query: URLSearchParams, limit: number): ListEve
   if (business !== undefined) options.businessNumber = business;
   const party = text("party");
   if (party !== undefined) options.party = party;
-  const from = page.time("from");
-  if (from !== undefined) options.receivedFrom = from;
-  const to = page.time("to");
-  if (to !== undefined) options.receivedTo = to;
+  Object.assign(options, page.receivedRange());
   const cursor = page.cursor();
   if (cursor !== undefined) options.cursor = cursor;
   return options;

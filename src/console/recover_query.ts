@@ -32,10 +32,7 @@ export function recoverRange(query: URLSearchParams): RecoverRange {
   const range: RecoverRange = {};
   const kind = page.oneOf("kind", EVENT_KINDS);
   if (kind !== undefined) range.kind = kind;
-  const from = page.time("from");
-  if (from !== undefined) range.receivedFrom = from;
-  const to = page.time("to");
-  if (to !== undefined) range.receivedTo = to;
+  Object.assign(range, page.receivedRange());
   return range;
 }
 
