@@ -17,6 +17,7 @@ import {
   sha256Matches,
   verifyingStream,
 } from "../src/media/verify.ts";
+import { messagesDelivery } from "./deliveries.ts";
 import { FAKE_TOKEN, type FakeGraphApi, startFakeGraphApi } from "./fake_graph_api.ts";
 import { patternBytes, streamOf } from "./media_store_contract.ts";
 import {
@@ -28,7 +29,6 @@ import {
   waitFor,
 } from "./support.ts";
 
-const PHONE_ID = "106540000000002";
 const AUTH = { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
 
 interface Harness extends AsyncDisposable {
@@ -84,21 +84,10 @@ function mediaDelivery(
     type,
     [type]: { ...media, ...(type === "document" ? { filename: "big.pdf" } : {}) },
   };
-  return JSON.stringify({
-    object: "whatsapp_business_account",
-    entry: [{
-      id: "102290000000001",
-      changes: [{
-        field: "messages",
-        value: {
-          messaging_product: "whatsapp",
-          metadata: { display_phone_number: "15550001111", phone_number_id: PHONE_ID },
-          contacts: [{ profile: { name: "Ana" }, wa_id: "5511999990000" }],
-          messages: [message],
-        },
-      }],
-    }],
-  });
+  return JSON.stringify(messagesDelivery({
+    contacts: [{ profile: { name: "Ana" }, wa_id: "5511999990000" }],
+    messages: [message],
+  }));
 }
 
 async function post(t: Harness, body: string): Promise<void> {

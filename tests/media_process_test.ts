@@ -7,6 +7,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { messagesDelivery } from "./deliveries.ts";
 import { FAKE_TOKEN, startFakeGraphApi } from "./fake_graph_api.ts";
 import { freshCheckout } from "./fresh_checkout.ts";
 import { startService } from "./service_process.ts";
@@ -86,32 +87,16 @@ function _isStored(output: string[], mediaId: string): boolean {
 }
 
 async function _postDocument(origin: string, wamid: string, mediaId: string, sha256: string) {
-  const body = JSON.stringify({
-    object: "whatsapp_business_account",
-    entry: [{
-      id: "102290000000001",
-      changes: [{
-        field: "messages",
-        value: {
-          messaging_product: "whatsapp",
-          metadata: { display_phone_number: "15550001111", phone_number_id: "106540000000002" },
-          contacts: [{ profile: { name: "Ana" }, wa_id: "5511999990000" }],
-          messages: [{
-            from: "5511999990000",
-            id: wamid,
-            timestamp: "1767225600",
-            type: "document",
-            document: {
-              id: mediaId,
-              mime_type: "application/pdf",
-              sha256,
-              filename: "a.pdf",
-            },
-          }],
-        },
-      }],
+  const body = JSON.stringify(messagesDelivery({
+    contacts: [{ profile: { name: "Ana" }, wa_id: "5511999990000" }],
+    messages: [{
+      from: "5511999990000",
+      id: wamid,
+      timestamp: "1767225600",
+      type: "document",
+      document: { id: mediaId, mime_type: "application/pdf", sha256, filename: "a.pdf" },
     }],
-  });
+  }));
   const posted = await postDelivery(origin, body);
   assert.equal(posted.status, 200);
   await posted.body?.cancel();
