@@ -10,6 +10,7 @@ import type postgres from "postgres";
 import { eventSummary } from "../event_record.ts";
 import type { EventPage, ListEventsOptions, ReplayResult, StoredEvent } from "../store.ts";
 import { decodeCursor, encodeCursor } from "./cursor.ts";
+import { beforePosition, queryParams } from "./query_params.ts";
 import {
   EVENT_COLUMNS,
   eventOf,
@@ -45,11 +46,8 @@ export async function listEvents(
   const limit = Math.max(1, Math.floor(options.limit));
   const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
   const conditions: string[] = [];
-  const params: (string | number)[] = [];
-  const param = (value: string | number): string => {
-    params.push(value);
-    return `$${params.length}`;
-  };
+  const query = queryParams();
+  const { params, param } = query;
   if (options.state !== undefined) conditions.push(`listed_state = ${param(options.state)}`);
   if (options.kind !== undefined) conditions.push(`kind = ${param(options.kind)}`);
   if (options.receivedFrom !== undefined) {
@@ -68,11 +66,7 @@ export async function listEvents(
       })`,
     );
   }
-  if (after) {
-    conditions.push(
-      `(received_at, seq) < (${param(after.receivedAt)}::bigint, ${param(after.seq)}::bigint)`,
-    );
-  }
+  if (after) conditions.push(beforePosition(query, after, ["received_at", "seq"]));
   const where = conditions.length > 0 ? `WHERE ${conditions.join(" AND ")}` : "";
   const rows = await sql.unsafe<EventRow[]>(
     `SELECT ${EVENT_COLUMNS} FROM wa_events ${where}

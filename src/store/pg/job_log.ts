@@ -17,6 +17,7 @@ import type {
   ReplayJobsOptions,
 } from "../store.ts";
 import { decodeCursor, encodeCursor } from "./cursor.ts";
+import { beforePosition, queryParams } from "./query_params.ts";
 import { JOB_COLUMNS, jobRecordOf, type JobRow } from "./rows.ts";
 import { notifyDue } from "./wakeups.ts";
 
@@ -40,18 +41,11 @@ export async function listJobs(
 ): Promise<JobPage> {
   const limit = Math.max(1, Math.floor(options.limit));
   const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
-  const params: (string | number)[] = [destination];
-  const param = (value: string | number): string => {
-    params.push(value);
-    return `$${params.length}`;
-  };
+  const query = queryParams([destination]);
+  const { params, param } = query;
   const conditions = ["destination = $1"];
   if (options.state !== undefined) conditions.push(`state = ${param(options.state)}`);
-  if (after) {
-    conditions.push(
-      `(created_at, event_seq) < (${param(after.receivedAt)}::bigint, ${param(after.seq)}::bigint)`,
-    );
-  }
+  if (after) conditions.push(beforePosition(query, after, ["created_at", "event_seq"]));
   const rows = await sql.unsafe<JobRow[]>(
     `SELECT ${JOB_COLUMNS} FROM wa_jobs WHERE ${conditions.join(" AND ")}
      ORDER BY created_at DESC, event_seq DESC LIMIT ${param(limit + 1)}`,
@@ -151,11 +145,8 @@ export async function replayJobs(
 ): Promise<JobsReplayed> {
   const limit = Math.max(1, Math.floor(options.limit));
   const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
-  const params: (string | number)[] = [destination, options.now];
-  const param = (value: string | number): string => {
-    params.push(value);
-    return `$${params.length}`;
-  };
+  const query = queryParams([destination, options.now]);
+  const { params, param } = query;
   const conditions = ["j.destination = $1"];
   if (options.state !== undefined) conditions.push(`j.state = ${param(options.state)}`);
   if (options.kind !== undefined) conditions.push(`e.kind = ${param(options.kind)}`);
@@ -165,13 +156,7 @@ export async function replayJobs(
   if (options.receivedTo !== undefined) {
     conditions.push(`j.created_at <= ${param(options.receivedTo)}::bigint`);
   }
-  if (after) {
-    conditions.push(
-      `(j.created_at, j.event_seq) < (${param(after.receivedAt)}::bigint, ${
-        param(after.seq)
-      }::bigint)`,
-    );
-  }
+  if (after) conditions.push(beforePosition(query, after, ["j.created_at", "j.event_seq"]));
   const rows = await sql.unsafe<
     { event_id: string; created_at: number; event_seq: number; busy: boolean }[]
   >(
