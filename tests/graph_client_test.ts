@@ -13,8 +13,8 @@ import {
   type GraphCallOutcome,
   type GraphClient,
   type GraphClientOptions,
-  recipientFields,
 } from "../src/graph/client.ts";
+import { recipientFields } from "../src/graph/outbound_message.ts";
 import { GraphApiError } from "../src/graph/errors.ts";
 import {
   FAKE_TOKEN,

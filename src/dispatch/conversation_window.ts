@@ -15,7 +15,8 @@
  */
 import type { WebhookEvent } from "../events/events.ts";
 import { userIdOf } from "../events/events.ts";
-import type { GraphClient, OutboundMessage, RecipientIdentity } from "../graph/client.ts";
+import type { GraphClient } from "../graph/client.ts";
+import type { OutboundMessage, RecipientIdentity } from "../graph/outbound_message.ts";
 import { CUSTOMER_SERVICE_WINDOW_MS } from "../store/conversation_window.ts";
 import type { Store } from "../store/store.ts";
 import { PermanentError } from "./handler_errors.ts";

@@ -23,7 +23,8 @@
  * @module
  */
 import type { MessageEvent } from "../events/events.ts";
-import type { GraphClient, RecipientIdentity } from "../graph/client.ts";
+import type { GraphClient } from "../graph/client.ts";
+import type { RecipientIdentity } from "../graph/outbound_message.ts";
 import { GraphApiError } from "../graph/errors.ts";
 import type { Logger } from "../ops/log.ts";
 import {

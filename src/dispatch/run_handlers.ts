@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { RecipientIdentity } from "../graph/client.ts";
+import type { RecipientIdentity } from "../graph/outbound_message.ts";
 import type { Logger } from "../ops/log.ts";
 import { withSpan } from "../ops/telemetry.ts";
 import type { ClaimedEvent, RunOutcome } from "../store/store.ts";
