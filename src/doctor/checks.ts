@@ -3,6 +3,7 @@
  * {@linkcode CheckResult} lines, `ok`, `warn` or `fail`, each `warn` and `fail` with the exact
  * step that fixes it (a Graph API call to run, or where to click in Meta's dashboards). The checks
  * read no network and no clock of their own: `doctor.ts` asks the Graph API and passes the answers.
+ * The phone numbers' checks are in `phone_checks.ts`.
  *
  * Fixes name secrets by their variables (`$WHATSAPP_TOKEN`, `$APP_SECRET`), never by value, so a
  * fix can be pasted into a shell where the service's environment is set.
@@ -11,13 +12,7 @@
  */
 import type { Config } from "../config.ts";
 import type { GraphApiError } from "../graph/errors.ts";
-import type {
-  AppSubscription,
-  PhoneNumberInfo,
-  PhoneNumbersPage,
-  SubscribedApp,
-  TokenInfo,
-} from "./graph_reads.ts";
+import type { AppSubscription, SubscribedApp, TokenInfo } from "./graph_reads.ts";
 
 /** How a check went: `warn` is worth a look, `fail` means webhooks or replies are at risk. */
 export type CheckStatus = "ok" | "warn" | "fail";
@@ -51,9 +46,6 @@ export const WHATSAPP_OBJECT = "whatsapp_business_account";
 
 /** The permissions a token needs: to send and receive, and to read the account's settings. */
 export const REQUIRED_SCOPES = ["whatsapp_business_messaging", "whatsapp_business_management"];
-
-/** The messaging limits low enough to warn about: a few hundred users a day, or none set. */
-const LOW_MESSAGING_TIERS = new Set(["TIER_50", "TIER_250", "TIER_NOT_SET"]);
 
 /** A token expiring within this long gets a warning: the dashboard's temporary ones last 24 h. */
 const EXPIRY_WARNING_MS = 7 * 24 * 3_600_000;
@@ -360,124 +352,6 @@ export function checkSubscribedApps(
   };
 }
 
-/** One account's phone numbers: a line per number, or one failing line when it has none. */
-export function checkPhoneNumbers(
-  wabaId: string,
-  page: PhoneNumbersPage,
-  context: FixContext,
-): CheckResult[] {
-  if (page.numbers.length === 0) {
-    return [{
-      name: `phone numbers of WABA "${wabaId}"`,
-      status: "fail",
-      detail: "This account has no phone number: nobody can message it",
-      fix: "Add a number in WhatsApp Manager > Phone numbers, then register it:\n" +
-        _registerFix(context, "{phone-number-id}"),
-    }];
-  }
-  const lines = page.numbers.map((number) => _checkPhoneNumber(number, context));
-  if (page.hasMore) {
-    lines.push({
-      name: `phone numbers of WABA "${wabaId}"`,
-      status: "warn",
-      detail: `More than ${page.numbers.length} numbers: only these were checked`,
-      fix: "Check the others in WhatsApp Manager > Phone numbers",
-    });
-  }
-  return lines;
-}
-
-/** A problem found on a number, with its fix. */
-interface _Problem {
-  status: Exclude<CheckStatus, "ok">;
-  text: string;
-  fix: string;
-}
-
-function _checkPhoneNumber(number: PhoneNumberInfo, context: FixContext): CheckResult {
-  const display = number.display_phone_number ?? "?";
-  const name = `number "${clip(display)}" (${number.id})`;
-  const facts = [
-    number.verified_name === undefined ? undefined : `"${clip(number.verified_name)}"`,
-    `status ${number.status ?? "unknown"}`,
-    number.quality_rating === undefined ? undefined : `quality ${number.quality_rating}`,
-    number.messaging_limit_tier === undefined ? undefined : `limit ${number.messaging_limit_tier}`,
-    number.throughput?.level === undefined ? undefined : `throughput ${number.throughput.level}`,
-    number.platform_type === undefined ? undefined : `platform ${number.platform_type}`,
-    number.name_status === undefined ? undefined : `name ${number.name_status}`,
-  ].filter((fact) => fact !== undefined).map(clip);
-  const problems = _problemsOf(number, context);
-  const worst: CheckStatus = problems.some((p) => p.status === "fail")
-    ? "fail"
-    : problems.length > 0
-    ? "warn"
-    : "ok";
-  const detail = facts.join(", ") +
-    (problems.length === 0 ? "" : `: ${problems.map((p) => p.text).join("; ")}`);
-  if (worst === "ok") return { name, status: worst, detail };
-  return { name, status: worst, detail, fix: [...new Set(problems.map((p) => p.fix))].join("\n") };
-}
-
-function _problemsOf(number: PhoneNumberInfo, context: FixContext): _Problem[] {
-  const problems: _Problem[] = [];
-  const register = _registerFix(context, number.id);
-  const manager = "See the number in WhatsApp Manager > Phone numbers for Meta's reason; " +
-    "appeal in Business Support Home if you disagree";
-  const notRegistered = number.platform_type === "NOT_APPLICABLE";
-  if (notRegistered) {
-    problems.push({
-      status: "fail",
-      text: "not registered for the Cloud API, so it neither sends nor receives",
-      fix: register,
-    });
-  } else if (number.platform_type === "ON_PREMISE") {
-    problems.push({
-      status: "fail",
-      text: "registered on the On-Premises API, not the Cloud API",
-      fix: `Migrate the number to the Cloud API, then register it:\n${register}`,
-    });
-  }
-  const status = number.status;
-  if (status !== undefined && status !== "CONNECTED") {
-    const fix = status === "PENDING" || status === "UNVERIFIED" || status === "DISCONNECTED"
-      ? register
-      : status === "FLAGGED"
-      ? "Raise its quality: send only what users opted in to, and watch WhatsApp Manager > " +
-        "Insights; Meta lifts the flag after 7 days of good quality"
-      : status === "RESTRICTED" || status === "RATE_LIMITED"
-      ? "It reached its messaging limit: it can still answer users, and sends again once the " +
-        "24-hour window resets"
-      : manager;
-    if (!(notRegistered && fix === register)) {
-      problems.push({ status: "fail", text: `its status is ${status}, not CONNECTED`, fix });
-    }
-  }
-  if (number.quality_rating === "RED") {
-    problems.push({
-      status: "fail",
-      text: "its quality is RED (low): Meta may flag it and lower its limit",
-      fix: "Send only messages users asked for, honour opt-outs, and watch WhatsApp Manager > " +
-        "Insights until the rating recovers",
-    });
-  } else if (number.quality_rating === "YELLOW") {
-    problems.push({
-      status: "warn",
-      text: "its quality is YELLOW (medium)",
-      fix: "Watch WhatsApp Manager > Insights: fewer blocks and reports bring it back to GREEN",
-    });
-  }
-  const tier = number.messaging_limit_tier;
-  if (tier !== undefined && LOW_MESSAGING_TIERS.has(tier)) {
-    problems.push({
-      status: "warn",
-      text: `its messaging limit is low (${tier}): few users a day can be sent templates`,
-      fix: "Verify the business (Business settings > Security center) and keep quality high: " +
-        "Meta then raises the limit",
-    });
-  }
-  return problems;
-}
-
 /** The error line of a read that failed, with `fix` for a refusal and a retry for an outage. */
 export function graphFailure(name: string, error: GraphApiError, fix: string): CheckResult {
   const retry = error.category === "throttled"
@@ -518,11 +392,4 @@ function _subscribeFix(context: FixContext): string {
     `curl -X POST "${context.graphUrl}/${context.appId}/subscriptions" ` +
     `-d object=${WHATSAPP_OBJECT} -d callback_url="${url}" -d verify_token="$VERIFY_TOKEN" ` +
     '-d fields=messages -d access_token="$APP_ID|$APP_SECRET"';
-}
-
-/** How to register a number for the Cloud API (its two-step verification PIN is the caller's). */
-function _registerFix(context: FixContext, phoneNumberId: string): string {
-  return `curl -X POST "${context.graphUrl}/${phoneNumberId}/register" ` +
-    '-H "Authorization: Bearer $WHATSAPP_TOKEN" -H "Content-Type: application/json" ' +
-    `-d '{"messaging_product":"whatsapp","pin":"<6-digit PIN>"}'`;
 }

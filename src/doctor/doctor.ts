@@ -20,7 +20,6 @@ import { redactToken } from "../graph/transport_errors.ts";
 import {
   accountsOf,
   checkAccounts,
-  checkPhoneNumbers,
   type CheckResult,
   checkScopes,
   checkSettings,
@@ -33,6 +32,7 @@ import {
   WEBHOOK_PATH,
 } from "./checks.ts";
 import { createGraphReads, type GraphReads, type TokenInfo } from "./graph_reads.ts";
+import { checkPhoneNumbers } from "./phone_checks.ts";
 
 /** The most accounts whose subscription and numbers are read: two reads each. */
 export const MAX_ACCOUNTS = 10;
