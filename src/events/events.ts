@@ -5,7 +5,8 @@
  *
  * Events come in delivery order: entry by entry, change by change; inside a `messages` change its
  * messages, then its statuses, then its change event if it has one; inside an echo field's change
- * its echoes (`echoes.ts`).
+ * its echoes (`echoes.ts`). The events' types are in `event_types.ts`, exported here too, with the
+ * payload types they carry, so that handlers import the whole vocabulary from this module.
  *
  * @module
  */
@@ -24,14 +25,23 @@ import {
   statusEventId,
   unknownEventId,
 } from "./event_ids.ts";
-import { collectEchoes, type EchoEvent, type EchoField, isEchoField } from "./echoes.ts";
-import { type ChangeValue, changeValueSchemaFor, type KnownChangeField } from "./field_schemas.ts";
+import { collectEchoes, type EchoField, isEchoField } from "./echoes.ts";
+import { changeValueSchemaFor } from "./field_schemas.ts";
 import { type InboundMessage, messageSchemaFor, type UnknownMessage } from "./message_schemas.ts";
 import { InvalidJsonError, MAX_JSON_DEPTH, nestsDeeperThan, parseJsonText } from "./json_text.ts";
-import { type Status, statusSchema } from "./status_schemas.ts";
+import { statusSchema } from "./status_schemas.ts";
 import { overLimitReason, TOO_DEEP_REASON } from "./delivery_limits.ts";
 import { type DriftFound, type DriftSummary, recordDrift } from "./drift.ts";
 import { findContact, nonEmpty, recipientOf, senderOf } from "./parties.ts";
+import type {
+  ChangeEvent,
+  ChangeEventBase,
+  KnownChangeEvent,
+  MessageEvent,
+  StatusEvent,
+  UnknownEvent,
+  WebhookEvent,
+} from "./event_types.ts";
 
 /**
  * Texts at least this long are scanned for depth before `JSON.parse`: parsing the deepest text
@@ -62,119 +72,16 @@ export type {
 } from "./message_schemas.ts";
 export type { KnownStatusValue, Status } from "./status_schemas.ts";
 
-/** An inbound message, with the business it was sent to and the sender's contact. */
-export interface MessageEvent {
-  /** Discriminant of {@linkcode WebhookEvent}. */
-  kind: "message";
-  /** `message:<wamid>`: the same for every retry and every copy of the message. */
-  id: string;
-  /** The WABA id (`entry.id`). */
-  wabaId: string;
-  /** The business number the message was sent to: the number to answer from. */
-  phoneNumberId: string;
-  /** The business number as digits, when Meta sent it. */
-  displayPhoneNumber?: string;
-  /** The message's `timestamp` (when Meta sent the webhook), in ms since the Unix epoch. */
-  timestampMs: number;
-  /**
-   * The sender's entry of `contacts[]`, matched on `user_id`/`wa_id` (never on position); absent
-   * when Meta sent none, as for system messages.
-   */
-  contact?: Contact;
-  /** The message, discriminated on `type`; `type: "unknown"` keeps what could not be typed. */
-  message: InboundMessage;
-}
-
-/** A status update of a message the business sent. */
-export interface StatusEvent {
-  /** Discriminant of {@linkcode WebhookEvent}. */
-  kind: "status";
-  /** `status:<wamid>:<status>:<unix seconds>`. */
-  id: string;
-  /** The WABA id (`entry.id`). */
-  wabaId: string;
-  /** The business number that sent the message. */
-  phoneNumberId: string;
-  /** The business number as digits, when Meta sent it. */
-  displayPhoneNumber?: string;
-  /** The status's `timestamp`, in milliseconds since the Unix epoch. */
-  timestampMs: number;
-  /** The recipient's entry of `contacts[]`, when Meta sent one (often lean or missing). */
-  contact?: Contact;
-  /** The status as Meta sent it; `status.status` is any string, see `KNOWN_STATUS_VALUES`. */
-  status: Status;
-}
-
-/** What every change event carries besides its field and value. */
-export interface ChangeEventBase {
-  /** Discriminant of {@linkcode WebhookEvent}. */
-  kind: "change";
-  /**
-   * `change:<field>:<hash>`, the hash of the WABA id, the field, `entry.time` as sent (`null`
-   * when absent) and the value (keys sorted): the same for Meta's retries, new for a repeat.
-   */
-  id: string;
-  /** The WABA id (`entry.id`). */
-  wabaId: string;
-  /** `entry.time` in milliseconds, when Meta sent it (management fields do). */
-  timestampMs?: number;
-  /** `value.metadata.phone_number_id`, for messaging-style fields. */
-  phoneNumberId?: string;
-  /** `value.metadata.display_phone_number` or `value.display_phone_number`, when present. */
-  displayPhoneNumber?: string;
-}
-
-/** A change of a known field whose value matched its schema, discriminated on `field`. */
-export type KnownChangeEvent = {
-  [F in KnownChangeField]: ChangeEventBase & { field: F; value: ChangeValue<F> };
-}[KnownChangeField];
-
-/**
- * A change of a field this service does not know, or of a known field whose value failed its
- * schema (then a {@linkcode SchemaDrift} says why): `originalField` is the field Meta sent and
- * `value` the value as received.
- */
-export interface UnknownChangeEvent extends ChangeEventBase {
-  /** Discriminant of {@linkcode ChangeEvent}: not a known field, or a value that failed. */
-  field: "unknown";
-  /** The `field` Meta sent. */
-  originalField: string;
-  /** The `value` as received. */
-  value: unknown;
-}
-
-/**
- * A change that is neither a message, a status nor an echo: template, quality and account
- * updates, calls, history, …, one event per change (and an echo field's change that holds no
- * readable echo); and a `messages` change that holds no message and no
- * status, or holds `errors[]`.
- */
-export type ChangeEvent = KnownChangeEvent | UnknownChangeEvent;
-
-/**
- * Something that could not be read as any other event: a foreign or malformed delivery, an entry
- * or change without its keys, a message without `id` or `timestamp`, a status that failed its
- * schema. Kept whole in `raw` so that nothing is lost; `reason` says what was wrong.
- */
-export interface UnknownEvent {
-  /** Discriminant of {@linkcode WebhookEvent}. */
-  kind: "unknown";
-  /** `unknown:<hash>`, the hash of `raw` and of the WABA id when known. */
-  id: string;
-  /** Why this is not another kind of event, for the log line. */
-  reason: string;
-  /** The part of the delivery that could not be read, as received (`null` for no payload). */
-  raw: unknown;
-  /** The WABA id, when the entry had one. */
-  wabaId?: string;
-  /** The business number, when the change had one. */
-  phoneNumberId?: string;
-  /** The webhook field, when the change named one. */
-  field?: string;
-}
-
-/** Every event a delivery yields, discriminated on `kind`. Plain JSON: stored and logged as is. */
-export type WebhookEvent = MessageEvent | StatusEvent | EchoEvent | ChangeEvent | UnknownEvent;
+export type {
+  ChangeEvent,
+  ChangeEventBase,
+  KnownChangeEvent,
+  MessageEvent,
+  StatusEvent,
+  UnknownChangeEvent,
+  UnknownEvent,
+  WebhookEvent,
+} from "./event_types.ts";
 
 /** The events of a delivery, and the schema drift found on the way. */
 export interface ParsedDelivery extends DriftSummary {
