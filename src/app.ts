@@ -117,7 +117,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     baseDelayMs: config.retryBaseDelayMs,
     maxDelayMs: config.retryMaxDelayMs,
   };
-  const deliveries = await createDeliveries({
+  const deliveries = createDeliveries({
     destinations: config.destinations,
     store,
     clock,

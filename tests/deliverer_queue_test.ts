@@ -44,7 +44,7 @@ Deno.test("jobs claimed ahead wait under their leases; one whose lease would end
     }]),
     "DESTINATIONS",
   );
-  const deliveries = await createDeliveries({
+  const deliveries = createDeliveries({
     destinations,
     store,
     clock,

@@ -122,7 +122,7 @@ const MIN_SLEEP_MS = 1;
  *
  * @throws {SigningSecretError} when a secret cannot sign (the message names its position only).
  */
-export async function createDeliverer(options: DelivererOptions): Promise<Deliverer> {
+export function createDeliverer(options: DelivererOptions): Deliverer {
   const { store, destination, clock, retry } = options;
   const { name, url, timeoutMs, concurrency } = destination;
   const logger = options.logger.child({ destination: name });
@@ -131,7 +131,7 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
   const sendInterval = destination.ratePerSecond === undefined
     ? 0
     : 1_000 / destination.ratePerSecond;
-  const signer = await createSigner(destination.secrets);
+  const signer = createSigner(destination.secrets);
   const circuit = createCircuitBreaker({
     clock,
     onTransition: (change) => {
@@ -302,7 +302,7 @@ export async function createDeliverer(options: DelivererOptions): Promise<Delive
     }
     const startedAt = clock.now();
     const body = deliveryBody(event, job.createdAt);
-    const headers = await signer.sign({
+    const headers = signer.sign({
       id: webhookId(name, event.id),
       timestamp: Math.floor(startedAt / 1_000),
       body,

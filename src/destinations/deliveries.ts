@@ -67,7 +67,7 @@ export interface Deliveries {
  *
  * @throws {SigningSecretError} when a destination's secret cannot sign.
  */
-export async function createDeliveries(options: DeliveriesOptions): Promise<Deliveries> {
+export function createDeliveries(options: DeliveriesOptions): Deliveries {
   const { destinations } = options;
   const pauses = createPauses({
     destinations,
@@ -77,7 +77,7 @@ export async function createDeliveries(options: DeliveriesOptions): Promise<Deli
   });
   const byName = new Map<string, Deliverer>();
   for (const destination of destinations) {
-    byName.set(destination.name, await createDeliverer({ ...options, destination, pauses }));
+    byName.set(destination.name, createDeliverer({ ...options, destination, pauses }));
   }
   const deliverers = [...byName.values()];
   const wake = (): void => deliverers.forEach((deliverer) => deliverer.wake());
