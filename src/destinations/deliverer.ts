@@ -5,11 +5,13 @@
  *
  * - At most `destination.concurrency` requests are in flight; with `ratePerSecond`, attempts start
  *   at least `1000 / ratePerSecond` ms apart.
- * - It claims ahead: up to {@linkcode CLAIM_AHEAD} times `concurrency` jobs are held (queued in
- *   memory, under their leases, or in flight), so a claim's commit serves several rounds of
- *   attempts; a queued job whose lease would end during its attempt has it extended first (or is
- *   left to whoever took it). Queued jobs are let go (their leases run out) when the circuit
- *   opens, when the destination is paused, and at shutdown.
+ * - It claims ahead ({@linkcode jobsToHold}): it holds (queued in memory under their leases, in
+ *   flight, or being settled) what its slots send in {@linkcode HOLD_MS} at the recent pace, and
+ *   at least {@linkcode CLAIM_AHEAD} rounds, so a claim's commit serves many attempts and a fast
+ *   consumer's slots do not wait for the next one; it claims again once half of them are gone. A
+ *   queued job whose lease would end during its attempt has it extended first (or is left to
+ *   whoever took it). Queued jobs are let go (their leases run out) when the circuit opens, when
+ *   the destination is paused, and at shutdown.
  * - While the destination's circuit (`circuit.ts`) is open nothing is claimed: the jobs stay due,
  *   and one probe goes out when the circuit allows it.
  * - `delivered` settles the job delivered. `retry` and `rejected` settle it `retrying`, due after
@@ -108,11 +110,35 @@ const SETTLE_MARGIN_MS = 1_000;
 const LEASE_MARGIN_MS = 5_000;
 
 /**
- * Jobs held at most, in `concurrency`s: one claim commit then feeds several rounds of attempts,
- * which a consumer answering at once needs to be kept busy (claiming only the free slots cost a
- * commit per few attempts).
+ * Jobs held at least, in `concurrency`s: one claim commit feeds several rounds of attempts even
+ * before the pace is known or when attempts are slow (claiming only the free slots cost a commit
+ * per few attempts).
  */
 export const CLAIM_AHEAD = 4;
+
+/**
+ * How long the jobs held should last at the recent pace, ms: several claims' commits on a busy
+ * machine, so a consumer answering at once never waits for the store, and short enough that a
+ * queued job's lease (at least `LEASE_MS`) needs no extension.
+ */
+export const HOLD_MS = 100;
+
+/** Jobs held at most however fast attempts end (unless `CLAIM_AHEAD` rounds are more). */
+export const MAX_HELD = 256;
+
+/** Weight of the latest attempt in the recent pace (an exponential moving average). */
+const PACE_WEIGHT = 0.2;
+
+/**
+ * How many jobs a deliverer with `concurrency` slots holds at most when its attempts have lately
+ * taken `attemptMs` each (`undefined` before the first): see the module doc.
+ */
+export function jobsToHold(concurrency: number, attemptMs: number | undefined): number {
+  const least = concurrency * CLAIM_AHEAD;
+  if (attemptMs === undefined) return least;
+  const paced = Math.floor((concurrency * HOLD_MS) / attemptMs);
+  return Math.max(least, Math.min(MAX_HELD, paced));
+}
 
 /** Shortest sleep of the loop, so a job that cannot be claimed never spins it. */
 const MIN_SLEEP_MS = 1;
@@ -161,6 +187,8 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
   let nextSendAt = 0;
   /** The earliest retry this deliverer scheduled, so the loop wakes for it before the poll. */
   let nextRetryAt = Infinity;
+  /** How long attempts have lately taken, ms: a moving average, `undefined` before the first. */
+  let attemptMs: number | undefined;
 
   async function runLoop(): Promise<void> {
     while (!isStopping) {
@@ -193,8 +221,9 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       // One probe at a time, and only when the circuit grants it; the jobs stay due meanwhile.
       return inFlight.size === 0 && circuit.canSend() ? 1 : 0;
     }
-    if (queue.length >= concurrency) return 0;
-    let limit = concurrency * CLAIM_AHEAD - queue.length - inFlight.size - settles.size;
+    const held = jobsToHold(concurrency, attemptMs);
+    if (queue.length >= Math.max(concurrency, held / 2)) return 0;
+    let limit = held - queue.length - inFlight.size - settles.size;
     if (sendInterval > 0) {
       // Hold no more than a second's worth of attempts: each waits its turn under its lease.
       limit = Math.min(limit, Math.max(1, Math.floor(1_000 / sendInterval)) - queue.length);
@@ -319,10 +348,12 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     });
     circuit.record(outcome);
     const endedAt = clock.now();
+    const tookMs = endedAt - startedAt;
+    attemptMs = attemptMs === undefined ? tookMs : attemptMs + (tookMs - attemptMs) * PACE_WEIGHT;
     options.observer?.onAttempt?.({
       destination: name,
       outcome: outcome.kind,
-      durationMs: endedAt - startedAt,
+      durationMs: tookMs,
     });
     const attempt = job.attempts + 1;
     const fields = { eventId: event.id, attempt, status: "status" in outcome ? outcome.status : 0 };
