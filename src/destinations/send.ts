@@ -214,6 +214,12 @@ async function _readPrefix(response: Response, signal: AbortSignal): Promise<_Pr
   // busy destination's every attempt would otherwise spend a reader's loop on. The timeout's abort
   // ends the read here too: the body belongs to the aborted request.
   const declared = Number(response.headers.get("Content-Length") ?? NaN);
+  if (declared === 0) {
+    // Nothing to read (a consumer's most usual answer): the body is at its end already, so
+    // cancelling it costs less than reading it and leaves the connection reusable all the same.
+    await response.body.cancel().catch(() => {});
+    return { bytes: new Uint8Array(0), isComplete: true };
+  }
   if (Number.isInteger(declared) && declared >= 0 && declared <= MAX_BODY_READ_BYTES) {
     try {
       return { bytes: new Uint8Array(await response.arrayBuffer()), isComplete: true };
