@@ -168,8 +168,9 @@ async function _claimBatch(
  */
 const MAX_COMMIT_BYTES = 600 * 1024;
 
-/** Characters of a job record besides its names and errors, and of an attempt besides its error. */
+/** Characters of a job record's JSON besides its names and errors: field names and numbers. */
 const JOB_FIXED_CHARS = 256;
+/** Characters of an attempt's JSON in a job's history besides its error. */
 const ATTEMPT_FIXED_CHARS = 64;
 
 /**
