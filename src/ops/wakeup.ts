@@ -20,6 +20,13 @@ export interface Wakeup {
   sleep(ms: number): Promise<void>;
 }
 
+/**
+ * Why a sleep's timer is cancelled once the sleep ended: one value for every sleep, since
+ * `abort()` without a reason makes a `DOMException` (and its stack) each time, which a busy loop
+ * paid on every round.
+ */
+const _SLEEP_ENDED = new Error("Sleep ended");
+
 /** Creates a wake-up over `clock`. */
 export function createWakeup(clock: Clock): Wakeup {
   let isWoken = false;
@@ -38,7 +45,7 @@ export function createWakeup(clock: Clock): Wakeup {
       const cancelSleep = new AbortController();
       const woken = new Promise<void>((resolve) => (wakeUp = resolve));
       await Promise.race([clock.sleep(ms, cancelSleep.signal).catch(() => {}), woken]);
-      cancelSleep.abort();
+      cancelSleep.abort(_SLEEP_ENDED);
       wakeUp = undefined;
     },
   };
