@@ -8,6 +8,7 @@ import {
   type SendOnceOptions,
 } from "../src/destinations/send.ts";
 import { ManualClock } from "../src/ops/clock.ts";
+import { createDeadlines, type Deadlines } from "../src/ops/deadlines.ts";
 import { within } from "../src/ops/timeout.ts";
 
 const BODY = JSON.stringify({ type: "message.received", timestamp: "2026-01-01T00:00:00Z" });
@@ -206,23 +207,35 @@ Deno.test("sendOnce() reports 410 as gone with a reason saying the destination i
   }
 });
 
-Deno.test("sendOnce() retries when no answer comes within the timeout", async () => {
-  const stall = createStall();
-  const server = startServer(async () => {
-    await stall.wait();
-    return new Response("too late");
-  });
-  try {
-    const outcome = await send(server.url, { timeoutMs: SHORT_TIMEOUT_MS });
-    stall.release();
-    assert.ok(outcome.kind === "retry", `got ${outcome.kind}`);
-    assert.equal(outcome.cause, "timeout");
-    assert.equal(outcome.reason, `Destination did not answer within ${SHORT_TIMEOUT_MS} ms`);
-    assert.equal("status" in outcome, false);
-    assert.ok(outcome.durationMs >= SHORT_TIMEOUT_MS - 5, `${outcome.durationMs} ms`);
-    assert.ok(outcome.durationMs < SHORT_TIMEOUT_MS + 1_000, `${outcome.durationMs} ms`);
-  } finally {
-    await server.close();
+Deno.test("sendOnce() retries when no answer comes within the timeout, on its own timer or a shared one", async () => {
+  const timers: [string, Deadlines | undefined][] = [
+    ["its own timer", undefined],
+    ["deadlines sharing a timer", createDeadlines()],
+  ];
+  for (const [label, deadlines] of timers) {
+    const stall = createStall();
+    const server = startServer(async () => {
+      await stall.wait();
+      return new Response("too late");
+    });
+    try {
+      const outcome = await send(server.url, {
+        timeoutMs: SHORT_TIMEOUT_MS,
+        ...(deadlines ? { deadlines } : {}),
+      });
+      stall.release();
+      assert.ok(outcome.kind === "retry", `${label}: got ${outcome.kind}`);
+      assert.equal(outcome.cause, "timeout");
+      assert.equal(outcome.reason, `Destination did not answer within ${SHORT_TIMEOUT_MS} ms`);
+      assert.equal("status" in outcome, false);
+      assert.ok(outcome.durationMs >= SHORT_TIMEOUT_MS - 5, `${label}: ${outcome.durationMs} ms`);
+      assert.ok(
+        outcome.durationMs < SHORT_TIMEOUT_MS + 1_000,
+        `${label}: ${outcome.durationMs} ms`,
+      );
+    } finally {
+      await server.close();
+    }
   }
 });
 

@@ -30,6 +30,7 @@
  * @module
  */
 import type { Clock } from "../ops/clock.ts";
+import { createDeadlines } from "../ops/deadlines.ts";
 import { createWakeup } from "../ops/wakeup.ts";
 import type { Logger } from "../ops/log.ts";
 import { within } from "../ops/timeout.ts";
@@ -183,6 +184,8 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
   /** Whether the last look found the destination paused, to log its changes once. */
   let wasPaused = false;
   const wakeup = createWakeup(clock);
+  /** The attempts' timeouts, on one timer. */
+  const deadlines = createDeadlines();
   /** When the next attempt may start under the rate limit. */
   let nextSendAt = 0;
   /** The earliest retry this deliverer scheduled, so the loop wakes for it before the poll. */
@@ -344,6 +347,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       maxRetryAfterMs: retry.maxDelayMs,
       clock,
       signal: abort.signal,
+      deadlines,
       ...(options.fetch ? { fetch: options.fetch } : {}),
     });
     circuit.record(outcome);

@@ -20,6 +20,7 @@
 
 import { DEFAULTS } from "../config.ts";
 import { type Clock, systemClock } from "../ops/clock.ts";
+import { type Deadlines, timerDeadlines } from "../ops/deadlines.ts";
 import { parseRetryAfter } from "../graph/retry.ts";
 import { describeError, isConnectFailure } from "../graph/transport_errors.ts";
 
@@ -109,6 +110,11 @@ export interface SendOnceOptions {
   clock?: Clock;
   /** Aborts the attempt (shutdown); {@linkcode sendOnce} then rejects with its reason. */
   signal?: AbortSignal;
+  /**
+   * Where the timeout is set: a deliverer's attempts share one timer (`ops/deadlines.ts`).
+   * Defaults to a timer of its own.
+   */
+  deadlines?: Deadlines;
 }
 
 /**
@@ -130,10 +136,10 @@ export async function sendOnce(options: SendOnceOptions): Promise<AttemptOutcome
   signal?.throwIfAborted();
   const request = new AbortController();
   let hasTimedOut = false;
-  const timer = setTimeout(() => {
+  const cancelTimeout = (options.deadlines ?? timerDeadlines).after(timeoutMs, () => {
     hasTimedOut = true;
     request.abort(new DOMException(`No answer within ${timeoutMs} ms`, "TimeoutError"));
-  }, timeoutMs);
+  });
   const onCallerAbort = (): void => request.abort(signal?.reason);
   signal?.addEventListener("abort", onCallerAbort, { once: true });
   try {
@@ -191,7 +197,7 @@ export async function sendOnce(options: SendOnceOptions): Promise<AttemptOutcome
     }
     return { kind: "rejected", status, reason, durationMs: elapsed() };
   } finally {
-    clearTimeout(timer);
+    cancelTimeout();
     signal?.removeEventListener("abort", onCallerAbort);
   }
 }
