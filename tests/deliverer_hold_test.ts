@@ -1,14 +1,14 @@
 /**
- * How many jobs a deliverer holds ahead of its slots: what the slots send in `HOLD_MS` at the
- * recent pace, at least `CLAIM_AHEAD` rounds, at most `MAX_HELD`. Over a real Deno KV store and a
- * consumer on 127.0.0.1, a consumer answering at once gets more than `CLAIM_AHEAD` rounds held; a
- * slow one never more.
+ * How many jobs a deliverer holds ahead of its slots (`hold.ts`): what the slots send in
+ * `HOLD_MS` at the recent pace, at least `CLAIM_AHEAD` rounds, at most `MAX_HELD`. Over a real
+ * Deno KV store and a consumer on 127.0.0.1, a consumer answering at once gets more than
+ * `CLAIM_AHEAD` rounds held; a slow one never more.
  *
  * @module
  */
 import assert from "node:assert/strict";
 import { parseDestinations } from "../src/destinations/declarations.ts";
-import { CLAIM_AHEAD, HOLD_MS, jobsToHold, MAX_HELD } from "../src/destinations/deliverer.ts";
+import { CLAIM_AHEAD, HOLD_MS, jobsToHold, MAX_HELD, nextPace } from "../src/destinations/hold.ts";
 import { createDeliveries } from "../src/destinations/deliveries.ts";
 import { parseDelivery } from "../src/events/events.ts";
 import { ManualClock } from "../src/ops/clock.ts";
@@ -33,6 +33,16 @@ Deno.test("jobsToHold() is CLAIM_AHEAD rounds until the pace is known and for sl
   for (const { concurrency, attemptMs, held } of cases) {
     assert.equal(jobsToHold(concurrency, attemptMs), held, `${concurrency} slots, ${attemptMs} ms`);
   }
+});
+
+Deno.test("nextPace() starts at the first attempt and moves a fifth of the way to each next one", () => {
+  assert.equal(nextPace(undefined, 40), 40);
+  assert.equal(nextPace(40, 140), 60);
+  // After a slow spell, a run of fast attempts brings the pace, and the jobs held, back.
+  let pace: number | undefined = 5_000;
+  for (let i = 0; i < 60; i++) pace = nextPace(pace, 1);
+  assert.ok(pace < 2, `pace ${pace} ms`);
+  assert.equal(jobsToHold(16, pace), MAX_HELD);
 });
 
 /**

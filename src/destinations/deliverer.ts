@@ -5,10 +5,10 @@
  *
  * - At most `destination.concurrency` requests are in flight; with `ratePerSecond`, attempts start
  *   at least `1000 / ratePerSecond` ms apart.
- * - It claims ahead ({@linkcode jobsToHold}): it holds (queued in memory under their leases, in
- *   flight, or being settled) what its slots send in {@linkcode HOLD_MS} at the recent pace, and
- *   at least {@linkcode CLAIM_AHEAD} rounds, so a claim's commit serves many attempts and a fast
- *   consumer's slots do not wait for the next one; it claims again once half of them are gone. A
+ * - It claims ahead (`hold.ts`): it holds (queued in memory under their leases, in flight, or
+ *   being settled) what its slots send in 100 ms at the recent pace, and at least four rounds, so
+ *   a claim's commit serves many attempts and a fast consumer's slots do not wait for the next
+ *   one; it claims again once half of them are gone. A
  *   queued job whose lease would end during its attempt has it extended first (or is left to
  *   whoever took it). Queued jobs are let go (their leases run out) when the circuit opens, when
  *   the destination is paused, and at shutdown.
@@ -41,6 +41,7 @@ import type { Destination } from "./declarations.ts";
 import type { Pauses } from "./pauses.ts";
 import { deliveryBody, webhookId } from "./payload.ts";
 import { type AttemptOutcome, sendOnce } from "./send.ts";
+import { jobsToHold, nextPace } from "./hold.ts";
 import { createSigner } from "./signing.ts";
 
 /** What {@linkcode createDeliverer} needs. */
@@ -109,37 +110,6 @@ const SETTLE_MARGIN_MS = 1_000;
  * margin, and how long a job claimed ahead may wait in the queue before its lease needs extending.
  */
 const LEASE_MARGIN_MS = 5_000;
-
-/**
- * Jobs held at least, in `concurrency`s: one claim commit feeds several rounds of attempts even
- * before the pace is known or when attempts are slow (claiming only the free slots cost a commit
- * per few attempts).
- */
-export const CLAIM_AHEAD = 4;
-
-/**
- * How long the jobs held should last at the recent pace, ms: several claims' commits on a busy
- * machine, so a consumer answering at once never waits for the store, and short enough that a
- * queued job's lease (at least `LEASE_MS`) needs no extension.
- */
-export const HOLD_MS = 100;
-
-/** Jobs held at most however fast attempts end (unless `CLAIM_AHEAD` rounds are more). */
-export const MAX_HELD = 256;
-
-/** Weight of the latest attempt in the recent pace (an exponential moving average). */
-const PACE_WEIGHT = 0.2;
-
-/**
- * How many jobs a deliverer with `concurrency` slots holds at most when its attempts have lately
- * taken `attemptMs` each (`undefined` before the first): see the module doc.
- */
-export function jobsToHold(concurrency: number, attemptMs: number | undefined): number {
-  const least = concurrency * CLAIM_AHEAD;
-  if (attemptMs === undefined) return least;
-  const paced = Math.floor((concurrency * HOLD_MS) / attemptMs);
-  return Math.max(least, Math.min(MAX_HELD, paced));
-}
 
 /** Shortest sleep of the loop, so a job that cannot be claimed never spins it. */
 const MIN_SLEEP_MS = 1;
@@ -353,7 +323,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     circuit.record(outcome);
     const endedAt = clock.now();
     const tookMs = endedAt - startedAt;
-    attemptMs = attemptMs === undefined ? tookMs : attemptMs + (tookMs - attemptMs) * PACE_WEIGHT;
+    attemptMs = nextPace(attemptMs, tookMs);
     options.observer?.onAttempt?.({
       destination: name,
       outcome: outcome.kind,
