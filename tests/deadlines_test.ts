@@ -54,3 +54,27 @@ Deno.test("timerDeadlines calls a deadline on its own timer, and cancels it", as
   await new Promise((resolve) => setTimeout(resolve, 30));
   assert.equal(called, 1);
 });
+
+Deno.test("a shared deadline whose callback throws neither stops the others nor later ones", async () => {
+  const deadlines = createDeadlines(5);
+  const reported: unknown[] = [];
+  const onError = (event: ErrorEvent): void => {
+    event.preventDefault();
+    reported.push(event.error);
+  };
+  globalThis.addEventListener("error", onError);
+  try {
+    let called = 0;
+    deadlines.after(0, () => {
+      throw new Error("callback failed");
+    });
+    deadlines.after(0, () => called++);
+    await waitFor(() => called === 1, "the deadline beside the failing one");
+    deadlines.after(5, () => called++);
+    await waitFor(() => called === 2, "a deadline set afterwards");
+    assert.equal(reported.length, 1);
+    assert.match(String(reported[0]), /callback failed/);
+  } finally {
+    globalThis.removeEventListener("error", onError);
+  }
+});

@@ -8,10 +8,10 @@
  * - It claims ahead (`hold.ts`): it holds (queued in memory under their leases, in flight, or
  *   being settled) what its slots send in 100 ms at the recent pace, and at least four rounds, so
  *   a claim's commit serves many attempts and a fast consumer's slots do not wait for the next
- *   one; it claims again once half of them are gone. A
- *   queued job whose lease would end during its attempt has it extended first (or is left to
- *   whoever took it). Queued jobs are let go (their leases run out) when the circuit opens, when
- *   the destination is paused, and at shutdown.
+ *   one; it claims again once half of them are gone. A queued job whose lease would end during
+ *   its attempt has it extended first (or is left to whoever took it). Queued jobs are let go
+ *   (their leases run out) when the circuit opens, when the destination is paused, and at
+ *   shutdown.
  * - While the destination's circuit (`circuit.ts`) is open nothing is claimed: the jobs stay due,
  *   and one probe goes out when the circuit allows it.
  * - `delivered` settles the job delivered. `retry` and `rejected` settle it `retrying`, due after
@@ -38,10 +38,10 @@ import type { ClaimedJob, JobOutcome, Store } from "../store/store.ts";
 import { retryDelayMs, type RetryPolicy } from "../dispatch/retry_delay.ts";
 import { type CircuitState, createCircuitBreaker } from "./circuit.ts";
 import type { Destination } from "./declarations.ts";
+import { jobsToHold, nextPace } from "./hold.ts";
 import type { Pauses } from "./pauses.ts";
 import { deliveryBody, webhookId } from "./payload.ts";
 import { type AttemptOutcome, sendOnce } from "./send.ts";
-import { jobsToHold, nextPace } from "./hold.ts";
 import { createSigner } from "./signing.ts";
 
 /** What {@linkcode createDeliverer} needs. */

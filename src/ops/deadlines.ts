@@ -40,7 +40,11 @@ export function createDeadlines(resolutionMs = DEFAULT_DEADLINE_RESOLUTION_MS): 
     for (const deadline of waiting) {
       if (deadline.at > now) continue;
       waiting.delete(deadline);
-      deadline.onDue();
+      try {
+        deadline.onDue();
+      } catch (error) {
+        reportError(error); // one failing callback neither stops the others nor the timer
+      }
     }
     arm();
   }
