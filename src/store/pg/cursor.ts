@@ -1,7 +1,7 @@
 /**
  * The cursors of the PostgreSQL store's listings: the place of the last item of a page in the
  * listing's order (its event's reception time and sequence number), as base64url JSON, opaque to
- * clients.
+ * clients; and a page read from a query that asked for one row more than it shows.
  *
  * @module
  */
@@ -35,4 +35,30 @@ export function decodeCursor(cursor: string): ListingPosition {
   const [receivedAt, seq] = parsed;
   if (!Number.isSafeInteger(receivedAt) || !Number.isSafeInteger(seq)) throw invalid;
   return { receivedAt, seq };
+}
+
+/** What a listing's options ask for: at least one item, after the place a cursor names. */
+export function pageRequest(
+  options: { limit: number; cursor?: string },
+): { limit: number; after: ListingPosition | undefined } {
+  return {
+    limit: Math.max(1, Math.floor(options.limit)),
+    after: options.cursor === undefined ? undefined : decodeCursor(options.cursor),
+  };
+}
+
+/**
+ * The page of `rows`, fetched with one more than `limit`: the first `limit`, and the cursor
+ * after the last of them (at `positionOf` it) when more followed.
+ */
+export function pageOf<R>(
+  rows: readonly R[],
+  limit: number,
+  positionOf: (row: R) => ListingPosition,
+): { page: R[]; cursor?: string } {
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return rows.length > limit && last !== undefined
+    ? { page, cursor: encodeCursor(positionOf(last)) }
+    : { page };
 }

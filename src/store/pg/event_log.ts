@@ -9,7 +9,7 @@
 import type postgres from "postgres";
 import { eventSummary } from "../event_record.ts";
 import type { EventPage, ListEventsOptions, ReplayResult, StoredEvent } from "../store.ts";
-import { decodeCursor, encodeCursor } from "./cursor.ts";
+import { pageOf, pageRequest } from "./cursor.ts";
 import { beforePosition, queryParams } from "./query_params.ts";
 import {
   EVENT_COLUMNS,
@@ -43,8 +43,7 @@ export async function listEvents(
   sql: postgres.Sql,
   options: ListEventsOptions,
 ): Promise<EventPage> {
-  const limit = Math.max(1, Math.floor(options.limit));
-  const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
+  const { limit, after } = pageRequest(options);
   const conditions: string[] = [];
   const query = queryParams();
   const { params, param } = query;
@@ -73,12 +72,12 @@ export async function listEvents(
      ORDER BY received_at DESC, seq DESC LIMIT ${param(limit + 1)}`,
     params,
   );
-  const page = rows.slice(0, limit);
+  const { page, cursor } = pageOf(rows, limit, (row) => ({
+    receivedAt: row.received_at,
+    seq: row.seq,
+  }));
   const events = page.map((row) => eventSummary(eventRecordOf(row, { isListed: true })));
-  const last = page.at(-1);
-  return rows.length > limit && last
-    ? { events, cursor: encodeCursor({ receivedAt: last.received_at, seq: last.seq }) }
-    : { events };
+  return cursor === undefined ? { events } : { events, cursor };
 }
 
 /**

@@ -16,7 +16,7 @@ import type {
   ListJobsOptions,
   ReplayJobsOptions,
 } from "../store.ts";
-import { decodeCursor, encodeCursor } from "./cursor.ts";
+import { type ListingPosition, pageOf, pageRequest } from "./cursor.ts";
 import { beforePosition, queryParams } from "./query_params.ts";
 import { JOB_COLUMNS, jobRecordOf, type JobRow } from "./rows.ts";
 import { notifyDue } from "./wakeups.ts";
@@ -39,8 +39,7 @@ export async function listJobs(
   destination: string,
   options: ListJobsOptions,
 ): Promise<JobPage> {
-  const limit = Math.max(1, Math.floor(options.limit));
-  const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
+  const { limit, after } = pageRequest(options);
   const query = queryParams([destination]);
   const { params, param } = query;
   const conditions = ["destination = $1"];
@@ -51,12 +50,9 @@ export async function listJobs(
      ORDER BY created_at DESC, event_seq DESC LIMIT ${param(limit + 1)}`,
     params,
   );
-  const page = rows.slice(0, limit);
-  const last = page.at(-1);
+  const { page, cursor } = pageOf(rows, limit, _jobPosition);
   const jobs = page.map(jobRecordOf);
-  return rows.length > limit && last
-    ? { jobs, cursor: encodeCursor({ receivedAt: last.created_at, seq: last.event_seq }) }
-    : { jobs };
+  return cursor === undefined ? { jobs } : { jobs, cursor };
 }
 
 /**
@@ -143,8 +139,7 @@ export async function replayJobs(
   destination: string,
   options: ReplayJobsOptions,
 ): Promise<JobsReplayed> {
-  const limit = Math.max(1, Math.floor(options.limit));
-  const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
+  const { limit, after } = pageRequest(options);
   const query = queryParams([destination, options.now]);
   const { params, param } = query;
   const conditions = ["j.destination = $1"];
@@ -167,12 +162,9 @@ export async function replayJobs(
      ORDER BY j.created_at DESC, j.event_seq DESC LIMIT ${param(limit + 1)}`,
     params,
   );
-  const matched = rows.slice(0, limit);
-  const last = matched.at(-1);
+  const { page: matched, cursor } = pageOf(rows, limit, _jobPosition);
   const outcome: JobsReplayed = { matched: matched.length, replayed: 0, busy: 0 };
-  if (rows.length > limit && last) {
-    outcome.cursor = encodeCursor({ receivedAt: last.created_at, seq: last.event_seq });
-  }
+  if (cursor !== undefined) outcome.cursor = cursor;
   if (options.dryRun || matched.length === 0) return outcome;
   const replayed = await sql.unsafe(
     `UPDATE wa_jobs SET ${_REPLAYED}
@@ -185,4 +177,9 @@ export async function replayJobs(
   outcome.busy = matched.length - replayed.length;
   if (outcome.replayed > 0) await notifyDue(sql);
   return outcome;
+}
+
+/** A job row's place in its destination's listing: its event's reception and sequence number. */
+function _jobPosition(row: { created_at: number; event_seq: number }): ListingPosition {
+  return { receivedAt: row.created_at, seq: row.event_seq };
 }
