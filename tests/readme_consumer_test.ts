@@ -140,54 +140,58 @@ async function assertVerifiesDeliveries(url: string, secret: string, consumer: C
   assert.ok(!consumer.printed().includes(" x\n"), "the forged event is not printed");
 }
 
-function newSecret(): string {
-  return `whsec_${crypto.getRandomValues(new Uint8Array(32)).toBase64()}`;
+/**
+ * Writes a consumer into a temp directory with `setUp`, starts it with what `command` gives for a
+ * free port and a new secret, and checks it ({@linkcode assertVerifiesDeliveries}).
+ */
+async function checkConsumer(
+  language: string,
+  setUp: (dir: string) => Promise<void>,
+  command: (port: number, secret: string) => {
+    command: string;
+    args: string[];
+    env: Record<string, string>;
+  },
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: `wa-webhook-${language}-consumer-` });
+  try {
+    await setUp(dir);
+    const secret = `whsec_${crypto.getRandomValues(new Uint8Array(32)).toBase64()}`;
+    const port = freePort();
+    const spawned = command(port, secret);
+    const consumer = spawnConsumer(spawned.command, spawned.args, dir, spawned.env);
+    try {
+      await assertVerifiesDeliveries(`http://127.0.0.1:${port}/hooks/whatsapp`, secret, consumer);
+    } finally {
+      await consumer.stop();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 Deno.test("the README's Node consumer verifies every delivery with standardwebhooks and refuses a forged one", async () => {
   const snippet = await readmeSnippet("in Node", "js");
   assert.ok(snippet.includes(LISTEN), `the snippet listens with "${LISTEN}"`);
-  const dir = await Deno.makeTempDir({ prefix: "wa-webhook-node-consumer-" });
-  try {
+  await checkConsumer("node", async (dir) => {
     await Deno.writeTextFile(`${dir}/package.json`, JSON.stringify({ type: "module" }));
     await Deno.writeTextFile(`${dir}/consumer.js`, snippet.replace(LISTEN, LISTEN_ON_LOOPBACK));
     await run("npm", ["install", "--no-audit", "--no-fund", "--silent", ...PACKAGES], dir);
-    const secret = newSecret();
-    const port = freePort();
-    const consumer = spawnConsumer("node", ["consumer.js"], dir, {
-      WHATSAPP_EVENTS_SECRET: secret,
-      PORT: String(port),
-    });
-    try {
-      await assertVerifiesDeliveries(`http://127.0.0.1:${port}/hooks/whatsapp`, secret, consumer);
-    } finally {
-      await consumer.stop();
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  }, (port, secret) => ({
+    command: "node",
+    args: ["consumer.js"],
+    env: { WHATSAPP_EVENTS_SECRET: secret, PORT: String(port) },
+  }));
 });
 
 Deno.test("the README's Python consumer verifies every delivery with standardwebhooks and refuses a forged one", async () => {
   const snippet = await readmeSnippet("in Python", "python");
-  const dir = await Deno.makeTempDir({ prefix: "wa-webhook-python-consumer-" });
-  try {
+  await checkConsumer("python", async (dir) => {
     await Deno.writeTextFile(`${dir}/app.py`, snippet);
-    const secret = newSecret();
-    const port = freePort();
+  }, (port, secret) => ({
     // Flask's own runner serves the snippet's `app` as written.
-    const consumer = spawnConsumer(
-      PYTHON,
-      ["-m", "flask", "--app", "app", "run", "--host", "127.0.0.1", "--port", String(port)],
-      dir,
-      { WHATSAPP_EVENTS_SECRET: secret, PYTHONPATH: PYTHON_LIBRARY, PYTHONUNBUFFERED: "1" },
-    );
-    try {
-      await assertVerifiesDeliveries(`http://127.0.0.1:${port}/hooks/whatsapp`, secret, consumer);
-    } finally {
-      await consumer.stop();
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+    command: PYTHON,
+    args: ["-m", "flask", "--app", "app", "run", "--host", "127.0.0.1", "--port", String(port)],
+    env: { WHATSAPP_EVENTS_SECRET: secret, PYTHONPATH: PYTHON_LIBRARY, PYTHONUNBUFFERED: "1" },
+  }));
 });
