@@ -26,6 +26,7 @@ import type { Dispatcher } from "./src/dispatch/dispatcher.ts";
 import { type CronFunction, registerSweepCron } from "./src/dispatch/sweep.ts";
 import { isListenError, listenFailureReason } from "./src/http/listen_errors.ts";
 import { readDestinationsFile } from "./src/destinations/declarations.ts";
+import { deliveryHttpFor } from "./src/destinations/transport.ts";
 import type { Flows } from "./src/flows/flows.ts";
 import { readFlowsKeyFile } from "./src/flows/keys.ts";
 import type { MediaStore } from "./src/media/media_store.ts";
@@ -199,11 +200,19 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     logger.error("cannot start", { reason: error.message });
     Deno.exit(1);
   }
+  // The built-in HTTP/1.1 client goes around a proxy: with one set (or unreadable), fetch it is.
+  const deliveryHttp = deliveryHttpFor((name) => Deno.env.get(name));
+  if (deliveryHttp === "fetch" && config.destinations.length > 0) {
+    logger.info(
+      "a proxy variable is set or unreadable: deliveries go through fetch, which applies it",
+    );
+  }
   const app = await createApp({
     config,
     logger,
     store,
     clock: systemClock,
+    deliveryHttp,
     ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
     ...(options.flows ? { flows: options.flows } : {}),
     ...(mediaStore ? { mediaStore } : {}),

@@ -20,6 +20,7 @@ import { hasFlows, hasGraphToken, hasWorker } from "./config_rules.ts";
 import { Dispatcher, registerLoggingHandlers } from "./dispatch/dispatcher.ts";
 import { createWorker, type Worker } from "./dispatch/worker.ts";
 import { createDeliveries, type Deliveries } from "./destinations/deliveries.ts";
+import type { DeliveryHttp } from "./destinations/transport.ts";
 import { createFlowsEndpoint } from "./flows/endpoint.ts";
 import { Flows } from "./flows/flows.ts";
 import { importFlowsPrivateKey } from "./flows/keys.ts";
@@ -66,6 +67,12 @@ export interface AppOptions {
   random?: () => number;
   /** The Graph API client's `fetch`; defaults to the global one (tests wrap it). */
   fetch?: typeof fetch;
+  /**
+   * How deliveries reach destinations (`destinations/transport.ts`): `"direct"`, the built-in
+   * HTTP/1.1 client, which goes around any proxy; `"fetch"` (the default), Deno's `fetch`, which
+   * honours `HTTP_PROXY` and its kin. `main.ts` picks `"direct"` when no proxy variable is set.
+   */
+  deliveryHttp?: DeliveryHttp;
   /** The metrics to update and serve; defaults to new ones (tests pass their own to read them). */
   metrics?: ServiceMetrics;
   /** The WhatsApp Flows screen handlers, served when a Flows private key is configured. */
@@ -125,6 +132,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     retry,
     leaseMs: config.leaseMs,
     ...(options.random ? { random: options.random } : {}),
+    ...(options.deliveryHttp ? { http: options.deliveryHttp } : {}),
     observer: metrics.destinations.observer(),
   });
   metrics.destinations.watch(config.destinations.map((d) => d.name), store, clock);

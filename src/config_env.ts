@@ -29,6 +29,7 @@ import {
   destinationsFileFailureReason,
   readDeclarationsText,
 } from "./destinations/declarations.ts";
+import { PROXY_VARIABLES } from "./destinations/transport.ts";
 import { flowsKeyFileFailureReason } from "./flows/keys.ts";
 import { describeValue } from "./refusal_text.ts";
 
@@ -112,12 +113,14 @@ const _MAX_QUOTED_PATH_CHARS = 256;
  * must list beside {@linkcode CONFIG_NAMES}: `Deno.openKv` reads `DENO_KV_ACCESS_TOKEN` when
  * `KV_PATH` is a KV Connect URL, and postgres.js reads `PGAPPNAME` and `PGTARGETSESSIONATTRS`
  * whatever it is given (`store/pg/client.ts` gives it everything else); each fails without the
- * permission, even when the variable is unset.
+ * permission, even when the variable is unset. `main.ts` reads the proxy variables `fetch` honours
+ * (`PROXY_VARIABLES`): deliveries go through `fetch` when one is set or cannot be read.
  */
 export const RUNTIME_ENV_NAMES = [
   "DENO_KV_ACCESS_TOKEN",
   "PGAPPNAME",
   "PGTARGETSESSIONATTRS",
+  ...PROXY_VARIABLES,
 ] as const;
 
 /** The variables counted in hours or days rather than milliseconds: one unit, in milliseconds. */

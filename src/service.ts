@@ -9,6 +9,7 @@ import { type App, createApp, storeOptions } from "./app.ts";
 import { type ConfigInput, resolveConfig } from "./config.ts";
 import { hasWorker } from "./config_rules.ts";
 import type { Dispatcher } from "./dispatch/dispatcher.ts";
+import type { DeliveryHttp } from "./destinations/transport.ts";
 import type { Flows } from "./flows/flows.ts";
 import { type Clock, systemClock } from "./ops/clock.ts";
 import { createLogger, type Logger } from "./ops/log.ts";
@@ -38,6 +39,12 @@ export interface ServiceOptions {
   clock?: Clock;
   /** The Graph API client's `fetch`; the global one by default. */
   fetch?: typeof fetch;
+  /**
+   * How deliveries reach destinations: `"fetch"` (the default), Deno's `fetch`, which honours
+   * `HTTP_PROXY` and its kin; `"direct"`, the built-in HTTP/1.1 client, about three times cheaper
+   * a request, which goes around any proxy.
+   */
+  deliveryHttp?: DeliveryHttp;
 }
 
 /** A service: a request handler and the worker behind it. */
@@ -83,6 +90,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
     ...(options.flows ? { flows: options.flows } : {}),
     ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(options.deliveryHttp ? { deliveryHttp: options.deliveryHttp } : {}),
   });
   return {
     fetch: app.fetch,

@@ -43,6 +43,8 @@ import type { Pauses } from "./pauses.ts";
 import { deliveryBody, webhookId } from "./payload.ts";
 import { type AttemptOutcome, sendOnce } from "./send.ts";
 import { createSigner } from "./signing.ts";
+import { createHttp1Client } from "./http1/client.ts";
+import { type DeliveryHttp, fetchPost } from "./transport.ts";
 
 /** What {@linkcode createDeliverer} needs. */
 export interface DelivererOptions {
@@ -60,7 +62,12 @@ export interface DelivererOptions {
   pollIntervalMs?: number;
   /** Returns a number in [0, 1) for the retry delays' jitter; defaults to `Math.random`. */
   random?: () => number;
-  /** Defaults to the global `fetch`. */
+  /**
+   * How requests travel (`transport.ts`): `"direct"`, the built-in HTTP/1.1 client with its own
+   * connections, closed at `stop`; `"fetch"` (the default), `fetch`.
+   */
+  http?: DeliveryHttp;
+  /** The `fetch` of `http: "fetch"`; defaults to the global one. Given, it is used whatever `http` says. */
   fetch?: typeof fetch;
   /** Told about attempts, settled jobs and circuit changes (metrics); none by default. */
   observer?: DelivererObserver;
@@ -129,6 +136,8 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     ? 0
     : 1_000 / destination.ratePerSecond;
   const signer = createSigner(destination.secrets);
+  const client = options.http === "direct" && !options.fetch ? createHttp1Client() : undefined;
+  const post = client?.post ?? fetchPost(options.fetch);
   const circuit = createCircuitBreaker({
     clock,
     onTransition: (change) => {
@@ -318,7 +327,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       clock,
       signal: abort.signal,
       deadlines,
-      ...(options.fetch ? { fetch: options.fetch } : {}),
+      post,
     });
     circuit.record(outcome);
     const endedAt = clock.now();
@@ -425,6 +434,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
         await all;
       }
       await Promise.allSettled([...settles]); // the answers already in are stored
+      client?.close();
     },
   };
 }

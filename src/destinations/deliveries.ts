@@ -17,6 +17,7 @@ import { createDeliverer, type Deliverer, type DelivererObserver } from "./deliv
 import { destinationsFor } from "./filter.ts";
 import { createPauses, type Pauses } from "./pauses.ts";
 import type { CircuitState } from "./circuit.ts";
+import type { DeliveryHttp } from "./transport.ts";
 
 /** What {@linkcode createDeliveries} needs. */
 export interface DeliveriesOptions {
@@ -35,7 +36,9 @@ export interface DeliveriesOptions {
   retry: RetryPolicy;
   leaseMs: number;
   random?: () => number;
-  /** Defaults to the global `fetch`. */
+  /** How requests travel: the built-in HTTP/1.1 client, or `fetch` (the default; `transport.ts`). */
+  http?: DeliveryHttp;
+  /** The `fetch` requests go through; defaults to the global one. Given, `http` is ignored. */
   fetch?: typeof fetch;
   /** Given to every deliverer (metrics). */
   observer?: DelivererObserver;

@@ -11,9 +11,10 @@
  *   it after the attempts, since consumers fix their bugs.
  * - `gone`: 410; the caller pauses the destination.
  *
- * Only the first {@linkcode MAX_BODY_READ_BYTES} of an answer are read, to word the reason; the
- * rest is cancelled, which closes the connection, so a huge or endless body holds neither memory
- * nor time. The timeout covers the whole attempt, reading that prefix included.
+ * Only the first `MAX_BODY_READ_BYTES` (`transport.ts`) of an answer are read, to word the reason; the
+ * rest is left unread and its connection closed, so a huge or endless body holds neither memory
+ * nor time. The timeout covers the whole attempt, reading that prefix included. How the request
+ * travels is the caller's choice (`transport.ts`): `fetch`, or the built-in HTTP/1.1 client.
  *
  * @module
  */
@@ -22,13 +23,8 @@ import { DEFAULTS } from "../config.ts";
 import { type Clock, systemClock } from "../ops/clock.ts";
 import { type Deadlines, timerDeadlines } from "../ops/deadlines.ts";
 import { parseRetryAfter } from "../graph/retry.ts";
-import { describeError, isConnectFailure } from "../graph/transport_errors.ts";
-
-/**
- * The most of an answer's body read, in bytes: enough for any error message a consumer writes,
- * and a small body read to its end lets the connection be kept for the next attempt.
- */
-export const MAX_BODY_READ_BYTES = 4 * 1024;
+import { describeError } from "../graph/transport_errors.ts";
+import { type BodyPrefix, fetchPost, type Post, TransportError } from "./transport.ts";
 
 /** The most of an answer's body quoted in a reason, in characters: one line a person reads. */
 export const MAX_REASON_EXCERPT_CHARS = 200;
@@ -104,7 +100,9 @@ export interface SendOnceOptions {
    * `DEFAULTS.retryMaxDelayMs` of `config.ts`.
    */
   maxRetryAfterMs?: number;
-  /** Defaults to the global `fetch`. */
+  /** How the request is sent (`transport.ts`); defaults to `fetch` (the global one if absent). */
+  post?: Post;
+  /** The `fetch` of the default `post`; defaults to the global one. */
   fetch?: typeof fetch;
   /** The time an HTTP-date `Retry-After` is read against; defaults to the system clock. */
   clock?: Clock;
@@ -126,7 +124,7 @@ export interface SendOnceOptions {
  */
 export async function sendOnce(options: SendOnceOptions): Promise<AttemptOutcome> {
   const { url, headers, body, timeoutMs, signal } = options;
-  const fetchFn = options.fetch ?? fetch;
+  const post = options.post ?? fetchPost(options.fetch);
   const clock = options.clock ?? systemClock;
   const maxRetryAfterMs = options.maxRetryAfterMs ?? DEFAULTS.retryMaxDelayMs;
   const origin = _origin(url);
@@ -143,15 +141,9 @@ export async function sendOnce(options: SendOnceOptions): Promise<AttemptOutcome
   const onCallerAbort = (): void => request.abort(signal?.reason);
   signal?.addEventListener("abort", onCallerAbort, { once: true });
   try {
-    let response: Response;
+    let answer;
     try {
-      response = await fetchFn(url, {
-        method: "POST",
-        headers,
-        body,
-        redirect: "manual",
-        signal: request.signal,
-      });
+      answer = await post({ url, headers, body, signal: request.signal });
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       const reason = hasTimedOut
@@ -164,15 +156,14 @@ export async function sendOnce(options: SendOnceOptions): Promise<AttemptOutcome
         durationMs: elapsed(),
       };
     }
-    const status = response.status;
-    const prefix = await _readPrefix(response, request.signal);
+    const { status, body: prefix } = answer;
     if (signal?.aborted) throw signal.reason;
     if (status >= 200 && status < 300) return { kind: "delivered", status, durationMs: elapsed() };
     const unread = _unreadNote(prefix, hasTimedOut, timeoutMs);
     const excerpt = _excerpt(prefix.bytes);
     const quoted = excerpt === "" ? "" : ` (body: "${excerpt}")`;
     if (status >= 300 && status < 400) {
-      const location = _locationForReason(response.headers.get("Location"), url);
+      const location = _locationForReason(answer.header("Location"), url);
       return {
         kind: "rejected",
         status,
@@ -185,7 +176,7 @@ export async function sendOnce(options: SendOnceOptions): Promise<AttemptOutcome
     const reason = `Destination answered HTTP ${status}: ${meaning}${quoted}${unread}`;
     if (status === 410) return { kind: "gone", status, reason, durationMs: elapsed() };
     if (status === 408 || status === 429 || status >= 500) {
-      const asked = parseRetryAfter(response.headers.get("Retry-After"), clock.now());
+      const asked = parseRetryAfter(answer.header("Retry-After"), clock.now());
       return {
         kind: "retry",
         cause: "status",
@@ -202,83 +193,8 @@ export async function sendOnce(options: SendOnceOptions): Promise<AttemptOutcome
   }
 }
 
-/** The start of a body, whether it was read to its end, and why reading stopped early. */
-interface _Prefix {
-  bytes: Uint8Array;
-  isComplete: boolean;
-  failure?: string;
-}
-
-/**
- * Reads at most {@linkcode MAX_BODY_READ_BYTES} of the body and cancels the rest, or stops when
- * `signal` aborts (the timeout). A body read to its end leaves the connection reusable; a
- * cancelled one closes it.
- */
-async function _readPrefix(response: Response, signal: AbortSignal): Promise<_Prefix> {
-  if (response.body === null) return { bytes: new Uint8Array(0), isComplete: true };
-  // A short body of declared length (a consumer's usual answer) is read whole at once, which a
-  // busy destination's every attempt would otherwise spend a reader's loop on. The timeout's abort
-  // ends the read here too: the body belongs to the aborted request.
-  const declared = Number(response.headers.get("Content-Length") ?? NaN);
-  if (declared === 0) {
-    // Nothing to read (a consumer's most usual answer): the body is at its end already, so
-    // cancelling it costs less than reading it and leaves the connection reusable all the same.
-    await response.body.cancel().catch(() => {});
-    return { bytes: new Uint8Array(0), isComplete: true };
-  }
-  if (Number.isInteger(declared) && declared >= 0 && declared <= MAX_BODY_READ_BYTES) {
-    try {
-      return { bytes: new Uint8Array(await response.arrayBuffer()), isComplete: true };
-    } catch (error) {
-      return { bytes: new Uint8Array(0), isComplete: false, failure: describeError(error) };
-    }
-  }
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  let onAbort = (): void => {};
-  const aborted = new Promise<"aborted">((resolve) => {
-    onAbort = () => resolve("aborted");
-    signal.addEventListener("abort", onAbort, { once: true });
-    if (signal.aborted) onAbort();
-  });
-  let isComplete = false;
-  let failure: string | undefined;
-  try {
-    while (total < MAX_BODY_READ_BYTES) {
-      const read = reader.read();
-      const result = await Promise.race([read, aborted]);
-      if (result === "aborted") {
-        read.catch(() => {}); // the cancel below ends it
-        break;
-      }
-      if (result.done) {
-        isComplete = true;
-        break;
-      }
-      chunks.push(result.value);
-      total += result.value.byteLength;
-    }
-  } catch (error) {
-    failure = describeError(error);
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-    if (!isComplete) await reader.cancel().catch(() => {});
-    reader.releaseLock();
-  }
-  const bytes = new Uint8Array(Math.min(total, MAX_BODY_READ_BYTES));
-  let offset = 0;
-  for (const chunk of chunks) {
-    const part = chunk.subarray(0, bytes.byteLength - offset);
-    bytes.set(part, offset);
-    offset += part.byteLength;
-    if (offset === bytes.byteLength) break;
-  }
-  return { bytes, isComplete, ...(failure === undefined ? {} : { failure }) };
-}
-
 /** What a reason adds when the body was not read to its end: the timeout, or the read's error. */
-function _unreadNote(prefix: _Prefix, hasTimedOut: boolean, timeoutMs: number): string {
+function _unreadNote(prefix: BodyPrefix, hasTimedOut: boolean, timeoutMs: number): string {
   if (prefix.isComplete) return "";
   if (hasTimedOut) return `; its body was not read within ${timeoutMs} ms`;
   if (prefix.failure === undefined) return ""; // the cap was reached: the rest is not needed
@@ -293,7 +209,7 @@ function _networkReason(error: unknown, url: string, origin: string): string {
     `$1${origin})`,
   );
   const detail = _clip(_oneLine(text), MAX_DETAIL_CHARS);
-  return isConnectFailure(error)
+  return error instanceof TransportError && error.isConnectFailure
     ? `Cannot connect to "${origin}": ${detail}`
     : `Lost the connection to "${origin}" before its answer: ${detail}`;
 }
