@@ -194,7 +194,9 @@ async function _readChunked(reader: ConnectionReader): Promise<BodyPrefix> {
     total += read;
     if (read < Math.min(size, room)) return _endedEarly(bytes, total);
     if (size > room) return { bytes, isComplete: false }; // the cap: the rest is not needed
-    if ((await reader.line("A chunk's end")) !== "") {
+    const end = await reader.line("A chunk's end");
+    if (end === undefined) return _endedEarly(bytes, total);
+    if (end !== "") {
       throw new MalformedAnswerError("The answer's chunked body has a chunk longer than its size");
     }
   }

@@ -5,8 +5,9 @@
  * request, which is most of a busy destination's JavaScript time.
  *
  * - Idle connections are kept per origin, the most recently used first, at most
- *   {@linkcode MAX_IDLE_CONNECTIONS}, and closed once idle for {@linkcode IDLE_MS} (below the 5 s
- *   after which Node's servers close theirs, so a request seldom meets a connection being closed).
+ *   {@linkcode MAX_IDLE_CONNECTIONS}; one idle for longer than {@linkcode IDLE_MS} (below the 5 s
+ *   after which Node's servers close theirs, so a request seldom meets a connection being closed)
+ *   is closed instead of reused when a request finds it, and every one at `close()`.
  * - A request on a kept connection that ends before any byte of an answer (the server closed it
  *   while idle) is sent once more on a new connection, as HTTP clients do; consumers deduplicate
  *   by `webhook-id` should the first have been handled after all.
@@ -113,7 +114,8 @@ export function createHttp1Client(options: Http1ClientOptions = {}): Http1Client
     const target = targetOf(url);
     const bytes = _requestBytes(target, headers, body);
     for (let isRetry = false;; isRetry = true) {
-      const kept = takeIdle(target);
+      // A resend goes on a new connection: the other kept ones may be as stale as the first.
+      const kept = isRetry ? undefined : takeIdle(target);
       const connection = kept ?? await _connect(target, signal, options.caCerts);
       const onAbort = (): void => _close(connection);
       signal.addEventListener("abort", onAbort);
