@@ -200,12 +200,13 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     logger.error("cannot start", { reason: error.message });
     Deno.exit(1);
   }
-  // The built-in HTTP/1.1 client goes around a proxy: with one set (or unreadable), fetch it is.
-  const deliveryHttp = deliveryHttpFor((name) => Deno.env.get(name));
+  // The built-in HTTP/1.1 client goes around a proxy: with one set (or unreadable), fetch it is;
+  // on Deno Deploy too, whose outbound requests are fetch's.
+  const deliveryHttp = isDeploy ? "fetch" : deliveryHttpFor((name) => Deno.env.get(name));
   if (deliveryHttp === "fetch" && config.destinations.length > 0) {
-    logger.info(
-      "a proxy variable is set or unreadable: deliveries go through fetch, which applies it",
-    );
+    logger.info("deliveries go through fetch", {
+      why: isDeploy ? "Deno Deploy" : "a proxy variable is set or cannot be read",
+    });
   }
   const app = await createApp({
     config,
