@@ -1,19 +1,27 @@
 /**
- * Deno KV's due-order entries of delivery jobs across versions: intake marks the entry of a job
- * it wrote alone, so a claim reads no record for it; an entry the previous version wrote (the
- * event id, for a job with or without a record) is still claimed as what it stands for.
+ * Deno KV's due-order entries of delivery jobs: intake lists a commit's new jobs in one entry per
+ * destination, which claims, replays and purges take them out of one by one; entries older
+ * versions wrote (one per job, marked or holding the event id) are still claimed as what they
+ * stand for.
  *
  * @module
  */
 import assert from "node:assert/strict";
 import { parseDelivery } from "../src/events/events.ts";
-import { jobKey, jobReadyKey } from "../src/store/kv/keys.ts";
+import {
+  eventKey,
+  jobKey,
+  jobReadyKey,
+  jobReadyPrefix,
+  type KvEventRecord,
+} from "../src/store/kv/keys.ts";
 import { UNWRITTEN_JOB_ENTRY } from "../src/store/kv/job_records.ts";
 import { createKvStore } from "../src/store/kv/store.ts";
 import type { JobOutcome } from "../src/store/job_record.ts";
 import type { Store } from "../src/store/store.ts";
 import { textsDelivery } from "./deliveries.ts";
 import { RETENTION } from "./kv_records.ts";
+import { recordLifeMs } from "../src/store/event_record.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const LEASE_MS = 30_000;
@@ -32,30 +40,150 @@ async function withKv(run: (kv: Deno.Kv, store: Store) => Promise<void>): Promis
 
 const claimAt = (now: number) => ({ now, limit: 10, leaseUntil: now + LEASE_MS });
 
-Deno.test("intake marks a new job's entry; a claim writes the job's record and an entry of the event id", async () => {
+/** The due-order entries of `destination`, in due order, as stored. */
+async function dueEntries(kv: Deno.Kv, destination: string): Promise<Deno.KvEntry<unknown>[]> {
+  const entries: Deno.KvEntry<unknown>[] = [];
+  for await (const entry of kv.list({ prefix: jobReadyPrefix(destination) })) entries.push(entry);
+  return entries;
+}
+
+/** Records one delivery of `count` texts with a job each to `destinations`, at `T0`. */
+async function recordShared(
+  store: Store,
+  count: number,
+  tag: string,
+  destinations = ["crm", "erp"],
+): Promise<string[]> {
+  const wamids = Array.from({ length: count }, (_, i) => `wamid.${tag}${i}`);
+  const { events } = parseDelivery(JSON.parse(textsDelivery(wamids)));
+  await store.recordEvents(events, { now: T0, destinationsFor: () => destinations });
+  return events.map((event) => event.id);
+}
+
+/** Rewrites the stored record of event `id` with `change`. */
+async function changeRecord(
+  kv: Deno.Kv,
+  id: string,
+  change: (record: KvEventRecord) => KvEventRecord,
+): Promise<void> {
+  const key = eventKey(id);
+  await kv.set(key, change((await kv.get<KvEventRecord>(key)).value!));
+}
+
+Deno.test("intake lists a commit's new jobs in one entry per destination; a claim gives each its record and entry", async () => {
   await withKv(async (kv, store) => {
-    const { events } = parseDelivery(JSON.parse(textsDelivery(["wamid.A"])));
-    await store.recordEvents(events, { now: T0, destinationsFor: () => ["crm"] });
-    const id = events[0]!.id;
-    assert.equal((await kv.get(jobReadyKey("crm", T0, id))).value, UNWRITTEN_JOB_ENTRY);
-    assert.equal((await kv.get(jobKey("crm", id))).value, null, "no record yet");
+    const ids = await recordShared(store, 3, "A");
+    for (const destination of ["crm", "erp"]) {
+      const [shared, ...others] = await dueEntries(kv, destination);
+      assert.deepEqual(others, [], `one entry for ${destination}`);
+      assert.equal(shared!.key[2], T0);
+      assert.deepEqual((shared!.value as { ids: string[] }).ids, ids);
+    }
+    assert.equal((await kv.get(jobKey("crm", ids[0]!))).value, null, "no record yet");
+    const claims = await store.claimJobs("crm", claimAt(T0));
+    assert.deepEqual(claims.map((claim) => claim.job.state), [
+      "delivering",
+      "delivering",
+      "delivering",
+    ]);
+    assert.deepEqual(
+      (await dueEntries(kv, "crm")).map((entry) => [entry.key[2], entry.key[3], entry.value]),
+      ids.map((id) => [T0 + LEASE_MS, id, id]),
+      "each claimed job in an entry of its own at the lease's end",
+    );
+    assert.equal(
+      (await dueEntries(kv, "erp")).length,
+      1,
+      "the other destination's entry untouched",
+    );
+  });
+});
+
+Deno.test("a claim's limit takes a shared entry's first jobs and leaves the rest pending in it", async () => {
+  await withKv(async (kv, store) => {
+    const ids = await recordShared(store, 5, "B");
+    const first = await store.claimJobs("crm", { now: T0, limit: 2, leaseUntil: T0 + LEASE_MS });
+    assert.deepEqual(first.map((claim) => claim.event.id), ids.slice(0, 2));
+    const shared = (await dueEntries(kv, "crm")).find((entry) => entry.key[2] === T0);
+    assert.deepEqual((shared!.value as { ids: string[] }).ids, ids.slice(2));
+    assert.deepEqual(await store.jobFigures("crm", { now: T0, limit: 100 }), {
+      due: 3,
+      later: 2,
+      oldestDueAgeMs: 0,
+    });
+    assert.deepEqual(
+      (await store.getJobs(ids[4]!)).map((job) => [job.destination, job.state]),
+      [["crm", "pending"], ["erp", "pending"]],
+    );
+    const rest = await store.claimJobs("crm", claimAt(T0));
+    assert.deepEqual(rest.map((claim) => claim.event.id), ids.slice(2));
+    assert.equal((await dueEntries(kv, "crm")).filter((e) => e.key[2] === T0).length, 0, "gone");
+  });
+});
+
+Deno.test("replaying one pending job of a shared entry moves it alone; the others stay pending in it", async () => {
+  await withKv(async (kv, store) => {
+    const ids = await recordShared(store, 3, "C");
+    const later = T0 + 60_000;
+    const result = await store.replayJob("crm", ids[1]!, later);
+    assert.equal(result.status, "replayed");
+    const entries = await dueEntries(kv, "crm");
+    assert.deepEqual(entries.map((entry) => entry.key[2]), [T0, later]);
+    assert.deepEqual((entries[0]!.value as { ids: string[] }).ids, [ids[0], ids[2]]);
+    const claims = await store.claimJobs("crm", claimAt(T0));
+    assert.deepEqual(
+      claims.map((claim) => claim.event.id),
+      [ids[0], ids[2]],
+      "the replayed one is due later",
+    );
+  });
+});
+
+Deno.test("purging an expired event takes its id out of the entry it shares, whose other jobs stay", async () => {
+  await withKv(async (kv, store) => {
+    const ids = await recordShared(store, 3, "D");
+    // Only the middle event has expired by then: the records say so.
+    const now = T0 + recordLifeMs(RETENTION) + 1;
+    for (const id of ids) {
+      await changeRecord(kv, id, (record) => ({
+        ...record,
+        expiresAt: id === ids[1] ? T0 + 1 : now + 60_000,
+      }));
+    }
+    const purged = await store.purgeExpired(now, 100);
+    assert.equal(purged, 1);
+    const [shared] = await dueEntries(kv, "erp");
+    assert.deepEqual((shared!.value as { ids: string[] }).ids, [ids[0], ids[2]]);
+    const claims = await store.claimJobs("erp", claimAt(T0));
+    assert.deepEqual(claims.map((claim) => claim.event.id), [ids[0], ids[2]]);
+  });
+});
+
+Deno.test("an entry an older intake wrote alone, marked, for a job without a record is claimed as pending", async () => {
+  await withKv(async (kv, store) => {
+    const [id] = await recordShared(store, 1, "E", ["crm"]);
+    // What a version before the shared entries wrote: no `jobsEntry`, one marked entry per job.
+    await changeRecord(kv, id!, ({ jobsEntry: _shared, ...record }) => record);
+    for (const entry of await dueEntries(kv, "crm")) await kv.delete(entry.key);
+    await kv.set(jobReadyKey("crm", T0, id!), UNWRITTEN_JOB_ENTRY);
+    assert.deepEqual((await store.getJobs(id!)).map((job) => job.state), ["pending"]);
     const [claim] = await store.claimJobs("crm", claimAt(T0));
-    assert.equal(claim?.job.state, "delivering");
-    assert.equal((await kv.get(jobReadyKey("crm", T0 + LEASE_MS, id))).value, id);
-    assert.equal((await kv.get(jobReadyKey("crm", T0, id))).versionstamp, null);
+    assert.equal(claim?.event.id, id);
+    assert.equal(claim?.job.attempts, 0);
+    assert.equal((await kv.get(jobReadyKey("crm", T0, id!))).versionstamp, null, "moved");
   });
 });
 
 Deno.test("an entry the previous version wrote for a job without a record is claimed as pending", async () => {
   await withKv(async (kv, store) => {
-    const { events } = parseDelivery(JSON.parse(textsDelivery(["wamid.B"])));
-    await store.recordEvents(events, { now: T0, destinationsFor: () => ["crm"] });
-    const id = events[0]!.id;
-    await kv.set(jobReadyKey("crm", T0, id), id); // what intake wrote before the marker
+    const [id] = await recordShared(store, 1, "F", ["crm"]);
+    await changeRecord(kv, id!, ({ jobsEntry: _shared, ...record }) => record);
+    for (const entry of await dueEntries(kv, "crm")) await kv.delete(entry.key);
+    await kv.set(jobReadyKey("crm", T0, id!), id); // what intake wrote before the marker
     const [claim] = await store.claimJobs("crm", claimAt(T0));
     assert.equal(claim?.event.id, id);
     assert.equal(claim?.job.attempts, 0);
-    assert.deepEqual((await store.getJobs(id)).map((job) => job.state), ["delivering"]);
+    assert.deepEqual((await store.getJobs(id!)).map((job) => job.state), ["delivering"]);
   });
 });
 

@@ -23,7 +23,7 @@ import {
   jobReadyPrefix,
   type KvEventRecord,
 } from "./keys.ts";
-import { isUnwrittenJobEntry, unwrittenJob } from "./job_records.ts";
+import { type DueEntryJobs, jobsOfEntry, removeFromEntry, unwrittenJob } from "./job_records.ts";
 import { readEvent } from "./parts.ts";
 
 /** A lease on one job: its record as the claim (or the last extension) stored it. */
@@ -55,23 +55,30 @@ export function kvJobLease(lease: Lease): KvJobLease {
 
 /**
  * Claims `destination`'s due jobs (due by `now`), oldest due first, at most `limit`, leased until
- * `leaseUntil`, `checksPerAtomic` of them per commit. Jobs whose record or event is gone
- * (expired) are dropped; a job whose event cannot be read is left where it is.
+ * `leaseUntil`, the jobs of at most `checksPerAtomic` due-order entries per commit. Jobs whose
+ * record or event is gone (expired) are dropped; a job whose event cannot be read is left where it
+ * is. A shared entry's jobs beyond `limit` stay in it.
  */
 export async function claimJobs(
   kv: Deno.Kv,
   destination: string,
   { now, limit, leaseUntil, checksPerAtomic }: ClaimJobsOptions & { checksPerAtomic: number },
 ): Promise<ClaimedJob[]> {
-  const due: Deno.KvEntry<unknown>[] = [];
+  const units: _EntryClaim[] = [];
   const selector = {
     start: jobReadyPrefix(destination),
     end: jobReadyKey(destination, now + 1, ""),
   };
-  for await (const entry of kv.list(selector, { limit: Math.max(1, limit) })) due.push(entry);
-  const batches: Deno.KvEntry<unknown>[][] = [];
-  for (let i = 0; i < due.length; i += checksPerAtomic) {
-    batches.push(due.slice(i, i + checksPerAtomic));
+  let wanted = Math.max(1, limit);
+  for await (const entry of kv.list(selector, { limit: wanted })) {
+    const jobs = jobsOfEntry(entry);
+    units.push({ entry, jobs, ids: jobs.ids.slice(0, wanted) });
+    wanted -= Math.min(wanted, jobs.ids.length);
+    if (wanted === 0) break;
+  }
+  const batches: _EntryClaim[][] = [];
+  for (let i = 0; i < units.length; i += checksPerAtomic) {
+    batches.push(units.slice(i, i + checksPerAtomic));
   }
   const claimed = await Promise.all(
     batches.map((batch) => _claimBatch(kv, destination, batch, { now, leaseUntil })),
@@ -79,87 +86,123 @@ export async function claimJobs(
   return claimed.flat();
 }
 
-/** What a claim does to one due entry: takes its job, or drops a stale entry (and job). */
-interface _JobPlan {
+/** One due-order entry to claim from: the jobs it holds and the ids of those wanted. */
+interface _EntryClaim {
   entry: Deno.KvEntry<unknown>;
-  /** The job and its event, when the job is claimable; absent for an entry to drop. */
-  take?: { job: JobRecord; event: WebhookEvent };
-  /** Whether the job's record goes too (its event is gone). */
-  isOrphan: boolean;
+  jobs: DueEntryJobs;
+  /** The ids to claim (all of the entry's, or as many as the claim's limit left). */
+  ids: string[];
+}
+
+/** What a claim does to one due-order entry: the jobs it takes, the ids it drops or keeps. */
+interface _EntryPlan {
+  entry: Deno.KvEntry<unknown>;
+  /** The claimable jobs and their events. */
+  take: { job: JobRecord; event: WebhookEvent }[];
+  /** Ids that leave the entry without a claim: stale, or their events gone. */
+  drop: string[];
+  /** Job records to delete with them (their events are gone). */
+  orphans: string[];
 }
 
 /**
- * Claims due entries in one atomic checking each (several when their records are large); when
- * another claimer took one of an atomic's entries, its entries one by one. The jobs' records and events are read first, so a claimed job can always be delivered; an
- * entry marked as intake's stands for a job with no record, which is not looked for.
+ * Claims the jobs of due-order entries in one atomic checking each (several when their records
+ * are large); when another claimer changed one of an atomic's entries, its entries one by one.
+ * The jobs' records and events are read first, so a claimed job can always be delivered; a shared
+ * entry's pending jobs have no record to look for.
  */
 async function _claimBatch(
   kv: Deno.Kv,
   destination: string,
-  entries: Deno.KvEntry<unknown>[],
+  units: readonly _EntryClaim[],
   { now, leaseUntil }: { now: number; leaseUntil: number },
 ): Promise<ClaimedJob[]> {
-  const ids = entries.map((entry) => String(entry.key[3]));
-  const written = ids.filter((_, i) => !isUnwrittenJobEntry(entries[i]!.value));
+  const written = units.flatMap((unit) => unit.jobs.isWritten ? unit.ids : []);
+  const ids = units.flatMap((unit) => unit.ids);
   const [stored, records] = await Promise.all([
     getManyInBatches<JobRecord>(kv, written.map((id) => jobKey(destination, id))),
     getManyInBatches<KvEventRecord>(kv, ids.map(eventKey)),
   ]);
   const storedJobs = new Map(written.map((id, n) => [id, stored[n]!.value]));
-  const plans: _JobPlan[] = [];
-  for (const [i, entry] of entries.entries()) {
-    const record = records[i]!.value;
-    // No record yet: the entry, which intake wrote alone, is a pending job (`job_records.ts`).
-    const job = storedJobs.get(ids[i]!) ?? (record && unwrittenJob(record, destination));
-    const isCurrent = job !== null && job.dueAt === entry.key[2] && job.state !== "delivered" &&
-      job.state !== "dead";
-    if (!isCurrent || record === null) {
-      plans.push({ entry, isOrphan: job !== null && record === null });
-      continue;
-    }
-    try {
-      plans.push({ entry, take: { job, event: await readEvent(kv, record) }, isOrphan: false });
-    } catch {
-      // Its parts are missing: left to expire with its event rather than delivered broken.
-    }
-  }
-  const claim = async (group: _JobPlan[]): Promise<ClaimedJob[]> => {
-    const leased = group.map((plan) => plan.take && leasedJob(plan.take.job, leaseUntil));
+  const eventRecords = new Map(ids.map((id, n) => [id, records[n]!.value]));
+  const plans = await Promise.all(
+    units.map((unit) => _planEntry(kv, destination, unit, { storedJobs, eventRecords })),
+  );
+  const claim = async (group: _EntryPlan[]): Promise<ClaimedJob[]> => {
+    const leased = group.map((plan) => plan.take.map(({ job }) => leasedJob(job, leaseUntil)));
     const result = await commitWithRetry(() => {
       const atomic = kv.atomic();
       group.forEach((plan, i) => {
-        const id = String(plan.entry.key[3]);
-        atomic.check(plan.entry).delete(plan.entry.key);
-        if (plan.isOrphan) atomic.delete(jobKey(destination, id));
-        const job = leased[i];
-        if (!job) return;
-        const expireIn = Math.max(1, job.expiresAt - now);
-        atomic
-          .set(jobReadyKey(destination, leaseUntil, id), id, { expireIn })
-          .set(jobKey(destination, id), job, { expireIn });
+        atomic.check(plan.entry);
+        const gone = new Set([...plan.take.map(({ job }) => job.eventId), ...plan.drop]);
+        removeFromEntry(atomic, plan.entry, gone, now); // a shared one keeps the rest
+        for (const id of plan.orphans) atomic.delete(jobKey(destination, id));
+        for (const job of leased[i]!) {
+          const expireIn = Math.max(1, job.expiresAt - now);
+          atomic
+            .set(jobReadyKey(destination, leaseUntil, job.eventId), job.eventId, { expireIn })
+            .set(jobKey(destination, job.eventId), job, { expireIn });
+        }
       });
       return atomic;
     });
     if (!result.ok) return [];
     return group.flatMap((plan, i) =>
-      plan.take
-        ? [{
-          job: leased[i]!,
-          event: plan.take.event,
-          lease: new KvJobLease(leased[i]!, result.versionstamp),
-        }]
-        : []
+      plan.take.map(({ event }, n) => ({
+        job: leased[i]![n]!,
+        event,
+        lease: new KvJobLease(leased[i]![n]!, result.versionstamp),
+      }))
     );
   };
+  const changing = plans.filter((plan) =>
+    plan.take.length > 0 || plan.drop.length > 0 || plan.orphans.length > 0
+  );
   const claimed = await Promise.all(
-    _bySize(plans, (plan) => plan.take ? _jobBytes(plan.take.job) : 0).map(async (group) => {
+    _forCommits(changing).map(async (group) => {
       const together = await claim(group);
-      if (together.length > 0 || group.every((plan) => !plan.take)) return together;
+      if (together.length > 0 || group.every((plan) => plan.take.length === 0)) return together;
       const alone = await Promise.all(group.map((plan) => claim([plan])));
       return alone.flat();
     }),
   );
   return claimed.flat();
+}
+
+/**
+ * What a claim does to one entry: takes each wanted job that is current and whose event reads,
+ * and drops the stale ones and those whose events are gone (a shared entry keeps the rest).
+ */
+async function _planEntry(
+  kv: Deno.Kv,
+  destination: string,
+  unit: _EntryClaim,
+  known: {
+    storedJobs: ReadonlyMap<string, JobRecord | null>;
+    eventRecords: ReadonlyMap<string, KvEventRecord | null>;
+  },
+): Promise<_EntryPlan> {
+  const { entry, jobs } = unit;
+  const plan: _EntryPlan = { entry, take: [], drop: [], orphans: [] };
+  for (const id of unit.ids) {
+    const record = known.eventRecords.get(id) ?? null;
+    // An entry of the event id without a record is one the version before the marker wrote.
+    const stored = jobs.isWritten ? known.storedJobs.get(id) ?? null : null;
+    const job = stored ?? (record && unwrittenJob(record, destination));
+    const isCurrent = job !== null && job.dueAt === entry.key[2] && job.state !== "delivered" &&
+      job.state !== "dead";
+    if (!isCurrent || record === null) {
+      plan.drop.push(id);
+      if (stored !== null && record === null) plan.orphans.push(id);
+      continue;
+    }
+    try {
+      plan.take.push({ job, event: await readEvent(kv, record) });
+    } catch {
+      // Its parts are missing: left to expire with its event rather than delivered broken.
+    }
+  }
+  return plan;
 }
 
 /**
@@ -185,18 +228,31 @@ function _jobBytes(job: JobRecord): number {
   return chars * 2 + 256;
 }
 
-/** `items` in order, cut into groups of at most {@linkcode MAX_COMMIT_BYTES} by `sizeOf`. */
-function _bySize<T>(items: readonly T[], sizeOf: (item: T) => number): T[][] {
-  const groups: T[][] = [];
+/**
+ * Mutations of a claim's commit at most: Deno KV takes 1000 per atomic, and a job claimed costs
+ * two (its record and its entry) besides its entry's.
+ */
+const MAX_CLAIM_MUTATIONS = 800;
+
+/**
+ * `plans` in order, cut into commits of at most {@linkcode MAX_COMMIT_BYTES} of job records and
+ * {@linkcode MAX_CLAIM_MUTATIONS} mutations; an entry's jobs always share their commit.
+ */
+function _forCommits(plans: readonly _EntryPlan[]): _EntryPlan[][] {
+  const groups: _EntryPlan[][] = [];
   let bytes = Infinity;
-  for (const item of items) {
-    const size = sizeOf(item);
-    if (bytes + size > MAX_COMMIT_BYTES) {
+  let mutations = Infinity;
+  for (const plan of plans) {
+    const size = plan.take.reduce((sum, { job }) => sum + _jobBytes(job), 0);
+    const writes = 1 + plan.orphans.length + 2 * plan.take.length;
+    if (bytes + size > MAX_COMMIT_BYTES || mutations + writes > MAX_CLAIM_MUTATIONS) {
       groups.push([]);
       bytes = 0;
+      mutations = 0;
     }
-    groups.at(-1)!.push(item);
+    groups.at(-1)!.push(plan);
     bytes += size;
+    mutations += writes;
   }
   return groups;
 }

@@ -15,7 +15,14 @@ import type {
 } from "../store.ts";
 import { commitWithRetry } from "./commit.ts";
 import { pageTimeline } from "./event_log.ts";
-import { readJobs, unwrittenJob, unwrittenJobEntryKey } from "./job_records.ts";
+import {
+  holdsUnwrittenJob,
+  jobsOfEntry,
+  readJobs,
+  removeFromEntry,
+  unwrittenJob,
+  unwrittenJobEntryKey,
+} from "./job_records.ts";
 import {
   eventKey,
   jobDeadKey,
@@ -65,7 +72,8 @@ export async function listJobs(
  * Puts the job of event `eventId` to `destination` back to pending, due at `now`, with a fresh
  * retry schedule (`replayedJob`); `busy` while a deliverer's lease on it lasts (one that ran out
  * is taken over: its deliverer's settle then stores nothing). One atomic checks the record's
- * versionstamp (which guards its due-order entry too), moves the entry and drops a dead letter.
+ * versionstamp (which guards its due-order entry too; for a job without one, the entry intake
+ * wrote), moves the job to an entry of its own and drops a dead letter.
  */
 export async function replayJob(
   kv: Deno.Kv,
@@ -83,14 +91,18 @@ export async function replayJob(
     const replayed = replayedJob(job, now);
     const expireIn = Math.max(1, job.expiresAt - now);
     const result = await commitWithRetry(() => {
-      // An unwritten job is its entry: a claim taking it meanwhile fails this check.
+      // An unwritten job is in its intake entry: a claim taking it meanwhile fails this check.
       const atomic = kv.atomic().check(current);
-      if (unwritten) atomic.check(unwritten.entry);
-      if (isWaitingJob(job) && job.dueAt !== now) {
+      const ownKey = jobReadyKey(destination, now, eventId);
+      if (unwritten) {
+        atomic.check(unwritten.entry);
+        const isOwn = unwritten.entry.key.every((part, i) => part === ownKey[i]);
+        if (!isOwn) removeFromEntry(atomic, unwritten.entry, new Set([eventId]), now);
+      } else if (isWaitingJob(job) && job.dueAt !== now) {
         atomic.delete(jobReadyKey(destination, job.dueAt!, eventId));
       }
       return atomic
-        .set(jobReadyKey(destination, now, eventId), eventId, { expireIn })
+        .set(ownKey, eventId, { expireIn })
         .set(jobKey(destination, eventId), replayed, { expireIn })
         .delete(jobDeadKey(destination, eventId));
     });
@@ -101,7 +113,7 @@ export async function replayJob(
   );
 }
 
-/** The pending job of event `eventId` to `destination` that is its entry alone, with the entry. */
+/** The pending job of event `eventId` to `destination` that has no record, with its entry. */
 async function _unwrittenJob(
   kv: Deno.Kv,
   destination: string,
@@ -111,7 +123,9 @@ async function _unwrittenJob(
   const job = record && unwrittenJob(record, destination);
   if (!record || !job) return undefined;
   const entry = await kv.get(unwrittenJobEntryKey(record, destination));
-  return entry.versionstamp === null ? undefined : { job, entry };
+  return holdsUnwrittenJob(entry, eventId)
+    ? { job, entry: entry as Deno.KvEntry<unknown> }
+    : undefined;
 }
 
 /** Replays every dead job of `destination` (see {@linkcode replayJob}); returns how many. */
@@ -180,11 +194,19 @@ export async function jobFigures(
   const figures: JobFigures = { due: 0, later: 0, oldestDueAgeMs: 0 };
   const batchSize = Math.max(1, Math.min(limit, LIST_BATCH_SIZE));
   const entries = kv.list({ prefix: jobReadyPrefix(destination) }, { limit, batchSize });
+  let read = 0;
   for await (const entry of entries) {
     const dueAt = entry.key[2];
     if (typeof dueAt !== "number") continue;
-    if (dueAt > now) figures.later++;
-    else if (figures.due++ === 0) figures.oldestDueAgeMs = now - dueAt;
+    // An intake commit's shared entry stands for several jobs: at most `limit` are counted.
+    const jobs = Math.min(jobsOfEntry(entry).ids.length, limit - read);
+    read += jobs;
+    if (dueAt > now) figures.later += jobs;
+    else {
+      if (figures.due === 0 && jobs > 0) figures.oldestDueAgeMs = now - dueAt;
+      figures.due += jobs;
+    }
+    if (read >= limit) break;
   }
   return figures;
 }

@@ -20,16 +20,21 @@
  *
  * Per delivery job (an event to one destination; `job_record.ts`):
  * - `["jobs", destination, eventId]`: the job's record, written the first time the job changes (a
- *   claim, a replay) and expiring with its event. Intake writes a new job as its due-order entry
- *   alone, in the event's commit (the event's dedup check covers it): until its record is written
- *   the job is pending, due at the event's reception (`job_records.ts`). The event's record lists
- *   the destinations of its jobs (`jobs`), so an event's jobs are read without a scan.
- * - `["job_ready", destination, dueAt, eventId]`: a destination's due order, holding the event id
- *   (or, for a job intake wrote alone, `job_records.ts`'s marker), for every waiting job (pending,
- *   retrying, or leased: a claim moves the entry to the lease's end, so jobs whose deliverer died
- *   become due again by themselves). Exactly one per waiting job, at its record's `dueAt` (its
- *   event's reception while it has no record): whatever moves the entry writes the record, so
- *   checking the record's versionstamp (or, for a job without one, the entry's) guards both.
+ *   claim, a replay) and expiring with its event. Intake writes no record for a new job: it lists
+ *   the job's event id in the due-order entry its commit's events share for that destination, in
+ *   the events' commit (their dedup checks cover it); until its record is written the job is
+ *   pending, due at that entry's time (`job_records.ts`). The event's record lists the
+ *   destinations of its jobs (`jobs`) and names the shared entry (`jobsEntry`), so an event's jobs
+ *   are read without a scan.
+ * - `["job_ready", destination, dueAt, id]`: a destination's due order. An entry of a job with a
+ *   record has the event id as `id` and as its value; a commit's shared entry of pending jobs has a
+ *   new random `id` and lists their event ids (an older intake's entry of one pending job has the
+ *   event id and `job_records.ts`'s marker). Every waiting job (pending, retrying, or leased: a
+ *   claim writes the job's record and moves it to an entry of its own at the lease's end, so jobs
+ *   whose deliverer died become due again by themselves) is in exactly one entry, at its record's
+ *   `dueAt` (its shared entry's time while it has no record): whatever moves a job writes its
+ *   record, so checking the record's versionstamp (or, for a job without one, the entry's) guards
+ *   both.
  * - `["job_dead", destination, eventId]`: a destination's dead jobs, for replaying them all.
  *
  * - `["destination_pause", destination]`: a destination paused at run time (`DestinationPause`),
@@ -76,11 +81,24 @@ export interface KvEventRecord extends EventRecord {
   parts?: number;
   /** The destinations of its delivery jobs (`["jobs", destination, id]`); absent for none. */
   jobs?: string[];
+  /**
+   * The due-order entry its pending jobs share with the other events of its intake commit, in
+   * each of their destinations' order (`["job_ready", destination, dueAt, id]`); absent when it
+   * has no jobs, or an older intake wrote each of its jobs an entry of its own.
+   */
+  jobsEntry?: { dueAt: number; id: string };
 }
 
 /** The domain record of a stored one: without the fields of KV's format. */
 export function domainRecord(stored: KvEventRecord): EventRecord {
-  const { readyId: _entry, event: _event, parts: _parts, jobs: _jobs, ...record } = stored;
+  const {
+    readyId: _entry,
+    event: _event,
+    parts: _parts,
+    jobs: _jobs,
+    jobsEntry: _jobsEntry,
+    ...record
+  } = stored;
   return record;
 }
 
@@ -153,9 +171,12 @@ export function jobKey(destination: string, eventId: string): Deno.KvKey {
   return ["jobs", destination, eventId];
 }
 
-/** The due-order entry of a waiting job of `destination`, due (or leased) until `dueAt`. */
-export function jobReadyKey(destination: string, dueAt: number, eventId: string): Deno.KvKey {
-  return ["job_ready", destination, dueAt, eventId];
+/**
+ * The due-order entry `id` of `destination`, due (or leased) until `dueAt`: a job's own (`id` is
+ * its event's) or an intake commit's shared one (`id` is new).
+ */
+export function jobReadyKey(destination: string, dueAt: number, id: string): Deno.KvKey {
+  return ["job_ready", destination, dueAt, id];
 }
 
 /** The prefix of `destination`'s due order. */

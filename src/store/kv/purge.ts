@@ -2,13 +2,13 @@
  * Retention in Deno KV: every record is written with `expireIn`, but KV deletes expired entries
  * lazily, so a purge removes the events whose records expired, oldest first, with what they leave
  * behind (parts, a dead letter, their delivery jobs, their timeline entry once it lists no live
- * event).
+ * event; the intake entries their pending jobs share with other events lose their ids).
  *
  * @module
  */
 import { commitWithRetry } from "./commit.ts";
 import { getManyInBatches } from "./get_many.ts";
-import { unwrittenJobEntryKey } from "./job_records.ts";
+import { holdsUnwrittenJob, removeFromEntry, unwrittenJobEntryKey } from "./job_records.ts";
 import type { JobRecord } from "../job_record.ts";
 import {
   deadLetterKey,
@@ -46,13 +46,18 @@ export async function purgeExpired(
     const live = records.filter((stored) => stored.value !== null).length - expired.length;
     for (const stored of expired) {
       const record = stored.value!;
-      const jobKeys = await _jobKeysOf(kv, record);
+      const { keys, sharedEntries } = await _jobKeysOf(kv, record);
       const result = await commitWithRetry(() => {
         const atomic = kv.atomic().check(stored).delete(stored.key)
           .delete(deadLetterKey(record.receivedAt, record.id))
           .delete(legacyDeadLetterKey(record.id));
         for (let n = 0; n < (record.parts ?? 0); n++) atomic.delete(eventPartKey(record.id, n));
-        for (const key of jobKeys) atomic.delete(key);
+        for (const key of keys) atomic.delete(key);
+        // Its pending jobs leave the entries they share with other events, which keep theirs.
+        for (const entry of sharedEntries) {
+          atomic.check(entry);
+          removeFromEntry(atomic, entry, new Set([record.id]), now);
+        }
         return atomic;
       });
       if (result.ok) purged++;
@@ -63,23 +68,34 @@ export async function purgeExpired(
 }
 
 /**
- * Every key of an event's delivery jobs: each job's record, its due-order entry (where its record
- * says it waits, or where intake wrote it when it has no record yet) and its dead letter.
+ * Every key of an event's delivery jobs: each job's record, its own due-order entry (where its
+ * record says it waits, or where an older intake wrote it alone) and its dead letter; and the
+ * intake entries still listing a job of it without a record, to rewrite without it.
  */
-async function _jobKeysOf(kv: Deno.Kv, record: KvEventRecord): Promise<Deno.KvKey[]> {
+async function _jobKeysOf(
+  kv: Deno.Kv,
+  record: KvEventRecord,
+): Promise<{ keys: Deno.KvKey[]; sharedEntries: Deno.KvEntry<unknown>[] }> {
   const destinations = record.jobs ?? [];
-  if (destinations.length === 0) return [];
+  if (destinations.length === 0) return { keys: [], sharedEntries: [] };
   const jobs = await getManyInBatches<JobRecord>(
     kv,
     destinations.map((destination) => jobKey(destination, record.id)),
   );
-  return jobs.flatMap((entry, i) => {
+  const keys: Deno.KvKey[] = [];
+  const unwritten: Deno.KvKey[] = [];
+  jobs.forEach((entry, i) => {
     const destination = destinations[i]!;
-    const keys = [entry.key, jobDeadKey(destination, record.id)];
+    keys.push(entry.key, jobDeadKey(destination, record.id));
     const dueAt = entry.value?.dueAt;
     if (typeof dueAt === "number") keys.push(jobReadyKey(destination, dueAt, record.id));
-    // No record: the job may still be the entry intake wrote alone.
-    if (entry.value === null) keys.push(unwrittenJobEntryKey(record, destination));
-    return keys;
+    // No record: the job may still be listed where intake wrote it.
+    if (entry.value === null) unwritten.push(unwrittenJobEntryKey(record, destination));
   });
+  if (record.jobsEntry === undefined) return { keys: [...keys, ...unwritten], sharedEntries: [] };
+  const entries = await getManyInBatches(kv, unwritten);
+  const sharedEntries = entries.flatMap((entry) =>
+    holdsUnwrittenJob(entry, record.id) ? [entry as Deno.KvEntry<unknown>] : []
+  );
+  return { keys, sharedEntries };
 }

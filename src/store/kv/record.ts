@@ -8,11 +8,10 @@
 import type { WebhookEvent } from "../../events/events.ts";
 import { newRecord, recordLifeMs, type RetentionOptions } from "../event_record.ts";
 import { createGroupCommitter } from "../group_commit.ts";
-import { type JobRecord, newJob } from "../job_record.ts";
 import type { RecordOptions } from "../store.ts";
 import { commitWithRetry } from "./commit.ts";
+import type { SharedJobsEntry } from "./job_records.ts";
 import { getManyInBatches } from "./get_many.ts";
-import { UNWRITTEN_JOB_ENTRY } from "./job_records.ts";
 import { KV_CONNECT_CHECKS_PER_ATOMIC } from "./location.ts";
 import {
   eventKey,
@@ -33,13 +32,15 @@ export const MAX_EVENTS_PER_COMMIT = KV_CONNECT_CHECKS_PER_ATOMIC;
 /** Budget per commit, under Deno KV's 800 KiB limit with room for keys and metadata. */
 const MAX_COMMIT_BYTES = 600 * 1024;
 /**
- * Mutations of the events of one commit at most (a record each, one per delivery job), well under
- * Deno KV's 1000 per atomic with room for the commit's own three (ready entries and timeline).
+ * Mutations of the events of one commit at most (a record each, and one per delivery job: the
+ * commit's shared due-order entries are at most one per destination), well under Deno KV's 1000 per
+ * atomic with room for the commit's own three (ready entries and timeline).
  */
 export const MAX_COMMIT_MUTATIONS = 500;
 /**
- * Estimated bytes a delivery job adds to its commit: its due-order entry (destination, time and
- * event id in the key, the id again as the value; two bytes a character as strings may be stored).
+ * Estimated bytes a delivery job adds to its commit, at most: a shared due-order entry (destination,
+ * time and id in the key) and its event id in the list (two bytes a character as strings may be
+ * stored).
  */
 const JOB_BYTES = 512;
 
@@ -70,10 +71,10 @@ export interface PreparedEvent {
   leaseUntil?: number;
   /** Estimated serialised size of the record and its jobs, for commit budgets. */
   bytes: number;
-  /** The writes it adds to its commit: its record, and an entry per job. */
+  /** The writes it adds to its commit at most: its record, and a shared entry per job. */
   mutations: number;
-  /** Its delivery jobs, one per destination, written with its record. */
-  jobs: JobRecord[];
+  /** The destinations of its delivery jobs, each listed in the commit's entry for it. */
+  destinations: string[];
   /**
    * How long the record and its timeline entry live: {@linkcode recordLifeMs} after the record is
    * due (at once, or when the recorder's lease ends).
@@ -151,18 +152,19 @@ export function prepareEvent(event: WebhookEvent, options: PrepareOptions): Prep
   } else {
     record.event = event;
   }
-  const jobs = options.destinations?.length ? _newJobs(record, options.destinations) : [];
-  if (jobs.length > 0) record.jobs = jobs.map((job) => job.destination);
+  // A name given twice is one job.
+  const destinations = options.destinations?.length ? [...new Set(options.destinations)] : [];
+  if (destinations.length > 0) record.jobs = destinations;
   // Strings may be stored as UTF-16: count two bytes a character, plus the record's own fields.
-  const bytes = (record.event ? json.length * 2 : 0) + 512 + JOB_BYTES * jobs.length;
-  const mutations = 1 + jobs.length;
+  const bytes = (record.event ? json.length * 2 : 0) + 512 + JOB_BYTES * destinations.length;
+  const mutations = 1 + destinations.length;
   const prepared: PreparedEvent = {
     id: event.id,
     event,
     record,
     bytes,
     mutations,
-    jobs,
+    destinations,
     expireInMs,
     parts,
   };
@@ -197,7 +199,8 @@ export function groupForCommit(events: readonly PreparedEvent[]): PreparedEvent[
 /**
  * Commits one group: per event a check that its record is absent and the record; per commit one
  * ready entry for the events leased to the recorder, one for the others (due now, named by their
- * records' `readyId`) and one timeline entry.
+ * records' `readyId`), one due-order entry per destination listing the events with a job to it
+ * (named by their records' `jobsEntry`), and one timeline entry.
  *
  * When a check fails (an event already recorded: Meta's retry, or a concurrent request), one read
  * finds which events are recorded, they are reported as duplicates, and the others are committed
@@ -229,11 +232,13 @@ export async function commitGroup(
       record.dueAt = waitingKey![1] as number;
       record.readyId = waitingKey![2] as string;
     }
+    const jobEntries = _sharedJobEntries(pending);
     const result = await commitWithRetry(() => {
       const atomic = kv.atomic();
       for (const event of pending) addEventWrites(atomic, event);
       if (leaseKey) atomic.set(leaseKey, readyEntryValue(leased.map((event) => event.id)));
       if (waitingKey) atomic.set(waitingKey, readyEntryValue(waiting.map((event) => event.id)));
+      for (const { key, value, expireIn } of jobEntries) atomic.set(key, value, { expireIn });
       return addTimelineEntry(atomic, pending);
     });
     if (result.ok) {
@@ -255,28 +260,48 @@ export async function commitGroup(
 }
 
 /**
- * Adds one event's check and writes to an atomic: its record, which is its dedup mark, and its
- * delivery jobs (a due-order entry each), which that one check covers. (Its ready
- * entry is shared with the other events of the commit: see {@linkcode commitGroup}.)
+ * Adds one event's check and write to an atomic: its record, which is its dedup mark. (Its ready
+ * entry, its timeline entry and its jobs' due-order entries are shared with the other events of
+ * the commit: see {@linkcode commitGroup}.)
  */
 export function addEventWrites(atomic: Deno.AtomicOperation, event: PreparedEvent): void {
-  const expireIn = event.expireInMs;
   atomic
     .check({ key: eventKey(event.id), versionstamp: null })
-    .set(eventKey(event.id), event.record, { expireIn });
-  // A new job is its due-order entry alone, marked so: its record is written when first claimed
-  // or replayed (`job_records.ts`).
-  for (const job of event.jobs) {
-    atomic.set(jobReadyKey(job.destination, job.dueAt!, job.eventId), UNWRITTEN_JOB_ENTRY, {
-      expireIn,
-    });
-  }
+    .set(eventKey(event.id), event.record, { expireIn: event.expireInMs });
 }
 
-/** One job per destination (a name given twice counts once), due when the event is received. */
-function _newJobs(record: KvEventRecord, destinations: readonly string[]): JobRecord[] {
-  const timing = { now: record.receivedAt, expiresAt: record.expiresAt };
-  return [...new Set(destinations)].map((destination) => newJob(record.id, destination, timing));
+/**
+ * The due-order entries of a commit's new delivery jobs: one per destination, listing the events
+ * with a job to it, due at the latest reception among them, under one new id named by each such
+ * event's record (`jobsEntry`): the jobs have no records until claimed (`job_records.ts`).
+ */
+function _sharedJobEntries(
+  events: readonly PreparedEvent[],
+): { key: Deno.KvKey; value: SharedJobsEntry; expireIn: number }[] {
+  const withJobs = events.filter((event) => event.destinations.length > 0);
+  if (withJobs.length === 0) return [];
+  const entry = {
+    dueAt: Math.max(...withJobs.map((event) => event.record.receivedAt)),
+    id: crypto.randomUUID(),
+  };
+  // Each lives as long as the longest-lived of the commit's events (a little longer: it is
+  // written after they were prepared), and says until when, for whoever rewrites it.
+  const expireIn = Math.max(...withJobs.map((event) => event.expireInMs));
+  const expiresAt = Math.max(...withJobs.map((event) => event.record.expiresAt));
+  const byDestination = new Map<string, string[]>();
+  for (const event of withJobs) {
+    event.record.jobsEntry = entry;
+    for (const destination of event.destinations) {
+      const ids = byDestination.get(destination);
+      if (ids) ids.push(event.id);
+      else byDestination.set(destination, [event.id]);
+    }
+  }
+  return [...byDestination].map(([destination, ids]) => ({
+    key: jobReadyKey(destination, entry.dueAt, entry.id),
+    value: { ids, expiresAt },
+    expireIn,
+  }));
 }
 
 /** A new ready entry due at the latest of `times`; none for no times. */
