@@ -82,3 +82,50 @@ Deno.test("createService refuses bad settings with every reason, naming the fiel
   assert.match(error.message, /verifyToken/);
   assert.match(error.message, /leaseMs/);
 });
+
+Deno.test("createService delivers to destinations by fetch unless told deliveryHttp: direct", async () => {
+  const seen: (string | null)[] = [];
+  const consumer = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (request) => {
+      await request.body?.cancel();
+      seen.push(request.headers.get("user-agent"));
+      return new Response(null, { status: 204 });
+    },
+  );
+  const dir = await Deno.makeTempDir({ prefix: "wa-webhook-service-" });
+  try {
+    for (
+      const [deliveryHttp, wamid] of [[undefined, "wamid.FETCH"], [
+        "direct",
+        "wamid.DIRECT",
+      ]] as const
+    ) {
+      const service = await createService({
+        config: {
+          appSecrets: [TEST_SECRET],
+          verifyToken: TEST_VERIFY_TOKEN,
+          kvPath: `${dir}/${wamid}.kv`,
+          destinations: [{
+            name: "crm",
+            url: `http://127.0.0.1:${consumer.addr.port}/hooks`,
+            secrets: [`whsec_${new Uint8Array(32).fill(3).toBase64()}`],
+          }],
+        },
+        logger: captureLogs().logger,
+        ...(deliveryHttp ? { deliveryHttp } : {}),
+      });
+      service.start();
+      const response = await service.fetch(await _signedPost(textsDelivery([wamid])));
+      assert.equal(response.status, 200);
+      await waitFor(() => seen.length === (deliveryHttp ? 2 : 1), `the delivery of ${wamid}`);
+      await service.stop();
+    }
+    // Deno's fetch names itself; the built-in client says what it is.
+    assert.match(seen[0]!, /^Deno\//);
+    assert.equal(seen[1], "wa-webhook");
+  } finally {
+    await consumer.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
