@@ -1,9 +1,10 @@
 /**
  * Claiming and settling delivery jobs in Deno KV: due jobs of a destination move, oldest due
- * first, from their due-order entry to one at the lease's end, and their records to `delivering`,
- * in atomics that check each entry's versionstamp (as many per atomic as the backend allows:
- * `location.ts`), so two deliverers never hold one job and jobs whose deliverer died become due
- * again by themselves. Settling and extending check the job record's versionstamp: whatever takes
+ * first, from their due-order entry (their own, or the one an intake commit's new jobs share, which
+ * keeps the rest: `job_records.ts`) to one of their own at the lease's end, and their records to
+ * `delivering`, in atomics that check each entry's versionstamp (as many per atomic as the backend
+ * allows: `location.ts`), so two deliverers never hold one job and jobs whose deliverer died become
+ * due again by themselves. Settling and extending check the job record's versionstamp: whatever takes
  * a job away (a new claim after the lease ran out, a replay) rewrites its record, so a lost lease
  * stores nothing.
  *
