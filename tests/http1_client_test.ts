@@ -427,6 +427,20 @@ Deno.test(
   },
 );
 
+Deno.test("createHttp1Client() keeps what a body brought before it broke the protocol", async () => {
+  const broken = "HTTP/1.1 502 Bad Gateway\r\nTransfer-Encoding: chunked\r\n\r\n" +
+    "7\r\nupstrea\r\n2\r\nm!\r\nzz\r\n";
+  await withRawServer(answerEach(broken), async (server, client) => {
+    const answer = await post(client, server.url());
+    assert.equal(answer.status, 502);
+    assert.equal(bodyText(answer), "upstream!");
+    assert.equal(answer.body.isComplete, false);
+    assert.match(answer.body.failure ?? "", /malformed chunk size/);
+    await post(client, server.url());
+    assert.equal(server.connections.length, 2, "its connection was not reused");
+  });
+});
+
 Deno.test(
   "createHttp1Client() stops a longer Content-Length body at 4096 bytes and does not reuse its connection",
   async () => {
@@ -806,6 +820,23 @@ Deno.test("createHttp1Client() closes every expired idle connection it meets", a
     assert.equal(server.connections.length, 3);
     assert.ok(await isSoon(server.connections[0]!.ended), "the older expired one was closed");
     assert.ok(await isSoon(server.connections[1]!.ended), "the newer expired one was closed");
+  }, { idleMs: 50, now: () => clock });
+});
+
+Deno.test("createHttp1Client() closes an expired idle connection kept under a fresher one", async () => {
+  let clock = 0;
+  await withRawServer(answerEach(OK), async (server, client) => {
+    await Promise.all([post(client, server.url()), post(client, server.url())]);
+    clock = 40;
+    await post(client, server.url()); // one of the two is fresh again, the other idle since 0
+    clock = 60;
+    await post(client, server.url());
+    assert.equal(server.connections.length, 2, "the fresh one was reused");
+    const [first, second] = server.connections;
+    assert.ok(
+      await isSoon(Promise.race([first!.ended, second!.ended])),
+      "the one idle for 60 ms was closed",
+    );
   }, { idleMs: 50, now: () => clock });
 });
 

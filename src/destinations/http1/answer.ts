@@ -70,12 +70,13 @@ export async function readAnswer(
       continue;
     }
     const framing = _framing(status, headers);
+    const received: _Received = { bytes: _EMPTY, length: 0 };
     let body: BodyPrefix;
     try {
-      body = await _readBody(reader, framing);
+      body = await _readBody(reader, framing, received);
     } catch (error) {
       body = {
-        bytes: _EMPTY,
+        bytes: received.bytes.subarray(0, received.length), // what arrived before
         isComplete: false,
         ...(signal.aborted ? {} : { failure: describeError(error) }),
       };
@@ -132,85 +133,95 @@ function _framing(status: number, headers: Map<string, string>): _Framing {
   return Number(length) === 0 ? { kind: "none" } : { kind: "length", length: Number(length) };
 }
 
-/** Reads at most `MAX_BODY_READ_BYTES` of a body delimited by `framing`. */
-async function _readBody(reader: ConnectionReader, framing: _Framing): Promise<BodyPrefix> {
+/** A body's bytes as they arrive: what a failure partway keeps. */
+interface _Received {
+  bytes: Uint8Array;
+  /** How many of `bytes` arrived. */
+  length: number;
+}
+
+/** Reads at most `MAX_BODY_READ_BYTES` of a body delimited by `framing` into `received`. */
+async function _readBody(
+  reader: ConnectionReader,
+  framing: _Framing,
+  received: _Received,
+): Promise<BodyPrefix> {
   switch (framing.kind) {
     case "none":
       return { bytes: _EMPTY, isComplete: true };
     case "length": {
-      const bytes = new Uint8Array(Math.min(framing.length, MAX_BODY_READ_BYTES));
-      const read = await _readInto(reader, bytes, 0, bytes.length);
-      if (read < bytes.length) {
+      received.bytes = new Uint8Array(Math.min(framing.length, MAX_BODY_READ_BYTES));
+      if (!(await _readUpTo(reader, received, received.bytes.length))) {
         return {
-          bytes: bytes.subarray(0, read),
+          bytes: received.bytes.subarray(0, received.length),
           isComplete: false,
-          failure: `The connection closed ${read} bytes into a body of ${framing.length}`,
+          failure:
+            `The connection closed ${received.length} bytes into a body of ${framing.length}`,
         };
       }
-      return { bytes, isComplete: framing.length <= MAX_BODY_READ_BYTES };
+      return { bytes: received.bytes, isComplete: framing.length <= MAX_BODY_READ_BYTES };
     }
     case "close": {
-      const bytes = new Uint8Array(MAX_BODY_READ_BYTES);
-      const read = await _readInto(reader, bytes, 0, bytes.length);
+      received.bytes = new Uint8Array(MAX_BODY_READ_BYTES);
       // Complete when the stream ended before the cap; at the cap the rest is not needed.
-      return { bytes: bytes.subarray(0, read), isComplete: read < bytes.length };
+      const isAtCap = await _readUpTo(reader, received, received.bytes.length);
+      return { bytes: received.bytes.subarray(0, received.length), isComplete: !isAtCap };
     }
     case "chunked":
-      return await _readChunked(reader);
+      received.bytes = new Uint8Array(MAX_BODY_READ_BYTES);
+      return await _readChunked(reader, received);
   }
 }
 
-/** Copies up to `count` bytes into `bytes` at `offset`; fewer when the stream ends. */
-async function _readInto(
+/** Reads into `received` until it holds `length` bytes; `false` when the stream ended first. */
+async function _readUpTo(
   reader: ConnectionReader,
-  bytes: Uint8Array,
-  offset: number,
-  count: number,
-): Promise<number> {
-  let read = 0;
-  while (read < count) {
-    const taken = await reader.take(count - read, bytes, offset + read);
-    if (taken === 0) break;
-    read += taken;
+  received: _Received,
+  length: number,
+): Promise<boolean> {
+  while (received.length < length) {
+    const taken = await reader.take(length - received.length, received.bytes, received.length);
+    if (taken === 0) return false;
+    received.length += taken;
   }
-  return read;
+  return true;
 }
 
 /** Reads a chunked body's data, at most `MAX_BODY_READ_BYTES` of it, and its trailers. */
-async function _readChunked(reader: ConnectionReader): Promise<BodyPrefix> {
-  const bytes = new Uint8Array(MAX_BODY_READ_BYTES);
-  let total = 0;
+async function _readChunked(reader: ConnectionReader, received: _Received): Promise<BodyPrefix> {
   for (;;) {
     const line = await reader.line("A chunk's size line");
-    if (line === undefined) return _endedEarly(bytes, total);
+    if (line === undefined) return _endedEarly(received);
     const digits = line.split(";", 1)[0]!.trim();
     if (!HEX_DIGITS.test(digits) || digits.length > MAX_CHUNK_SIZE_DIGITS) {
       throw new MalformedAnswerError("The answer's chunked body has a malformed chunk size");
     }
     const size = parseInt(digits, 16);
     if (size === 0) break;
-    const room = bytes.length - total;
-    const read = await _readInto(reader, bytes, total, Math.min(size, room));
-    total += read;
-    if (read < Math.min(size, room)) return _endedEarly(bytes, total);
-    if (size > room) return { bytes, isComplete: false }; // the cap: the rest is not needed
+    const room = received.bytes.length - received.length;
+    if (!(await _readUpTo(reader, received, received.length + Math.min(size, room)))) {
+      return _endedEarly(received);
+    }
+    if (size > room) return { bytes: received.bytes, isComplete: false }; // the cap: rest unneeded
     const end = await reader.line("A chunk's end");
-    if (end === undefined) return _endedEarly(bytes, total);
+    if (end === undefined) return _endedEarly(received);
     if (end !== "") {
       throw new MalformedAnswerError("The answer's chunked body has a chunk longer than its size");
     }
   }
   for (;;) {
     const trailer = await reader.line("A trailer line");
-    if (trailer === undefined) return _endedEarly(bytes, total);
-    if (trailer === "") return { bytes: bytes.subarray(0, total), isComplete: true };
+    if (trailer === undefined) return _endedEarly(received);
+    if (trailer === "") {
+      return { bytes: received.bytes.subarray(0, received.length), isComplete: true };
+    }
   }
 }
 
 /** A chunked body whose connection closed before its last chunk. */
-function _endedEarly(bytes: Uint8Array, total: number): BodyPrefix {
+function _endedEarly(received: _Received): BodyPrefix {
   return {
-    bytes: bytes.subarray(0, total),
+    bytes: received.bytes.subarray(0, received.length),
     isComplete: false,
     failure: "The connection closed before the chunked body's end",
   };

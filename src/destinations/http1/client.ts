@@ -5,9 +5,9 @@
  * request, which is most of a busy destination's JavaScript time.
  *
  * - Idle connections are kept per origin, the most recently used first, at most
- *   {@linkcode MAX_IDLE_CONNECTIONS}; one idle for longer than {@linkcode IDLE_MS} (below the 5 s
+ *   {@linkcode MAX_IDLE_CONNECTIONS}; those idle for longer than {@linkcode IDLE_MS} (below the 5 s
  *   after which Node's servers close theirs, so a request seldom meets a connection being closed)
- *   is closed instead of reused when a request finds it, and every one at `close()`.
+ *   are closed instead of reused at the next request, and every one at `close()`.
  * - A request on a kept connection that ends before any byte of an answer (the server closed it
  *   while idle) is sent once more on a new connection, as HTTP clients do; consumers deduplicate
  *   by `webhook-id` should the first have been handled after all.
@@ -91,14 +91,16 @@ export function createHttp1Client(options: Http1ClientOptions = {}): Http1Client
     return lastTarget;
   }
 
-  /** A kept connection to `target` that has not idled too long, or `undefined`. */
+  /**
+   * The most recently kept connection to `target`, or `undefined`; those idle too long, the oldest
+   * first in the list, are closed on the way.
+   */
   function takeIdle(target: _Target): _Connection | undefined {
     const kept = idle.get(target.origin);
-    for (let connection = kept?.pop(); connection; connection = kept?.pop()) {
-      if (now() - connection.idleSince <= idleMs) return connection;
-      _close(connection);
-    }
-    return undefined;
+    if (!kept) return undefined;
+    const at = now();
+    while (kept.length > 0 && at - kept[0]!.idleSince > idleMs) _close(kept.shift()!);
+    return kept.pop();
   }
 
   function release(target: _Target, connection: _Connection): void {
