@@ -189,9 +189,21 @@ Deno.test("the README's Python consumer verifies every delivery with standardweb
   await checkConsumer("python", async (dir) => {
     await Deno.writeTextFile(`${dir}/app.py`, snippet);
   }, (port, secret) => ({
-    // Flask's own runner serves the snippet's `app` as written.
+    // Flask's own runner serves the snippet's `app` as written, one request at a time: on its
+    // threads two deliveries' `print`s, each written in pieces, interleave in the output read.
     command: PYTHON,
-    args: ["-m", "flask", "--app", "app", "run", "--host", "127.0.0.1", "--port", String(port)],
+    args: [
+      "-m",
+      "flask",
+      "--app",
+      "app",
+      "run",
+      "--without-threads",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+    ],
     env: { WHATSAPP_EVENTS_SECRET: secret, PYTHONPATH: PYTHON_LIBRARY, PYTHONUNBUFFERED: "1" },
   }));
 });
