@@ -67,7 +67,7 @@ export interface DelivererOptions {
    * connections, closed at `stop`; `"fetch"` (the default), `fetch`.
    */
   http?: DeliveryHttp;
-  /** The `fetch` of `http: "fetch"`; defaults to the global one. Given, it is used whatever `http` says. */
+  /** The `fetch` of `http: "fetch"`, the global one by default; given, `http` is ignored. */
   fetch?: typeof fetch;
   /** Told about attempts, settled jobs and circuit changes (metrics); none by default. */
   observer?: DelivererObserver;

@@ -36,7 +36,7 @@ export interface DeliveriesOptions {
   retry: RetryPolicy;
   leaseMs: number;
   random?: () => number;
-  /** How requests travel: the built-in HTTP/1.1 client, or `fetch` (the default; `transport.ts`). */
+  /** How requests travel: the built-in HTTP/1.1 client, or `fetch` (default; `transport.ts`). */
   http?: DeliveryHttp;
   /** The `fetch` requests go through; defaults to the global one. Given, `http` is ignored. */
   fetch?: typeof fetch;

@@ -11,10 +11,10 @@
  *   it after the attempts, since consumers fix their bugs.
  * - `gone`: 410; the caller pauses the destination.
  *
- * Only the first `MAX_BODY_READ_BYTES` (`transport.ts`) of an answer are read, to word the reason; the
- * rest is left unread and its connection closed, so a huge or endless body holds neither memory
- * nor time. The timeout covers the whole attempt, reading that prefix included. How the request
- * travels is the caller's choice (`transport.ts`): `fetch`, or the built-in HTTP/1.1 client.
+ * Only the first `MAX_BODY_READ_BYTES` of an answer are read, to word the reason; the rest is
+ * left unread and its connection closed, so a huge or endless body holds neither memory nor time.
+ * The timeout covers the whole attempt, reading that prefix included. How the request travels is
+ * the caller's choice (`transport.ts`): `fetch`, or the built-in HTTP/1.1 client.
  *
  * @module
  */

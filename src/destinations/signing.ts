@@ -145,8 +145,7 @@ export function parseSigningSecret(secret: string, index = 0, count = 1): Uint8A
 
 /**
  * A {@linkcode Signer} for one destination: parses every secret once, so that a delivery only
- * computes HMACs. List the new secret first during a
- * rotation; every secret signs every delivery.
+ * computes HMACs. List the new secret first during a rotation; every secret signs every delivery.
  *
  * @throws {SigningSecretError} when the list is empty or longer than
  * {@linkcode MAX_SIGNING_SECRETS}, or a secret is malformed (see {@linkcode parseSigningSecret}).

@@ -76,7 +76,7 @@ export interface Answer {
 /** Sends one POST; rejects with a {@linkcode TransportError} when no answer's status arrived. */
 export type Post = (request: PostRequest) => Promise<Answer>;
 
-/** Why no answer came: no connection made, or the connection lost (or garbled) before the answer. */
+/** Why no answer came: no connection made, or the connection lost (or garbled) before it. */
 export class TransportError extends Error {
   /** Whether no connection was made at all (refused, DNS, TLS handshake): nothing was sent. */
   readonly isConnectFailure: boolean;

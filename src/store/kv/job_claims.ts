@@ -4,9 +4,9 @@
  * keeps the rest: `job_records.ts`) to one of their own at the lease's end, and their records to
  * `delivering`, in atomics that check each entry's versionstamp (as many per atomic as the backend
  * allows: `location.ts`), so two deliverers never hold one job and jobs whose deliverer died become
- * due again by themselves. Settling and extending check the job record's versionstamp: whatever takes
- * a job away (a new claim after the lease ran out, a replay) rewrites its record, so a lost lease
- * stores nothing.
+ * due again by themselves. Settling and extending check the job record's versionstamp: whatever
+ * takes a job away (a new claim after the lease ran out, a replay) rewrites its record, so a lost
+ * lease stores nothing.
  *
  * @module
  */

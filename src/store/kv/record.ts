@@ -38,9 +38,9 @@ const MAX_COMMIT_BYTES = 600 * 1024;
  */
 export const MAX_COMMIT_MUTATIONS = 500;
 /**
- * Estimated bytes a delivery job adds to its commit, at most: a shared due-order entry (destination,
- * time and id in the key) and its event id in the list (two bytes a character as strings may be
- * stored).
+ * Estimated bytes a delivery job adds to its commit, at most: a shared due-order entry
+ * (destination, time and id in the key) and its event id in the list (two bytes a character as
+ * strings may be stored).
  */
 const JOB_BYTES = 512;
 
