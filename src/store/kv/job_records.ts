@@ -155,9 +155,13 @@ export async function readJobs(
       ? [{ id, i, job, entryKey: unwrittenJobEntryKey(record, destination) }]
       : [];
   });
-  const entries = await getManyInBatches(kv, candidates.map((c) => c.entryKey));
+  // The events of one intake commit share their entry: each entry is read once.
+  const texts = candidates.map((c) => JSON.stringify(c.entryKey));
+  const keys = new Map(texts.map((text, n) => [text, candidates[n]!.entryKey]));
+  const read = await getManyInBatches(kv, [...keys.values()]);
+  const entries = new Map([...keys.keys()].map((text, n) => [text, read[n]!]));
   candidates.forEach(({ id, i, job }, n) => {
-    if (holdsUnwrittenJob(entries[n]!, id)) found[i] = { job, isWritten: false };
+    if (holdsUnwrittenJob(entries.get(texts[n]!)!, id)) found[i] = { job, isWritten: false };
   });
   return found;
 }
