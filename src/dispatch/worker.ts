@@ -8,8 +8,9 @@
  * run out and any worker claims them). A slot is freed once the handlers are done: storing the
  * result, shared with other runs' results by the store, does not hold it.
  *
- * Every retry is due within `maxDelayMs`, whatever a handler asked (`retry_delay.ts`). On start,
- * the worker makes due now the events older versions parked later than that.
+ * Every retry is due within `maxDelayMs`, whatever a handler asked (`retry_delay.ts`). The store's
+ * upkeep runs in the loop (`upkeep.ts`): on start the events older versions parked later than
+ * that are made due now, and expired events are purged every ten minutes.
  *
  * @module
  */
@@ -25,6 +26,7 @@ import type { Dispatcher, HandlerServices } from "./dispatcher.ts";
 import { createLeaseKeeper } from "./lease_keeper.ts";
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry_delay.ts";
 import { runHandlers } from "./run_handlers.ts";
+import { createUpkeep } from "./upkeep.ts";
 
 /** Options for {@linkcode createWorker}. */
 export interface WorkerOptions {
@@ -126,11 +128,6 @@ const CLAIM_BATCH = 10;
  * intake: 10-event deliveries at 32 connections were handled at 5.5k events/s instead of 18k.
  */
 const QUEUED_PER_SLOT = 4;
-/** How often the loop removes expired events from the store (retention), and how many at most. */
-const PURGE_EVERY_MS = 10 * 60_000;
-const PURGE_LIMIT = 1_000;
-/** Events parked by older versions that one start brings back at most; the next start does more. */
-const MAX_BROUGHT_FORWARD_PER_START = 1_000;
 
 /** An event waiting in memory for a slot, and the release of its lease's hold. */
 interface _Queued {
@@ -148,13 +145,17 @@ export function createWorker(options: WorkerOptions): Worker {
   const random = options.random ?? Math.random;
   const services: HandlerServices = { ...options.services, store };
   const keeper = createLeaseKeeper({ store, clock, logger, leaseMs });
+  const upkeep = createUpkeep({
+    store,
+    logger,
+    latestDueInMs: retry.maxDelayMs + leaseMs,
+    ...(options.purgeAlso ? { purgeAlso: options.purgeAlso } : {}),
+  });
 
   const runs = new Map<string, { done: Promise<void>; abort: AbortController }>();
   let isStopping = false;
   let loop: Promise<void> | undefined;
   let lastLoopAt = 0;
-  let lastPurgeAt = 0;
-  let purging: Promise<unknown> = Promise.resolve();
   const wakeup = createWakeup(clock);
   /** Due events may be waiting for a slot: finished runs wake the claim loop. */
   let isBacklogged = true;
@@ -167,11 +168,11 @@ export function createWorker(options: WorkerOptions): Worker {
   const maxQueued = QUEUED_PER_SLOT * concurrency;
 
   async function runLoop(): Promise<void> {
-    await bringForwardParked();
+    await upkeep.bringForwardParked(clock.now());
     while (!isStopping) {
       lastLoopAt = clock.now();
       wakeup.clear();
-      if (lastLoopAt - lastPurgeAt >= PURGE_EVERY_MS) purgeExpired(lastLoopAt);
+      upkeep.purgeWhenDue(lastLoopAt);
       const free = freeSlots();
       // While runs are going, claim only once a batch's worth of slots is free: claiming each
       // freed slot on its own would spend one commit per event.
@@ -190,35 +191,6 @@ export function createWorker(options: WorkerOptions): Worker {
       isBacklogged = !isWorthClaiming || claimed === free;
       if (!isWorthClaiming || claimed < free) await waitForWork(!isWorthClaiming);
     }
-  }
-
-  /** Makes due now the events older versions parked beyond the longest delay this one sets. */
-  async function bringForwardParked(): Promise<void> {
-    try {
-      const now = clock.now();
-      const moved = await store.bringForward({
-        now,
-        latestDueAt: now + retry.maxDelayMs + leaseMs,
-        limit: MAX_BROUGHT_FORWARD_PER_START,
-      });
-      if (moved > 0) {
-        logger.warn("events parked beyond the longest retry delay are due now", { events: moved });
-      }
-    } catch (error) {
-      logger.error("cannot bring back events parked beyond the longest retry delay", { error });
-    }
-  }
-
-  /** Removes events whose records expired, in the background: retention for stores that need it. */
-  function purgeExpired(now: number): void {
-    lastPurgeAt = now;
-    purging = Promise.all([
-      store.purgeExpired(now, PURGE_LIMIT).then(
-        (purged) => purged > 0 && logger.info("expired events removed", { events: purged }),
-        (error) => logger.warn("cannot remove expired events", { error }),
-      ),
-      options.purgeAlso?.(now),
-    ]);
   }
 
   /**
@@ -449,7 +421,7 @@ export function createWorker(options: WorkerOptions): Worker {
       queue = [];
       wake();
       await loop;
-      await purging;
+      await upkeep.purged();
       const all = Promise.all([...runs.values()].map((run) => run.done));
       const isLate = await within(all.then(() => false), graceMs, { otherwise: true });
       if (isLate) {
